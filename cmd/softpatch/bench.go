@@ -1,0 +1,112 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/softpatch/softpatch/engine/backbone"
+	"github.com/softpatch/softpatch/engine/compute"
+)
+
+// benchResult is one measured batch size.
+type benchResult struct {
+	Arch          string  `json:"arch"`
+	Layer         string  `json:"deepest_layer"`
+	ImageSize     int     `json:"imagesize"`
+	Batch         int     `json:"batch"`
+	Threads       int     `json:"threads"`
+	BLAS          string  `json:"blas"`
+	SecondsPerImg float64 `json:"seconds_per_image"`
+	ImagesPerSec  float64 `json:"images_per_second"`
+	GFLOPs        float64 `json:"gflop_per_second"`
+	EmbedSeconds  float64 `json:"embed_seconds_per_image"`
+	PeakRSSMB     float64 `json:"peak_rss_mb"`
+}
+
+func runBench(args []string) error {
+	if len(args) == 0 || args[0] != "features" {
+		return fmt.Errorf("usage: softpatch bench features [flags]")
+	}
+	fs := newFlags("bench features", "bench features [--batches 1,8] [--images N] [--json]",
+		"softpatch bench features --batches 1,8 --images 16")
+	var ff featureFlags
+	ff.register(fs)
+	batches := fs.String("batches", "1,8", "comma-separated batch sizes to measure")
+	images := fs.Int("images", 16, "images timed per batch size (after one warm-up batch)")
+	asJSON := fs.Bool("json", false, "print results as JSON lines")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	p, err := ff.open()
+	if err != nil {
+		return err
+	}
+	deepest := 0
+	for _, l := range p.layers {
+		s, _ := backbone.LayerIndex(l)
+		deepest = max(deepest, s)
+	}
+	s := p.pre.ImageSize
+	flops := p.net.Arch.FLOPs(s, s, deepest)
+	for _, f := range strings.Split(*batches, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("--batches: bad batch size %q", f)
+		}
+		x := make([]float32, n*3*s*s)
+		for i := range x {
+			x[i] = float32((i*7919)%2001)/1000 - 1
+		}
+		if _, err := p.net.Forward(x, n, s, s, p.layers); err != nil { // warm-up: builds the graph
+			return err
+		}
+		rounds := max(1, *images/n)
+		var fwd, emb time.Duration
+		for r := 0; r < rounds; r++ {
+			t0 := time.Now()
+			feats, err := p.net.Forward(x, n, s, s, p.layers)
+			if err != nil {
+				return err
+			}
+			t1 := time.Now()
+			if _, _, err := p.embed.Embed(feats); err != nil {
+				return err
+			}
+			fwd += t1.Sub(t0)
+			emb += time.Since(t1)
+		}
+		imgs := float64(rounds * n)
+		res := benchResult{
+			Arch: p.net.Arch.Name, Layer: backbone.Layers[deepest], ImageSize: s, Batch: n, Threads: compute.Threads(),
+			BLAS: compute.BLASInfo(), SecondsPerImg: fwd.Seconds() / imgs, ImagesPerSec: imgs / fwd.Seconds(),
+			GFLOPs: flops * imgs / fwd.Seconds() / 1e9, EmbedSeconds: emb.Seconds() / imgs, PeakRSSMB: peakRSSMB(),
+		}
+		if *asJSON {
+			b, _ := json.Marshal(res)
+			fmt.Println(string(b))
+			continue
+		}
+		fmt.Printf("%s to %s at %d, batch %d, %d threads (%s): %.3f s/image, %.2f images/s, %.1f GFLOP/s; embedding %.4f s/image; peak RSS %.0f MB\n",
+			res.Arch, res.Layer, s, n, res.Threads, res.BLAS, res.SecondsPerImg, res.ImagesPerSec, res.GFLOPs, res.EmbedSeconds, res.PeakRSSMB)
+	}
+	return nil
+}
+
+// peakRSSMB reads the process's peak resident set size (VmHWM) on Linux, 0 elsewhere.
+func peakRSSMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}

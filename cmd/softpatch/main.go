@@ -1,0 +1,76 @@
+// Command softpatch is the SoftPatch research harness: patch embeddings,
+// detectors and the paper's experiments from one binary.
+//
+//	softpatch VERB [flags] ARGS
+//
+// Run "softpatch help" for the verbs and "softpatch VERB -h" for each
+// verb's flags and an example.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+)
+
+// verb is one subcommand.
+type verb struct {
+	name, summary string
+	run           func(args []string) error
+}
+
+func verbs() []verb {
+	return []verb{
+		{"embed", "write PatchCore patch embeddings of images to a .npy file", runEmbed},
+		{"demo", "run the feature pipeline on generated images (the README's first command)", runDemo},
+		{"weights", "inspect a torchvision checkpoint (weights inspect FILE)", runWeights},
+		{"bench", "measure the feature extractor (bench features)", runBench},
+		{"version", "print version, commit, BLAS and threads", runVersion},
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: softpatch VERB [flags] ARGS\n\nverbs:")
+	for _, v := range verbs() {
+		fmt.Fprintf(os.Stderr, "  %-8s %s\n", v.name, v.summary)
+	}
+	fmt.Fprintln(os.Stderr, "\nRun 'softpatch VERB -h' for a verb's flags and an example.")
+}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "help" || os.Args[1] == "-h" || os.Args[1] == "--help" {
+		usage()
+		if len(os.Args) < 2 {
+			os.Exit(2)
+		}
+		return
+	}
+	for _, v := range verbs() {
+		if v.name == os.Args[1] {
+			err := v.run(os.Args[2:])
+			if errors.Is(err, flag.ErrHelp) {
+				return
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "softpatch "+v.name+":", err)
+				os.Exit(1)
+			}
+			return
+		}
+	}
+	fmt.Fprintf(os.Stderr, "softpatch: unknown verb %q\n\n", os.Args[1])
+	usage()
+	os.Exit(2)
+}
+
+// newFlags returns a verb's flag set whose -h output shows the usage line
+// and an example.
+func newFlags(name, usageLine, example string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: softpatch %s\n\nexample:\n  %s\n\nflags:\n", usageLine, example)
+		fs.PrintDefaults()
+	}
+	return fs
+}

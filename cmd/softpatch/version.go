@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/softpatch/softpatch/engine/compute"
+)
+
+// version is the release of this build.
+const version = "0.1.0-dev"
+
+// commit returns the VCS revision the binary was built from, with
+// "+dirty" for uncommitted changes, or "unknown".
+func commit() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	rev, dirty := "unknown", ""
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	return rev + dirty
+}
+
+func runVersion(args []string) error {
+	fs := newFlags("version", "version", "softpatch version")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	fmt.Printf("softpatch %s\ncommit    %s\ngo        %s %s/%s\nblas      %s\nthreads   %d\ndevice    cpu (GPU backend not built yet)\n",
+		version, commit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, compute.BLASInfo(), compute.Threads())
+	return nil
+}

@@ -1,0 +1,66 @@
+package backbone
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+)
+
+// RandomInitSeed is the seed of the random-init backbone used when no
+// checkpoint is found.
+const RandomInitSeed = 0
+
+// Identity says which network produced a result: it travels with every
+// output so that a random-init run is never mistaken for a reproduction.
+type Identity struct {
+	Arch       string `json:"arch"`
+	Weights    string `json:"weights,omitempty"`        // checkpoint path
+	SHA256     string `json:"weights_sha256,omitempty"` // of the checkpoint file
+	RandomInit bool   `json:"random_init"`
+	Seed       uint64 `json:"seed,omitempty"` // of the random initialisation
+}
+
+// String is a one-line description, e.g.
+// "wide_resnet50_2 (wide_resnet50_2-95faca4d.pth, sha256 5f2c0b8b43a9)" or
+// "wide_resnet50_2 (random-init backbone, seed 0)".
+func (id Identity) String() string {
+	if id.RandomInit {
+		return fmt.Sprintf("%s (random-init backbone, seed %d)", id.Arch, id.Seed)
+	}
+	sum := id.SHA256
+	if len(sum) > 12 {
+		sum = sum[:12]
+	}
+	return fmt.Sprintf("%s (%s, sha256 %s)", id.Arch, filepath.Base(id.Weights), sum)
+}
+
+// Open builds the backbone for arch from the checkpoint that FindWeights
+// resolves for weights (a path, or "" to search the usual places). When
+// weights is "" and nothing is found, the network is initialised from
+// RandomInitSeed as torchvision initialises it, and the Identity says so.
+// An explicit path that fails to load is an error, never a fallback.
+func Open(arch Arch, weights string) (*Backbone, Identity, error) {
+	id := Identity{Arch: arch.Name}
+	path, err := FindWeights(weights, arch)
+	var params map[string]Tensor
+	switch {
+	case errors.Is(err, ErrNoWeights) && weights == "":
+		id.RandomInit, id.Seed = true, RandomInitSeed
+		params = RandomInit(arch, RandomInitSeed)
+	case err != nil:
+		return nil, id, err
+	default:
+		if params, err = LoadCheckpoint(path, arch); err != nil {
+			return nil, id, err
+		}
+		if id.SHA256, err = HashFile(path); err != nil {
+			return nil, id, err
+		}
+		id.Weights = path
+	}
+	b, err := New(arch, params)
+	if err != nil {
+		return nil, id, err
+	}
+	return b, id, nil
+}

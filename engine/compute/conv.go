@@ -1,0 +1,257 @@
+package compute
+
+import "fmt"
+
+// Conv is a 2-D convolution (square kernel, the same stride and padding on
+// both axes, groups=1, no dilation) with eval-mode BatchNorm already folded
+// into Weight and Bias (see FoldBatchNorm):
+//
+//	y = conv(x, Weight) + Bias[o]; then + residual (if given); then ReLU (if set).
+//
+// Forward picks the algorithm from the shape: a plain GEMM per image for 1x1
+// stride-1 convolutions, Winograd F(4x4,3x3) for 3x3 stride-1 ones, and
+// im2col+GEMM otherwise (the stem, strided 3x3 and strided 1x1, whose
+// im2col is a strided gather).
+//
+// The Winograd path caches the transformed weights inside the Conv on its
+// first use; Weight must not be modified in place after the first Forward
+// (assigning a new slice is fine: the cache is keyed by the slice). Forward
+// may be called from several goroutines at once.
+type Conv struct {
+	In, Out, Kernel, Stride, Pad int
+	Weight                       []float32 // [Out][In][Kernel][Kernel]
+	Bias                         []float32 // [Out]
+	ReLU                         bool
+
+	wino *winoWeights // transformed weights of the Winograd path, built lazily
+}
+
+// Workspace holds the scratch buffers of Conv.Forward, reused across calls
+// and grown on demand. Its zero value is ready to use. A Workspace must not
+// be used by two Forward calls at the same time.
+type Workspace struct {
+	col  []float32 // im2col matrix, or the GEMM output of batched paths
+	out  []float32 // GEMM output when it cannot go straight into dst
+	wino []float32 // Winograd transformed input
+}
+
+// grow returns (*p)[:n], reallocating when the capacity is short.
+func grow(p *[]float32, n int) []float32 {
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	return (*p)[:n]
+}
+
+// convPath names an algorithm of Conv.Forward.
+type convPath int
+
+const (
+	pathAuto     convPath = iota
+	pathGEMM1x1           // 1x1, stride 1, pad 0: one GEMM per image
+	pathIm2col            // im2col (a strided gather for 1x1) + GEMM
+	pathWinograd          // Winograd F(4x4,3x3), 3x3 stride 1
+)
+
+// forcePath, when not pathAuto, makes Forward use that path wherever it
+// applies (tests use it to exercise every path).
+var forcePath = pathAuto
+
+// batchIm2col makes the im2col path lay all images side by side and run a
+// single GEMM when n > 1.
+var batchIm2col = true
+
+func (c *Conv) path() convPath {
+	k, s, p := c.Kernel, c.Stride, c.Pad
+	can1x1 := k == 1 && s == 1 && p == 0
+	canWino := k == 3 && s == 1
+	switch {
+	case forcePath == pathGEMM1x1 && can1x1, forcePath == pathIm2col:
+		return forcePath
+	case forcePath == pathWinograd && canWino:
+		return pathWinograd
+	case can1x1:
+		return pathGEMM1x1
+	case canWino:
+		return pathWinograd
+	}
+	return pathIm2col
+}
+
+// OutputSize returns the spatial output size for an h x w input, as torch
+// computes it: (h+2*Pad-Kernel)/Stride+1 (floor division).
+func (c *Conv) OutputSize(h, w int) (oh, ow int) {
+	return (h+2*c.Pad-c.Kernel)/c.Stride + 1, (w+2*c.Pad-c.Kernel)/c.Stride + 1
+}
+
+// Forward writes dst [n][Out][oh][ow] (oh, ow from OutputSize) from
+// x [n][In][h][w]. residual is nil or has dst's shape; it is added after the
+// bias and before the ReLU. ws holds scratch buffers reused across calls;
+// nil allocates fresh ones. dst must not overlap x or residual. All slices
+// belong to the caller.
+func (c *Conv) Forward(dst, x, residual []float32, n, h, w int, ws *Workspace) {
+	if c.In <= 0 || c.Out <= 0 || c.Kernel <= 0 || c.Stride <= 0 || c.Pad < 0 {
+		panic(fmt.Sprintf("compute.Conv.Forward: invalid conv In=%d Out=%d Kernel=%d Stride=%d Pad=%d", c.In, c.Out, c.Kernel, c.Stride, c.Pad))
+	}
+	if nw := c.Out * c.In * c.Kernel * c.Kernel; len(c.Weight) != nw || len(c.Bias) != c.Out {
+		panic(fmt.Sprintf("compute.Conv.Forward: len(Weight)=%d len(Bias)=%d, want %d and %d for Out=%d In=%d Kernel=%d", len(c.Weight), len(c.Bias), nw, c.Out, c.Out, c.In, c.Kernel))
+	}
+	oh, ow := c.OutputSize(h, w)
+	if n <= 0 || h <= 0 || w <= 0 || oh <= 0 || ow <= 0 {
+		panic(fmt.Sprintf("compute.Conv.Forward: invalid input n=%d h=%d w=%d (output %dx%d) for Kernel=%d Stride=%d Pad=%d", n, h, w, oh, ow, c.Kernel, c.Stride, c.Pad))
+	}
+	if len(x) != n*c.In*h*w {
+		panic(fmt.Sprintf("compute.Conv.Forward: len(x)=%d, want n*In*h*w=%d*%d*%d*%d=%d", len(x), n, c.In, h, w, n*c.In*h*w))
+	}
+	if len(dst) != n*c.Out*oh*ow {
+		panic(fmt.Sprintf("compute.Conv.Forward: len(dst)=%d, want n*Out*oh*ow=%d*%d*%d*%d=%d", len(dst), n, c.Out, oh, ow, n*c.Out*oh*ow))
+	}
+	if residual != nil && len(residual) != len(dst) {
+		panic(fmt.Sprintf("compute.Conv.Forward: len(residual)=%d, want len(dst)=%d", len(residual), len(dst)))
+	}
+	if ws == nil {
+		ws = new(Workspace)
+	}
+	switch c.path() {
+	case pathGEMM1x1:
+		c.forward1x1(dst, x, residual, n, h*w)
+	case pathWinograd:
+		c.forwardWinograd(dst, x, residual, n, h, w, ws)
+	default:
+		c.forwardIm2col(dst, x, residual, n, h, w, oh, ow, ws)
+	}
+}
+
+// forward1x1 runs a 1x1 stride-1 unpadded convolution as
+// dst[i] = W [Out x In] * x[i] [In x hw], then the epilogue in place.
+func (c *Conv) forward1x1(dst, x, residual []float32, n, hw int) {
+	for i := 0; i < n; i++ {
+		sgemm(false, false, c.Out, hw, c.In, 1, c.Weight, c.In,
+			x[i*c.In*hw:], hw, 0, dst[i*c.Out*hw:], hw)
+	}
+	c.epilogue(dst, nil, residual, n, hw)
+}
+
+// forwardIm2col runs im2col + GEMM. With batching (n > 1) the columns of all
+// images sit side by side ([In*K*K] x [n*oh*ow]) and one GEMM writes
+// [Out] x [n*oh*ow] into scratch, which the epilogue scatters back to NCHW;
+// otherwise each image gets its own im2col and a GEMM straight into dst.
+func (c *Conv) forwardIm2col(dst, x, residual []float32, n, h, w, oh, ow int, ws *Workspace) {
+	kk := c.In * c.Kernel * c.Kernel
+	ohw := oh * ow
+	chw := c.In * h * w
+	if n > 1 && batchIm2col {
+		ld := n * ohw
+		col := grow(&ws.col, kk*ld)
+		parallelFor(kk*n, 8, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				row, img := r/n, r%n
+				c.im2colRow(col[row*ld+img*ohw:row*ld+(img+1)*ohw], x[img*chw:(img+1)*chw], row, h, w, oh, ow)
+			}
+		})
+		out := grow(&ws.out, c.Out*ld)
+		sgemm(false, false, c.Out, ld, kk, 1, c.Weight, kk, col, ld, 0, out, ld)
+		c.epilogue(dst, out, residual, n, ohw)
+		return
+	}
+	col := grow(&ws.col, kk*ohw)
+	for img := 0; img < n; img++ {
+		xi := x[img*chw : (img+1)*chw]
+		parallelFor(kk, 8, func(lo, hi int) {
+			for row := lo; row < hi; row++ {
+				c.im2colRow(col[row*ohw:(row+1)*ohw], xi, row, h, w, oh, ow)
+			}
+		})
+		sgemm(false, false, c.Out, ohw, kk, 1, c.Weight, kk, col, ohw, 0, dst[img*c.Out*ohw:], ohw)
+	}
+	c.epilogue(dst, nil, residual, n, ohw)
+}
+
+// im2colRow fills dst [oh*ow] with row (ci, ky, kx) of the im2col matrix of
+// one image x [In][h][w]: dst[oy*ow+ox] = x[ci][oy*s-p+ky][ox*s-p+kx], or 0
+// where that falls in the padding.
+func (c *Conv) im2colRow(dst, x []float32, row, h, w, oh, ow int) {
+	k, s, p := c.Kernel, c.Stride, c.Pad
+	kx := row % k
+	ky := (row / k) % k
+	ci := row / (k * k)
+	plane := x[ci*h*w : (ci+1)*h*w]
+	// Valid output columns: 0 <= ox*s-p+kx < w.
+	x0 := 0
+	if p-kx > 0 {
+		x0 = (p - kx + s - 1) / s
+	}
+	x1 := 0
+	if w+p-kx > 0 {
+		x1 = min(ow, (w+p-kx+s-1)/s)
+	}
+	x0 = min(x0, x1)
+	for oy := 0; oy < oh; oy++ {
+		d := dst[oy*ow : (oy+1)*ow]
+		iy := oy*s - p + ky
+		if iy < 0 || iy >= h {
+			clear(d)
+			continue
+		}
+		src := plane[iy*w : (iy+1)*w]
+		clear(d[:x0])
+		clear(d[x1:])
+		ix := x0*s - p + kx
+		if s == 1 {
+			copy(d[x0:x1], src[ix:])
+			continue
+		}
+		for ox := x0; ox < x1; ox++ {
+			d[ox] = src[ix]
+			ix += s
+		}
+	}
+}
+
+// epilogue finishes dst [n][Out][hw]: dst = act(y + Bias[o] + residual),
+// where y is src laid out [Out][n*hw] when src is not nil and dst itself
+// otherwise. It runs in parallel over the n*Out rows.
+func (c *Conv) epilogue(dst, src, residual []float32, n, hw int) {
+	rows := n * c.Out
+	parallelFor(rows, max(1, 4096/max(hw, 1)), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			img, o := r/c.Out, r%c.Out
+			d := dst[r*hw : (r+1)*hw]
+			y := d
+			if src != nil {
+				y = src[(o*n+img)*hw : (o*n+img+1)*hw]
+			}
+			var res []float32
+			if residual != nil {
+				res = residual[r*hw : (r+1)*hw]
+			}
+			epilogueRow(d, y, res, c.Bias[o], c.ReLU)
+		}
+	})
+}
+
+// epilogueRow sets d[i] = act(y[i] + b + res[i]); res may be nil and y may
+// be d. All have the same length.
+func epilogueRow(d, y, res []float32, b float32, relu bool) {
+	y = y[:len(d)]
+	switch {
+	case res == nil && !relu:
+		for i, v := range y {
+			d[i] = v + b
+		}
+	case res == nil:
+		for i, v := range y {
+			d[i] = max(v+b, 0)
+		}
+	case !relu:
+		res = res[:len(d)]
+		for i, v := range y {
+			d[i] = v + b + res[i]
+		}
+	default:
+		res = res[:len(d)]
+		for i, v := range y {
+			d[i] = max(v+b+res[i], 0)
+		}
+	}
+}

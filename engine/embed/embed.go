@@ -1,0 +1,168 @@
+// Package embed is PatchCore's local patch embedding (SOFTPATCH.md section
+// 3): every layer's feature map is unfolded into patch neighbourhoods,
+// each neighbourhood is pooled to PretrainDim values, deeper layers are
+// brought to the first layer's grid by bilinear resizing, and the layers'
+// vectors are concatenated and pooled again to TargetDim.
+package embed
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/softpatch/softpatch/engine/backbone"
+	"github.com/softpatch/softpatch/engine/compute"
+)
+
+// Config holds the embedding parameters. The zero value is not valid; see
+// Default.
+type Config struct {
+	PatchSize   int // neighbourhood side; PatchCore: 3
+	Stride      int // neighbourhood stride; PatchCore: 1
+	PretrainDim int // per-layer pooled dimension; PatchCore: 1024
+	TargetDim   int // final dimension; PatchCore: 1024
+}
+
+// Default is the published PatchCore/SoftPatch setting.
+func Default() Config { return Config{PatchSize: 3, Stride: 1, PretrainDim: 1024, TargetDim: 1024} }
+
+// Grid returns the patch grid of a feature map of size h x w: torch's
+// Unfold with padding (PatchSize-1)/2.
+func (c Config) Grid(h, w int) (gh, gw int) {
+	pad := (c.PatchSize - 1) / 2
+	return (h+2*pad-c.PatchSize)/c.Stride + 1, (w+2*pad-c.PatchSize)/c.Stride + 1
+}
+
+func (c Config) check() error {
+	if c.PatchSize < 1 || c.Stride < 1 || c.PretrainDim < 1 || c.TargetDim < 1 {
+		return fmt.Errorf("embed: invalid config %+v: every field must be positive", c)
+	}
+	return nil
+}
+
+// Embed computes the patch features of a batch. feats are the layer
+// outputs of one Backbone.Forward call (same N), the first one setting
+// the reference grid. It returns [N][positions][TargetDim], row-major,
+// positions in row-major order of the reference grid.
+func (c Config) Embed(feats []backbone.Feature) (data []float32, positions int, err error) {
+	if err := c.check(); err != nil {
+		return nil, 0, err
+	}
+	if len(feats) == 0 {
+		return nil, 0, fmt.Errorf("embed: no layers")
+	}
+	n := feats[0].N
+	gh, gw := c.Grid(feats[0].H, feats[0].W)
+	for _, f := range feats {
+		if f.N != n || len(f.Data) != f.N*f.C*f.H*f.W {
+			return nil, 0, fmt.Errorf("embed: layer %s has shape %dx%dx%dx%d with %d values, batch %d",
+				f.Layer, f.N, f.C, f.H, f.W, len(f.Data), n)
+		}
+	}
+	positions = gh * gw
+	data = make([]float32, n*positions*c.TargetDim)
+	workers := min(compute.Threads(), n)
+	var wg sync.WaitGroup
+	next := make(chan int, n)
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	for range workers {
+		wg.Go(func() {
+			s := newScratch(c, feats, positions)
+			for i := range next {
+				c.embedImage(data[i*positions*c.TargetDim:(i+1)*positions*c.TargetDim], feats, i, gh, gw, s)
+			}
+		})
+	}
+	wg.Wait()
+	return data, positions, nil
+}
+
+// scratch holds one worker's buffers.
+type scratch struct {
+	patch  []float32   // one unfolded neighbourhood, C*PatchSize^2
+	pooled []float32   // one layer's pooled planes, [PretrainDim][gh][gw] of its own grid
+	onRef  [][]float32 // each layer's pooled planes on the reference grid
+	concat []float32   // one position's concatenated layer vectors
+	vec    []float32   // one position's pooled vector of one layer
+}
+
+func newScratch(c Config, feats []backbone.Feature, positions int) *scratch {
+	s := &scratch{concat: make([]float32, len(feats)*c.PretrainDim), vec: make([]float32, c.PretrainDim)}
+	maxPatch, maxGrid := 0, 0
+	for _, f := range feats {
+		maxPatch = max(maxPatch, f.C*c.PatchSize*c.PatchSize)
+		gh, gw := c.Grid(f.H, f.W)
+		maxGrid = max(maxGrid, gh*gw)
+		s.onRef = append(s.onRef, make([]float32, c.PretrainDim*positions))
+	}
+	s.patch = make([]float32, maxPatch)
+	s.pooled = make([]float32, c.PretrainDim*maxGrid)
+	return s
+}
+
+// embedImage writes image i's [positions][TargetDim] features to dst.
+//
+// The reference resizes each of a deeper layer's C*PatchSize^2 unfolded
+// components and pools afterwards; pooling (across components) and
+// resizing (across positions) are linear maps on different axes, so
+// pooling first and resizing the PretrainDim pooled planes gives the same
+// result with fewer planes to resize.
+func (c Config) embedImage(dst []float32, feats []backbone.Feature, i, refH, refW int, s *scratch) {
+	p := c.PatchSize
+	pad := (p - 1) / 2
+	for l, f := range feats {
+		gh, gw := c.Grid(f.H, f.W)
+		plane := f.Data[i*f.C*f.H*f.W : (i+1)*f.C*f.H*f.W]
+		patch := s.patch[:f.C*p*p]
+		pooled := s.pooled[:c.PretrainDim*gh*gw]
+		if gh == refH && gw == refW {
+			pooled = s.onRef[l]
+		}
+		for gy := 0; gy < gh; gy++ {
+			for gx := 0; gx < gw; gx++ {
+				unfold(patch, plane, f.C, f.H, f.W, gy*c.Stride-pad, gx*c.Stride-pad, p)
+				compute.AdaptiveAvgPool1D(s.vec, patch, 1, len(patch), c.PretrainDim)
+				pos := gy*gw + gx
+				for d, v := range s.vec {
+					pooled[d*gh*gw+pos] = v
+				}
+			}
+		}
+		if gh != refH || gw != refW {
+			compute.ResizeBilinear(s.onRef[l], pooled, c.PretrainDim, gh, gw, refH, refW)
+		}
+	}
+	positions := refH * refW
+	for pos := 0; pos < positions; pos++ {
+		for l := range feats {
+			for d := 0; d < c.PretrainDim; d++ {
+				s.concat[l*c.PretrainDim+d] = s.onRef[l][d*positions+pos]
+			}
+		}
+		compute.AdaptiveAvgPool1D(dst[pos*c.TargetDim:(pos+1)*c.TargetDim], s.concat, 1, len(s.concat), c.TargetDim)
+	}
+}
+
+// unfold writes the p x p neighbourhood whose top-left corner is (y0, x0)
+// of every channel of plane ([C][h][w]) to dst in torch Unfold order
+// (channel, then row, then column), zero outside the map.
+func unfold(dst, plane []float32, channels, h, w, y0, x0, p int) {
+	k := 0
+	for ch := 0; ch < channels; ch++ {
+		base := plane[ch*h*w : (ch+1)*h*w]
+		for ky := 0; ky < p; ky++ {
+			y := y0 + ky
+			for kx := 0; kx < p; kx++ {
+				x := x0 + kx
+				if y >= 0 && y < h && x >= 0 && x < w {
+					dst[k] = base[y*w+x]
+				} else {
+					dst[k] = 0
+				}
+				k++
+			}
+		}
+	}
+}
