@@ -45,11 +45,7 @@ func runBench(args []string) error {
 	if err != nil {
 		return err
 	}
-	deepest := 0
-	for _, l := range p.layers {
-		s, _ := backbone.LayerIndex(l)
-		deepest = max(deepest, s)
-	}
+	deepest := p.deepest
 	s := p.pre.ImageSize
 	flops := p.net.Arch.FLOPs(s, s, deepest)
 	for _, f := range strings.Split(*batches, ",") {

@@ -17,6 +17,7 @@ type featureFlags struct {
 	weights, arch, mode, layers string
 	resize, imagesize, batch    int
 	threads                     int
+	checkpointBN                bool
 }
 
 func (f *featureFlags) register(fs *flag.FlagSet) {
@@ -28,15 +29,17 @@ func (f *featureFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.layers, "layers", "layer2,layer3", "comma-separated backbone layers to embed, first sets the patch grid")
 	fs.IntVar(&f.batch, "batch", 8, "images per forward pass")
 	fs.IntVar(&f.threads, "threads", 0, "compute threads (0: all cores)")
+	fs.BoolVar(&f.checkpointBN, "checkpoint-bn", false, "use the checkpoint's BatchNorm statistics as stored, instead of the published code's one train-mode pass of a ones image (see README)")
 }
 
 // pipeline is preprocessing, backbone and patch embedding, ready to run.
 type pipeline struct {
-	pre    datasets.Preprocess
-	net    *backbone.Backbone
-	id     backbone.Identity
-	layers []string
-	embed  embed.Config
+	pre     datasets.Preprocess
+	net     *backbone.Backbone
+	id      backbone.Identity
+	layers  []string
+	deepest int // stage of the deepest layer
+	embed   embed.Config
 }
 
 func (f *featureFlags) open() (*pipeline, error) {
@@ -56,14 +59,17 @@ func (f *featureFlags) open() (*pipeline, error) {
 		return nil, err
 	}
 	var layers []string
+	deepest := 0
 	for _, l := range strings.Split(f.layers, ",") {
 		l = strings.TrimSpace(l)
-		if _, err := backbone.LayerIndex(l); err != nil {
+		s, err := backbone.LayerIndex(l)
+		if err != nil {
 			return nil, err
 		}
 		layers = append(layers, l)
+		deepest = max(deepest, s)
 	}
-	net, id, err := backbone.Open(arch, f.weights)
+	net, id, err := backbone.Open(arch, backbone.Options{Weights: f.weights, PublishedBN: !f.checkpointBN, ImageSize: f.imagesize, Deepest: deepest})
 	if err != nil {
 		return nil, err
 	}
@@ -73,11 +79,12 @@ func (f *featureFlags) open() (*pipeline, error) {
 		slog.Info("backbone", "identity", id.String())
 	}
 	return &pipeline{
-		pre:    datasets.Preprocess{Resize: f.resize, ImageSize: f.imagesize, Mode: mode},
-		net:    net,
-		id:     id,
-		layers: layers,
-		embed:  embed.Default(),
+		pre:     datasets.Preprocess{Resize: f.resize, ImageSize: f.imagesize, Mode: mode},
+		net:     net,
+		id:      id,
+		layers:  layers,
+		deepest: deepest,
+		embed:   embed.Default(),
 	}, nil
 }
 

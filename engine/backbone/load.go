@@ -18,6 +18,21 @@ type Identity struct {
 	SHA256     string `json:"weights_sha256,omitempty"` // of the checkpoint file
 	RandomInit bool   `json:"random_init"`
 	Seed       uint64 `json:"seed,omitempty"` // of the random initialisation
+	// BNPass describes the BatchNorm statistics: "published" (PublishedBNPass
+	// applied) or "checkpoint" (the running statistics as stored).
+	BNPass string `json:"bn_pass"`
+}
+
+// Options say how Open builds a backbone.
+type Options struct {
+	// Weights is a checkpoint path, or "" to search the usual places.
+	Weights string
+	// PublishedBN applies PublishedBNPass(ImageSize, Deepest), as the
+	// published code does; false keeps the checkpoint's running statistics
+	// (torchvision's plain evaluation mode).
+	PublishedBN bool
+	ImageSize   int // input side of the published pass
+	Deepest     int // deepest extracted stage (0 for layer1)
 }
 
 // String is a one-line description, e.g.
@@ -35,12 +50,13 @@ func (id Identity) String() string {
 }
 
 // Open builds the backbone for arch from the checkpoint that FindWeights
-// resolves for weights (a path, or "" to search the usual places). When
-// weights is "" and nothing is found, the network is initialised from
-// RandomInitSeed as torchvision initialises it, and the Identity says so.
-// An explicit path that fails to load is an error, never a fallback.
-func Open(arch Arch, weights string) (*Backbone, Identity, error) {
-	id := Identity{Arch: arch.Name}
+// resolves for opt.Weights. When opt.Weights is "" and nothing is found,
+// the network is initialised from RandomInitSeed as torchvision
+// initialises it, and the Identity says so. An explicit path that fails to
+// load is an error, never a fallback.
+func Open(arch Arch, opt Options) (*Backbone, Identity, error) {
+	weights := opt.Weights
+	id := Identity{Arch: arch.Name, BNPass: "checkpoint"}
 	path, err := FindWeights(weights, arch)
 	var params map[string]Tensor
 	switch {
@@ -57,6 +73,12 @@ func Open(arch Arch, weights string) (*Backbone, Identity, error) {
 			return nil, id, err
 		}
 		id.Weights = path
+	}
+	if opt.PublishedBN {
+		if params, err = PublishedBNPass(arch, params, opt.ImageSize, opt.Deepest); err != nil {
+			return nil, id, err
+		}
+		id.BNPass = "published"
 	}
 	b, err := New(arch, params)
 	if err != nil {

@@ -104,3 +104,60 @@ func TestGoldenLayersAndEmbeddings(t *testing.T) {
 		})
 	}
 }
+
+// TestGoldenPublishedBNPass checks backbone.PublishedBNPass against the
+// fixture generator's transcription of the published code's train-mode
+// pass of a ones image, stopping after layer3 and after layer2.
+func TestGoldenPublishedBNPass(t *testing.T) {
+	in := readNpy(t, "input.npy")
+	n, h, w := in.Shape[0], in.Shape[2], in.Shape[3]
+	params, err := backbone.LoadCheckpoint(filepath.Join(golden, "narrow_wrn50_2_zip.pth"), narrowArch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		deepest int
+		prefix  string
+		layers  []string
+	}{
+		{2, "published_l3_", []string{"layer1", "layer2", "layer3"}},
+		// Stopping after layer2 leaves layer3's statistics as stored.
+		{1, "published_l2_", []string{"layer1", "layer2", "layer3"}},
+	} {
+		updated, err := backbone.PublishedBNPass(narrowArch, params, w, c.deepest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		net, err := backbone.New(narrowArch, updated)
+		if err != nil {
+			t.Fatal(err)
+		}
+		feats, err := net.Forward(in.F32, n, h, w, c.layers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, l := range c.layers {
+			want := readNpy(t, c.prefix+l+".npy")
+			if e := relErr(feats[i].Data, want.F32); e > tolerance {
+				t.Errorf("%s%s: relative error %.3g > %g", c.prefix, l, e, tolerance)
+			} else {
+				t.Logf("%s%s: relative error %.3g", c.prefix, l, e)
+			}
+		}
+		if c.deepest == 2 {
+			got, _, err := Default().Embed(feats[1:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := readNpy(t, "published_l3_embed_l23_1024_1024.npy")
+			if e := relErr(got, want.F32); e > tolerance {
+				t.Errorf("published embedding: relative error %.3g > %g", e, tolerance)
+			}
+		}
+	}
+	// The input map is not modified.
+	plain, _ := backbone.LoadCheckpoint(filepath.Join(golden, "narrow_wrn50_2_zip.pth"), narrowArch)
+	if a, b := params["layer1.0.bn1.running_var"].Data, plain["layer1.0.bn1.running_var"].Data; a[0] != b[0] {
+		t.Error("PublishedBNPass modified its input")
+	}
+}

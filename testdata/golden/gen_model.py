@@ -35,6 +35,7 @@ Rerun (from the repository root)
 See README.md in this folder for a description of every file.
 """
 
+import copy
 import hashlib
 import json
 import os
@@ -374,6 +375,34 @@ def main():
         feats = model.features(x)
     for layer in ["layer1", "layer2", "layer3"]:
         save_npy(layer + ".npy", feats[layer].numpy(), layout="NCHW")
+
+    # The published code's BatchNorm quirk: NetworkFeatureAggregator.feature_dimensions() runs one
+    # forward pass of torch.ones([1, 3, imagesize, imagesize]) while the backbone is still in train
+    # mode (nothing has called .eval() yet), up to the deepest extracted layer (its hook raises
+    # there), so every BatchNorm up to that layer updates its running statistics once (momentum
+    # 0.1, unbiased batch variance) before any image is embedded.
+    for deepest, layers, out in [("layer3", ["layer1", "layer2", "layer3"], "published_l3_"),
+                                 ("layer2", ["layer1", "layer2", "layer3"], "published_l2_")]:
+        published = copy.deepcopy(model)
+        published.train()
+        with torch.no_grad():
+            z = published.maxpool(published.relu(published.bn1(published.conv1(torch.ones(1, 3, IMAGESIZE, IMAGESIZE)))))
+            for name in ["layer1", "layer2", "layer3"]:
+                z = getattr(published, name)(z)
+                if name == deepest:
+                    break
+        published.eval()
+        with torch.no_grad():
+            pfeats = published.features(x)
+        for layer in layers:
+            save_npy(out + layer + ".npy", pfeats[layer].numpy(), layout="NCHW",
+                     note="after the published train-mode pass of a ones image up to " + deepest)
+        if deepest == "layer3":
+            with torch.no_grad():
+                e = embed(pfeats, ["layer2", "layer3"], 1024, 1024)
+            save_npy("published_l3_embed_l23_1024_1024.npy", e.numpy(),
+                     layout="[N, h*w of first layer's grid, target_dim]", layers=["layer2", "layer3"],
+                     note="after the published train-mode pass of a ones image up to layer3")
 
     embeddings = []
     with torch.no_grad():
