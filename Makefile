@@ -1,13 +1,14 @@
 # softpatch: the two set-up commands are `make demo` and `make test`.
 GO ?= go
 BIN := bin/softpatch
+COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 .PHONY: all build demo test vet fmt-check bench fixtures
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/softpatch
+	$(GO) build -ldflags "-X main.commitHash=$(COMMIT)" -o $(BIN) ./cmd/softpatch
 
 # The main job on the embedded default (generated images).
 demo: build

@@ -53,7 +53,7 @@ func main() {
 				return
 			}
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "softpatch "+v.name+":", err)
+				fmt.Fprintln(os.Stderr, "softpatch:", err)
 				os.Exit(1)
 			}
 			return

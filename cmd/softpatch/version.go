@@ -11,9 +11,16 @@ import (
 // version is the release of this build.
 const version = "0.1.0-dev"
 
+// commitHash is set by the Makefile (-ldflags "-X main.commitHash=...")
+// for builds where Go's own VCS stamping is off (GOFLAGS=-buildvcs=false).
+var commitHash string
+
 // commit returns the VCS revision the binary was built from, with
 // "+dirty" for uncommitted changes, or "unknown".
 func commit() string {
+	if commitHash != "" {
+		return commitHash
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"

@@ -10,9 +10,14 @@
 // slice lengths or invalid sizes) with a message naming the function and the
 // sizes, and otherwise do not fail.
 //
-// Parallelism: SetThreads sets both the number of OpenBLAS threads and the
-// number of goroutines the Go-side loops (im2col, Winograd transforms,
-// epilogues, pooling, resizing) split their work across. A kernel calls
-// OpenBLAS from one goroutine at a time, so the two never oversubscribe the
-// CPUs as long as callers run one kernel at a time.
+// Parallelism: SetThreads sets the number of goroutines every kernel splits
+// its work across, GEMMs included. OpenBLAS itself is kept single-threaded
+// and each parallel GEMM is split into that many independent cblas_sgemm
+// calls on disjoint blocks of the output (OpenBLAS's own thread pool
+// busy-waits after each call and slows the Go-side loops that follow; see
+// SetThreads). The CPUs are not oversubscribed as long as callers run one
+// kernel at a time.
+//
+// The Winograd tile transforms are C (winograd.c) compiled for AVX2/FMA;
+// on CPUs without them Conv falls back to im2col.
 package compute

@@ -13,7 +13,7 @@ func MaxPoolOutputSize(h, w, kernel, stride, pad int) (oh, ow int) {
 
 // MaxPool2D is torch's max_pool2d (square kernel, same stride and padding on
 // both axes, no dilation, ceil_mode=false): padding acts as -inf and a NaN in
-// a window propagates. x is [planes][h][w] (planes = n*c of an NCHW tensor),
+// a window propagates (the sign of a zero maximum may differ from torch). x is [planes][h][w] (planes = n*c of an NCHW tensor),
 // dst is [planes][oh][ow] with oh, ow from MaxPoolOutputSize. pad must be at
 // most kernel/2, as torch requires. The slices belong to the caller.
 func MaxPool2D(dst, x []float32, planes, h, w, kernel, stride, pad int) {
@@ -25,32 +25,55 @@ func MaxPool2D(dst, x []float32, planes, h, w, kernel, stride, pad int) {
 		panic(fmt.Sprintf("compute.MaxPool2D: len(x)=%d len(dst)=%d, want %d*%d*%d=%d and %d*%d*%d=%d",
 			len(x), len(dst), planes, h, w, planes*h*w, planes, oh, ow, planes*oh*ow))
 	}
-	negInf := float32(math.Inf(-1))
+	// Separable: a horizontal max over each input row into hm [h][ow],
+	// then a vertical max over the rows of each window.
+	x0s, x1s := poolWindows(w, ow, kernel, stride, pad)
+	y0s, y1s := poolWindows(h, oh, kernel, stride, pad)
 	parallelFor(planes, max(1, 16384/(h*w)), func(lo, hi int) {
+		hm := make([]float32, h*ow)
 		for pl := lo; pl < hi; pl++ {
 			src := x[pl*h*w : (pl+1)*h*w]
+			for iy := 0; iy < h; iy++ {
+				row := src[iy*w : (iy+1)*w]
+				hr := hm[iy*ow : (iy+1)*ow]
+				for ox := range hr {
+					hr[ox] = maxNaN(row[x0s[ox]:x1s[ox]])
+				}
+			}
 			d := dst[pl*oh*ow : (pl+1)*oh*ow]
 			for oy := 0; oy < oh; oy++ {
-				y0 := oy*stride - pad
-				y1 := min(y0+kernel, h)
-				y0 = max(y0, 0)
-				for ox := 0; ox < ow; ox++ {
-					x0 := ox*stride - pad
-					x1 := min(x0+kernel, w)
-					x0 = max(x0, 0)
-					m := negInf
-					for iy := y0; iy < y1; iy++ {
-						for _, v := range src[iy*w+x0 : iy*w+x1] {
-							if v > m || v != v {
-								m = v
-							}
-						}
+				dr := d[oy*ow : (oy+1)*ow]
+				copy(dr, hm[y0s[oy]*ow:(y0s[oy]+1)*ow])
+				for iy := y0s[oy] + 1; iy < y1s[oy]; iy++ {
+					for ox, v := range hm[iy*ow : (iy+1)*ow] {
+						dr[ox] = max(dr[ox], v)
 					}
-					d[oy*ow+ox] = m
 				}
 			}
 		}
 	})
+}
+
+// poolWindows returns the clipped input ranges [lo[o], hi[o]) of the out
+// pooling windows along an axis of length n.
+func poolWindows(n, out, kernel, stride, pad int) (lo, hi []int) {
+	lo, hi = make([]int, out), make([]int, out)
+	for o := range lo {
+		lo[o] = max(o*stride-pad, 0)
+		hi[o] = min(o*stride-pad+kernel, n)
+	}
+	return lo, hi
+}
+
+// maxNaN returns the maximum of s, NaN if s holds a NaN (as torch's max
+// pooling), -Inf for an empty s. It uses the branch-free builtin max, which
+// only differs from torch in returning +0 rather than the first of -0 and +0.
+func maxNaN(s []float32) float32 {
+	m := float32(math.Inf(-1))
+	for _, v := range s {
+		m = max(m, v)
+	}
+	return m
 }
 
 // AdaptiveAvgPool1D is torch's F.adaptive_avg_pool1d applied to each of rows

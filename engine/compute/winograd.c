@@ -1,5 +1,7 @@
-// Winograd F(4x4,3x3) tile transforms (Lavin & Gray 2016) with AVX2/FMA,
-// vectorised across 8 tiles of a tile row.
+// Winograd F(4x4,3x3) and F(2x2,3x3) tile transforms (Lavin & Gray 2016)
+// with AVX2/FMA, vectorised across 8 tiles of a tile row.
+//
+// F(4x4,3x3), 6x6 input tiles at stride 4:
 //
 //       | 4  0 -5  0  1  0 |         | 1  1  1  1  1  0 |
 //       | 0 -4 -4  1  1  0 |   A^T = | 0  1 -1  2 -2  0 |
@@ -8,18 +10,31 @@
 //       | 0  2 -1 -2  1  0 |
 //       | 0  4  0 -5  0  1 |
 //
-// Columns are handled in "phase layout": a row of width 4*n is stored as
-// four arrays of n floats, p[r][c] = row[4*c+r], so that column 4*tx+j of
-// the row is p[j%4][tx+j/4], contiguous in the tile index tx.
-
-// cgo rejects -mavx2 -mfma in #cgo CFLAGS, so the ISA is selected here.
-#pragma GCC target("avx2,fma")
+// F(2x2,3x3), 4x4 input tiles at stride 2:
+//
+//       | 1  0 -1  0 |
+// B^T = | 0  1  1  0 |   A^T = | 1  1  1  0 |
+//       | 0 -1  1  0 |         | 0  1 -1 -1 |
+//       | 0  1  0 -1 |
+//
+// Columns are handled in "phase layout": for tiles at stride s (4 or 2), a
+// row of width s*n is stored as s arrays of n floats, p[r][c] = row[s*c+r],
+// so that column s*tx+j of the row is p[j%s][tx+j/s], contiguous in the
+// tile index tx.
 
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "winograd.h"
+// wino_supported reports whether the CPU runs the AVX2/FMA code below.
+int wino_supported(void) {
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+// cgo rejects -mavx2 -mfma in #cgo CFLAGS, so the ISA is selected here for
+// the rest of the file.
+#pragma GCC target("avx2,fma")
 
 // lanemask returns a maskload/maskstore mask enabling the first n (0..8)
 // lanes.
@@ -184,6 +199,140 @@ void wino_output(const float *m, long ms, int th, int tw, float bias, const floa
 				}
 				if (relu) {
 					val = _mm256_max_ps(zero, val); // max(0, NaN) = NaN
+				}
+				_mm256_storeu_ps(yr + ox, val);
+			}
+			for (; ox < ow; ox++) {
+				float val = row[ox];
+				if (rr) {
+					val += rr[ox];
+				}
+				if (relu && val < 0.0f) {
+					val = 0.0f;
+				}
+				yr[ox] = val;
+			}
+		}
+	}
+	free(buf);
+}
+
+// bt2 applies the B^T of F(2x2,3x3) to four vectors.
+static inline void bt2(__m256 d0, __m256 d1, __m256 d2, __m256 d3, __m256 o[4]) {
+	o[0] = _mm256_sub_ps(d0, d2);
+	o[1] = _mm256_add_ps(d1, d2);
+	o[2] = _mm256_sub_ps(d2, d1);
+	o[3] = _mm256_sub_ps(d1, d3);
+}
+
+// wino2_input is wino_input for F(2x2,3x3): tile (ty, tx) covers input rows
+// 2*ty-pad .. 2*ty-pad+3 and columns 2*tx-pad .. 2*tx-pad+3; element (k, l)
+// of tile t = ty*tw+tx is stored at v[(4*k+l)*vs + t].
+void wino2_input(const float *x, int h, int w, int pad, int th, int tw, float *v, long vs) {
+	const int n = ((tw + 1 + 7) / 8) * 8;
+	const int rs = 2 * n;
+	const int rows = 2 * th + 2;
+	float *buf = aligned_alloc(32, sizeof(float) * (size_t)(rows + 4) * rs);
+	float *p = buf, *t = buf + (size_t)rows * rs;
+	memset(p, 0, sizeof(float) * (size_t)rows * rs);
+	for (int i = 0; i < rows; i++) {
+		int iy = i - pad;
+		if (iy < 0 || iy >= h) {
+			continue;
+		}
+		const float *row = x + (long)iy * w;
+		float *pi = p + (size_t)i * rs;
+		int xe = w < 2 * n - pad ? w : 2 * n - pad;
+		for (int ix = 0; ix < xe; ix++) {
+			int j = ix + pad;
+			pi[(j & 1) * n + (j >> 1)] = row[ix];
+		}
+	}
+	const __m256i tail = lanemask(tw % 8);
+	for (int ty = 0; ty < th; ty++) {
+		const float *d = p + (size_t)(2 * ty) * rs;
+		for (int j = 0; j < rs; j += 8) {
+			__m256 o[4];
+			bt2(_mm256_load_ps(d + j), _mm256_load_ps(d + rs + j), _mm256_load_ps(d + 2 * rs + j), _mm256_load_ps(d + 3 * rs + j), o);
+			for (int k = 0; k < 4; k++) {
+				_mm256_store_ps(t + k * rs + j, o[k]);
+			}
+		}
+		for (int k = 0; k < 4; k++) {
+			const float *q = t + k * rs;
+			float *o = v + (long)(4 * k) * vs + (long)ty * tw;
+			for (int c = 0; c < tw; c += 8) {
+				__m256 r[4];
+				bt2(_mm256_load_ps(q + c), _mm256_load_ps(q + n + c), _mm256_loadu_ps(q + c + 1), _mm256_loadu_ps(q + n + c + 1), r);
+				if (c + 8 <= tw) {
+					for (int l = 0; l < 4; l++) {
+						_mm256_storeu_ps(o + l * vs + c, r[l]);
+					}
+				} else {
+					for (int l = 0; l < 4; l++) {
+						_mm256_maskstore_ps(o + l * vs + c, tail, r[l]);
+					}
+				}
+			}
+		}
+	}
+	free(buf);
+}
+
+// wino2_output is wino_output for F(2x2,3x3): element (k, l) of tile t is
+// read from m[(4*k+l)*ms + t] and each tile yields a 2x2 output block.
+void wino2_output(const float *m, long ms, int th, int tw, float bias, const float *res, int relu, float *y, int oh, int ow) {
+	const int n = ((tw + 7) / 8) * 8;
+	float *buf = aligned_alloc(32, sizeof(float) * (size_t)(4 * 2 + 2) * n);
+	float *s = buf, *row = buf + 8 * n; // s[k][r][c]; row: one output row, 2*n wide
+	const __m256i tail = lanemask(tw % 8);
+	const __m256 vb = _mm256_set1_ps(bias), zero = _mm256_setzero_ps();
+	for (int ty = 0; ty < th; ty++) {
+		for (int k = 0; k < 4; k++) {
+			const float *mk = m + (long)(4 * k) * ms + (long)ty * tw;
+			float *sk = s + k * 2 * n;
+			for (int c = 0; c < tw; c += 8) {
+				__m256 l[4];
+				if (c + 8 <= tw) {
+					for (int i = 0; i < 4; i++) {
+						l[i] = _mm256_loadu_ps(mk + i * ms + c);
+					}
+				} else {
+					for (int i = 0; i < 4; i++) {
+						l[i] = _mm256_maskload_ps(mk + i * ms + c, tail);
+					}
+				}
+				_mm256_store_ps(sk + c, _mm256_add_ps(_mm256_add_ps(l[0], l[1]), l[2]));
+				_mm256_store_ps(sk + n + c, _mm256_sub_ps(_mm256_sub_ps(l[1], l[2]), l[3]));
+			}
+		}
+		for (int q = 0; q < 2; q++) {
+			int oy = 2 * ty + q;
+			if (oy >= oh) {
+				break;
+			}
+			for (int c = 0; c < n; c += 8) {
+				__m256 ph[2];
+				for (int r = 0; r < 2; r++) {
+					const float *sr = s + r * n + c;
+					__m256 s0 = _mm256_load_ps(sr), s1 = _mm256_load_ps(sr + 2 * n), s2 = _mm256_load_ps(sr + 4 * n), s3 = _mm256_load_ps(sr + 6 * n);
+					__m256 o = q == 0 ? _mm256_add_ps(_mm256_add_ps(s0, s1), s2) : _mm256_sub_ps(_mm256_sub_ps(s1, s2), s3);
+					ph[r] = _mm256_add_ps(o, vb);
+				}
+				__m256 lo = _mm256_unpacklo_ps(ph[0], ph[1]), hi = _mm256_unpackhi_ps(ph[0], ph[1]);
+				_mm256_store_ps(row + 2 * c, _mm256_permute2f128_ps(lo, hi, 0x20));
+				_mm256_store_ps(row + 2 * c + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+			}
+			float *yr = y + (long)oy * ow;
+			const float *rr = res ? res + (long)oy * ow : NULL;
+			int ox = 0;
+			for (; ox + 8 <= ow; ox += 8) {
+				__m256 val = _mm256_load_ps(row + ox);
+				if (rr) {
+					val = _mm256_add_ps(val, _mm256_loadu_ps(rr + ox));
+				}
+				if (relu) {
+					val = _mm256_max_ps(zero, val);
 				}
 				_mm256_storeu_ps(yr + ox, val);
 			}

@@ -81,6 +81,7 @@ func (c Config) Embed(feats []backbone.Feature) (data []float32, positions int, 
 
 // scratch holds one worker's buffers.
 type scratch struct {
+	hwc    []float32   // one layer's map of one image, transposed to [h*w][C]
 	patch  []float32   // one unfolded neighbourhood, C*PatchSize^2
 	pooled []float32   // one layer's pooled planes, [PretrainDim][gh][gw] of its own grid
 	onRef  [][]float32 // each layer's pooled planes on the reference grid
@@ -90,13 +91,15 @@ type scratch struct {
 
 func newScratch(c Config, feats []backbone.Feature, positions int) *scratch {
 	s := &scratch{concat: make([]float32, len(feats)*c.PretrainDim), vec: make([]float32, c.PretrainDim)}
-	maxPatch, maxGrid := 0, 0
+	maxMap, maxPatch, maxGrid := 0, 0, 0
 	for _, f := range feats {
+		maxMap = max(maxMap, f.C*f.H*f.W)
 		maxPatch = max(maxPatch, f.C*c.PatchSize*c.PatchSize)
 		gh, gw := c.Grid(f.H, f.W)
 		maxGrid = max(maxGrid, gh*gw)
 		s.onRef = append(s.onRef, make([]float32, c.PretrainDim*positions))
 	}
+	s.hwc = make([]float32, maxMap)
 	s.patch = make([]float32, maxPatch)
 	s.pooled = make([]float32, c.PretrainDim*maxGrid)
 	return s
@@ -114,7 +117,8 @@ func (c Config) embedImage(dst []float32, feats []backbone.Feature, i, refH, ref
 	pad := (p - 1) / 2
 	for l, f := range feats {
 		gh, gw := c.Grid(f.H, f.W)
-		plane := f.Data[i*f.C*f.H*f.W : (i+1)*f.C*f.H*f.W]
+		hwc := s.hwc[:f.C*f.H*f.W]
+		transpose(hwc, f.Data[i*f.C*f.H*f.W:(i+1)*f.C*f.H*f.W], f.C, f.H*f.W)
 		patch := s.patch[:f.C*p*p]
 		pooled := s.pooled[:c.PretrainDim*gh*gw]
 		if gh == refH && gw == refW {
@@ -122,7 +126,7 @@ func (c Config) embedImage(dst []float32, feats []backbone.Feature, i, refH, ref
 		}
 		for gy := 0; gy < gh; gy++ {
 			for gx := 0; gx < gw; gx++ {
-				unfold(patch, plane, f.C, f.H, f.W, gy*c.Stride-pad, gx*c.Stride-pad, p)
+				unfold(patch, hwc, f.C, f.H, f.W, gy*c.Stride-pad, gx*c.Stride-pad, p)
 				compute.AdaptiveAvgPool1D(s.vec, patch, 1, len(patch), c.PretrainDim)
 				pos := gy*gw + gx
 				for d, v := range s.vec {
@@ -145,23 +149,40 @@ func (c Config) embedImage(dst []float32, feats []backbone.Feature, i, refH, ref
 	}
 }
 
-// unfold writes the p x p neighbourhood whose top-left corner is (y0, x0)
-// of every channel of plane ([C][h][w]) to dst in torch Unfold order
-// (channel, then row, then column), zero outside the map.
-func unfold(dst, plane []float32, channels, h, w, y0, x0, p int) {
-	k := 0
-	for ch := 0; ch < channels; ch++ {
-		base := plane[ch*h*w : (ch+1)*h*w]
-		for ky := 0; ky < p; ky++ {
-			y := y0 + ky
-			for kx := 0; kx < p; kx++ {
-				x := x0 + kx
-				if y >= 0 && y < h && x >= 0 && x < w {
-					dst[k] = base[y*w+x]
-				} else {
-					dst[k] = 0
+// transpose writes src ([rows][cols]) to dst as [cols][rows].
+func transpose(dst, src []float32, rows, cols int) {
+	const tile = 32
+	for r0 := 0; r0 < rows; r0 += tile {
+		for c0 := 0; c0 < cols; c0 += tile {
+			for r := r0; r < min(r0+tile, rows); r++ {
+				row := src[r*cols : (r+1)*cols]
+				for c := c0; c < min(c0+tile, cols); c++ {
+					dst[c*rows+r] = row[c]
 				}
-				k++
+			}
+		}
+	}
+}
+
+// unfold writes the p x p neighbourhood whose top-left corner is (y0, x0)
+// of a map stored as hwc ([h*w][channels]) to dst in torch Unfold order
+// (channel, then row, then column), zero outside the map.
+func unfold(dst, hwc []float32, channels, h, w, y0, x0, p int) {
+	pp := p * p
+	for ky := 0; ky < p; ky++ {
+		y := y0 + ky
+		for kx := 0; kx < p; kx++ {
+			x := x0 + kx
+			k := ky*p + kx
+			if y < 0 || y >= h || x < 0 || x >= w {
+				for ch := 0; ch < channels; ch++ {
+					dst[ch*pp+k] = 0
+				}
+				continue
+			}
+			src := hwc[(y*w+x)*channels : (y*w+x+1)*channels]
+			for ch, v := range src {
+				dst[ch*pp+k] = v
 			}
 		}
 	}
