@@ -26,7 +26,7 @@ func TestEmbedFilesMatchesPyTorch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	net, err := backbone.New(arch, params)
+	net, err := backbone.New(arch, params, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,11 +14,12 @@ import (
 // and deepest layer, and keeps it for later calls. A Backbone is not safe
 // for concurrent use.
 type Backbone struct {
-	Arch   Arch
-	stem   *compute.Conv
-	stages [4][]bottleneck
-	graphs map[graphKey]*graph
-	ws     *compute.Workspace
+	Arch    Arch
+	Deepest int // deepest stage built (0 for layer1)
+	stem    *compute.Conv
+	stages  [4][]bottleneck
+	graphs  map[graphKey]*graph
+	ws      *compute.Workspace
 }
 
 // bottleneck is torchvision's Bottleneck block: 1x1, 3x3 (with the
@@ -41,9 +42,14 @@ type graph struct {
 }
 
 // New builds a Backbone from a state_dict that matches arch (see
-// LoadCheckpoint and RandomInit). The parameters are not retained: the
-// folded weights are fresh slices.
-func New(arch Arch, params map[string]Tensor) (*Backbone, error) {
+// LoadCheckpoint and RandomInit), with the stages up to deepest (0 for
+// layer1, 3 for layer4): deeper layers are never computed, so their
+// weights are not kept. The parameters are not retained: the folded
+// weights are fresh slices.
+func New(arch Arch, params map[string]Tensor, deepest int) (*Backbone, error) {
+	if deepest < 0 || deepest > 3 {
+		return nil, fmt.Errorf("backbone: deepest stage %d is not in 0..3", deepest)
+	}
 	for _, p := range arch.Params() {
 		t, ok := params[p.Name]
 		if !ok {
@@ -63,9 +69,9 @@ func New(arch Arch, params map[string]Tensor) (*Backbone, error) {
 			params[bn+".running_mean"].Data, params[bn+".running_var"].Data, BatchNormEps)
 		return &compute.Conv{In: in, Out: out, Kernel: k, Stride: stride, Pad: pad, Weight: fw, Bias: fb, ReLU: relu}
 	}
-	b := &Backbone{Arch: arch, graphs: map[graphKey]*graph{}, ws: &compute.Workspace{}}
+	b := &Backbone{Arch: arch, Deepest: deepest, graphs: map[graphKey]*graph{}, ws: &compute.Workspace{}}
 	b.stem = fold("conv1", "bn1", 2, 3, true)
-	for s := 0; s < 4; s++ {
+	for s := 0; s <= deepest; s++ {
 		for i := 0; i < arch.Blocks[s]; i++ {
 			p := fmt.Sprintf("layer%d.%d.", s+1, i)
 			stride := 1
@@ -124,6 +130,9 @@ func (b *Backbone) Forward(x []float32, n, h, w int, layers []string) ([]Feature
 		s, err := LayerIndex(l)
 		if err != nil {
 			return nil, err
+		}
+		if s > b.Deepest {
+			return nil, fmt.Errorf("backbone: layer %s is deeper than the %s this backbone was built to", l, Layers[b.Deepest])
 		}
 		idx[i] = s
 		deepest = max(deepest, s)

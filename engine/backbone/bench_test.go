@@ -8,7 +8,7 @@ import (
 // BenchmarkForwardWideResNet50Layer3 is the feature extractor's hot path:
 // wide_resnet50_2 to layer3 at 224x224 (18.4 GFLOP per image), batch 1 and 8.
 func BenchmarkForwardWideResNet50Layer3(b *testing.B) {
-	net, err := New(WideResNet50_2, RandomInit(WideResNet50_2, 1))
+	net, err := New(WideResNet50_2, RandomInit(WideResNet50_2, 1), 2)
 	if err != nil {
 		b.Fatal(err)
 	}

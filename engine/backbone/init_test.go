@@ -49,7 +49,7 @@ func TestRandomInitShapes(t *testing.T) {
 		if len(m) != n {
 			t.Errorf("%s: %d entries, want %d", a.Name, len(m), n)
 		}
-		if _, err := New(a, m); err != nil {
+		if _, err := New(a, m, 3); err != nil {
 			t.Errorf("%s: New rejects RandomInit: %v", a.Name, err)
 		}
 	}

@@ -32,7 +32,7 @@ type Options struct {
 	// (torchvision's plain evaluation mode).
 	PublishedBN bool
 	ImageSize   int // input side of the published pass
-	Deepest     int // deepest extracted stage (0 for layer1)
+	Deepest     int // deepest stage built and extracted (0 for layer1)
 }
 
 // String is a one-line description, e.g.
@@ -80,7 +80,7 @@ func Open(arch Arch, opt Options) (*Backbone, Identity, error) {
 		}
 		id.BNPass = "published"
 	}
-	b, err := New(arch, params)
+	b, err := New(arch, params, opt.Deepest)
 	if err != nil {
 		return nil, id, err
 	}

@@ -86,19 +86,47 @@ func AdaptiveAvgPool1D(dst, src []float32, rows, l, outL int) {
 	if rows < 0 || l <= 0 || outL <= 0 || len(src) != rows*l || len(dst) != rows*outL {
 		panic(fmt.Sprintf("compute.AdaptiveAvgPool1D: len(src)=%d len(dst)=%d, want rows*l=%d*%d and rows*outL=%d*%d", len(src), len(dst), rows, l, rows, outL))
 	}
+	p := NewAdaptivePool1D(l, outL)
 	parallelFor(rows, max(1, 16384/l), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			s := src[r*l : (r+1)*l]
-			d := dst[r*outL : (r+1)*outL]
-			for i := range d {
-				a := i * l / outL
-				b := ((i+1)*l + outL - 1) / outL
-				var sum float32
-				for _, v := range s[a:b] {
-					sum += v
-				}
-				d[i] = sum / float32(b-a)
-			}
+			p.Pool(dst[r*outL:(r+1)*outL], src[r*l:(r+1)*l])
 		}
 	})
+}
+
+// AdaptivePool1D is AdaptiveAvgPool1D for one row, with its bins computed
+// once: for a hot loop that pools many rows of the same length.
+type AdaptivePool1D struct {
+	l          int
+	start, end []int32   // bin i averages src[start[i]:end[i]]
+	count      []float32 // end-start, the divisor
+}
+
+// NewAdaptivePool1D plans the pooling of l values to outL bins.
+func NewAdaptivePool1D(l, outL int) *AdaptivePool1D {
+	if l <= 0 || outL <= 0 {
+		panic(fmt.Sprintf("compute.NewAdaptivePool1D: l=%d outL=%d", l, outL))
+	}
+	p := &AdaptivePool1D{l: l, start: make([]int32, outL), end: make([]int32, outL), count: make([]float32, outL)}
+	for i := range p.start {
+		p.start[i] = int32(i * l / outL)
+		p.end[i] = int32(((i+1)*l + outL - 1) / outL)
+		p.count[i] = float32(p.end[i] - p.start[i])
+	}
+	return p
+}
+
+// Pool writes the outL bin means of src (length l) to dst (length outL),
+// exactly as AdaptiveAvgPool1D.
+func (p *AdaptivePool1D) Pool(dst, src []float32) {
+	if len(src) != p.l || len(dst) != len(p.start) {
+		panic(fmt.Sprintf("compute.AdaptivePool1D.Pool: len(src)=%d len(dst)=%d, want %d and %d", len(src), len(dst), p.l, len(p.start)))
+	}
+	for i := range dst {
+		var sum float32
+		for _, v := range src[p.start[i]:p.end[i]] {
+			sum += v
+		}
+		dst[i] = sum / p.count[i]
+	}
 }

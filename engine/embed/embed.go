@@ -81,16 +81,23 @@ func (c Config) Embed(feats []backbone.Feature) (data []float32, positions int, 
 
 // scratch holds one worker's buffers.
 type scratch struct {
-	hwc    []float32   // one layer's map of one image, transposed to [h*w][C]
-	patch  []float32   // one unfolded neighbourhood, C*PatchSize^2
-	pooled []float32   // one layer's pooled planes, [PretrainDim][gh][gw] of its own grid
-	onRef  [][]float32 // each layer's pooled planes on the reference grid
-	concat []float32   // one position's concatenated layer vectors
-	vec    []float32   // one position's pooled vector of one layer
+	hwc    []float32                 // one layer's map of one image, transposed to [h*w][C]
+	patch  []float32                 // one unfolded neighbourhood, C*PatchSize^2
+	pooled []float32                 // a deeper layer's pooled vectors on its own grid, [gh*gw][PretrainDim]
+	planes []float32                 // the same as planes, [PretrainDim][gh*gw]
+	resize []float32                 // resized planes, [PretrainDim][positions]
+	onRef  [][]float32               // each layer's pooled vectors on the reference grid, [positions][PretrainDim]
+	concat []float32                 // one position's concatenated layer vectors
+	pools  []*compute.AdaptivePool1D // each layer's C*PatchSize^2 -> PretrainDim
+	final  *compute.AdaptivePool1D   // layers*PretrainDim -> TargetDim
 }
 
 func newScratch(c Config, feats []backbone.Feature, positions int) *scratch {
-	s := &scratch{concat: make([]float32, len(feats)*c.PretrainDim), vec: make([]float32, c.PretrainDim)}
+	s := &scratch{
+		concat: make([]float32, len(feats)*c.PretrainDim),
+		resize: make([]float32, c.PretrainDim*positions),
+		final:  compute.NewAdaptivePool1D(len(feats)*c.PretrainDim, c.TargetDim),
+	}
 	maxMap, maxPatch, maxGrid := 0, 0, 0
 	for _, f := range feats {
 		maxMap = max(maxMap, f.C*f.H*f.W)
@@ -98,10 +105,12 @@ func newScratch(c Config, feats []backbone.Feature, positions int) *scratch {
 		gh, gw := c.Grid(f.H, f.W)
 		maxGrid = max(maxGrid, gh*gw)
 		s.onRef = append(s.onRef, make([]float32, c.PretrainDim*positions))
+		s.pools = append(s.pools, compute.NewAdaptivePool1D(f.C*c.PatchSize*c.PatchSize, c.PretrainDim))
 	}
 	s.hwc = make([]float32, maxMap)
 	s.patch = make([]float32, maxPatch)
 	s.pooled = make([]float32, c.PretrainDim*maxGrid)
+	s.planes = make([]float32, c.PretrainDim*maxGrid)
 	return s
 }
 
@@ -111,53 +120,57 @@ func newScratch(c Config, feats []backbone.Feature, positions int) *scratch {
 // components and pools afterwards; pooling (across components) and
 // resizing (across positions) are linear maps on different axes, so
 // pooling first and resizing the PretrainDim pooled planes gives the same
-// result with fewer planes to resize.
+// result with fewer planes to resize. Vectors are kept position-major
+// (contiguous per position); only the resize works on planes.
 func (c Config) embedImage(dst []float32, feats []backbone.Feature, i, refH, refW int, s *scratch) {
 	p := c.PatchSize
 	pad := (p - 1) / 2
+	positions := refH * refW
+	d := c.PretrainDim
 	for l, f := range feats {
 		gh, gw := c.Grid(f.H, f.W)
 		hwc := s.hwc[:f.C*f.H*f.W]
 		transpose(hwc, f.Data[i*f.C*f.H*f.W:(i+1)*f.C*f.H*f.W], f.C, f.H*f.W)
 		patch := s.patch[:f.C*p*p]
-		pooled := s.pooled[:c.PretrainDim*gh*gw]
-		if gh == refH && gw == refW {
-			pooled = s.onRef[l]
+		onGrid := gh == refH && gw == refW
+		pooled := s.onRef[l]
+		if !onGrid {
+			pooled = s.pooled[:d*gh*gw]
 		}
 		for gy := 0; gy < gh; gy++ {
 			for gx := 0; gx < gw; gx++ {
 				unfold(patch, hwc, f.C, f.H, f.W, gy*c.Stride-pad, gx*c.Stride-pad, p)
-				compute.AdaptiveAvgPool1D(s.vec, patch, 1, len(patch), c.PretrainDim)
 				pos := gy*gw + gx
-				for d, v := range s.vec {
-					pooled[d*gh*gw+pos] = v
-				}
+				s.pools[l].Pool(pooled[pos*d:(pos+1)*d], patch)
 			}
 		}
-		if gh != refH || gw != refW {
-			compute.ResizeBilinear(s.onRef[l], pooled, c.PretrainDim, gh, gw, refH, refW)
+		if !onGrid {
+			planes := s.planes[:d*gh*gw]
+			transpose(planes, pooled, gh*gw, d)
+			compute.ResizeBilinear(s.resize, planes, d, gh, gw, refH, refW)
+			transpose(s.onRef[l], s.resize, d, positions)
 		}
 	}
-	positions := refH * refW
 	for pos := 0; pos < positions; pos++ {
 		for l := range feats {
-			for d := 0; d < c.PretrainDim; d++ {
-				s.concat[l*c.PretrainDim+d] = s.onRef[l][d*positions+pos]
-			}
+			copy(s.concat[l*d:(l+1)*d], s.onRef[l][pos*d:(pos+1)*d])
 		}
-		compute.AdaptiveAvgPool1D(dst[pos*c.TargetDim:(pos+1)*c.TargetDim], s.concat, 1, len(s.concat), c.TargetDim)
+		s.final.Pool(dst[pos*c.TargetDim:(pos+1)*c.TargetDim], s.concat)
 	}
 }
 
-// transpose writes src ([rows][cols]) to dst as [cols][rows].
+// transpose writes src ([rows][cols]) to dst as [cols][rows], in tiles
+// that stay in cache.
 func transpose(dst, src []float32, rows, cols int) {
-	const tile = 32
+	const tile = 16
 	for r0 := 0; r0 < rows; r0 += tile {
+		r1 := min(r0+tile, rows)
 		for c0 := 0; c0 < cols; c0 += tile {
-			for r := r0; r < min(r0+tile, rows); r++ {
-				row := src[r*cols : (r+1)*cols]
-				for c := c0; c < min(c0+tile, cols); c++ {
-					dst[c*rows+r] = row[c]
+			c1 := min(c0+tile, cols)
+			for r := r0; r < r1; r++ {
+				row := src[r*cols+c0 : r*cols+c1]
+				for k, v := range row {
+					dst[(c0+k)*rows+r] = v
 				}
 			}
 		}

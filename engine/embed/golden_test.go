@@ -51,7 +51,7 @@ func TestGoldenLayersAndEmbeddings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			net, err := backbone.New(narrowArch, params)
+			net, err := backbone.New(narrowArch, params, 2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,7 +128,7 @@ func TestGoldenPublishedBNPass(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		net, err := backbone.New(narrowArch, updated)
+		net, err := backbone.New(narrowArch, updated, 2)
 		if err != nil {
 			t.Fatal(err)
 		}

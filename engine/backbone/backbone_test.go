@@ -1,0 +1,63 @@
+package backbone
+
+import (
+	"strings"
+	"testing"
+)
+
+var narrow = Arch{Name: "narrow", Blocks: [4]int{3, 4, 6, 3}, StemWidth: 2, BaseWidth: 128, NumClasses: 10}
+
+func TestForwardShapesAndDepthLimit(t *testing.T) {
+	net, err := New(narrow, RandomInit(narrow, 3), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float32, 2*3*64*72)
+	for i := range x {
+		x[i] = float32(i%13) / 13
+	}
+	feats, err := net.Forward(x, 2, 64, 72, []string{"layer2", "layer1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range [][4]int{{2, 16, 8, 9}, {2, 8, 16, 18}} {
+		f := feats[i]
+		if got := [4]int{f.N, f.C, f.H, f.W}; got != want || len(f.Data) != f.N*f.C*f.H*f.W {
+			t.Errorf("%s: shape %v (%d values), want %v", f.Layer, got, len(f.Data), want)
+		}
+	}
+	if _, err := net.Forward(x, 2, 64, 72, []string{"layer3"}); err == nil || !strings.Contains(err.Error(), "deeper") {
+		t.Errorf("layer3 from a backbone built to layer2: error %v", err)
+	}
+	if _, err := net.Forward(x[:10], 2, 64, 72, []string{"layer1"}); err == nil {
+		t.Error("short input accepted")
+	}
+}
+
+// A second call with the same shape reuses the graph and returns fresh slices.
+func TestForwardOutputsAreOwnedByCaller(t *testing.T) {
+	net, err := New(narrow, RandomInit(narrow, 3), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float32, 3*32*32)
+	for i := range x {
+		x[i] = float32(i%7) / 7
+	}
+	a, _ := net.Forward(x, 1, 32, 32, []string{"layer1"})
+	keep := append([]float32(nil), a[0].Data...)
+	for i := range x {
+		x[i] = -x[i]
+	}
+	if _, err := net.Forward(x, 1, 32, 32, []string{"layer1"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range keep {
+		if a[0].Data[i] != keep[i] {
+			t.Fatal("a later Forward overwrote an earlier result")
+		}
+	}
+	if len(net.graphs) != 1 {
+		t.Errorf("%d graphs built for one shape", len(net.graphs))
+	}
+}
