@@ -15,6 +15,7 @@ import (
 // benchResult is one measured batch size.
 type benchResult struct {
 	Arch          string  `json:"arch"`
+	Backbone      string  `json:"backbone"` // identity, with the random-init mark when no checkpoint was found
 	Layer         string  `json:"deepest_layer"`
 	ImageSize     int     `json:"imagesize"`
 	Batch         int     `json:"batch"`
@@ -77,7 +78,7 @@ func runBench(args []string) error {
 		}
 		imgs := float64(rounds * n)
 		res := benchResult{
-			Arch: p.net.Arch.Name, Layer: backbone.Layers[deepest], ImageSize: s, Batch: n, Threads: compute.Threads(),
+			Arch: p.net.Arch.Name, Backbone: p.id.String(), Layer: backbone.Layers[deepest], ImageSize: s, Batch: n, Threads: compute.Threads(),
 			BLAS: compute.BLASInfo(), SecondsPerImg: fwd.Seconds() / imgs, ImagesPerSec: imgs / fwd.Seconds(),
 			GFLOPs: flops * imgs / fwd.Seconds() / 1e9, EmbedSeconds: emb.Seconds() / imgs, PeakRSSMB: peakRSSMB(),
 		}
