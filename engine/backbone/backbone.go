@@ -2,6 +2,7 @@ package backbone
 
 import (
 	"fmt"
+	"slices"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -58,7 +59,7 @@ func New(arch Arch, params map[string]Tensor, deepest int) (*Backbone, error) {
 			}
 			return nil, fmt.Errorf("backbone: %s: missing parameter %s", arch.Name, p.Name)
 		}
-		if !sameShape(t.Shape, p.Shape) {
+		if !slices.Equal(t.Shape, p.Shape) {
 			return nil, fmt.Errorf("backbone: %s: parameter %s has shape %v, want %v", arch.Name, p.Name, t.Shape, p.Shape)
 		}
 	}
@@ -91,18 +92,6 @@ func New(arch Arch, params map[string]Tensor, deepest int) (*Backbone, error) {
 		}
 	}
 	return b, nil
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Feature is one layer's output for a batch: Data is [N][C][H][W],

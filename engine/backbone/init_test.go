@@ -3,6 +3,7 @@ package backbone
 import (
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -34,7 +35,7 @@ func TestRandomInitShapes(t *testing.T) {
 				continue
 			}
 			n++
-			if !ok || !shapeEqual(got.Shape, p.Shape) {
+			if !ok || !slices.Equal(got.Shape, p.Shape) {
 				t.Errorf("%s: %s has shape %v, want %v", a.Name, p.Name, got.Shape, p.Shape)
 				continue
 			}

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -86,7 +87,7 @@ func TestGoldenCheckpointsLoad(t *testing.T) {
 				t.Errorf("%s: missing %s", p, k)
 				continue
 			}
-			if !shapeEqual(tn.Shape, rec.Shape) || rec.Dtype != "float32" {
+			if !slices.Equal(tn.Shape, rec.Shape) || rec.Dtype != "float32" {
 				t.Errorf("%s: %s has shape %v, torch saved %v %s", p, k, tn.Shape, rec.Shape, rec.Dtype)
 			}
 			if h := float32SHA256(tn.Data); h != rec.SHA256 {
@@ -103,7 +104,7 @@ func TestGoldenCheckpointsLoad(t *testing.T) {
 	}
 	for k, a := range maps[0] {
 		b := maps[1][k]
-		if !shapeEqual(a.Shape, b.Shape) || len(a.Data) != len(b.Data) {
+		if !slices.Equal(a.Shape, b.Shape) || len(a.Data) != len(b.Data) {
 			t.Fatalf("%s: zip %v, legacy %v", k, a.Shape, b.Shape)
 		}
 		for i := range a.Data {
@@ -133,7 +134,7 @@ func TestReadCheckpointGolden(t *testing.T) {
 		if len(got) != want {
 			t.Errorf("%s: %d entries, want %d", p, len(got), want)
 		}
-		if w := got["conv1.weight"]; !shapeEqual(w.Shape, []int{2, 3, 7, 7}) || len(w.Data) != 294 {
+		if w := got["conv1.weight"]; !slices.Equal(w.Shape, []int{2, 3, 7, 7}) || len(w.Data) != 294 {
 			t.Errorf("%s: conv1.weight %v with %d values", p, w.Shape, len(w.Data))
 		}
 		if _, err := MatchArch(got); !errors.Is(err, ErrArchMismatch) || !strings.Contains(err.Error(), "closest is") {
@@ -250,14 +251,14 @@ func TestLoadCheckpointWrappedAndPrefixed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := got["layer4.0.conv2.weight"]; !shapeEqual(w.Shape, []int{8, 8, 3, 3}) {
+	if w := got["layer4.0.conv2.weight"]; !slices.Equal(w.Shape, []int{8, 8, 3, 3}) {
 		t.Errorf("layer4.0.conv2.weight shape %v", w.Shape)
 	}
 	m, err := ReadCheckpoint(filepath.Join("testdata", "model_key_legacy.pth"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m) != 3 || !shapeEqual(m["conv1.weight"].Shape, []int{1, 3, 7, 7}) || !shapeEqual(m["bn1.bias"].Shape, []int{1}) {
+	if len(m) != 3 || !slices.Equal(m["conv1.weight"].Shape, []int{1, 3, 7, 7}) || !slices.Equal(m["bn1.bias"].Shape, []int{1}) {
 		t.Errorf("model-wrapped checkpoint: %d entries %v", len(m), m)
 	}
 }
@@ -288,7 +289,7 @@ func TestReadCheckpointDtypesAndViews(t *testing.T) {
 				t.Errorf("%s: missing %s", f, k)
 				continue
 			}
-			if !shapeEqual(g.Shape, w.Shape) || len(g.Data) != len(w.Values) {
+			if !slices.Equal(g.Shape, w.Shape) || len(g.Data) != len(w.Values) {
 				t.Errorf("%s: %s shape %v (%d values), want %v", f, k, g.Shape, len(g.Data), w.Shape)
 				continue
 			}
@@ -571,7 +572,7 @@ func TestReadCheckpointCraftedPickles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := got["w"]; len(got) != 1 || !shapeEqual(w.Shape, []int{2}) || w.Data[0] != 1 || w.Data[1] != 2 {
+	if w := got["w"]; len(got) != 1 || !slices.Equal(w.Shape, []int{2}) || w.Data[0] != 1 || w.Data[1] != 2 {
 		t.Errorf("crafted checkpoint: %v", got)
 	}
 }
