@@ -3,11 +3,24 @@ GO ?= go
 BIN := bin/softpatch
 COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
-.PHONY: all build demo test vet fmt-check bench fixtures
+.PHONY: all deps build demo test vet fmt-check bench fixtures
 
 all: build
 
-build:
+# OpenBLAS headers and library for cgo: installed with apt when missing (as root), otherwise
+# the command to run is printed.
+deps:
+	@if ! echo '#include <cblas.h>' | $(CC) -E -x c - >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing libopenblas-dev"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev >/dev/null; \
+		else \
+			echo "OpenBLAS is missing: run 'sudo apt-get install libopenblas-dev' (Debian/Ubuntu)"; exit 1; \
+		fi; \
+	fi
+
+build: deps
 	$(GO) build -ldflags "-X main.commitHash=$(COMMIT)" -o $(BIN) ./cmd/softpatch
 
 # The main job on the embedded default (generated images).
@@ -15,10 +28,10 @@ demo: build
 	./$(BIN) demo --out demo-out
 
 # Everything CI checks: formatting, vet, and the test suite.
-test: fmt-check vet
+test: deps fmt-check vet
 	$(GO) test -count=1 ./...
 
-vet:
+vet: deps
 	$(GO) vet ./...
 
 fmt-check:
