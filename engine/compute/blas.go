@@ -60,11 +60,14 @@ func SetThreads(n int) {
 // Threads returns the thread count last set by SetThreads.
 func Threads() int { return int(numThreads.Load()) }
 
-// BLASInfo describes the BLAS in use, for example
-// "OpenBLAS 0.3.21 (core Haswell, 2 threads)": the version from
-// openblas_get_config, the kernel set from openblas_get_corename (which
-// OPENBLAS_CORETYPE overrides) and Threads(), the number of goroutines each
-// running a single-threaded OpenBLAS (openblas_get_num_threads is 1).
+// BLASInfo describes the SGEMM in use, for example
+// "OpenBLAS 0.3.21 (core Haswell) + softpatch AVX-512 SGEMM, 2 threads":
+// OpenBLAS's version from openblas_get_config and its kernel set from
+// openblas_get_corename (which OPENBLAS_CORETYPE overrides), this package's
+// own SGEMM kernel set when the CPU runs one (it then does every GEMM;
+// OpenBLAS is the fallback), and Threads(), the number of goroutines each
+// GEMM is split across (each running a single-threaded kernel;
+// openblas_get_num_threads is 1).
 func BLASInfo() string {
 	cfg := strings.Fields(C.GoString(C.openblas_get_config()))
 	version := strings.Join(cfg, " ")
@@ -72,11 +75,16 @@ func BLASInfo() string {
 		version = cfg[0] + " " + cfg[1]
 	}
 	core := strings.TrimSpace(C.GoString(C.openblas_get_corename()))
-	return fmt.Sprintf("%s (core %s, %d threads)", version, core, Threads())
+	s := fmt.Sprintf("%s (core %s)", version, core)
+	if ours() {
+		s += fmt.Sprintf(" + softpatch %v SGEMM", useKernel)
+	}
+	return fmt.Sprintf("%s, %d threads", s, Threads())
 }
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C for row-major matrices
-// through OpenBLAS's cblas_sgemm. C is m x n with leading dimension (row
+// with this package's SGEMM kernel (AVX-512 or AVX2, whichever the CPU
+// has), else OpenBLAS's cblas_sgemm. C is m x n with leading dimension (row
 // stride) ldc; op(A) is m x k: A is stored m x k (lda >= k) when transA is
 // false and k x m (lda >= m) when it is true; op(B) is k x n: B is stored
 // k x n (ldb >= n) when transB is false and n x k (ldb >= k) when true.
@@ -86,7 +94,7 @@ func BLASInfo() string {
 //
 // Large products are split into Threads() blocks of rows of C (of columns
 // when m is too small to split), computed concurrently by single-threaded
-// OpenBLAS calls on that many threads.
+// kernel calls on that many threads.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m < 0 || n < 0 || k < 0 {
 		panic(fmt.Sprintf("compute.Sgemm: negative size m=%d n=%d k=%d", m, n, k))
@@ -123,17 +131,21 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	if m*n*k < minFlops {
 		parts = 1
 	}
+	mr, nr := 16, 16 // split granularity: the kernels' register blocking
+	if ours() {
+		mr, nr = useKernel.mr(), useKernel.nr()
+	}
 	var g gemmBatch
 	for p := 0; p < parts; p++ {
-		if m >= 16*parts || parts == 1 {
-			i0, i1 := splitBlock(m, parts, p)
+		if m >= mr*parts || parts == 1 {
+			i0, i1 := splitUnits(m, parts, p, mr)
 			ao := i0 * lda
 			if transA {
 				ao = i0
 			}
 			g.add(transA, transB, i1-i0, n, k, ao, lda, 0, ldb, i0*ldc, ldc)
 		} else {
-			j0, j1 := splitBlock(n, parts, p)
+			j0, j1 := splitUnits(n, parts, p, nr)
 			bo := j0
 			if transB {
 				bo = j0 * ldb
@@ -145,12 +157,16 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 }
 
 // splitBlock returns block p of [0, n) split into parts blocks whose
-// boundaries are multiples of 16 (the GEMM kernels' register blocking)
+// boundaries are multiples of 16 where possible (see splitUnits).
+func splitBlock(n, parts, p int) (lo, hi int) { return splitUnits(n, parts, p, 16) }
+
+// splitUnits returns block p of [0, n) split into parts blocks whose
+// boundaries are multiples of unit (a GEMM kernel's register blocking)
 // where possible.
-func splitBlock(n, parts, p int) (lo, hi int) {
-	units := (n + 15) / 16
-	lo = min(n, p*units/parts*16)
-	hi = min(n, (p+1)*units/parts*16)
+func splitUnits(n, parts, p, unit int) (lo, hi int) {
+	units := (n + unit - 1) / unit
+	lo = min(n, p*units/parts*unit)
+	hi = min(n, (p+1)*units/parts*unit)
 	if p == parts-1 {
 		hi = n
 	}

@@ -8,8 +8,11 @@ import (
 
 func TestBLASInfo(t *testing.T) {
 	info := BLASInfo()
-	if !strings.HasPrefix(info, "OpenBLAS") || !strings.Contains(info, "threads)") {
+	if !strings.HasPrefix(info, "OpenBLAS") || !strings.HasSuffix(info, " threads") {
 		t.Errorf("BLASInfo() = %q", info)
+	}
+	if want := " + softpatch " + useKernel.String() + " SGEMM, "; ours() != strings.Contains(info, want) {
+		t.Errorf("BLASInfo() = %q, kernel %v", info, useKernel)
 	}
 	t.Log(info)
 }

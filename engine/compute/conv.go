@@ -20,7 +20,10 @@ import "fmt"
 // for F(4x4,3x3), 16/9x for F(2x2,3x3); both when used with both) inside
 // the Conv on first use; Weight must not be modified in place after the
 // first Forward (assigning a new slice is fine: the cache is keyed by the
-// slice). A Conv may be used by several goroutines at once, each with its
+// slice). With the package's own SGEMM (see BLASInfo), the other paths
+// likewise cache a copy of Weight packed for the kernel (Weight's size, Out
+// rounded up to the micro-tile height), and the Winograd cache holds the
+// transformed weights in that packed layout. A Conv may be used by several goroutines at once, each with its
 // own Workspace.
 type Conv struct {
 	In, Out, Kernel, Stride, Pad int
@@ -28,7 +31,30 @@ type Conv struct {
 	Bias                         []float32 // [Out]
 	ReLU                         bool
 
-	wino []*winoWeights // transformed weights of the Winograd path, built lazily
+	wino   []*winoWeights // transformed weights of the Winograd path, built lazily
+	packed *packedWeights // Weight packed for this package's GEMM kernel, built lazily
+}
+
+// packedWeights is a Conv's Weight, as an [Out] x [In*Kernel*Kernel]
+// matrix, packed for a kernel set (see packA), from the Weight slice whose
+// first element is at src.
+type packedWeights struct {
+	kern gemmKernel
+	src  *float32
+	a    []float32
+}
+
+// packedWeights returns c.Weight packed for kern, packing it on first use
+// or when Weight has been replaced by another slice.
+func (c *Conv) packedWeights(kern gemmKernel) []float32 {
+	winoMu.Lock()
+	defer winoMu.Unlock()
+	if p := c.packed; p != nil && p.kern == kern && p.src == &c.Weight[0] {
+		return p.a
+	}
+	kk := c.In * c.Kernel * c.Kernel
+	c.packed = &packedWeights{kern: kern, src: &c.Weight[0], a: packA(kern, c.Out, kk, c.Weight, kk)}
+	return c.packed.a
 }
 
 // Workspace holds the scratch buffers of Conv.Forward, reused across calls
@@ -131,10 +157,20 @@ func (c *Conv) Forward(dst, x, residual []float32, n, h, w int, ws *Workspace) {
 // forward1x1 runs a 1x1 stride-1 unpadded convolution as
 // dst[i] = W [Out x In] * x[i] [In x hw]: GEMMs per image and block of
 // output channels (enough blocks for every thread) straight into dst, then
-// the epilogue in place.
+// the epilogue in place; with this package's kernels, the weights are
+// packed once and the epilogue is fused into the GEMM's stores.
 func (c *Conv) forward1x1(dst, x, residual []float32, n, hw int) {
 	parts := max(1, (Threads()+n-1)/n)
 	var g gemmBatch
+	if ours() {
+		pw := c.packedWeights(useKernel)
+		for img := 0; img < n; img++ {
+			d := img * c.Out * hw
+			g.addPackedSplit(useKernel, parts, c.Out, hw, c.In, 0, img*c.In*hw, hw, d, hw, 0, resOffset(residual, d), hw)
+		}
+		g.runPacked(useKernel, pw, x, dst, c.Bias, residual, c.ReLU)
+		return
+	}
 	for img := 0; img < n; img++ {
 		for p := 0; p < parts; p++ {
 			o0, o1 := splitBlock(c.Out, parts, p)
@@ -149,7 +185,9 @@ func (c *Conv) forward1x1(dst, x, residual []float32, n, hw int) {
 // images sit side by side ([In*K*K] x [n*oh*ow]) and the GEMM writes
 // [Out] x [n*oh*ow] into scratch, from which the epilogue scatters to NCHW;
 // otherwise each image in turn gets its own im2col and a GEMM straight into
-// dst. The GEMM is split into Threads() blocks of output channels.
+// dst. The GEMM is split into Threads() blocks of output channels. With
+// this package's kernels (see im2colGEMM), the GEMMs write every image
+// straight into dst with the epilogue fused, batched or not.
 func (c *Conv) forwardIm2col(dst, x, residual []float32, n, h, w, oh, ow int, ws *Workspace) {
 	kk := c.In * c.Kernel * c.Kernel
 	ohw := oh * ow
@@ -165,6 +203,10 @@ func (c *Conv) forwardIm2col(dst, x, residual []float32, n, h, w, oh, ow int, ws
 				c.im2colRow(col[row*ld+img*ohw:row*ld+(img+1)*ohw], x[img*chw:(img+1)*chw], row, h, w, oh, ow)
 			}
 		})
+		if ours() {
+			c.im2colGEMM(&g, dst, col, residual, n, ld, ohw, 0)
+			return
+		}
 		out := grow(&ws.out, c.Out*ld)
 		for p := 0; p < parts; p++ {
 			o0, o1 := splitBlock(c.Out, parts, p)
@@ -182,13 +224,43 @@ func (c *Conv) forwardIm2col(dst, x, residual []float32, n, h, w, oh, ow int, ws
 				c.im2colRow(col[row*ohw:(row+1)*ohw], xi, row, h, w, oh, ow)
 			}
 		})
+		if ours() {
+			c.im2colGEMM(&g, dst, col, residual, 1, ohw, ohw, img)
+			continue
+		}
 		for p := 0; p < parts; p++ {
 			o0, o1 := splitBlock(c.Out, parts, p)
 			g.add(false, false, o1-o0, ohw, kk, o0*kk, kk, 0, ohw, (img*c.Out+o0)*ohw, ohw)
 		}
 		g.run(1, c.Weight, col, 0, dst)
 	}
-	c.epilogue(dst, nil, residual, n, ohw)
+	if !ours() {
+		c.epilogue(dst, nil, residual, n, ohw)
+	}
+}
+
+// im2colGEMM runs the GEMM of the im2col path with this package's kernel
+// (useKernel): for each of the n images img0.. whose columns sit side by
+// side in col ([In*K*K] x [ld], ohw columns per image), dst[img] =
+// act(W * col[:, image] + Bias + residual[img]), the epilogue fused into the
+// GEMM's stores, each image split over enough jobs for every thread.
+func (c *Conv) im2colGEMM(g *gemmBatch, dst, col, residual []float32, n, ld, ohw, img0 int) {
+	kk := c.In * c.Kernel * c.Kernel
+	pw := c.packedWeights(useKernel)
+	parts := max(1, (Threads()+n-1)/n)
+	for i := 0; i < n; i++ {
+		d := (img0 + i) * c.Out * ohw
+		g.addPackedSplit(useKernel, parts, c.Out, ohw, kk, 0, i*ohw, ld, d, ohw, 0, resOffset(residual, d), ohw)
+	}
+	g.runPacked(useKernel, pw, col, dst, c.Bias, residual, c.ReLU)
+}
+
+// resOffset returns off, or -1 (no residual) when residual is nil.
+func resOffset(residual []float32, off int) int {
+	if residual == nil {
+		return -1
+	}
+	return off
 }
 
 // im2colRow fills dst [oh*ow] with row (ci, ky, kx) of the im2col matrix of

@@ -21,7 +21,8 @@ import (
 // or 2, alpha = m+2), each alpha x alpha input tile d becomes V = B^T d B,
 // each filter g becomes U = G g G^T, the alpha^2 positions xi of the
 // transformed tiles are alpha^2 independent GEMMs
-// M[xi] = U[xi] [Out x In] times V[xi] [In x tiles] through OpenBLAS, and
+// M[xi] = U[xi] [Out x In] times V[xi] [In x tiles] (through this package's
+// SGEMM, U packed once, or OpenBLAS; see useKernel), and
 // each output tile is the m x m block A^T M A. The tile transforms are in
 // winograd.c.
 //
@@ -67,24 +68,26 @@ var forceWino *winoVariant
 
 // winoWeights is a Conv's filter bank transformed for one Winograd variant:
 // u [alpha^2][Out][In], computed from the Weight slice whose first element is
-// at src.
+// at src; for this package's GEMM kernels (kern not OpenBLAS), each of the
+// alpha^2 matrices is packed (see packA), matrix xi at xi*len(u)/alpha^2.
 type winoWeights struct {
-	v   *winoVariant
-	src *float32
-	u   []float32
+	v    *winoVariant
+	kern gemmKernel
+	src  *float32
+	u    []float32
 }
 
-// winoMu guards the wino field of every Conv.
+// winoMu guards the wino and packed fields of every Conv.
 var winoMu sync.Mutex
 
-// winogradWeights returns the weights transformed for v, computing them (in
-// float64, rounded once to float32) on first use or when Weight has been
-// replaced by another slice.
-func (c *Conv) winogradWeights(v *winoVariant) []float32 {
+// winogradWeights returns the weights transformed for v and laid out for
+// kern, computing them (in float64, rounded once to float32) on first use or
+// when Weight has been replaced by another slice.
+func (c *Conv) winogradWeights(v *winoVariant, kern gemmKernel) []float32 {
 	winoMu.Lock()
 	defer winoMu.Unlock()
 	for _, ww := range c.wino {
-		if ww.v == v && ww.src == &c.Weight[0] && len(ww.u) == v.alpha*v.alpha*c.Out*c.In {
+		if ww.v == v && ww.kern == kern && ww.src == &c.Weight[0] {
 			return ww.u
 		}
 	}
@@ -107,14 +110,24 @@ func (c *Conv) winogradWeights(v *winoVariant) []float32 {
 			}
 		}
 	})
-	// Keep the other variant's weights if they are still current.
+	if kern != kernelOpenBLAS {
+		raw := u
+		ps := packedSize(kern, c.Out, c.In)
+		u = make([]float32, a*a*ps)
+		parallelFor(a*a, 1, func(lo, hi int) {
+			for xi := lo; xi < hi; xi++ {
+				copy(u[xi*ps:(xi+1)*ps], packA(kern, c.Out, c.In, raw[xi*oi:], c.In))
+			}
+		})
+	}
+	// Keep the other variants' weights if they are still current.
 	keep := c.wino[:0:0]
 	for _, ww := range c.wino {
-		if ww.v != v && ww.src == &c.Weight[0] {
+		if (ww.v != v || ww.kern != kern) && ww.src == &c.Weight[0] {
 			keep = append(keep, ww)
 		}
 	}
-	c.wino = append(keep, &winoWeights{v: v, src: &c.Weight[0], u: u})
+	c.wino = append(keep, &winoWeights{v: v, kern: kern, src: &c.Weight[0], u: u})
 	return u
 }
 
@@ -134,7 +147,7 @@ func (c *Conv) forwardWinograd(dst, x, residual []float32, n, h, w int, ws *Work
 	if forceWino != nil {
 		v = forceWino
 	}
-	u := c.winogradWeights(v)
+	u := c.winogradWeights(v, useKernel)
 	a2 := v.alpha * v.alpha
 	th, tw := (oh+v.m-1)/v.m, (ow+v.m-1)/v.m
 	tpi := th * tw // tiles per image
@@ -153,10 +166,18 @@ func (c *Conv) forwardWinograd(dst, x, residual []float32, n, h, w int, ws *Work
 			}
 		})
 		var gb gemmBatch
-		for xi := 0; xi < a2; xi++ {
-			gb.add(false, false, out, tn, in, xi*out*in, in, xi*in*tn, tn, xi*out*tn, tn)
+		if ours() {
+			ps := len(u) / a2
+			for xi := 0; xi < a2; xi++ {
+				gb.addPacked(out, tn, in, xi*ps, xi*in*tn, tn, xi*out*tn, tn, -1, -1, 0)
+			}
+			gb.runPacked(useKernel, u, vb, m, nil, nil, false)
+		} else {
+			for xi := 0; xi < a2; xi++ {
+				gb.add(false, false, out, tn, in, xi*out*in, in, xi*in*tn, tn, xi*out*tn, tn)
+			}
+			gb.run(1, u, vb, 0, m)
 		}
-		gb.run(1, u, vb, 0, m)
 		parallelFor(gn*out, 1, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				img, o := r/out, r%out
