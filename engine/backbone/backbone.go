@@ -158,11 +158,13 @@ func (b *Backbone) build(k graphKey) (*graph, error) {
 	g := G.NewGraph()
 	gr := &graph{g: g, x: tensor.New(tensor.WithShape(k.n, 3, k.h, k.w), tensor.Of(tensor.Float32))}
 	gr.input = G.NewTensor(g, tensor.Float32, 4, G.WithShape(k.n, 3, k.h, k.w), G.WithName("input"))
+	inputs := map[*G.Node][]*G.Node{}
 	apply := func(op G.Op, name string, in ...*G.Node) (*G.Node, error) {
 		node, err := G.ApplyOpWithName(op, name, in...)
 		if err != nil {
 			return nil, fmt.Errorf("backbone: building %s: %w", name, err)
 		}
+		inputs[node] = in
 		return node, nil
 	}
 	h, w := k.h, k.w
@@ -184,8 +186,60 @@ func (b *Backbone) build(k graphKey) (*graph, error) {
 		}
 		gr.outputs[s] = x
 	}
+	if err := assignBuffers(g, inputs, gr.outputs[:k.deepest+1]); err != nil {
+		return nil, err
+	}
 	gr.vm = G.NewTapeMachine(g)
 	return gr, nil
+}
+
+// assignBuffers gives every op of g its output buffer. It follows the
+// order in which gorgonia's tape machine runs the graph (the reverse of
+// G.Sort, a stabilised topological sort, as G.Compile uses) and hands an
+// op a buffer released by an op whose output no later op reads; kept
+// outputs stay untouched until the end of the run. An op's output never
+// shares memory with its own inputs. inputs lists each op node's operands.
+func assignBuffers(g *G.ExprGraph, inputs map[*G.Node][]*G.Node, kept []*G.Node) error {
+	order, err := G.Sort(g)
+	if err != nil {
+		return fmt.Errorf("backbone: ordering the graph: %w", err)
+	}
+	slices.Reverse(order)
+	lastUse := map[*G.Node]int{}
+	for i, n := range order {
+		for _, c := range inputs[n] {
+			lastUse[c] = i
+		}
+	}
+	for _, n := range kept {
+		lastUse[n] = len(order)
+	}
+	var free [][]float32
+	for i, n := range order {
+		op, ok := n.Op().(bufferedOp)
+		if !ok {
+			continue // the input
+		}
+		size := op.outputShape().TotalSize()
+		best := -1
+		for j, b := range free {
+			if cap(b) >= size && (best < 0 || cap(b) < cap(free[best])) {
+				best = j
+			}
+		}
+		if best >= 0 {
+			op.setOutput(free[best][:size])
+			free = slices.Delete(free, best, best+1)
+		} else {
+			op.setOutput(make([]float32, size))
+		}
+		for j, c := range inputs[n] {
+			if _, isOp := c.Op().(bufferedOp); isOp && lastUse[c] == i && !slices.Contains(inputs[n][:j], c) {
+				free = append(free, c.Op().(bufferedOp).buffer())
+			}
+		}
+	}
+	return nil
 }
 
 type applyFunc func(op G.Op, name string, in ...*G.Node) (*G.Node, error)

@@ -1,8 +1,11 @@
 package backbone
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	G "gorgonia.org/gorgonia"
 )
 
 var narrow = Arch{Name: "narrow", Blocks: [4]int{3, 4, 6, 3}, StemWidth: 2, BaseWidth: 128, NumClasses: 10}
@@ -60,4 +63,48 @@ func TestForwardOutputsAreOwnedByCaller(t *testing.T) {
 	if len(net.graphs) != 1 {
 		t.Errorf("%d graphs built for one shape", len(net.graphs))
 	}
+}
+
+// The graph's ops share output buffers whose lifetimes do not overlap, and
+// the layers a caller asked for are not overwritten later in the run.
+func TestGraphSharesBuffers(t *testing.T) {
+	net, err := New(narrow, RandomInit(narrow, 3), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gr, err := net.build(graphKey{n: 2, h: 64, w: 64, deepest: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, buffers := 0, map[*float32]bool{}
+	for _, n := range gr.g.AllNodes() {
+		if op, ok := n.Op().(bufferedOp); ok {
+			ops++
+			buffers[&op.buffer()[:1][0]] = true
+		}
+	}
+	if len(buffers) >= ops/2 {
+		t.Errorf("%d ops use %d distinct buffers", ops, len(buffers))
+	}
+	// No op that runs after a kept layer output may write into its buffer.
+	order, err := G.Sort(gr.g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(order)
+	for s := 0; s < 3; s++ {
+		kept := gr.outputs[s]
+		p := &kept.Op().(bufferedOp).buffer()[:1][0]
+		after := false
+		for _, n := range order {
+			if n == kept {
+				after = true
+				continue
+			}
+			if op, ok := n.Op().(bufferedOp); ok && after && &op.buffer()[:1][0] == p {
+				t.Errorf("%s runs after %s and overwrites it", n.Name(), Layers[s])
+			}
+		}
+	}
+	t.Logf("%d ops, %d buffers", ops, len(buffers))
 }

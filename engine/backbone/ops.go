@@ -11,11 +11,36 @@ import (
 	"github.com/softpatch/softpatch/engine/compute"
 )
 
-// The graph's nodes are these fused ops. Each owns its output tensor,
-// allocated once when the node is built, and Do writes into it: with
-// ReturnsPtr and CallsExtern both false the tape machine keeps that value
-// instead of allocating a fresh one per run, so a forward pass allocates
-// almost nothing. A node's value is overwritten by the next run.
+// The graph's nodes are these fused ops. Each writes into an output tensor
+// that build assigns once the graph's execution order is known (ops whose
+// outputs are never alive at the same time share memory), and Do returns
+// it: with ReturnsPtr and CallsExtern both false the tape machine keeps
+// that value instead of allocating a fresh one per run, so a forward pass
+// allocates almost nothing. A node's value is overwritten by the next run.
+
+// output is an op's output shape and the buffer build assigned to it.
+type output struct {
+	shape tensor.Shape
+	out   *tensor.Dense
+}
+
+func (o *output) outputShape() tensor.Shape { return o.shape }
+
+func (o *output) buffer() []float32 { return o.out.Data().([]float32) }
+
+func (o *output) setOutput(buf []float32) {
+	o.out = tensor.New(tensor.WithShape(o.shape...), tensor.WithBacking(buf))
+}
+
+func (o *output) InferShape(...G.DimSizer) (tensor.Shape, error) { return o.shape.Clone(), nil }
+
+// bufferedOp is an op whose output buffer build assigns.
+type bufferedOp interface {
+	G.Op
+	outputShape() tensor.Shape
+	setOutput(buf []float32)
+	buffer() []float32
+}
 
 // nchw is the gorgonia type of a 4-D float tensor.
 var nchw = &G.TensorType{Dims: 4, Of: hm.TypeVariable('a')}
@@ -27,15 +52,15 @@ type convOp struct {
 	conv     *compute.Conv
 	n, h, w  int
 	residual bool
-	out      *tensor.Dense
 	ws       *compute.Workspace
+	output
 }
 
 func newConvOp(name string, c *compute.Conv, n, h, w int, residual bool, ws *compute.Workspace) *convOp {
 	oh, ow := c.OutputSize(h, w)
 	return &convOp{
 		name: name, conv: c, n: n, h: h, w: w, residual: residual, ws: ws,
-		out: tensor.New(tensor.WithShape(n, c.Out, oh, ow), tensor.Of(tensor.Float32)),
+		output: output{shape: tensor.Shape{n, c.Out, oh, ow}},
 	}
 }
 
@@ -53,7 +78,6 @@ func (op *convOp) Type() hm.Type {
 	return hm.NewFnType(nchw, nchw)
 }
 
-func (op *convOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.out.Shape().Clone(), nil }
 
 func (op *convOp) Do(in ...G.Value) (G.Value, error) {
 	x, err := float32s(op.name, in[0], op.n*op.conv.In*op.h*op.w)
@@ -85,20 +109,17 @@ func (op *convOp) String() string {
 type maxPoolOp struct {
 	kernel, stride, pad int
 	n, c, h, w          int
-	out                 *tensor.Dense
+	output
 }
 
 func newMaxPoolOp(kernel, stride, pad, n, c, h, w int) *maxPoolOp {
 	oh, ow := compute.MaxPoolOutputSize(h, w, kernel, stride, pad)
 	return &maxPoolOp{kernel: kernel, stride: stride, pad: pad, n: n, c: c, h: h, w: w,
-		out: tensor.New(tensor.WithShape(n, c, oh, ow), tensor.Of(tensor.Float32))}
+		output: output{shape: tensor.Shape{n, c, oh, ow}}}
 }
 
 func (op *maxPoolOp) Arity() int    { return 1 }
 func (op *maxPoolOp) Type() hm.Type { return hm.NewFnType(nchw, nchw) }
-func (op *maxPoolOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
-	return op.out.Shape().Clone(), nil
-}
 func (op *maxPoolOp) Do(in ...G.Value) (G.Value, error) {
 	x, err := float32s("maxpool", in[0], op.n*op.c*op.h*op.w)
 	if err != nil {
