@@ -78,7 +78,6 @@ func (op *convOp) Type() hm.Type {
 	return hm.NewFnType(nchw, nchw)
 }
 
-
 func (op *convOp) Do(in ...G.Value) (G.Value, error) {
 	x, err := float32s(op.name, in[0], op.n*op.conv.In*op.h*op.w)
 	if err != nil {
