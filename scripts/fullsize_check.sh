@@ -33,15 +33,22 @@ for i, (w, h, mode) in enumerate([(320, 256, "RGB"), (256, 256, "RGB"), (400, 30
     PIL.Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), mode).save(f"{out}/img{i}_{w}x{h}.png")
 PYEOF
 imgs=("$work"/images/*.png)
-$PY "$tools/embed_reference.py" --ref "$ref" --weights "$work/wrn50_2_seed0.pth" --out "$work/reference.npy" --threads 2 "${imgs[@]}"
+$PY "$tools/embed_reference.py" --ref "$ref" --weights "$work/wrn50_2_seed0.pth" --out "$work/reference.npy" --threads 2 --repeat 3 "${imgs[@]}"
 (cd "$here" && go build -o "$work/softpatch" ./cmd/softpatch)
 for fmt in "" _legacy; do
-  "$work/softpatch" embed --weights "$work/wrn50_2_seed0$fmt.pth" --threads 2 --out "$work/ours$fmt.npy" "${imgs[@]}"
+  "$work/softpatch" embed --weights "$work/wrn50_2_seed0$fmt.pth" --threads 2 --batch 8 --out "$work/ours$fmt.npy" "${imgs[@]}"
   $PY - "$work/reference.npy" "$work/ours$fmt.npy" <<'PYEOF'
-import sys, numpy as np
+import json, sys, numpy as np
 r, o = np.load(sys.argv[1]), np.load(sys.argv[2])
+info = json.load(open(sys.argv[2][:-4] + ".json"))
+print("softpatch seconds_per_image %.4f (decode to embedding, batch 8, load excluded)" % (info["seconds"] / len(info["images"])))
 assert r.shape == o.shape, (r.shape, o.shape)
 print("%s: shape %s, max abs error %.3g, max abs value %.3g, relative %.3g"
       % (sys.argv[2], o.shape, np.abs(r - o).max(), np.abs(r).max(), np.abs(r - o).max() / np.abs(r).max()))
 PYEOF
 done
+# Speed on the same images, each embedded 3 times as the reference's --repeat 3 did (load excluded;
+# includes the one-time graph build and weight transforms of the first batch).
+"$work/softpatch" embed --weights "$work/wrn50_2_seed0.pth" --threads 2 --batch 8 --out "$work/timing.npy" \
+  "${imgs[@]}" "${imgs[@]}" "${imgs[@]}" 2>/dev/null
+$PY -c "import json,sys; i=json.load(open(sys.argv[1])); print('softpatch seconds_per_image %.4f over %d images (same images x3, batch 8)' % (i['seconds']/len(i['images']), len(i['images'])))" "$work/timing.json"
