@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/softpatch/softpatch/engine/backbone"
+	"github.com/softpatch/softpatch/internal/atomicfile"
 	"github.com/softpatch/softpatch/internal/npy"
 	"github.com/softpatch/softpatch/internal/progress"
 )
@@ -65,7 +66,7 @@ func runEmbed(args []string) error {
 		info.Mark = randomInitMark
 	}
 	side := strings.TrimSuffix(*out, ".npy") + ".json"
-	if err := npy.WriteFile(side, func(w io.Writer) error {
+	if err := atomicfile.WriteFile(side, func(w io.Writer) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", " ")
 		return enc.Encode(info)
@@ -86,7 +87,7 @@ func (p *pipeline) embedFiles(out string, images []string, batch int) ([]int, er
 	var shape []int
 	bar := progress.New("embed", len(images), "images")
 	defer bar.Finish()
-	err := npy.WriteFile(out, func(w io.Writer) error {
+	err := atomicfile.WriteFile(out, func(w io.Writer) error {
 		var fw *npy.Float32Writer
 		for lo := 0; lo < len(images); lo += batch {
 			hi := min(lo+batch, len(images))

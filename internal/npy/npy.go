@@ -11,7 +11,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -89,33 +88,6 @@ func (fw *Float32Writer) Close() error {
 		return fmt.Errorf("npy: wrote %d values, shape holds %d", fw.written, fw.want)
 	}
 	return fw.bw.Flush()
-}
-
-// WriteFloat32File writes a .npy file atomically (a temporary file in the
-// same folder, renamed into place).
-func WriteFloat32File(path string, shape []int, data []float32) error {
-	return WriteFile(path, func(w io.Writer) error { return WriteFloat32(w, shape, data) })
-}
-
-// WriteFile creates path atomically: write fills a temporary file in the
-// same folder, which is renamed into place only if write succeeds.
-func WriteFile(path string, write func(w io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("npy: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return fmt.Errorf("npy: writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("npy: writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("npy: %w", err)
-	}
-	return nil
 }
 
 func writeHeader(w io.Writer, descr string, shape []int) error {
