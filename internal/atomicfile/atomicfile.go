@@ -23,8 +23,7 @@ func WriteFile(path string, write func(w io.Writer) error) error {
 		tmp.Close()
 		return err // the caller's own error: it says what failed
 	}
-	// CreateTemp makes the file private (0600); a result file is as readable
-	// as one made by os.Create (0666 less the umask would need the umask: 0644).
+	// CreateTemp makes the file private (0600); results are meant to be shared.
 	if err := tmp.Chmod(0o644); err != nil {
 		tmp.Close()
 		return fmt.Errorf("atomicfile: %w", err)
