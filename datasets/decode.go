@@ -400,3 +400,32 @@ func genericRGB(img image.Image, out *RGB8) {
 		}
 	}
 }
+
+// ImageSize reads only the header of the image file at path and returns
+// its width and height: a cheap check, before long work, that a file is an
+// image of a supported format (png, jpeg, bmp, tiff) within MaxPixels.
+// A file whose header is fine may still fail to decode later.
+func ImageSize(path string) (w, h int, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("datasets: %w", err)
+	}
+	defer f.Close()
+	head := make([]byte, 16)
+	n, _ := io.ReadFull(f, head)
+	fm := format(head[:n])
+	if fm == "" || fm == "gif" || fm == "webp" {
+		return 0, 0, fmt.Errorf("datasets: %s: unknown or unsupported image format (want png, jpeg, bmp or tiff)", path)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, 0, fmt.Errorf("datasets: %s: %w", path, err)
+	}
+	cfg, _, err := image.DecodeConfig(f)
+	if err != nil {
+		return 0, 0, fmt.Errorf("datasets: %s: bad %s header: %w", path, fm, err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width*cfg.Height > MaxPixels {
+		return 0, 0, fmt.Errorf("datasets: %s: %dx%d image (at most %d pixels)", path, cfg.Width, cfg.Height, MaxPixels)
+	}
+	return cfg.Width, cfg.Height, nil
+}

@@ -247,6 +247,12 @@ func (p Preprocess) LoadImage(path string) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.Mode == ResizeShorter {
+		// The whole resized image is made before the crop: bound it.
+		if rw, rh := resizedSize(img.W, img.H, p.Resize); rw*rh > MaxPixels {
+			return nil, fmt.Errorf("datasets: %s: a %dx%d image resized to shorter side %d is %dx%d, over %d pixels", path, img.W, img.H, p.Resize, rw, rh, MaxPixels)
+		}
+	}
 	out := p.Image(img)
 	dst := make([]float32, 3*out.W*out.H)
 	Normalize(dst, out)

@@ -3,6 +3,8 @@ package datasets
 import (
 	"bytes"
 	"encoding/json"
+	"image"
+	"image/png"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -235,4 +237,25 @@ func BenchmarkPreprocess(b *testing.B) {
 		Normalize(dst, p.Image(img))
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e6/float64(b.N), "ms/op")
+}
+
+func TestImageSizeReadsHeadersAndRejectsNonImages(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "a.png")
+	img := image.NewGray(image.Rect(0, 0, 7, 5))
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(good, buf.Bytes(), 0o644)
+	if w, h, err := ImageSize(good); err != nil || w != 7 || h != 5 {
+		t.Errorf("ImageSize = %d, %d, %v; want 7, 5", w, h, err)
+	}
+	bad := filepath.Join(dir, "b.png")
+	os.WriteFile(bad, []byte("not an image at all"), 0o644)
+	for _, p := range []string{bad, filepath.Join(dir, "missing.png")} {
+		if _, _, err := ImageSize(p); err == nil || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s: error %v, want one naming the file", p, err)
+		}
+	}
 }

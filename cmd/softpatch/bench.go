@@ -14,8 +14,12 @@ import (
 
 // benchResult is one measured batch size.
 type benchResult struct {
+	Commit        string  `json:"commit"`
 	Arch          string  `json:"arch"`
 	Backbone      string  `json:"backbone"` // identity, with the random-init mark when no checkpoint was found
+	RandomInit    bool    `json:"random_init"`
+	Mark          string  `json:"mark,omitempty"`
+	OpenSeconds   float64 `json:"open_seconds"` // checkpoint load, published BatchNorm pass, folding
 	Layer         string  `json:"deepest_layer"`
 	ImageSize     int     `json:"imagesize"`
 	Batch         int     `json:"batch"`
@@ -29,8 +33,8 @@ type benchResult struct {
 }
 
 func runBench(args []string) error {
-	if len(args) == 0 || args[0] != "features" {
-		return fmt.Errorf("usage: softpatch bench features [flags]")
+	if err := subverb(args, "features", "bench features [flags]"); err != nil {
+		return err
 	}
 	fs := newFlags("bench features", "bench features [--batches 1,8] [--images N] [--json]",
 		"softpatch bench features --batches 1,8 --images 16")
@@ -42,9 +46,15 @@ func runBench(args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	t0 := time.Now()
 	p, err := ff.open()
 	if err != nil {
 		return err
+	}
+	openSeconds := time.Since(t0).Seconds()
+	mark := ""
+	if p.id.RandomInit {
+		mark = randomInitMark
 	}
 	deepest := p.deepest
 	s := p.pre.ImageSize
@@ -78,7 +88,8 @@ func runBench(args []string) error {
 		}
 		imgs := float64(rounds * n)
 		res := benchResult{
-			Arch: p.net.Arch.Name, Backbone: p.id.String(), Layer: backbone.Layers[deepest], ImageSize: s, Batch: n, Threads: compute.Threads(),
+			Commit: commit(), Arch: p.net.Arch.Name, Backbone: p.id.String(), RandomInit: p.id.RandomInit, Mark: mark,
+			OpenSeconds: openSeconds, Layer: backbone.Layers[deepest], ImageSize: s, Batch: n, Threads: compute.Threads(),
 			BLAS: compute.BLASInfo(), SecondsPerImg: fwd.Seconds() / imgs, ImagesPerSec: imgs / fwd.Seconds(),
 			GFLOPs: flops * imgs / fwd.Seconds() / 1e9, EmbedSeconds: emb.Seconds() / imgs, PeakRSSMB: peakRSSMB(),
 		}
@@ -88,7 +99,7 @@ func runBench(args []string) error {
 			continue
 		}
 		fmt.Printf("%s to %s at %d, batch %d, %d threads (%s): %.3f s/image, %.2f images/s, %.1f GFLOP/s; embedding %.4f s/image; peak RSS %.0f MB\n",
-			res.Arch, res.Layer, s, n, res.Threads, res.BLAS, res.SecondsPerImg, res.ImagesPerSec, res.GFLOPs, res.EmbedSeconds, res.PeakRSSMB)
+			res.Backbone, res.Layer, s, n, res.Threads, res.BLAS, res.SecondsPerImg, res.ImagesPerSec, res.GFLOPs, res.EmbedSeconds, res.PeakRSSMB)
 	}
 	return nil
 }

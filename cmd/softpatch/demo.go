@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"image"
 	"image/color"
@@ -9,7 +10,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/softpatch/softpatch/engine/compute"
 	"github.com/softpatch/softpatch/internal/npy"
@@ -23,6 +23,7 @@ func runDemo(args []string) error {
 	fs := newFlags("demo", "demo [--out DIR] [flags]", "softpatch demo --out demo-out")
 	var ff featureFlags
 	ff.register(fs)
+	batch := fs.Int("batch", 8, "images per forward pass")
 	out := fs.String("out", "demo-out", "folder for the generated images and the embeddings")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -44,13 +45,13 @@ func runDemo(args []string) error {
 	if err != nil {
 		return err
 	}
-	start := time.Now()
 	npyPath := filepath.Join(*out, "embeddings.npy")
-	shape, err := p.embedFiles(npyPath, paths, ff.batch)
+	info, err := p.embedFiles(context.Background(), npyPath, paths, max(1, *batch))
 	if err != nil {
 		return err
 	}
-	fmt.Printf("embedded them with %s in %.1f s: %s %v\n", p.id, time.Since(start).Seconds(), npyPath, shape)
+	shape := info.Shape
+	fmt.Printf("embedded them with %s in %.1f s: %s %v (provenance in %s)\n", p.id, info.Seconds, npyPath, shape, sidecar(npyPath))
 	arr, err := npy.ReadFile(npyPath)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -42,10 +43,11 @@ func TestEmbedFilesMatchesPyTorch(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "feats.npy")
 	// Batch 2 over 3 images: a full batch, then a remainder batch.
-	shape, err := p.embedFiles(out, images, 2)
+	info, err := p.embedFiles(context.Background(), out, images, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
+	shape := info.Shape
 	got, err := npy.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
@@ -112,5 +114,25 @@ func TestEmbedWithoutWeightsMarksRandomInit(t *testing.T) {
 	}
 	if !info.Backbone.RandomInit || info.Mark != randomInitMark {
 		t.Errorf("provenance %s lacks the random-init mark", b)
+	}
+}
+
+// A cancelled run (Ctrl-C) leaves neither the array nor its provenance.
+func TestEmbedFilesCancelledWritesNothing(t *testing.T) {
+	arch := backbone.Arch{Name: "narrow_wide_resnet50_2", Blocks: [4]int{3, 4, 6, 3}, StemWidth: 2, BaseWidth: 128, NumClasses: 10}
+	net, err := backbone.New(arch, backbone.RandomInit(arch, 1), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pipeline{pre: datasets.Preprocess{Resize: 72, ImageSize: 64}, net: net, layers: []string{"layer2", "layer3"}, embed: embed.Default()}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dir := t.TempDir()
+	_, err = p.embedFiles(ctx, filepath.Join(dir, "f.npy"), []string{filepath.Join(golden, "img0_gray_80x80.png")}, 1)
+	if err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("error %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("left %v behind", entries)
 	}
 }

@@ -74,3 +74,16 @@ func newFlags(name, usageLine, example string) *flag.FlagSet {
 	}
 	return fs
 }
+
+// subverb checks that args start with the one sub-verb a verb has; -h and
+// help print usageLine and count as asking for help.
+func subverb(args []string, name, usageLine string) error {
+	if len(args) > 0 && args[0] == name {
+		return nil
+	}
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintf(os.Stderr, "usage: softpatch %s\n", usageLine)
+		return flag.ErrHelp
+	}
+	return fmt.Errorf("usage: softpatch %s", usageLine)
+}

@@ -7,8 +7,8 @@ import (
 )
 
 func runWeights(args []string) error {
-	if len(args) == 0 || args[0] != "inspect" {
-		return fmt.Errorf("usage: softpatch weights inspect FILE")
+	if err := subverb(args, "inspect", "weights inspect FILE"); err != nil {
+		return err
 	}
 	fs := newFlags("weights inspect", "weights inspect FILE", "softpatch weights inspect ~/.cache/torch/hub/checkpoints/wide_resnet50_2-95faca4d.pth")
 	if err := fs.Parse(args[1:]); err != nil {

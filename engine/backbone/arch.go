@@ -10,7 +10,6 @@ package backbone
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 )
 
@@ -79,9 +78,6 @@ func LayerIndex(name string) (int, error) {
 	return 0, fmt.Errorf("backbone: unknown layer %q (known: %v)", name, Layers)
 }
 
-// LayerStride is the spatial stride of a stage's output relative to the input.
-func LayerStride(s int) int { return 4 << s }
-
 // Param is one entry of a torchvision state_dict: its key and shape.
 type Param struct {
 	Name  string
@@ -146,17 +142,6 @@ func (a Arch) ParamCount() int {
 		n += m
 	}
 	return n
-}
-
-// ParamNames returns the sorted keys of Params.
-func (a Arch) ParamNames() []string {
-	ps := a.Params()
-	names := make([]string, len(ps))
-	for i, p := range ps {
-		names[i] = p.Name
-	}
-	sort.Strings(names)
-	return names
 }
 
 // FLOPs is the number of floating-point operations (2 per multiply-add)

@@ -11,9 +11,10 @@ import (
 )
 
 // Backbone is a bottleneck ResNet with BatchNorm folded into its
-// convolutions. It builds one gorgonia expression graph per input shape
-// and deepest layer, and keeps it for later calls. A Backbone is not safe
-// for concurrent use.
+// convolutions. It builds a gorgonia expression graph for an input shape
+// and deepest layer and keeps the latest one for later calls (a run whose
+// last batch is smaller builds one more). A Backbone is not safe for
+// concurrent use.
 type Backbone struct {
 	Arch    Arch
 	Deepest int // deepest stage built (0 for layer1)
@@ -133,6 +134,7 @@ func (b *Backbone) Forward(x []float32, n, h, w int, layers []string) ([]Feature
 		if gr, err = b.build(key); err != nil {
 			return nil, err
 		}
+		clear(b.graphs) // keep one graph's activations in memory, not one per batch size
 		b.graphs[key] = gr
 	}
 	copy(gr.x.Data().([]float32), x)

@@ -1,6 +1,7 @@
 package backbone
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -107,4 +108,28 @@ func TestGraphSharesBuffers(t *testing.T) {
 		}
 	}
 	t.Logf("%d ops, %d buffers", ops, len(buffers))
+}
+
+// torch refuses a train-mode BatchNorm over one value per channel; so does
+// the published pass, instead of writing NaN statistics.
+func TestPublishedBNPassRejectsOneValuePerChannel(t *testing.T) {
+	_, err := PublishedBNPass(narrow, RandomInit(narrow, 1), 32, 3)
+	if err == nil || !strings.Contains(err.Error(), "one value per channel") {
+		t.Fatalf("32 px through layer4 (1x1 maps): error %v", err)
+	}
+}
+
+func TestFindWeightsExplicitFolderWithoutCheckpointIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	home := t.TempDir() // a checkpoint elsewhere must not be picked instead
+	t.Setenv("TORCH_HOME", home)
+	for _, explicit := range []string{dir, ""} {
+		if explicit == "" {
+			t.Setenv("SOFTPATCH_WEIGHTS", dir)
+		}
+		_, err := FindWeights(explicit, WideResNet50_2)
+		if err == nil || errors.Is(err, ErrNoWeights) || !strings.Contains(err.Error(), dir) {
+			t.Errorf("explicit %q: error %v, want one naming %s", explicit, err, dir)
+		}
+	}
 }

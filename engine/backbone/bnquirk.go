@@ -122,6 +122,10 @@ func (p *trainPass) convBN(x fmap, conv, bn string, stride, pad int) (fmap, erro
 	newMean := Tensor{Shape: rm.Shape, Data: make([]float32, c.Out)}
 	newVar := Tensor{Shape: rv.Shape, Data: make([]float32, c.Out)}
 	n := oh * ow
+	if n < 2 {
+		// torch raises "Expected more than 1 value per channel when training".
+		return fmap{}, fmt.Errorf("backbone: published BatchNorm pass: %s sees a %dx%d map, one value per channel; use a larger image size", bn, oh, ow)
+	}
 	for ch := 0; ch < c.Out; ch++ {
 		plane := y.data[ch*n : (ch+1)*n]
 		var sum float64

@@ -17,7 +17,7 @@ type Identity struct {
 	Weights    string `json:"weights,omitempty"`        // checkpoint path
 	SHA256     string `json:"weights_sha256,omitempty"` // of the checkpoint file
 	RandomInit bool   `json:"random_init"`
-	Seed       uint64 `json:"seed,omitempty"` // of the random initialisation
+	Seed       uint64 `json:"seed"` // of the random initialisation
 	// BNPass describes the BatchNorm statistics: "published" (PublishedBNPass
 	// applied) or "checkpoint" (the running statistics as stored).
 	BNPass string `json:"bn_pass"`

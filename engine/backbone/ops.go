@@ -3,6 +3,7 @@ package backbone
 import (
 	"fmt"
 	"hash"
+	"hash/fnv"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -154,10 +155,7 @@ func float32s(op string, v G.Value, want int) ([]float32, error) {
 
 // hashString is FNV-1a, for gorgonia's op hash codes.
 func hashString(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h ^= uint32(s[i])
-		h *= 16777619
-	}
-	return h
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return h.Sum32()
 }

@@ -179,7 +179,7 @@ func FindWeights(explicit string, arch Arch) (string, error) {
 		if f := inDir(p); f != "" {
 			return f, true, nil
 		}
-		return "", false, nil
+		return "", false, wErr(p, nil, fs.ErrNotExist, "no %s checkpoint in this folder (%s; looked for %s)", arch.Name, what, strings.Join(WeightFileNames(arch), ", "))
 	}
 	if explicit != "" {
 		p, ok, err := given(explicit, "weights path given explicitly")

@@ -1,7 +1,7 @@
 package compute
 
 /*
-#cgo LDFLAGS: -lopenblas
+#cgo LDFLAGS: -lopenblas -ldl
 #include <cblas.h>
 #include <dlfcn.h>
 
@@ -37,7 +37,8 @@ func init() {
 
 // SetThreads sets the number of goroutines (at most one per CPU is useful)
 // that Sgemm, Conv.Forward and the other kernels split their work across,
-// GEMMs included; n <= 0 means runtime.NumCPU(), which is also the default
+// GEMMs included; n <= 0 means runtime.GOMAXPROCS(0) (all cores, less any
+// container CPU limit Go detects), which is also the default
 // at package initialisation.
 //
 // OpenBLAS itself is kept at one thread (openblas_set_num_threads(1) at
@@ -52,7 +53,7 @@ func init() {
 // end, and it never oversubscribes the CPUs.
 func SetThreads(n int) {
 	if n <= 0 {
-		n = runtime.NumCPU()
+		n = runtime.GOMAXPROCS(0)
 	}
 	numThreads.Store(int64(n))
 }

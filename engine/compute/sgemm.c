@@ -19,7 +19,7 @@ static int sg_kc = 256, sg_mc = 256, sg_nc = 2048;
 // current ones). Not safe while sg_jobs runs.
 void sg_set_blocking(int kc, int mc, int nc) {
 	if (kc > 0) sg_kc = kc;
-	if (mc > 0) sg_mc = mc;
+	if (mc > 0) sg_mc = mc < 16 ? 16 : mc; /* at least one micro-panel of rows (MR <= 16) */
 	if (nc > 0) sg_nc = nc;
 }
 
@@ -31,6 +31,7 @@ static float *sg_buffer(long n) {
 	if (cap < n) {
 		free(buf);
 		buf = aligned_alloc(64, sizeof(float) * (size_t)n);
+		if (!buf) abort(); /* out of memory: nothing sane to return to Go */
 		cap = n;
 	}
 	return buf;
@@ -92,8 +93,8 @@ __attribute__((target("avx512f,fma"))) static inline void sg512_kernel(
 				v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(k1, ri + 16));
 			}
 			if (relu) {
-				v0 = _mm512_max_ps(v0, zero);
-				v1 = _mm512_max_ps(v1, zero);
+				v0 = _mm512_max_ps(zero, v0); /* NaN stays NaN, as torch and the Go epilogue */
+				v1 = _mm512_max_ps(zero, v1);
 			}
 			_mm512_mask_storeu_ps(ci, k0, v0);
 			_mm512_mask_storeu_ps(ci + 16, k1, v1);
@@ -162,8 +163,8 @@ __attribute__((target("avx2,fma"))) static inline void sg256_kernel(
 				v1 = _mm256_add_ps(v1, _mm256_maskload_ps(ri + 8, k1));
 			}
 			if (relu) {
-				v0 = _mm256_max_ps(v0, zero);
-				v1 = _mm256_max_ps(v1, zero);
+				v0 = _mm256_max_ps(zero, v0);
+				v1 = _mm256_max_ps(zero, v1);
 			}
 			_mm256_maskstore_ps(ci, k0, v0);
 			_mm256_maskstore_ps(ci + 8, k1, v1);

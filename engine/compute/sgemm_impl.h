@@ -135,8 +135,9 @@ SG_T static void SG(gemm)(const sg_job *j, const float *A, int apacked, const fl
 SG_T static void SG(run)(const sg_job *jobs, int count, const float *A, int apacked, const float *B, float *C,
                           const float *bias, const float *res, float alpha, float beta, int relu) {
 	const long kc = sg_kc, mc = sg_mc / SG_MR * SG_MR, nc = (sg_nc + SG_NR - 1) / SG_NR * SG_NR;
-	float *buf = sg_buffer(kc * mc + kc * nc);
+	const long boff = ((long)kc * mc + 15) / 16 * 16; /* B's panel starts 64-byte aligned */
+	float *buf = sg_buffer(boff + (long)kc * nc);
 	for (int i = 0; i < count; i++) {
-		SG(gemm)(&jobs[i], A, apacked, B, C, bias, res, alpha, beta, relu, buf, buf + kc * mc);
+		SG(gemm)(&jobs[i], A, apacked, B, C, bias, res, alpha, beta, relu, buf, buf + boff);
 	}
 }

@@ -77,6 +77,7 @@ void wino_input(const float *x, int h, int w, int pad, int th, int tw, float *v,
 	const int rs = 4 * n;                 // floats per row in phase layout
 	const int rows = 4 * th + 2;          // padded input rows the tiles cover
 	float *buf = aligned_alloc(32, sizeof(float) * (size_t)(rows + 6) * rs);
+	if (!buf) abort(); /* out of memory: nothing sane to return to Go */
 	float *p = buf, *t = buf + (size_t)rows * rs;
 	// p[i] = input row i-pad in phase layout, with column shift pad.
 	memset(p, 0, sizeof(float) * (size_t)rows * rs);
@@ -136,6 +137,7 @@ void wino_input(const float *x, int h, int w, int pad, int th, int tw, float *v,
 void wino_output(const float *m, long ms, int th, int tw, float bias, const float *res, int relu, float *y, int oh, int ow) {
 	const int n = ((tw + 7) / 8) * 8;
 	float *buf = aligned_alloc(32, sizeof(float) * (size_t)(6 * 4 + 4) * n);
+	if (!buf) abort(); /* out of memory: nothing sane to return to Go */
 	float *s = buf, *row = buf + 24 * n; // s[k][r][c]; row: one output row, 4*n wide
 	const __m256i tail = lanemask(tw % 8);
 	const __m256 vb = _mm256_set1_ps(bias), zero = _mm256_setzero_ps();
@@ -233,6 +235,7 @@ void wino2_input(const float *x, int h, int w, int pad, int th, int tw, float *v
 	const int rs = 2 * n;
 	const int rows = 2 * th + 2;
 	float *buf = aligned_alloc(32, sizeof(float) * (size_t)(rows + 4) * rs);
+	if (!buf) abort(); /* out of memory: nothing sane to return to Go */
 	float *p = buf, *t = buf + (size_t)rows * rs;
 	memset(p, 0, sizeof(float) * (size_t)rows * rs);
 	for (int i = 0; i < rows; i++) {
@@ -284,6 +287,7 @@ void wino2_input(const float *x, int h, int w, int pad, int th, int tw, float *v
 void wino2_output(const float *m, long ms, int th, int tw, float bias, const float *res, int relu, float *y, int oh, int ow) {
 	const int n = ((tw + 7) / 8) * 8;
 	float *buf = aligned_alloc(32, sizeof(float) * (size_t)(4 * 2 + 2) * n);
+	if (!buf) abort(); /* out of memory: nothing sane to return to Go */
 	float *s = buf, *row = buf + 8 * n; // s[k][r][c]; row: one output row, 2*n wide
 	const __m256i tail = lanemask(tw % 8);
 	const __m256 vb = _mm256_set1_ps(bias), zero = _mm256_setzero_ps();
