@@ -2,8 +2,8 @@ package datasets
 
 import (
 	"archive/zip"
+	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,10 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/softpatch/softpatch/internal/npy"
 )
 
 // Fixtures made by testdata/gen_preprocess.py (PIL 9.4, torchvision 0.14).
@@ -37,22 +38,15 @@ type goldenManifest struct {
 	Cases       []goldenCase      `json:"cases"`
 }
 
-// npyArray is one array of golden.npz.
-type npyArray struct {
-	shape []int
-	u8    []uint8   // dtype |u1
-	f32   []float32 // dtype <f4
-}
-
 var (
 	goldenOnce sync.Once
 	goldenMan  goldenManifest
-	goldenArr  map[string]*npyArray
+	goldenArr  map[string]*npy.Array
 	goldenErr  error
 )
 
 // golden loads testdata/cases.json and testdata/golden.npz once.
-func golden(t testing.TB) (goldenManifest, map[string]*npyArray) {
+func golden(t testing.TB) (goldenManifest, map[string]*npy.Array) {
 	t.Helper()
 	goldenOnce.Do(func() {
 		b, err := os.ReadFile(filepath.Join("testdata", "cases.json"))
@@ -74,13 +68,13 @@ func golden(t testing.TB) (goldenManifest, map[string]*npyArray) {
 
 // readNPZ reads every .npy member of an npz archive. Keys ending in "~pred"
 // hold gradient-predictor residuals and are decoded (suffix dropped).
-func readNPZ(path string) (map[string]*npyArray, error) {
+func readNPZ(path string) (map[string]*npy.Array, error) {
 	zr, err := zip.OpenReader(path)
 	if err != nil {
 		return nil, err
 	}
 	defer zr.Close()
-	out := map[string]*npyArray{}
+	out := map[string]*npy.Array{}
 	for _, f := range zr.File {
 		rc, err := f.Open()
 		if err != nil {
@@ -91,7 +85,7 @@ func readNPZ(path string) (map[string]*npyArray, error) {
 		if err != nil {
 			return nil, err
 		}
-		a, err := parseNPY(data)
+		a, err := npy.Read(bytes.NewReader(data))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", f.Name, err)
 		}
@@ -105,76 +99,12 @@ func readNPZ(path string) (map[string]*npyArray, error) {
 	return out, nil
 }
 
-// parseNPY is a minimal .npy (v1/v2) reader for C-ordered |u1 and <f4.
-func parseNPY(b []byte) (*npyArray, error) {
-	if len(b) < 10 || string(b[:6]) != "\x93NUMPY" {
-		return nil, fmt.Errorf("not an npy file")
-	}
-	var hlen, off int
-	switch b[6] {
-	case 1:
-		hlen, off = int(binary.LittleEndian.Uint16(b[8:10])), 10
-	case 2, 3:
-		hlen, off = int(binary.LittleEndian.Uint32(b[8:12])), 12
-	default:
-		return nil, fmt.Errorf("npy version %d", b[6])
-	}
-	if off+hlen > len(b) {
-		return nil, fmt.Errorf("short header")
-	}
-	hdr := string(b[off : off+hlen])
-	body := b[off+hlen:]
-	field := func(name string) string {
-		i := strings.Index(hdr, "'"+name+"':")
-		if i < 0 {
-			return ""
-		}
-		return strings.TrimSpace(hdr[i+len(name)+3:])
-	}
-	if strings.HasPrefix(field("fortran_order"), "True") {
-		return nil, fmt.Errorf("fortran order unsupported")
-	}
-	sh := field("shape")
-	sh = sh[strings.Index(sh, "(")+1 : strings.Index(sh, ")")]
-	a := &npyArray{}
-	n := 1
-	for _, s := range strings.Split(sh, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		v, err := strconv.Atoi(s)
-		if err != nil {
-			return nil, fmt.Errorf("shape %q", sh)
-		}
-		a.shape = append(a.shape, v)
-		n *= v
-	}
-	switch d := field("descr"); {
-	case strings.HasPrefix(d, "'|u1'"):
-		if len(body) != n {
-			return nil, fmt.Errorf("u8 body %d, want %d", len(body), n)
-		}
-		a.u8 = body
-	case strings.HasPrefix(d, "'<f4'"):
-		if len(body) != 4*n {
-			return nil, fmt.Errorf("f32 body %d, want %d", len(body), 4*n)
-		}
-		a.f32 = make([]float32, n)
-		for i := range a.f32 {
-			a.f32[i] = math.Float32frombits(binary.LittleEndian.Uint32(body[4*i:]))
-		}
-	default:
-		return nil, fmt.Errorf("dtype %s unsupported", d)
-	}
-	return a, nil
-}
-
 // unpredict inverts the generator's left+up-upleft (mod 256) predictor over
 // the first two axes.
-func unpredict(a *npyArray) {
-	h, w := a.shape[0], a.shape[1]
-	c := len(a.u8) / (h * w)
-	p := a.u8
+func unpredict(a *npy.Array) {
+	h, w := a.Shape[0], a.Shape[1]
+	c := len(a.U8) / (h * w)
+	p := a.U8
 	at := func(y, x, k int) int { return int(p[(y*w+x)*c+k]) }
 	for y := 0; y < h; y++ {
 		for x := 0; x < w; x++ {
@@ -197,10 +127,10 @@ func unpredict(a *npyArray) {
 
 // pilRGB returns PIL's decoded RGB array for an input file. The big PNG is
 // stored as a digest only: it is decoded with DecodeRGBFile and checked.
-func pilRGB(t *testing.T, arr map[string]*npyArray, file string) *RGB8 {
+func pilRGB(t *testing.T, arr map[string]*npy.Array, file string) *RGB8 {
 	t.Helper()
 	if a, ok := arr["dec/"+file]; ok {
-		return &RGB8{W: a.shape[1], H: a.shape[0], Pix: a.u8}
+		return &RGB8{W: a.Shape[1], H: a.Shape[0], Pix: a.U8}
 	}
 	sum, ok := arr["sha256/dec/"+file]
 	if !ok {
@@ -210,7 +140,7 @@ func pilRGB(t *testing.T, arr map[string]*npyArray, file string) *RGB8 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := sha256.Sum256(img.Pix); string(got[:]) != string(sum.u8) {
+	if got := sha256.Sum256(img.Pix); string(got[:]) != string(sum.U8) {
 		t.Fatalf("%s: decoded pixels differ from PIL's (sha256 mismatch)", file)
 	}
 	return img
@@ -293,10 +223,10 @@ func TestImageGolden(t *testing.T) {
 			}
 			in := pilRGB(t, arr, c.File)
 			got := p.Image(in)
-			if got.W != want.shape[1] || got.H != want.shape[0] {
-				t.Fatalf("size %dx%d, want %dx%d", got.W, got.H, want.shape[1], want.shape[0])
+			if got.W != want.Shape[1] || got.H != want.Shape[0] {
+				t.Fatalf("size %dx%d, want %dx%d", got.W, got.H, want.Shape[1], want.Shape[0])
 			}
-			if n, maxd := diffStats(got.Pix, want.u8); n != 0 {
+			if n, maxd := diffStats(got.Pix, want.U8); n != 0 {
 				t.Fatalf("%d of %d samples differ from torchvision, max |diff| %d", n, len(got.Pix), maxd)
 			}
 			if isJPEG(c.File) {
@@ -306,7 +236,7 @@ func TestImageGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n, maxd := diffStats(p.Image(dec).Pix, want.u8); n != 0 {
+			if n, maxd := diffStats(p.Image(dec).Pix, want.U8); n != 0 {
 				t.Fatalf("decode+Image: %d samples differ, max |diff| %d", n, maxd)
 			}
 		})
@@ -327,7 +257,7 @@ func TestImageJPEGEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := caseParams(t, c).Image(dec)
-		n, maxd := diffStats(got.Pix, arr["out/"+c.Key].u8)
+		n, maxd := diffStats(got.Pix, arr["out/"+c.Key].U8)
 		t.Logf("%s: %d of %d samples differ, max |diff| %d", c.Key, n, len(got.Pix), maxd)
 		if maxd > jpegMaxDiff {
 			t.Errorf("%s: max |diff| %d > %d", c.Key, maxd, jpegMaxDiff)
@@ -347,21 +277,21 @@ func TestMaskGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantG := arr["gray/"+c.File]
-			if g.W != wantG.shape[1] || g.H != wantG.shape[0] {
+			if g.W != wantG.Shape[1] || g.H != wantG.Shape[0] {
 				t.Fatalf("gray size %dx%d", g.W, g.H)
 			}
-			if n, _ := diffStats(g.Pix, wantG.u8); n != 0 {
+			if n, _ := diffStats(g.Pix, wantG.U8); n != 0 {
 				t.Fatalf("convert(L): %d pixels differ from PIL", n)
 			}
 			got := caseParams(t, c).Mask(g)
 			want := arr["mask/"+c.Key]
-			if len(got) != len(want.u8) {
-				t.Fatalf("len %d, want %d", len(got), len(want.u8))
+			if len(got) != len(want.U8) {
+				t.Fatalf("len %d, want %d", len(got), len(want.U8))
 			}
 			ones := 0
 			for i := range got {
-				if got[i] != want.u8[i] {
-					t.Fatalf("pixel %d: %d, want %d", i, got[i], want.u8[i])
+				if got[i] != want.U8[i] {
+					t.Fatalf("pixel %d: %d, want %d", i, got[i], want.U8[i])
 				}
 				ones += int(got[i])
 			}
@@ -377,14 +307,14 @@ func TestNormalizeGolden(t *testing.T) {
 	for _, key := range man.Norm {
 		want := arr["norm/"+key]
 		out := arr["out/"+key]
-		img := &RGB8{W: out.shape[1], H: out.shape[0], Pix: out.u8}
+		img := &RGB8{W: out.Shape[1], H: out.Shape[0], Pix: out.U8}
 		got := make([]float32, 3*img.W*img.H)
 		Normalize(got, img)
 		maxd, exact := 0.0, 0
 		for i := range got {
-			d := math.Abs(float64(got[i]) - float64(want.f32[i]))
+			d := math.Abs(float64(got[i]) - float64(want.F32[i]))
 			maxd = math.Max(maxd, d)
-			if got[i] == want.f32[i] {
+			if got[i] == want.F32[i] {
 				exact++
 			}
 		}
@@ -403,7 +333,7 @@ func TestLoadImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := arr["norm/"+key].f32
+	want := arr["norm/"+key].F32
 	if len(got) != len(want) {
 		t.Fatalf("len %d, want %d", len(got), len(want))
 	}

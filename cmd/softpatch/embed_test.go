@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/softpatch/softpatch/engine/backbone"
 	"github.com/softpatch/softpatch/engine/embed"
 	"github.com/softpatch/softpatch/internal/npy"
+	"github.com/softpatch/softpatch/internal/numtest"
 )
 
 var golden = filepath.Join("..", "..", "testdata", "golden")
@@ -59,13 +59,8 @@ func TestEmbedFilesMatchesPyTorch(t *testing.T) {
 	if len(shape) != 3 || shape[0] != 3 || shape[1] != 64 || shape[2] != 1024 || got.Len() != want.Len() {
 		t.Fatalf("shape %v (file %v), torch %v", shape, got.Shape, want.Shape)
 	}
-	var maxErr, maxRef float64
-	for i := range want.F32 {
-		maxErr = max(maxErr, math.Abs(float64(got.F32[i]-want.F32[i])))
-		maxRef = max(maxRef, math.Abs(float64(want.F32[i])))
-	}
-	if maxErr/maxRef > 1e-4 {
-		t.Errorf("relative error %.3g > 1e-4", maxErr/maxRef)
+	if e := numtest.RelErr(got.F32, want.F32); !(e <= 1e-4) {
+		t.Errorf("relative error %.3g > 1e-4", e)
 	}
 }
 

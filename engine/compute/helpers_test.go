@@ -1,9 +1,10 @@
 package compute
 
 import (
-	"math"
 	"math/rand"
 	"testing"
+
+	"github.com/softpatch/softpatch/internal/numtest"
 )
 
 // randSlice returns n seeded uniform values in [-1, 1).
@@ -15,19 +16,8 @@ func randSlice(rng *rand.Rand, n int) []float32 {
 	return s
 }
 
-// relErr returns max|got-want| / max|want| (max|got-want| when want is all
-// zero).
-func relErr(got []float32, want []float64) float64 {
-	var maxErr, maxRef float64
-	for i, w := range want {
-		maxErr = math.Max(maxErr, math.Abs(float64(got[i])-w))
-		maxRef = math.Max(maxRef, math.Abs(w))
-	}
-	if maxRef == 0 {
-		return maxErr
-	}
-	return maxErr / maxRef
-}
+// relErr is numtest.RelErr: max|got-want| / max|want|, +Inf on NaN.
+func relErr(got []float32, want []float64) float64 { return numtest.RelErr(got, want) }
 
 // checkRel fails t when relErr(got, want) > tol, and logs the error.
 func checkRel(t *testing.T, name string, got []float32, want []float64, tol float64) {
@@ -36,7 +26,7 @@ func checkRel(t *testing.T, name string, got []float32, want []float64, tol floa
 		t.Fatalf("%s: len %d, want %d", name, len(got), len(want))
 	}
 	e := relErr(got, want)
-	if e > tol || math.IsNaN(e) {
+	if !(e <= tol) {
 		t.Errorf("%s: relative error %.3g > %.3g", name, e, tol)
 	} else if testing.Verbose() {
 		t.Logf("%s: relative error %.3g (tol %.3g)", name, e, tol)

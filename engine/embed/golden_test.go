@@ -1,12 +1,12 @@
 package embed
 
 import (
-	"math"
 	"path/filepath"
 	"testing"
 
 	"github.com/softpatch/softpatch/engine/backbone"
 	"github.com/softpatch/softpatch/internal/npy"
+	"github.com/softpatch/softpatch/internal/numtest"
 )
 
 // golden is testdata/golden: fixtures written by testdata/golden/gen_model.py
@@ -27,16 +27,6 @@ func readNpy(t *testing.T, name string) *npy.Array {
 		t.Fatal(err)
 	}
 	return a
-}
-
-// relErr is max|got-want| / max|want|.
-func relErr(got, want []float32) float64 {
-	var maxErr, maxRef float64
-	for i := range want {
-		maxErr = max(maxErr, math.Abs(float64(got[i])-float64(want[i])))
-		maxRef = max(maxRef, math.Abs(float64(want[i])))
-	}
-	return maxErr / maxRef
 }
 
 // TestGoldenLayersAndEmbeddings runs the fixture checkpoint (both torch
@@ -67,7 +57,7 @@ func TestGoldenLayersAndEmbeddings(t *testing.T) {
 				if f.N != want.Shape[0] || f.C != want.Shape[1] || f.H != want.Shape[2] || f.W != want.Shape[3] {
 					t.Fatalf("%s: shape %dx%dx%dx%d, torch %v", l, f.N, f.C, f.H, f.W, want.Shape)
 				}
-				if e := relErr(f.Data, want.F32); e > tolerance {
+				if e := numtest.RelErr(f.Data, want.F32); !(e <= tolerance) {
 					t.Errorf("%s: relative error %.3g > %g", l, e, tolerance)
 				} else {
 					t.Logf("%s: relative error %.3g", l, e)
@@ -95,7 +85,7 @@ func TestGoldenLayersAndEmbeddings(t *testing.T) {
 				if want.Shape[0] != n || want.Shape[1] != positions || want.Shape[2] != c.cfg.TargetDim {
 					t.Fatalf("%s: got [%d %d %d], torch %v", c.file, n, positions, c.cfg.TargetDim, want.Shape)
 				}
-				if e := relErr(got, want.F32); e > tolerance {
+				if e := numtest.RelErr(got, want.F32); !(e <= tolerance) {
 					t.Errorf("%s: relative error %.3g > %g", c.file, e, tolerance)
 				} else {
 					t.Logf("%s: relative error %.3g", c.file, e)
@@ -138,7 +128,7 @@ func TestGoldenPublishedBNPass(t *testing.T) {
 		}
 		for i, l := range c.layers {
 			want := readNpy(t, c.prefix+l+".npy")
-			if e := relErr(feats[i].Data, want.F32); e > tolerance {
+			if e := numtest.RelErr(feats[i].Data, want.F32); !(e <= tolerance) {
 				t.Errorf("%s%s: relative error %.3g > %g", c.prefix, l, e, tolerance)
 			} else {
 				t.Logf("%s%s: relative error %.3g", c.prefix, l, e)
@@ -150,7 +140,7 @@ func TestGoldenPublishedBNPass(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := readNpy(t, "published_l3_embed_l23_1024_1024.npy")
-			if e := relErr(got, want.F32); e > tolerance {
+			if e := numtest.RelErr(got, want.F32); !(e <= tolerance) {
 				t.Errorf("published embedding: relative error %.3g > %g", e, tolerance)
 			}
 		}

@@ -53,7 +53,8 @@ func WriteFloat32(w io.Writer, shape []int, data []float32) error {
 // Float32Writer streams a float32 array: the header first, then the data
 // in any number of Write calls, row-major.
 type Float32Writer struct {
-	bw      *bufio.Writer
+	w       io.Writer
+	buf     []byte // encoding scratch, reused across Write calls
 	want    int
 	written int
 }
@@ -63,7 +64,7 @@ func NewFloat32Writer(w io.Writer, shape []int) (*Float32Writer, error) {
 	if err := writeHeader(w, "<f4", shape); err != nil {
 		return nil, err
 	}
-	return &Float32Writer{bw: bufio.NewWriterSize(w, 1<<16), want: count(shape)}, nil
+	return &Float32Writer{w: w, want: count(shape)}, nil
 }
 
 // Write appends values to the array.
@@ -71,23 +72,23 @@ func (fw *Float32Writer) Write(data []float32) error {
 	if fw.written+len(data) > fw.want {
 		return fmt.Errorf("npy: writing %d more values past %d of %d", len(data), fw.written, fw.want)
 	}
-	var b [4]byte
+	fw.buf = fw.buf[:0]
 	for _, v := range data {
-		binary.LittleEndian.PutUint32(b[:], math.Float32bits(v))
-		if _, err := fw.bw.Write(b[:]); err != nil {
-			return err
-		}
+		fw.buf = binary.LittleEndian.AppendUint32(fw.buf, math.Float32bits(v))
+	}
+	if _, err := fw.w.Write(fw.buf); err != nil {
+		return err
 	}
 	fw.written += len(data)
 	return nil
 }
 
-// Close flushes the data and checks that the shape was filled.
+// Close checks that the shape was filled.
 func (fw *Float32Writer) Close() error {
 	if fw.written != fw.want {
 		return fmt.Errorf("npy: wrote %d values, shape holds %d", fw.written, fw.want)
 	}
-	return fw.bw.Flush()
+	return nil
 }
 
 func writeHeader(w io.Writer, descr string, shape []int) error {
