@@ -34,7 +34,7 @@ for i, (w, h, mode) in enumerate([(320, 256, "RGB"), (256, 256, "RGB"), (400, 30
 PYEOF
 imgs=("$work"/images/*.png)
 $PY "$tools/embed_reference.py" --ref "$ref" --weights "$work/wrn50_2_seed0.pth" --out "$work/reference.npy" --threads 2 --repeat 3 "${imgs[@]}"
-(cd "$here" && go build -o "$work/softpatch" ./cmd/softpatch)
+make -C "$here" -s build && cp "$here/bin/softpatch" "$work/softpatch"
 for fmt in "" _legacy; do
   "$work/softpatch" embed --weights "$work/wrn50_2_seed0$fmt.pth" --threads 2 --batch 8 --out "$work/ours$fmt.npy" "${imgs[@]}"
   $PY - "$work/reference.npy" "$work/ours$fmt.npy" <<'PYEOF'
