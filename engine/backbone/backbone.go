@@ -2,6 +2,7 @@ package backbone
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 
 	G "gorgonia.org/gorgonia"
@@ -131,10 +132,16 @@ func (b *Backbone) Forward(x []float32, n, h, w int, layers []string) ([]Feature
 	gr, ok := b.graphs[key]
 	if !ok {
 		var err error
+		if len(b.graphs) > 0 {
+			// Keep one graph's activations in memory, not one per batch
+			// size: drop the old graph and collect it before the new one
+			// allocates, so that the heap does not grow to hold both.
+			clear(b.graphs)
+			runtime.GC()
+		}
 		if gr, err = b.build(key); err != nil {
 			return nil, err
 		}
-		clear(b.graphs) // keep one graph's activations in memory, not one per batch size
 		b.graphs[key] = gr
 	}
 	copy(gr.x.Data().([]float32), x)
