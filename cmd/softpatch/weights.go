@@ -34,8 +34,8 @@ func runWeights(args []string) error {
 	fmt.Printf("file        %s\nsha256      %s\nentries     %d\nvalues      %d\n", path, sum, len(params), total)
 	arch, err := backbone.MatchArch(params)
 	if err != nil {
-		fmt.Printf("arch        none of the known architectures: %v\n", err)
-		return nil
+		fmt.Println("arch        none of the known architectures")
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	fmt.Printf("arch        %s\nparameters  %d (learnable; BatchNorm running statistics not counted)\n", arch.Name, arch.ParamCount())
 	return nil

@@ -75,13 +75,12 @@ func TestRandomInitDistributions(t *testing.T) {
 	}
 	// kaiming_normal_(fan_out, relu): std sqrt(2/(out*k*k)).
 	for _, c := range []struct {
-		name          string
-		out, k        int
-		minN, maxNorm int
+		name   string
+		out, k int
 	}{
-		{"layer4.1.conv2.weight", 1024, 3, 0, 0}, // 9.4M values
-		{"layer3.0.conv1.weight", 512, 1, 0, 0},  // 262K values
-		{"conv1.weight", 64, 7, 0, 0},            // 9.4K values
+		{"layer4.1.conv2.weight", 1024, 3}, // 9.4M values
+		{"layer3.0.conv1.weight", 512, 1},  // 262K values
+		{"conv1.weight", 64, 7},            // 9.4K values
 	} {
 		w := m[c.name].Data
 		mean, std := meanStd(w)
