@@ -52,30 +52,7 @@ func TestSgemm(t *testing.T) {
 				b := randSlice(rng, br*ldb)
 				c := randSlice(rng, m*ldc)
 				alpha, beta := float32(0.75), float32(-0.5)
-				want := make([]float64, len(c))
-				for i := range c {
-					want[i] = float64(c[i])
-				}
-				for i := 0; i < m; i++ {
-					for j := 0; j < n; j++ {
-						var s float64
-						for p := 0; p < k; p++ {
-							var av, bv float32
-							if ta {
-								av = a[p*lda+i]
-							} else {
-								av = a[i*lda+p]
-							}
-							if tb {
-								bv = b[j*ldb+p]
-							} else {
-								bv = b[p*ldb+j]
-							}
-							s += float64(av) * float64(bv)
-						}
-						want[i*ldc+j] = float64(alpha)*s + float64(beta)*float64(c[i*ldc+j])
-					}
-				}
+				want := refGemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 				Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 				checkRel(t, "Sgemm", c, want, 1e-6)
 			}
