@@ -58,17 +58,32 @@ __attribute__((target("avx512f,fma"))) static inline void sg512_kernel(
 			_mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
 		}
 	}
+	if (nr > 16) {
 #pragma GCC unroll 4
-	for (long p = 0; p < kc; p++) {
-		const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+		for (long p = 0; p < kc; p++) {
+			const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 16
-		for (int i = 0; i < SG512_MR; i++) {
-			const __m512 ai = _mm512_set1_ps(a[i]);
-			c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
-			c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+			for (int i = 0; i < SG512_MR; i++) {
+				const __m512 ai = _mm512_set1_ps(a[i]);
+				c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+				c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+			}
+			a += SG512_MR;
+			b += SG512_NR;
 		}
-		a += SG512_MR;
-		b += SG512_NR;
+	} else {
+		// At most 16 columns (a tail panel): the right half of the tile
+		// is padding, so skip it (c1 stays zero and is not stored).
+#pragma GCC unroll 4
+		for (long p = 0; p < kc; p++) {
+			const __m512 b0 = _mm512_load_ps(b);
+#pragma GCC unroll 16
+			for (int i = 0; i < SG512_MR; i++) {
+				c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, c0[i]);
+			}
+			a += SG512_MR;
+			b += SG512_NR;
+		}
 	}
 	const __mmask16 k0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
 	const __mmask16 k1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
