@@ -100,14 +100,7 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	if m < 0 || n < 0 || k < 0 {
 		panic(fmt.Sprintf("compute.Sgemm: negative size m=%d n=%d k=%d", m, n, k))
 	}
-	ar, ac := m, k
-	if transA {
-		ar, ac = k, m
-	}
-	br, bc := k, n
-	if transB {
-		br, bc = n, k
-	}
+	ar, ac, br, bc := storedShapes(m, n, k, transA, transB)
 	checkMat("Sgemm", "A", a, ar, ac, lda)
 	checkMat("Sgemm", "B", b, br, bc, ldb)
 	checkMat("Sgemm", "C", c, m, n, ldc)
@@ -186,4 +179,17 @@ func checkMat(fn, name string, s []float32, rows, cols, ld int) {
 	if need := (rows-1)*ld + cols; len(s) < need {
 		panic(fmt.Sprintf("compute.%s: len(%s)=%d < %d needed for %dx%d with ld %d", fn, name, len(s), need, rows, cols, ld))
 	}
+}
+
+// storedShapes returns the stored shapes (rows x cols) of A and B of a GEMM
+// whose op(A) is m x k and op(B) is k x n.
+func storedShapes(m, n, k int, ta, tb bool) (ar, ac, br, bc int) {
+	ar, ac, br, bc = m, k, k, n
+	if ta {
+		ar, ac = k, m
+	}
+	if tb {
+		br, bc = n, k
+	}
+	return ar, ac, br, bc
 }

@@ -39,14 +39,7 @@ func TestSgemm(t *testing.T) {
 		m, n, k := sz[0], sz[1], sz[2]
 		for _, ta := range []bool{false, true} {
 			for _, tb := range []bool{false, true} {
-				ar, ac := m, k
-				if ta {
-					ar, ac = k, m
-				}
-				br, bc := k, n
-				if tb {
-					br, bc = n, k
-				}
+				ar, ac, br, bc := storedShapes(m, n, k, ta, tb)
 				lda, ldb, ldc := ac+2, bc+1, n+3
 				a := randSlice(rng, ar*lda)
 				b := randSlice(rng, br*ldb)

@@ -117,14 +117,7 @@ func TestSgemmKernels(t *testing.T) {
 				m, n, k := sh.m, sh.n, sh.k
 				for tr := 0; tr < 4; tr++ {
 					ta, tb := tr&1 != 0, tr&2 != 0
-					ar, ac := m, k
-					if ta {
-						ar, ac = k, m
-					}
-					br, bc := k, n
-					if tb {
-						br, bc = n, k
-					}
+					ar, ac, br, bc := storedShapes(m, n, k, ta, tb)
 					lda, ldb, ldc := ac+rng.Intn(3), bc+rng.Intn(3), n+rng.Intn(3)
 					a, b := randSlice(rng, ar*lda), randSlice(rng, br*ldb)
 					c := randSlice(rng, m*ldc)
