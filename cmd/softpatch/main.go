@@ -23,6 +23,7 @@ type verb struct {
 func verbs() []verb {
 	return []verb{
 		{"embed", "write PatchCore patch embeddings of images to a .npy file", runEmbed},
+		{"data", "inspect a dataset or print its (noisy) train/test split", runData},
 		{"demo", "run the feature pipeline on generated images (the README's first command)", runDemo},
 		{"weights", "inspect a torchvision checkpoint (weights inspect FILE)", runWeights},
 		{"bench", "measure the feature extractor (bench features)", runBench},

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/softpatch/softpatch/datasets"
+)
+
+const dataUsage = "data inspect|split [flags]"
+
+// runData is the "data" verb: "data inspect" summarises a dataset,
+// "data split" prints the (noisy) train and test lists of one class.
+func runData(args []string) error {
+	return runDataTo(os.Stdout, args)
+}
+
+func runDataTo(w io.Writer, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "inspect":
+			return dataInspect(w, args[1:])
+		case "split":
+			return dataSplit(w, args[1:])
+		case "-h", "--help", "help":
+			fmt.Fprintf(os.Stderr, "usage: softpatch %s\n", dataUsage)
+			return flag.ErrHelp
+		}
+	}
+	return fmt.Errorf("usage: softpatch %s", dataUsage)
+}
+
+// classSummary is what "data inspect" reports for one class.
+type classSummary struct {
+	Class         string             `json:"class"`
+	Format        datasets.Format    `json:"format"`
+	Normal        string             `json:"normal"`
+	TrainNormals  int                `json:"train_normals"`
+	TestNormals   int                `json:"test_normals"`
+	TestAnomalies map[string]int     `json:"test_anomalies"` // per defect type
+	Masks         int                `json:"masks"`
+	Sizes         map[string]int     `json:"sizes"` // "WxH" -> images (headers)
+	Problems      []datasets.Problem `json:"problems"`
+	Error         string             `json:"error,omitempty"` // the class could not be loaded
+}
+
+func summarize(c *datasets.Class) classSummary {
+	s := classSummary{Class: c.Name, Format: c.Format, Normal: c.Normal, TrainNormals: len(c.Train),
+		TestAnomalies: map[string]int{}, Sizes: map[string]int{}, Problems: c.Problems}
+	if s.Problems == nil {
+		s.Problems = []datasets.Problem{}
+	}
+	for _, it := range append(append([]datasets.Item(nil), c.Train...), c.Test...) {
+		s.Sizes[fmt.Sprintf("%dx%d", it.Width, it.Height)]++
+		switch {
+		case it.Split == "train":
+		case it.Anomalous:
+			s.TestAnomalies[it.Type]++
+		default:
+			s.TestNormals++
+		}
+		if it.MaskPath != "" {
+			s.Masks++
+		}
+	}
+	return s
+}
+
+func layoutFlags(fs *flag.FlagSet) (format, normal, suffix *string) {
+	format = fs.String("format", "", "layout: mvtec, btad or folder (default: detect from train/good or train/ok)")
+	normal = fs.String("normal", "", "folder layout: name of the normal folder (default good)")
+	suffix = fs.String("mask-suffix", "", "folder layout: mask file suffix before the extension (default _mask)")
+	return
+}
+
+func makeLayout(format, normal, suffix string) (datasets.Layout, error) {
+	f, err := datasets.ParseFormat(format)
+	if err != nil {
+		return datasets.Layout{}, err
+	}
+	if (normal != "" || suffix != "") && f != datasets.FormatFolder {
+		return datasets.Layout{}, fmt.Errorf("--normal and --mask-suffix need --format folder")
+	}
+	return datasets.Layout{Format: f, Normal: normal, MaskSuffix: suffix}, nil
+}
+
+func dataInspect(w io.Writer, args []string) error {
+	fs := newFlags("data inspect", "data inspect --data ROOT [--format mvtec|btad|folder] [--class C] [--json]",
+		"softpatch data inspect --data ./mvtec --class bottle")
+	root := fs.String("data", "", "dataset root (required)")
+	class := fs.String("class", "", "only this class (default: all)")
+	asJSON := fs.Bool("json", false, "print a JSON list of class summaries")
+	format, normal, suffix := layoutFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *root == "" || fs.NArg() > 0 {
+		return fmt.Errorf("data inspect: --data ROOT is required and takes no arguments")
+	}
+	l, err := makeLayout(*format, *normal, *suffix)
+	if err != nil {
+		return err
+	}
+	classes := []string{*class}
+	if *class == "" {
+		if classes, err = datasets.Classes(*root, l); err != nil {
+			return err
+		}
+	}
+	var out []classSummary
+	for _, name := range classes {
+		c, err := datasets.Load(*root, name, l, datasets.LoadOptions{SkipBad: true})
+		if err != nil {
+			if *class != "" {
+				return err
+			}
+			out = append(out, classSummary{Class: name, Error: err.Error()})
+			continue
+		}
+		out = append(out, summarize(c))
+	}
+	if *asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	for i, s := range out {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		printSummary(w, s)
+	}
+	return nil
+}
+
+func printSummary(w io.Writer, s classSummary) {
+	if s.Error != "" {
+		fmt.Fprintf(w, "class %s: %s\n", s.Class, s.Error)
+		return
+	}
+	fmt.Fprintf(w, "class %s (%s, normal folder %q)\n", s.Class, s.Format, s.Normal)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	nAnom := 0
+	for _, n := range s.TestAnomalies {
+		nAnom += n
+	}
+	fmt.Fprintf(tw, "  train normals\t%d\t\n", s.TrainNormals)
+	fmt.Fprintf(tw, "  test normals\t%d\t\n", s.TestNormals)
+	fmt.Fprintf(tw, "  test anomalies\t%d\t\n", nAnom)
+	for _, t := range sortedKeys(s.TestAnomalies) {
+		fmt.Fprintf(tw, "    %s\t%d\t\n", t, s.TestAnomalies[t])
+	}
+	fmt.Fprintf(tw, "  masks found\t%d\t\n", s.Masks)
+	fmt.Fprintf(tw, "  problems\t%d\t\n", len(s.Problems))
+	tw.Flush()
+	var sizes []string
+	for _, k := range sortedKeys(s.Sizes) {
+		sizes = append(sizes, fmt.Sprintf("%s (%d)", k, s.Sizes[k]))
+	}
+	fmt.Fprintf(w, "  image sizes: %s\n", strings.Join(sizes, ", "))
+	for _, p := range s.Problems {
+		fmt.Fprintf(w, "  problem: %s: %s\n", p.Path, p.Reason)
+	}
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// splitResult is what "data split --json" prints; paths are relative to ROOT.
+type splitResult struct {
+	Root    string             `json:"root"`
+	Class   string             `json:"class"`
+	Dataset string             `json:"dataset"`
+	Noise   datasets.Noise     `json:"noise"`
+	Train   []string           `json:"train"`
+	Test    []string           `json:"test"`
+	Drawn   []string           `json:"drawn"`
+	Skipped []datasets.Problem `json:"skipped,omitempty"`
+}
+
+func dataSplit(w io.Writer, args []string) error {
+	fs := newFlags("data split", "data split --data ROOT --class C --noise 0.1 [--overlap] [--fold 0] [--noise-list FILE] [--json]",
+		"softpatch data split --data ./mvtec --class bottle --noise 0.1 --fold 0 --write-noise-list noise.json")
+	root := fs.String("data", "", "dataset root (required)")
+	class := fs.String("class", "", "class (required)")
+	ratio := fs.Float64("noise", 0, "noise ratio r: floor(r * n_train) anomalous test images join training")
+	overlap := fs.Bool("overlap", false, "keep the drawn images in the test set too")
+	fold := fs.Int("fold", 0, "fold: names an independent draw")
+	dataset := fs.String("dataset", "", "dataset name in the draw's seed (default: the layout, e.g. mvtec)")
+	list := fs.String("noise-list", "", "JSON list of files (relative to ROOT) to inject instead of drawing")
+	writeList := fs.String("write-noise-list", "", "write the drawn files to this JSON file")
+	skipBad := fs.Bool("skip-bad", false, "skip unusable files (listed) instead of failing")
+	asJSON := fs.Bool("json", false, "print JSON")
+	format, normal, suffix := layoutFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *root == "" || *class == "" || fs.NArg() > 0 {
+		return fmt.Errorf("data split: --data ROOT and --class C are required and it takes no arguments")
+	}
+	l, err := makeLayout(*format, *normal, *suffix)
+	if err != nil {
+		return err
+	}
+	c, err := datasets.Load(*root, *class, l, datasets.LoadOptions{SkipBad: *skipBad})
+	if err != nil {
+		return err
+	}
+	n := datasets.Noise{Ratio: *ratio, Overlap: *overlap, Fold: *fold}
+	if *list != "" {
+		if n.Files, err = datasets.ReadNoiseList(*list); err != nil {
+			return err
+		}
+		n.Ratio = 0 // the list replaces the draw; an empty list injects nothing
+	}
+	ds := *dataset
+	if ds == "" {
+		ds = string(c.Format)
+	}
+	train, test, drawn, err := c.Noisy(ds, n)
+	if err != nil {
+		return err
+	}
+	if *writeList != "" {
+		if err := datasets.WriteNoiseList(*writeList, c.Root, drawn); err != nil {
+			return err
+		}
+	}
+	rel := func(items []datasets.Item) []string {
+		out := make([]string, 0, len(items))
+		for _, it := range items {
+			out = append(out, datasets.RelPath(c.Root, it))
+		}
+		return out
+	}
+	res := splitResult{Root: c.Root, Class: c.Name, Dataset: ds, Noise: n, Train: rel(train), Test: rel(test), Drawn: rel(drawn), Skipped: c.Problems}
+	if *asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	mode := "no overlap"
+	if n.Overlap {
+		mode = "overlap"
+	}
+	src := fmt.Sprintf("ratio %g, fold %d, seed (%s, %s)", n.Ratio, n.Fold, ds, c.Name)
+	if *list != "" {
+		src = "list " + *list
+	}
+	fmt.Fprintf(w, "class %s under %s: %s, %s\n", c.Name, c.Root, src, mode)
+	fmt.Fprintf(w, "train: %d (%d clean + %d drawn)\n", len(train), len(c.Train), len(drawn))
+	for i, it := range train {
+		mark := ""
+		if i >= len(c.Train) {
+			mark = "  [noise]"
+		}
+		fmt.Fprintf(w, "  %s%s\n", datasets.RelPath(c.Root, it), mark)
+	}
+	fmt.Fprintf(w, "drawn: %d\n", len(drawn))
+	for _, s := range res.Drawn {
+		fmt.Fprintf(w, "  %s\n", s)
+	}
+	fmt.Fprintf(w, "test: %d\n", len(test))
+	for _, it := range test {
+		label := "normal"
+		if it.Anomalous {
+			label = "anomalous"
+		}
+		fmt.Fprintf(w, "  %-*s  %s\n", maxLen(res.Test), datasets.RelPath(c.Root, it), label)
+	}
+	for _, p := range c.Problems {
+		fmt.Fprintf(w, "skipped: %s: %s\n", p.Path, p.Reason)
+	}
+	return nil
+}
+
+func maxLen(ss []string) int {
+	n := 0
+	for _, s := range ss {
+		n = max(n, len(s))
+	}
+	return n
+}

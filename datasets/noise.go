@@ -1,0 +1,162 @@
+package datasets
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/softpatch/softpatch/internal/atomicfile"
+)
+
+// Noise is the paper's noisy-training setting (SOFTPATCH.md section 2).
+type Noise struct {
+	// Ratio r: floor(r * n_train) anomalous test images join training.
+	Ratio float64 `json:"ratio"`
+	// Overlap keeps the drawn images in the test set too; by default they
+	// are removed from it.
+	Overlap bool `json:"overlap"`
+	// Fold names independent draws for the same ratio.
+	Fold int `json:"fold"`
+	// Files, when not empty, replaces the draw: the anomalous test images
+	// to inject, as paths relative to the dataset root with forward
+	// slashes (as WriteNoiseList writes them). Ratio is then ignored.
+	Files []string `json:"files,omitempty"`
+}
+
+// NoiseCount returns n_noise = floor(ratio * nTrain), computed as the
+// reference does (Python int(ratio * n_train) on float64).
+func NoiseCount(ratio float64, nTrain int) int {
+	return int(math.Floor(ratio * float64(nTrain)))
+}
+
+// noiseSeed hashes (dataset, class, ratio, fold) into a PCG seed. The
+// ratio enters as its shortest decimal form, so 0.1 and 0.10 agree.
+func noiseSeed(dataset, class string, ratio float64, fold int) (uint64, uint64) {
+	key := strings.Join([]string{"softpatch-noise-v1", dataset, class,
+		strconv.FormatFloat(ratio, 'g', -1, 64), strconv.Itoa(fold)}, "\x00")
+	sum := sha256.Sum256([]byte(key))
+	return binary.LittleEndian.Uint64(sum[:8]), binary.LittleEndian.Uint64(sum[8:16])
+}
+
+// RelPath returns it.Path relative to root with forward slashes, the form
+// used in noise lists.
+func RelPath(root string, it Item) string {
+	if r, err := filepath.Rel(root, it.Path); err == nil {
+		return filepath.ToSlash(r)
+	}
+	return filepath.ToSlash(it.Path)
+}
+
+// Noisy returns the noisy training set and the test set of c under n.
+// Unless n.Files is given, n_noise = NoiseCount(n.Ratio, len(c.Train))
+// anomalous test images are drawn uniformly without replacement with a
+// PCG generator seeded by (dataset, class, ratio, fold), so the same
+// arguments always give the same draw and each fold an independent one;
+// drawn lists them in test order. train is the clean training images
+// followed by the drawn ones (Split stays "test", Anomalous true: the
+// labels are known to the harness, not to the method). Without
+// n.Overlap, test is c.Test minus exactly the drawn images; with it,
+// c.Test whole. The returned slices are new; c is not modified.
+func (c *Class) Noisy(dataset string, n Noise) (train, test, drawn []Item, err error) {
+	var anom []int // indices into c.Test
+	for i, it := range c.Test {
+		if it.Anomalous {
+			anom = append(anom, i)
+		}
+	}
+	picked := map[int]bool{}
+	var order []int
+	if len(n.Files) > 0 {
+		byRel := map[string]int{}
+		for _, i := range anom {
+			byRel[RelPath(c.Root, c.Test[i])] = i
+		}
+		for _, f := range n.Files {
+			key := filepath.ToSlash(filepath.Clean(filepath.FromSlash(f)))
+			i, ok := byRel[key]
+			if !ok {
+				return nil, nil, nil, fmt.Errorf("datasets: %s: not an anomalous test image of class %s under %s", f, c.Name, c.Root)
+			}
+			if picked[i] {
+				return nil, nil, nil, fmt.Errorf("datasets: %s: listed twice in the noise list", f)
+			}
+			picked[i] = true
+			order = append(order, i)
+		}
+	} else {
+		if math.IsNaN(n.Ratio) || n.Ratio < 0 || n.Ratio > 1 {
+			return nil, nil, nil, fmt.Errorf("datasets: noise ratio %v out of range [0, 1]", n.Ratio)
+		}
+		k := NoiseCount(n.Ratio, len(c.Train))
+		if k > len(anom) {
+			return nil, nil, nil, fmt.Errorf("datasets: %s: noise ratio %v needs %d anomalous images but class %s has %d",
+				filepath.Join(c.Root, c.Name), n.Ratio, k, c.Name, len(anom))
+		}
+		r := rand.New(rand.NewPCG(noiseSeed(dataset, c.Name, n.Ratio, n.Fold)))
+		perm := append([]int(nil), anom...)
+		for j := 0; j < k; j++ { // partial Fisher-Yates
+			m := j + r.IntN(len(perm)-j)
+			perm[j], perm[m] = perm[m], perm[j]
+			picked[perm[j]] = true
+		}
+		for _, i := range anom { // test order
+			if picked[i] {
+				order = append(order, i)
+			}
+		}
+	}
+	train = append([]Item(nil), c.Train...)
+	for _, i := range order {
+		drawn = append(drawn, c.Test[i])
+	}
+	train = append(train, drawn...)
+	for i, it := range c.Test {
+		if n.Overlap || !picked[i] {
+			test = append(test, it)
+		}
+	}
+	return train, test, drawn, nil
+}
+
+// WriteNoiseList writes the drawn images as a JSON list of paths relative
+// to root (forward slashes), atomically.
+func WriteNoiseList(path, root string, drawn []Item) error {
+	names := make([]string, 0, len(drawn))
+	for _, it := range drawn {
+		names = append(names, RelPath(root, it))
+	}
+	err := atomicfile.WriteFile(path, func(w io.Writer) error {
+		b, err := json.MarshalIndent(names, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(append(b, '\n'))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("datasets: %s: writing noise list: %w", path, err)
+	}
+	return nil
+}
+
+// ReadNoiseList reads a JSON list of file names written by WriteNoiseList
+// (or by another implementation), for Noise.Files.
+func ReadNoiseList(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("datasets: %s: %v", path, unwrapPath(err))
+	}
+	var names []string
+	if err := json.Unmarshal(b, &names); err != nil {
+		return nil, fmt.Errorf("datasets: %s: not a JSON list of file names: %v", path, err)
+	}
+	return names, nil
+}
