@@ -88,6 +88,9 @@ type Item struct {
 	// Width and Height are the image size read from the file header.
 	Width  int `json:"width"`
 	Height int `json:"height"`
+	// Augment, set on injected noise images when Noise.Augment is on, is
+	// the affine transform Preprocess.LoadItem applies after normalising.
+	Augment *Affine `json:"augment,omitempty"`
 }
 
 // Problem is a file that Load could not use.

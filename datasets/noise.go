@@ -29,6 +29,9 @@ type Noise struct {
 	// to inject, as paths relative to the dataset root with forward
 	// slashes (as WriteNoiseList writes them). Ratio is then ignored.
 	Files []string `json:"files,omitempty"`
+	// Augment gives every injected image its own seeded random affine
+	// transform (the published --noise_augmentation; see Affine).
+	Augment bool `json:"augment,omitempty"`
 }
 
 // NoiseCount returns n_noise = floor(ratio * nTrain), computed as the
@@ -62,7 +65,8 @@ func RelPath(root string, it Item) string {
 // arguments always give the same draw and each fold an independent one;
 // drawn lists them in test order. train is the clean training images
 // followed by the drawn ones (Split stays "test", Anomalous true: the
-// labels are known to the harness, not to the method). Without
+// labels are known to the harness, not to the method; with n.Augment each
+// drawn item carries its own seeded Affine, in draw order). Without
 // n.Overlap, test is c.Test minus exactly the drawn images; with it,
 // c.Test whole. The returned slices are new; c is not modified.
 func (c *Class) Noisy(dataset string, n Noise) (train, test, drawn []Item, err error) {
@@ -114,8 +118,18 @@ func (c *Class) Noisy(dataset string, n Noise) (train, test, drawn []Item, err e
 		}
 	}
 	train = append([]Item(nil), c.Train...)
+	var aug *rand.Rand
+	if n.Augment {
+		s1, s2 := noiseSeed(dataset+"\x00augment", c.Name, n.Ratio, n.Fold)
+		aug = rand.New(rand.NewPCG(s1, s2))
+	}
 	for _, i := range order {
-		drawn = append(drawn, c.Test[i])
+		it := c.Test[i]
+		if aug != nil {
+			a := DrawAffine(aug)
+			it.Augment = &a
+		}
+		drawn = append(drawn, it)
 	}
 	train = append(train, drawn...)
 	for i, it := range c.Test {

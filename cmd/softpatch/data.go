@@ -201,6 +201,7 @@ func dataSplit(w io.Writer, args []string) error {
 	dataset := fs.String("dataset", "", "dataset name in the draw's seed (default: the layout, e.g. mvtec)")
 	list := fs.String("noise-list", "", "JSON list of files (relative to ROOT) to inject instead of drawing")
 	writeList := fs.String("write-noise-list", "", "write the drawn files to this JSON file")
+	augment := fs.Bool("augment", false, "give each injected image its own seeded random affine (the published --noise_augmentation)")
 	skipBad := fs.Bool("skip-bad", false, "skip unusable files (listed) instead of failing")
 	asJSON := fs.Bool("json", false, "print JSON")
 	format, normal, suffix := layoutFlags(fs)
@@ -218,7 +219,7 @@ func dataSplit(w io.Writer, args []string) error {
 	if err != nil {
 		return err
 	}
-	n := datasets.Noise{Ratio: *ratio, Overlap: *overlap, Fold: *fold}
+	n := datasets.Noise{Ratio: *ratio, Overlap: *overlap, Fold: *fold, Augment: *augment}
 	if *list != "" {
 		if n.Files, err = datasets.ReadNoiseList(*list); err != nil {
 			return err
@@ -265,6 +266,9 @@ func dataSplit(w io.Writer, args []string) error {
 		mark := ""
 		if i >= len(c.Train) {
 			mark = "  [noise]"
+			if a := it.Augment; a != nil {
+				mark = fmt.Sprintf("  [noise, affine: %.1f deg, shift %+.3f %+.3f, scale %.3f, shear %.1f deg]", a.Angle, a.TX, a.TY, a.Scale, a.ShearX)
+			}
 		}
 		fmt.Fprintf(w, "  %s%s\n", datasets.RelPath(c.Root, it), mark)
 	}
