@@ -150,14 +150,14 @@ func printSummary(w io.Writer, s classSummary) {
 	for _, n := range s.TestAnomalies {
 		nAnom += n
 	}
-	fmt.Fprintf(tw, "  train normals\t%d\t\n", s.TrainNormals)
-	fmt.Fprintf(tw, "  test normals\t%d\t\n", s.TestNormals)
-	fmt.Fprintf(tw, "  test anomalies\t%d\t\n", nAnom)
+	fmt.Fprintf(tw, "  train normals\t%d\n", s.TrainNormals)
+	fmt.Fprintf(tw, "  test normals\t%d\n", s.TestNormals)
+	fmt.Fprintf(tw, "  test anomalies\t%d\n", nAnom)
 	for _, t := range sortedKeys(s.TestAnomalies) {
-		fmt.Fprintf(tw, "    %s\t%d\t\n", t, s.TestAnomalies[t])
+		fmt.Fprintf(tw, "    %s\t%d\n", t, s.TestAnomalies[t])
 	}
-	fmt.Fprintf(tw, "  masks found\t%d\t\n", s.Masks)
-	fmt.Fprintf(tw, "  problems\t%d\t\n", len(s.Problems))
+	fmt.Fprintf(tw, "  masks found\t%d\n", s.Masks)
+	fmt.Fprintf(tw, "  problems\t%d\n", len(s.Problems))
 	tw.Flush()
 	var sizes []string
 	for _, k := range sortedKeys(s.Sizes) {
