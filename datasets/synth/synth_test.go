@@ -1,0 +1,231 @@
+package synth
+
+import (
+	"bytes"
+	"image"
+	"image/png"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+var tiny = Config{Size: 64, Train: 3, TestGood: 2, TestDefect: 4}
+
+func readTree(t *testing.T, root string) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(root, p)
+		files[rel] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func TestDeterministic(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	for _, d := range []string{a, b} {
+		if err := Generate(d, tiny, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fa, fb := readTree(t, a), readTree(t, b)
+	if len(fa) != len(fb) || len(fa) == 0 {
+		t.Fatalf("%d files vs %d", len(fa), len(fb))
+	}
+	for name, x := range fa {
+		if !bytes.Equal(x, fb[name]) {
+			t.Errorf("%s differs between two runs", name)
+		}
+	}
+	// Another seed gives other images.
+	c := t.TempDir()
+	other := tiny
+	other.Seed = 1
+	other.Classes = []string{"pill"}
+	if err := Generate(c, other, nil); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(readTree(t, c)["pill/train/good/000.png"], fa["pill/train/good/000.png"]) {
+		t.Error("seed 1 gives the same image as seed 0")
+	}
+}
+
+func decode(t *testing.T, p string) image.Image {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+	return img
+}
+
+func TestLayout(t *testing.T) {
+	root := t.TempDir()
+	var calls int
+	if err := Generate(root, tiny, func(class string, done, total int) {
+		calls++
+		if done < 1 || done > total || total != 9 {
+			t.Errorf("progress %s %d/%d", class, done, total)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 9*len(Classes()) {
+		t.Errorf("%d progress calls", calls)
+	}
+	files := readTree(t, root)
+	var want []string
+	for _, class := range Classes() {
+		types := DefectTypes(class)
+		if len(types) < 2 || len(types) > 4 || !slices.IsSorted(types) {
+			t.Errorf("%s: defect types %v", class, types)
+		}
+		for _, it := range Items(class, tiny) {
+			want = append(want, filepath.Join(class, it.Path()))
+			img := decode(t, filepath.Join(root, class, it.Path()))
+			if _, ok := img.(*image.RGBA); !ok || img.Bounds().Dx() != 64 || img.Bounds().Dy() != 64 {
+				t.Errorf("%s/%s: %T %v, want RGB 64x64", class, it.Path(), img, img.Bounds())
+			}
+			if it.Defect == "" {
+				continue
+			}
+			want = append(want, filepath.Join(class, it.MaskPath()))
+			m, ok := decode(t, filepath.Join(root, class, it.MaskPath())).(*image.Gray)
+			if !ok || m.Bounds() != img.Bounds() {
+				t.Fatalf("%s/%s: mask is not gray or not the image's size", class, it.MaskPath())
+			}
+			checkMask(t, class+"/"+it.MaskPath(), m.Pix, 0)
+		}
+	}
+	got := make([]string, 0, len(files))
+	for f := range files {
+		got = append(got, f)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("files:\n%v\nwant:\n%v", got, want)
+	}
+	for _, p := range []string{"fabric/train/good/000.png", "fabric/train/good/002.png", "fabric/test/good/001.png", "nut/ground_truth/scratch/000_mask.png"} {
+		if _, ok := files[p]; !ok {
+			t.Errorf("%s missing", p)
+		}
+	}
+	if _, ok := files["fabric/ground_truth/good"]; ok {
+		t.Error("masks for good images")
+	}
+	// No temporary folders left behind.
+	ents, _ := os.ReadDir(root)
+	if len(ents) != len(Classes()) {
+		t.Errorf("root holds %d entries, want the %d classes", len(ents), len(Classes()))
+	}
+	// A non-empty class folder is refused, naming it.
+	err := Generate(root, Config{Classes: []string{"wood"}, Size: 64, Train: 1, TestGood: 1, TestDefect: 1}, nil)
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(root, "wood")) {
+		t.Errorf("regenerating into a full folder: %v", err)
+	}
+}
+
+// checkMask checks a mask is 0/255 and (when minFrac > 0) covers between
+// minFrac and MaxDefectArea of the image.
+func checkMask(t *testing.T, name string, pix []uint8, minFrac float64) {
+	t.Helper()
+	on := 0
+	for _, v := range pix {
+		switch v {
+		case 255:
+			on++
+		case 0:
+		default:
+			t.Fatalf("%s: mask value %d", name, v)
+		}
+	}
+	frac := float64(on) / float64(len(pix))
+	if on == 0 || frac > MaxDefectArea || frac < minFrac {
+		t.Errorf("%s: mask covers %.4f of the image", name, frac)
+	}
+}
+
+// The defect changes exactly the masked pixels of the same image rendered
+// without it, and masks cover 0.1% to 10% at the default size.
+func TestDefectMatchesMask(t *testing.T) {
+	n := DefaultSize
+	for _, class := range Classes() {
+		for k, d := range DefectTypes(class) {
+			split := "test/" + d
+			with, mask, err := render(class, n, 7, split, k, d, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			without, _, err := render(class, n, 7, split, k, d, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkMask(t, class+"/"+d, mask.Pix, MinDefectArea)
+			inside := 0
+			for p := 0; p < n*n; p++ {
+				a, b := with.Pix[4*p:4*p+4], without.Pix[4*p:4*p+4]
+				same := bytes.Equal(a, b)
+				if mask.Pix[p] == 0 && !same {
+					t.Fatalf("%s/%s: pixel %d changed outside the mask", class, d, p)
+				}
+				if mask.Pix[p] == 255 && !same {
+					inside++
+				}
+			}
+			if inside == 0 {
+				t.Errorf("%s/%s: nothing changed inside the mask", class, d)
+			}
+			// The normal image of the same index is the defect-free one.
+			good, m, err := render(class, n, 7, split, k, "", true)
+			if err != nil || m != nil || !bytes.Equal(good.Pix, without.Pix) {
+				t.Errorf("%s/%s: rendering without a defect: err %v, mask %v, same %v", class, d, err, m != nil, bytes.Equal(good.Pix, without.Pix))
+			}
+		}
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Classes: []string{"bottle"}}, `unknown class "bottle"`},
+		{Config{Size: 8}, "below the minimum"},
+		{Config{Train: -1}, "negative"},
+	} {
+		if err := Generate(t.TempDir(), c.cfg, nil); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want %q", c.cfg, err, c.want)
+		}
+	}
+}
+
+// BenchmarkClass measures seconds per class at the default size
+// (200 + 80 images of 256 px): go test -run ^$ -bench Class -cpu 1.
+func BenchmarkClass(b *testing.B) {
+	for _, class := range Classes() {
+		b.Run(class, func(b *testing.B) {
+			for b.Loop() {
+				if err := Generate(b.TempDir(), Config{Classes: []string{class}}, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
