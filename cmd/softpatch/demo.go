@@ -3,65 +3,96 @@ package main
 import (
 	"context"
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 
+	"github.com/softpatch/softpatch/datasets"
+	"github.com/softpatch/softpatch/datasets/synth"
 	"github.com/softpatch/softpatch/engine/compute"
 	"github.com/softpatch/softpatch/internal/npy"
 )
 
+// demoClass is the generated class the demo runs on, and its size.
+var demoClass = synth.Config{Classes: []string{"wood"}, Train: 10, TestGood: 4, TestDefect: 8}
+
 // runDemo is the main job on the embedded default until the experiments
-// runner lands: it draws a few woven-texture images (some with a
-// scratch), embeds them, and scores every image's patches against the
-// clean training images' patches by exact nearest neighbour.
+// runner lands: it writes a small class of the generated dataset (or
+// reuses it: generation is deterministic), embeds its training and test
+// images, and scores every test image by its patches' exact nearest
+// neighbours among the training patches (PatchCore without a coreset).
 func runDemo(args []string) error {
 	fs := newFlags("demo", "demo [--out DIR] [flags]", "softpatch demo --out demo-out")
 	var ff featureFlags
 	ff.register(fs)
 	batch := fs.Int("batch", 8, "images per forward pass")
-	out := fs.String("out", "demo-out", "folder for the generated images and the embeddings")
+	out := fs.String("out", "demo-out", "folder for the generated class and the embeddings")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		return err
-	}
-	const train = 4
-	names := []string{"train_0.png", "train_1.png", "train_2.png", "train_3.png", "test_good.png", "test_scratch.png"}
-	paths := make([]string, len(names))
-	for i, n := range names {
-		paths[i] = filepath.Join(*out, n)
-		if err := writePNG(paths[i], demoImage(uint64(i), n == "test_scratch.png")); err != nil {
+	root := filepath.Join(*out, "data")
+	class := demoClass.Classes[0]
+	if _, err := os.Stat(filepath.Join(root, class)); err != nil {
+		if err := synth.Generate(root, demoClass, nil); err != nil {
 			return err
 		}
 	}
-	fmt.Printf("generated %d images (%d clean training images, one clean and one scratched test image) in %s\n", len(paths), train, *out)
+	c, err := datasets.Load(root, class, datasets.Layout{}, datasets.LoadOptions{})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("generated class %q in %s: %d training images, %d test images\n", class, root, len(c.Train), len(c.Test))
 	p, err := ff.open()
 	if err != nil {
 		return err
 	}
-	npyPath := filepath.Join(*out, "embeddings.npy")
-	info, err := p.embedFiles(context.Background(), npyPath, paths, max(1, *batch))
-	if err != nil {
-		return err
+	ctx := context.Background()
+	paths := func(items []datasets.Item) []string {
+		var ps []string
+		for _, it := range items {
+			ps = append(ps, it.Path)
+		}
+		return ps
 	}
-	shape := info.Shape
-	fmt.Printf("embedded them with %s in %.1f s: %s %v (provenance in %s)\n", p.id, info.Seconds, npyPath, shape, sidecar(npyPath))
-	arr, err := npy.ReadFile(npyPath)
-	if err != nil {
-		return err
+	embedded := map[string][]float32{}
+	var dim, positions int
+	for _, split := range []struct {
+		name  string
+		items []datasets.Item
+	}{{"train", c.Train}, {"test", c.Test}} {
+		file := filepath.Join(*out, split.name+".npy")
+		info, err := p.embedFiles(ctx, file, paths(split.items), max(1, *batch))
+		if err != nil {
+			return err
+		}
+		arr, err := npy.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		embedded[split.name], positions, dim = arr.F32, info.Shape[1], info.Shape[2]
+		fmt.Printf("embedded %d %s images with %s in %.1f s: %s %v\n", len(split.items), split.name, p.id, info.Seconds, file, info.Shape)
 	}
-	feats, positions, dim := arr.F32, shape[1], shape[2]
-	bank := feats[:train*positions*dim]
-	for i := train; i < len(paths); i++ {
-		q := feats[i*positions*dim : (i+1)*positions*dim]
-		fmt.Printf("  %-18s image score (max patch distance to the training patches): %.3f\n", names[i], maxNearest(q, bank, dim))
+	var good, bad []float64
+	per := positions * dim
+	for i, it := range c.Test {
+		score := maxNearest(embedded["test"][i*per:(i+1)*per], embedded["train"], dim)
+		label := "good"
+		if it.Anomalous {
+			label = it.Type
+			bad = append(bad, score)
+		} else {
+			good = append(good, score)
+		}
+		fmt.Printf("  %-28s %-8s image score %.3f\n", datasets.RelPath(root, it), label, score)
 	}
+	above := 0
+	for _, b := range bad {
+		if b > slices.Max(good) {
+			above++
+		}
+	}
+	fmt.Printf("%d of %d defective images score above every good one\n", above, len(bad))
 	if p.id.RandomInit {
 		fmt.Println("note: " + randomInitMark + "; scores are not comparable with the paper")
 	}
@@ -94,39 +125,4 @@ func maxNearest(q, bank []float32, dim int) float64 {
 		worst = max(worst, best)
 	}
 	return worst
-}
-
-// demoImage draws a 288x256 woven texture with lighting and sensor noise,
-// optionally with a thin dark scratch.
-func demoImage(seed uint64, scratch bool) image.Image {
-	r := rand.New(rand.NewPCG(seed, 7))
-	const w, h = 288, 256
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	phase := r.Float64() * 6
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			weave := math.Sin(float64(x)/3+phase) * math.Sin(float64(y)/3)
-			light := 0.85 + 0.15*float64(x+y)/float64(w+h)
-			v := (140 + 40*weave) * light
-			if scratch && math.Abs(float64(y)-0.6*float64(x)-40) < 1.5 && x > 90 && x < 200 {
-				v *= 0.45
-			}
-			v += r.NormFloat64() * 4
-			c := uint8(max(0, min(255, v)))
-			img.Set(x, y, color.RGBA{c, uint8(float64(c) * 0.9), uint8(float64(c) * 0.7), 255})
-		}
-	}
-	return img
-}
-
-func writePNG(path string, img image.Image) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := png.Encode(f, img); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return f.Close()
 }
