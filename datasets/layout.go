@@ -121,6 +121,10 @@ type LoadOptions struct {
 	// SkipBad drops unusable files (bad header, missing or mismatched
 	// mask) and lists them in Class.Problems instead of failing.
 	SkipBad bool
+	// Verify decodes every image and mask completely instead of reading
+	// only its header, so that truncated and corrupt files are found before
+	// any work starts (slower: a full decode per file).
+	Verify bool
 }
 
 // Classes lists the classes under root: the sub-folders that contain a
@@ -215,7 +219,7 @@ func Load(root, class string, l Layout, opt LoadOptions) (*Class, error) {
 	}
 	for _, p := range files {
 		it := Item{Class: class, Split: "train", Type: normal, Path: p}
-		ok, err := checkImage(&it, bad)
+		ok, err := checkImage(&it, opt.Verify, bad)
 		if err != nil {
 			return nil, err
 		}
@@ -230,8 +234,11 @@ func Load(root, class string, l Layout, opt LoadOptions) (*Class, error) {
 	// Test split.
 	testDir := filepath.Join(dir, "test")
 	ents, err := os.ReadDir(testDir)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("datasets: %s: empty split: no test folder", testDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("datasets: %w", err)
 	}
 	for _, e := range ents {
 		if !isDir(testDir, e) || strings.HasPrefix(e.Name(), ".") {
@@ -244,7 +251,7 @@ func Load(root, class string, l Layout, opt LoadOptions) (*Class, error) {
 		}
 		for _, p := range files {
 			it := Item{Class: class, Split: "test", Type: typ, Path: p, Anomalous: typ != normal}
-			ok, err := checkImage(&it, bad)
+			ok, err := checkImage(&it, opt.Verify, bad)
 			if err != nil {
 				return nil, err
 			}
@@ -252,7 +259,7 @@ func Load(root, class string, l Layout, opt LoadOptions) (*Class, error) {
 				continue
 			}
 			if it.Anomalous {
-				if ok, err = pairMask(&it, dir, suffix, maskExts, bad); err != nil {
+				if ok, err = pairMask(&it, dir, suffix, maskExts, opt.Verify, bad); err != nil {
 					return nil, err
 				} else if !ok {
 					continue
@@ -296,9 +303,13 @@ func listImages(dir string, bad func(path, reason string) error) ([]string, erro
 	return out, nil
 }
 
-// checkImage reads the header of it.Path into it.Width and it.Height.
-func checkImage(it *Item, bad func(path, reason string) error) (bool, error) {
+// checkImage reads the header of it.Path into it.Width and it.Height and,
+// with verify, decodes the whole file.
+func checkImage(it *Item, verify bool, bad func(path, reason string) error) (bool, error) {
 	w, h, err := ImageSize(it.Path)
+	if err == nil && verify {
+		_, err = DecodeRGBFile(it.Path)
+	}
 	if err != nil {
 		return false, bad(it.Path, reason(err, it.Path))
 	}
@@ -307,7 +318,7 @@ func checkImage(it *Item, bad func(path, reason string) error) (bool, error) {
 }
 
 // pairMask finds the mask of an anomalous test image and checks its size.
-func pairMask(it *Item, dir, suffix string, exts []string, bad func(path, reason string) error) (bool, error) {
+func pairMask(it *Item, dir, suffix string, exts []string, verify bool, bad func(path, reason string) error) (bool, error) {
 	stem := strings.TrimSuffix(filepath.Base(it.Path), filepath.Ext(it.Path))
 	gt := filepath.Join(dir, "ground_truth", it.Type)
 	var tried []string
@@ -328,6 +339,9 @@ func pairMask(it *Item, dir, suffix string, exts []string, bad func(path, reason
 		return false, bad(it.Path, fmt.Sprintf("anomalous image without mask (looked for %s in %s)", strings.Join(tried, " or "), gt))
 	}
 	w, h, err := ImageSize(it.MaskPath)
+	if err == nil && verify {
+		_, err = DecodeGrayFile(it.MaskPath)
+	}
 	if err != nil {
 		return false, bad(it.MaskPath, reason(err, it.MaskPath))
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,7 +45,7 @@ func writeImage(t *testing.T, root, rel string, w, h int) string {
 	return p
 }
 
-// tree writes each file (8x8 unless sizes says otherwise) under a new root.
+// tree writes each file, an 8x8 image, under a new root.
 func tree(t *testing.T, files ...string) string {
 	root := t.TempDir()
 	for _, f := range files {
@@ -241,5 +242,39 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if _, err := ParseFormat("coco"); err == nil {
 		t.Error("ParseFormat accepted coco")
+	}
+}
+
+// Verify decodes every file: a truncated image or mask whose header is
+// intact is found (and skipped with SkipBad); a header check alone passes.
+func TestLoadVerifyFindsTruncatedFiles(t *testing.T) {
+	root := mvtecTree(t)
+	img := filepath.Join(root, "bottle", "train", "good", "001.png")
+	mask := filepath.Join(root, "bottle", "ground_truth", "crack", "001_mask.png")
+	for _, p := range []string{img, mask} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b[:len(b)/2+20], 0o644); err != nil { // IHDR intact, IDAT cut
+			t.Fatal(err)
+		}
+	}
+	if _, err := Load(root, "bottle", Layout{}, LoadOptions{}); err != nil {
+		t.Fatalf("header-only load: %v", err)
+	}
+	if _, err := Load(root, "bottle", Layout{}, LoadOptions{Verify: true}); err == nil || !strings.Contains(err.Error(), img) {
+		t.Errorf("verified load: error %v, want one naming %s", err, img)
+	}
+	c, err := Load(root, "bottle", Layout{}, LoadOptions{Verify: true, SkipBad: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	for _, p := range c.Problems {
+		bad = append(bad, p.Path)
+	}
+	if len(bad) != 2 || !slices.Contains(bad, img) || !slices.Contains(bad, mask) {
+		t.Errorf("problems %v, want %s and %s", bad, img, mask)
 	}
 }

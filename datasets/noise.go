@@ -27,7 +27,8 @@ type Noise struct {
 	Fold int `json:"fold"`
 	// Files, when not empty, replaces the draw: the anomalous test images
 	// to inject, as paths relative to the dataset root with forward
-	// slashes (as WriteNoiseList writes them). Ratio is then ignored.
+	// slashes (as WriteNoiseList writes them), relative to the class
+	// folder, or absolute. Ratio is then ignored.
 	Files []string `json:"files,omitempty"`
 	// Augment gives every injected image its own seeded random affine
 	// transform (the published --noise_augmentation; see Affine).
@@ -79,9 +80,17 @@ func (c *Class) Noisy(dataset string, n Noise) (train, test, drawn []Item, err e
 	picked := map[int]bool{}
 	var order []int
 	if len(n.Files) > 0 {
+		// A file may be named relative to the root (as WriteNoiseList
+		// writes it), relative to the class folder (test/TYPE/FILE), or
+		// by its absolute path, as other implementations record draws.
 		byRel := map[string]int{}
 		for _, i := range anom {
-			byRel[RelPath(c.Root, c.Test[i])] = i
+			it := c.Test[i]
+			byRel[RelPath(c.Root, it)] = i
+			byRel[strings.TrimPrefix(RelPath(c.Root, it), c.Name+"/")] = i
+			if abs, err := filepath.Abs(it.Path); err == nil {
+				byRel[filepath.ToSlash(abs)] = i
+			}
 		}
 		for _, f := range n.Files {
 			key := filepath.ToSlash(filepath.Clean(filepath.FromSlash(f)))

@@ -140,3 +140,44 @@ func TestNoisyExplicitListAndRoundTrip(t *testing.T) {
 		t.Error("missing list read")
 	}
 }
+
+// Lists from other implementations name files relative to the class folder
+// or by absolute path; both select the same images.
+func TestNoisyExplicitListPathForms(t *testing.T) {
+	c := noiseClass(t)
+	_, _, drawn, err := c.Noisy("mvtec", Noise{Ratio: 0.2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var classRel, abs []string
+	for _, it := range drawn {
+		classRel = append(classRel, strings.TrimPrefix(RelPath(c.Root, it), "k/"))
+		a, _ := filepath.Abs(it.Path)
+		abs = append(abs, a)
+	}
+	for _, files := range [][]string{classRel, abs} {
+		_, _, got, err := c.Noisy("x", Noise{Files: files})
+		if err != nil || !reflect.DeepEqual(got, drawn) {
+			t.Errorf("%v: %v", files, err)
+		}
+	}
+}
+
+// The draw is part of every persisted result: it must not change when the
+// code changes. These names were drawn by this implementation (seed
+// "softpatch-noise-v1", PCG, partial Fisher-Yates) and pin it.
+func TestNoisyDrawIsStable(t *testing.T) {
+	c := noiseClass(t)
+	_, _, drawn, err := c.Noisy("mvtec", Noise{Ratio: 0.25, Fold: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, it := range drawn {
+		got = append(got, RelPath(c.Root, it))
+	}
+	want := []string{"k/test/cut/001.png", "k/test/cut/005.png", "k/test/hole/000.png", "k/test/hole/002.png", "k/test/hole/005.png"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("draw %q, pinned %q", got, want)
+	}
+}

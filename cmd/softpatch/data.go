@@ -96,6 +96,7 @@ func dataInspect(w io.Writer, args []string) error {
 	root := fs.String("data", "", "dataset root (required)")
 	class := fs.String("class", "", "only this class (default: all)")
 	asJSON := fs.Bool("json", false, "print a JSON list of class summaries")
+	quick := fs.Bool("quick", false, "read only file headers instead of decoding every image and mask (misses truncated files)")
 	format, normal, suffix := layoutFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -114,13 +115,15 @@ func dataInspect(w io.Writer, args []string) error {
 		}
 	}
 	var out []classSummary
+	failed := 0
 	for _, name := range classes {
-		c, err := datasets.Load(*root, name, l, datasets.LoadOptions{SkipBad: true})
+		c, err := datasets.Load(*root, name, l, datasets.LoadOptions{SkipBad: true, Verify: !*quick})
 		if err != nil {
 			if *class != "" {
 				return err
 			}
 			out = append(out, classSummary{Class: name, Error: err.Error()})
+			failed++
 			continue
 		}
 		out = append(out, summarize(c))
@@ -128,13 +131,19 @@ func dataInspect(w io.Writer, args []string) error {
 	if *asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(out)
-	}
-	for i, s := range out {
-		if i > 0 {
-			fmt.Fprintln(w)
+		if err := enc.Encode(out); err != nil {
+			return err
 		}
-		printSummary(w, s)
+	} else {
+		for i, s := range out {
+			if i > 0 {
+				fmt.Fprintln(w)
+			}
+			printSummary(w, s)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("data inspect: %d of %d classes could not be loaded (see above)", failed, len(classes))
 	}
 	return nil
 }
@@ -221,6 +230,11 @@ func dataSplit(w io.Writer, args []string) error {
 	}
 	n := datasets.Noise{Ratio: *ratio, Overlap: *overlap, Fold: *fold, Augment: *augment}
 	if *list != "" {
+		noiseSet := false
+		fs.Visit(func(f *flag.Flag) { noiseSet = noiseSet || f.Name == "noise" })
+		if noiseSet {
+			return fmt.Errorf("data split: give either --noise or --noise-list, not both")
+		}
 		if n.Files, err = datasets.ReadNoiseList(*list); err != nil {
 			return err
 		}

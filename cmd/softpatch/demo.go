@@ -86,9 +86,12 @@ func runDemo(args []string) error {
 		}
 		fmt.Printf("  %-28s %-8s image score %.3f\n", datasets.RelPath(root, it), label, score)
 	}
-	above := 0
+	if len(good) == 0 || len(bad) == 0 {
+		return fmt.Errorf("%s: the demo needs good and defective test images; remove the folder to regenerate it", filepath.Join(root, class, "test"))
+	}
+	above, worstGood := 0, slices.Max(good)
 	for _, b := range bad {
-		if b > slices.Max(good) {
+		if b > worstGood {
 			above++
 		}
 	}

@@ -42,6 +42,9 @@ func runSynth(args []string) error {
 			return fmt.Errorf("synth: %s must be at least 1, got %d", f.name, f.v)
 		}
 	}
+	if *size < 32 {
+		return fmt.Errorf("synth: --size must be at least 32, got %d", *size)
+	}
 	var names []string
 	for _, c := range strings.Split(*classes, ",") {
 		if c = strings.TrimSpace(c); c != "" {
@@ -68,9 +71,18 @@ func runSynth(args []string) error {
 	cfg := synth.Config{Seed: *seed, Size: *size, Train: *train, TestGood: *testGood, TestDefect: *testDefect}
 	for _, c := range names {
 		dir := filepath.Join(*out, c)
+		// With --force the old class is moved aside and removed only once
+		// the new one is complete; a failed run puts it back.
+		old := ""
 		if *force {
-			if err := os.RemoveAll(dir); err != nil {
-				return fmt.Errorf("synth: removing %s: %w", dir, err)
+			if _, err := os.Stat(dir); err == nil {
+				old = filepath.Join(*out, "."+c+".old")
+				if err := os.RemoveAll(old); err != nil {
+					return fmt.Errorf("synth: %w", err)
+				}
+				if err := os.Rename(dir, old); err != nil {
+					return fmt.Errorf("synth: moving %s aside: %w", dir, err)
+				}
 			}
 		}
 		cfg.Classes = []string{c}
@@ -80,7 +92,15 @@ func runSynth(args []string) error {
 		err := synth.Generate(*out, cfg, func(_ string, _, _ int) { bar.Add(1) })
 		bar.Finish()
 		if err != nil {
+			if old != "" {
+				os.Rename(old, dir)
+			}
 			return err
+		}
+		if old != "" {
+			if err := os.RemoveAll(old); err != nil {
+				return fmt.Errorf("synth: removing the replaced %s: %w", old, err)
+			}
 		}
 		fmt.Printf("%s: %d images (%d train, %d test good, %d test defective over %s) in %.1f s -> %s\n",
 			c, total, *train, *testGood, *testDefect, strings.Join(synth.DefectTypes(c), ","), time.Since(t0).Seconds(), dir)

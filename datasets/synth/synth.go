@@ -165,12 +165,23 @@ func Items(class string, cfg Config) []Item {
 	return items
 }
 
+// Limits of a Config: the largest image side, and the most images in one
+// split (file names have three digits).
+const (
+	MaxSize  = 4096
+	MaxCount = 999
+)
+
 func (cfg Config) validate() error {
-	if cfg.Size < 32 {
-		return fmt.Errorf("synth: image size %d is below the minimum of 32", cfg.Size)
+	if cfg.Size < 32 || cfg.Size > MaxSize {
+		return fmt.Errorf("synth: image size %d is outside [32, %d]", cfg.Size, MaxSize)
 	}
 	if cfg.Train < 0 || cfg.TestGood < 0 || cfg.TestDefect < 0 {
 		return fmt.Errorf("synth: negative image count (train %d, test good %d, test defect %d)", cfg.Train, cfg.TestGood, cfg.TestDefect)
+	}
+	if cfg.Train > MaxCount || cfg.TestGood > MaxCount || cfg.TestDefect > MaxCount {
+		return fmt.Errorf("synth: at most %d images per split (file names have three digits, as MVTec's): train %d, test good %d, test defect %d",
+			MaxCount, cfg.Train, cfg.TestGood, cfg.TestDefect)
 	}
 	for _, c := range cfg.Classes {
 		if lookup(c) == nil {

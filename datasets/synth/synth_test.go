@@ -207,8 +207,10 @@ func TestBadConfig(t *testing.T) {
 		want string
 	}{
 		{Config{Classes: []string{"bottle"}}, `unknown class "bottle"`},
-		{Config{Size: 8}, "below the minimum"},
+		{Config{Size: 8}, "outside [32, 4096]"},
+		{Config{Size: 5000000000}, "outside [32, 4096]"},
 		{Config{Train: -1}, "negative"},
+		{Config{TestDefect: 1000}, "at most 999"},
 	} {
 		if err := Generate(t.TempDir(), c.cfg, nil); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want %q", c.cfg, err, c.want)
