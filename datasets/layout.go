@@ -43,7 +43,8 @@ func ParseFormat(s string) (Format, error) {
 }
 
 // Layout says how a dataset is laid out. Normal and MaskSuffix are used
-// only by FormatFolder; empty means "good" and "_mask".
+// only by FormatFolder; empty means "good" and "_mask", and MaskSuffix
+// NoMaskSuffix means masks have their image's stem.
 type Layout struct {
 	Format     Format
 	Normal     string
@@ -63,11 +64,18 @@ func (l Layout) rules(f Format) (normal, suffix string, maskExts []string) {
 	if normal == "" {
 		normal = "good"
 	}
-	if suffix == "" {
+	switch suffix {
+	case "":
 		suffix = "_mask"
+	case NoMaskSuffix:
+		suffix = ""
 	}
 	return normal, suffix, []string{".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff"}
 }
+
+// NoMaskSuffix as Layout.MaskSuffix says that a folder layout's masks have
+// exactly their image's stem, as BTAD's do.
+const NoMaskSuffix = "none"
 
 // imageExts are the file extensions listed as images (case-insensitive).
 var imageExts = map[string]bool{".png": true, ".jpg": true, ".jpeg": true, ".bmp": true, ".tif": true, ".tiff": true}

@@ -150,6 +150,12 @@ func TestLoadFolderCustomNames(t *testing.T) {
 	if len(c.Test) != 2 || c.Test[0].Type != "dent" || !c.Test[0].Anomalous || c.Test[1].Anomalous || !strings.HasSuffix(c.Test[0].MaskPath, "y-gt.png") {
 		t.Errorf("test %+v", c.Test)
 	}
+	// Masks named exactly as their images (BTAD-style) in a folder layout.
+	root2 := tree(t, "part/train/normal/a.png", "part/test/dent/y.png", "part/ground_truth/dent/y.bmp")
+	c2, err := Load(root2, "part", Layout{Format: FormatFolder, Normal: "normal", MaskSuffix: NoMaskSuffix}, LoadOptions{})
+	if err != nil || !strings.HasSuffix(c2.Test[0].MaskPath, filepath.Join("dent", "y.bmp")) {
+		t.Errorf("suffix none: %v, %+v", err, c2)
+	}
 	// Detection fails on a custom normal name: the error says to give the format.
 	if _, err := Load(root, "part", Layout{}, LoadOptions{}); err == nil || !strings.Contains(err.Error(), "detect") {
 		t.Errorf("detect on custom tree: %v", err)

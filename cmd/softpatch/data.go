@@ -75,7 +75,7 @@ func summarize(c *datasets.Class) classSummary {
 func layoutFlags(fs *flag.FlagSet) (format, normal, suffix *string) {
 	format = fs.String("format", "", "layout: mvtec, btad or folder (default: detect from train/good or train/ok)")
 	normal = fs.String("normal", "", "folder layout: name of the normal folder (default good)")
-	suffix = fs.String("mask-suffix", "", "folder layout: mask file suffix before the extension (default _mask)")
+	suffix = fs.String("mask-suffix", "", "folder layout: mask file suffix before the extension (default _mask; none: the image's own stem)")
 	return
 }
 
