@@ -47,3 +47,6 @@ fixtures:
 	/usr/bin/python3 testdata/golden/gen_model.py
 	/usr/bin/python3 datasets/testdata/gen_preprocess.py
 	/usr/bin/python3 engine/compute/testdata/gen_golden.py
+	/usr/bin/python3 datasets/testdata/gen_masks.py
+	/usr/bin/python3 datasets/testdata/gen_affine.py
+	/usr/bin/python3 experiments/testdata/gen_metrics.py
