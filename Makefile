@@ -50,3 +50,4 @@ fixtures:
 	/usr/bin/python3 datasets/testdata/gen_masks.py
 	/usr/bin/python3 datasets/testdata/gen_affine.py
 	/usr/bin/python3 experiments/testdata/gen_metrics.py
+	/usr/bin/python3 engine/denoise/testdata/gen_golden.py
