@@ -1,0 +1,104 @@
+// Distance kernels of package coreset (see dist.go): the Euclidean distance
+// between float32 rows, accumulated in float64 in eight lanes (lane l takes
+// the dimensions j with j % 8 == l, each step acc = fma(d, d, acc) with
+// d = (double)a - (double)b), reduced as ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)),
+// then sqrt. Every variant computes exactly this, bit for bit.
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include "dist.h"
+
+static double reduce8(const double *l) {
+	return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
+__attribute__((target("avx512f,fma"))) static double dist512(const float *a, const float *b, int dim) {
+	__m512d acc = _mm512_setzero_pd();
+	int j = 0;
+	for (; j + 8 <= dim; j += 8) {
+		__m512d d = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(a + j)), _mm512_cvtps_pd(_mm256_loadu_ps(b + j)));
+		acc = _mm512_fmadd_pd(d, d, acc);
+	}
+	double l[8];
+	_mm512_storeu_pd(l, acc);
+	for (int t = 0; j < dim; j++, t++) {
+		double d = (double)a[j] - (double)b[j];
+		l[t] = __builtin_fma(d, d, l[t]);
+	}
+	return sqrt(reduce8(l));
+}
+
+__attribute__((target("avx2,fma"))) static double dist256(const float *a, const float *b, int dim) {
+	__m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+	int j = 0;
+	for (; j + 8 <= dim; j += 8) {
+		__m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + j)), _mm256_cvtps_pd(_mm_loadu_ps(b + j)));
+		__m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + j + 4)), _mm256_cvtps_pd(_mm_loadu_ps(b + j + 4)));
+		acc0 = _mm256_fmadd_pd(d0, d0, acc0);
+		acc1 = _mm256_fmadd_pd(d1, d1, acc1);
+	}
+	double l[8];
+	_mm256_storeu_pd(l, acc0);
+	_mm256_storeu_pd(l + 4, acc1);
+	for (int t = 0; j < dim; j++, t++) {
+		double d = (double)a[j] - (double)b[j];
+		l[t] = __builtin_fma(d, d, l[t]);
+	}
+	return sqrt(reduce8(l));
+}
+
+static double distC(const float *a, const float *b, int dim) {
+	double l[8] = {0};
+	for (int j = 0; j < dim; j++) {
+		double d = (double)a[j] - (double)b[j];
+		l[j % 8] = fma(d, d, l[j % 8]);
+	}
+	return sqrt(reduce8(l));
+}
+
+int coreset_kind(void) {
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return 2;
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+	return 0;
+}
+
+#define LOOP(F)                                                              \
+	for (int64_t i = 0; i < m; i++) {                                        \
+		int64_t r = idx ? (int64_t)idx[i] : lo + i;                          \
+		out[i] = F(x + r * dim, c, dim);                                     \
+	}
+
+void coreset_dists(int kind, const float *x, int dim, const float *c, const int32_t *idx, int64_t lo, int64_t m, double *out) {
+	if (kind == 2) {
+		LOOP(dist512)
+	} else if (kind == 1) {
+		LOOP(dist256)
+	} else {
+		LOOP(distC)
+	}
+}
+
+#define STEP(F)                                                              \
+	for (int64_t i = lo; i < lo + m; i++) {                                  \
+		double k = keys[i];                                                  \
+		if (k > 0) {                                                         \
+			double d = F(x + i * dim, c, dim);                               \
+			if (d < k) keys[i] = k = d;                                      \
+		}                                                                    \
+		if (k > bk) { bk = k; bi = i; }                                      \
+	}
+
+void coreset_step(int kind, const float *x, int dim, const float *c, double *keys, int64_t lo, int64_t m, double *bestk, int64_t *besti) {
+	double bk = -1;
+	int64_t bi = lo;
+	if (kind == 2) {
+		STEP(dist512)
+	} else if (kind == 1) {
+		STEP(dist256)
+	} else {
+		STEP(distC)
+	}
+	*bestk = bk;
+	*besti = bi;
+}

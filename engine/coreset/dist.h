@@ -1,0 +1,4 @@
+#include <stdint.h>
+int coreset_kind(void);
+void coreset_dists(int kind, const float *x, int dim, const float *c, const int32_t *idx, int64_t lo, int64_t m, double *out);
+void coreset_step(int kind, const float *x, int dim, const float *c, double *keys, int64_t lo, int64_t m, double *bestk, int64_t *besti);
