@@ -197,7 +197,7 @@ func (c *Conv) forwardIm2col(dst, x, residual []float32, n, h, w, oh, ow int, ws
 	if n > 1 && batchIm2col {
 		ld := n * ohw
 		col := grow(&ws.col, kk*ld)
-		parallelFor(kk*n, 8, func(lo, hi int) {
+		ParallelFor(kk*n, 8, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				row, img := r/n, r%n
 				c.im2colRow(col[row*ld+img*ohw:row*ld+(img+1)*ohw], x[img*chw:(img+1)*chw], row, h, w, oh, ow)
@@ -219,7 +219,7 @@ func (c *Conv) forwardIm2col(dst, x, residual []float32, n, h, w, oh, ow int, ws
 	col := grow(&ws.col, kk*ohw)
 	for img := 0; img < n; img++ {
 		xi := x[img*chw : (img+1)*chw]
-		parallelFor(kk, 8, func(lo, hi int) {
+		ParallelFor(kk, 8, func(lo, hi int) {
 			for row := lo; row < hi; row++ {
 				c.im2colRow(col[row*ohw:(row+1)*ohw], xi, row, h, w, oh, ow)
 			}
@@ -308,7 +308,7 @@ func (c *Conv) im2colRow(dst, x []float32, row, h, w, oh, ow int) {
 // where y is src laid out [Out][n*hw] when src is not nil and dst itself
 // otherwise. It runs in parallel over the n*Out rows.
 func (c *Conv) epilogue(dst, src, residual []float32, n, hw int) {
-	parallelFor(n*c.Out, max(1, 4096/hw), func(lo, hi int) {
+	ParallelFor(n*c.Out, max(1, 4096/hw), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			img, o := r/c.Out, r%c.Out
 			d := dst[r*hw : (r+1)*hw]

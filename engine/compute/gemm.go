@@ -171,7 +171,7 @@ func (g *gemmBatch) exec(kern gemmKernel, alpha float32, a []float32, packed boo
 	if relu {
 		rl = 1
 	}
-	parallelFor(len(g.jobs), 1, func(lo, hi int) {
+	ParallelFor(len(g.jobs), 1, func(lo, hi int) {
 		C.sg_jobs(C.int(kern), &g.jobs[lo], C.int(hi-lo), ap, pk, bp, cp, biasp, resp, C.float(alpha), C.float(beta), rl)
 	})
 	g.jobs = g.jobs[:0]

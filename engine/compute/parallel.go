@@ -2,10 +2,10 @@ package compute
 
 import "sync"
 
-// parallelFor splits [0, n) into at most Threads() contiguous chunks of at
+// ParallelFor splits [0, n) into at most Threads() contiguous chunks of at
 // least grain items and runs fn on each in its own goroutine (the first on
 // the calling goroutine). It returns when all chunks are done.
-func parallelFor(n, grain int, fn func(lo, hi int)) {
+func ParallelFor(n, grain int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
 	}

@@ -29,7 +29,7 @@ func MaxPool2D(dst, x []float32, planes, h, w, kernel, stride, pad int) {
 	// then a vertical max over the rows of each window.
 	x0s, x1s := poolWindows(w, ow, kernel, stride, pad)
 	y0s, y1s := poolWindows(h, oh, kernel, stride, pad)
-	parallelFor(planes, max(1, 16384/(h*w)), func(lo, hi int) {
+	ParallelFor(planes, max(1, 16384/(h*w)), func(lo, hi int) {
 		hm := make([]float32, h*ow)
 		for pl := lo; pl < hi; pl++ {
 			src := x[pl*h*w : (pl+1)*h*w]
@@ -87,7 +87,7 @@ func AdaptiveAvgPool1D(dst, src []float32, rows, l, outL int) {
 		panic(fmt.Sprintf("compute.AdaptiveAvgPool1D: len(src)=%d len(dst)=%d, want rows*l=%d*%d and rows*outL=%d*%d", len(src), len(dst), rows, l, rows, outL))
 	}
 	p := NewAdaptivePool1D(l, outL)
-	parallelFor(rows, max(1, 16384/l), func(lo, hi int) {
+	ParallelFor(rows, max(1, 16384/l), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			p.Pool(dst[r*outL:(r+1)*outL], src[r*l:(r+1)*l])
 		}

@@ -20,7 +20,7 @@ func ResizeBilinear(dst, src []float32, planes, h, w, oh, ow int) {
 	}
 	ys := linearTaps(h, oh)
 	xs := linearTaps(w, ow)
-	parallelFor(planes, max(1, 16384/(oh*ow)), func(lo, hi int) {
+	ParallelFor(planes, max(1, 16384/(oh*ow)), func(lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
 			s := src[pl*h*w : (pl+1)*h*w]
 			d := dst[pl*oh*ow : (pl+1)*oh*ow]

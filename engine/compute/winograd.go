@@ -94,7 +94,7 @@ func (c *Conv) winogradWeights(v *winoVariant, kern gemmKernel) []float32 {
 	a := v.alpha
 	oi := c.Out * c.In
 	u := make([]float32, a*a*oi)
-	parallelFor(oi, 64, func(lo, hi int) {
+	ParallelFor(oi, 64, func(lo, hi int) {
 		var t [6][3]float64 // G g
 		for p := lo; p < hi; p++ {
 			g := c.Weight[p*9 : p*9+9]
@@ -114,7 +114,7 @@ func (c *Conv) winogradWeights(v *winoVariant, kern gemmKernel) []float32 {
 		raw := u
 		ps := packedSize(kern, c.Out, c.In)
 		u = make([]float32, a*a*ps)
-		parallelFor(a*a, 1, func(lo, hi int) {
+		ParallelFor(a*a, 1, func(lo, hi int) {
 			for xi := lo; xi < hi; xi++ {
 				copy(u[xi*ps:(xi+1)*ps], packA(kern, c.Out, c.In, raw[xi*oi:], c.In))
 			}
@@ -159,7 +159,7 @@ func (c *Conv) forwardWinograd(dst, x, residual []float32, n, h, w int, ws *Work
 	for i0 := 0; i0 < n; i0 += g {
 		gn := min(g, n-i0)
 		tn := gn * tpi
-		parallelFor(gn*in, 1, func(lo, hi int) {
+		ParallelFor(gn*in, 1, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				img, ci := r/in, r%in
 				winoInput(v, x[((i0+img)*in+ci)*ihw:], h, w, c.Pad, th, tw, vb[ci*tn+img*tpi:], in*tn)
@@ -178,7 +178,7 @@ func (c *Conv) forwardWinograd(dst, x, residual []float32, n, h, w int, ws *Work
 			}
 			gb.run(1, u, vb, 0, m)
 		}
-		parallelFor(gn*out, 1, func(lo, hi int) {
+		ParallelFor(gn*out, 1, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				img, o := r/out, r%out
 				d := ((i0+img)*out + o) * ohw

@@ -222,34 +222,11 @@ func (g Greedy) selectProjected(x []float32, n, dim int) ([]int, error) {
 	return run(x, dim, init, g.Weights, picks), nil
 }
 
-// parallel runs fn over [0, n) split into contiguous chunks on up to
-// GOMAXPROCS goroutines.
-func parallel(n, grain int, fn func(lo, hi int)) {
-	t := runtime.GOMAXPROCS(0)
-	if m := n / max(grain, 1); t > m {
-		t = m
-	}
-	if t <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	wg.Add(t - 1)
-	for i := 1; i < t; i++ {
-		go func(lo, hi int) {
-			defer wg.Done()
-			fn(lo, hi)
-		}(i*n/t, (i+1)*n/t)
-	}
-	fn(0, n/t)
-	wg.Wait()
-}
-
 // meanKeys returns each point's mean distance to the start points (the sum
 // in start-point order, divided by their number).
 func meanKeys(x []float32, n, dim int, starts []int) []float64 {
 	keys := make([]float64, n)
-	parallel(n, 256, func(lo, hi int) {
+	compute.ParallelFor(n, 256, func(lo, hi int) {
 		buf := make([]float64, min(hi-lo, 4096))
 		for b := lo; b < hi; b += len(buf) {
 			m := min(len(buf), hi-b)
@@ -271,7 +248,7 @@ func meanKeys(x []float32, n, dim int, starts []int) []float64 {
 // of the published GreedyCoresetSampler, torch.norm of the distance rows).
 func fullKeys(x []float32, n, dim int) []float64 {
 	keys := make([]float64, n)
-	parallel(n, 16, func(lo, hi int) {
+	compute.ParallelFor(n, 16, func(lo, hi int) {
 		buf := make([]float64, n)
 		for i := lo; i < hi; i++ {
 			dists(x, dim, x[i*dim:(i+1)*dim], nil, 0, buf)

@@ -29,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/softpatch/softpatch/engine/compute"
 )
@@ -72,7 +71,7 @@ func NewIndex(bank []float32, n, d int) *Index {
 		panic(fmt.Sprintf("knn.NewIndex: bank has %d elements, want %d (n=%d d=%d)", len(bank), n*d, n, d))
 	}
 	ix := &Index{bank: bank[:n*d], norms: make([]float32, n), n: n, d: d}
-	parallelFor(n, 256, func(lo, hi int) { sqNorms(ix.norms[lo:hi], bank[lo*d:hi*d], d) })
+	compute.ParallelFor(n, 256, func(lo, hi int) { sqNorms(ix.norms[lo:hi], bank[lo*d:hi*d], d) })
 	return ix
 }
 
@@ -135,13 +134,13 @@ func (ix *Index) Search(dist []float32, idx []int32, queries []float32, nq, k in
 	qn := make([]float32, qb)
 	for q0 := 0; q0 < nq; q0 += qb {
 		rows := min(qb, nq-q0)
-		parallelFor(rows, 256, func(lo, hi int) { sqNorms(qn[lo:hi], queries[(q0+lo)*d:(q0+hi)*d], d) })
+		compute.ParallelFor(rows, 256, func(lo, hi int) { sqNorms(qn[lo:hi], queries[(q0+lo)*d:(q0+hi)*d], d) })
 		for b0 := 0; b0 < n; b0 += bb {
 			cols := min(bb, n-b0)
 			c := tile[:rows*cols]
 			compute.Sgemm(false, true, rows, cols, d, -2, queries[q0*d:(q0+rows)*d], d, ix.bank[b0*d:(b0+cols)*d], d, 0, c, cols)
 			norms := ix.norms[b0 : b0+cols]
-			parallelFor(rows, 1, func(lo, hi int) {
+			compute.ParallelFor(rows, 1, func(lo, hi int) {
 				for r := lo; r < hi; r++ {
 					qi := q0 + r
 					row := c[r*cols : (r+1)*cols]
@@ -236,28 +235,4 @@ func sqNorms(dst, x []float32, d int) {
 		}
 		dst[i] = float32(s)
 	}
-}
-
-// parallelFor splits [0, n) into at most compute.Threads() contiguous chunks
-// of at least grain items and runs fn on each, the first on the calling
-// goroutine. It returns when all are done.
-func parallelFor(n, grain int, fn func(lo, hi int)) {
-	if n <= 0 {
-		return
-	}
-	t := min(compute.Threads(), n/max(grain, 1))
-	if t <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	wg.Add(t - 1)
-	for i := 1; i < t; i++ {
-		go func(lo, hi int) {
-			defer wg.Done()
-			fn(lo, hi)
-		}(i*n/t, (i+1)*n/t)
-	}
-	fn(0, n/t)
-	wg.Wait()
 }
