@@ -1,0 +1,271 @@
+// Package detector holds the PatchCore, PatchCore-random and SoftPatch
+// detectors (SOFTPATCH.md sections 4 and 5): fitting a memory bank from
+// training patch features, scoring test patches against it, image scores
+// and anomaly maps.
+//
+// # Layout
+//
+// Patch features are float32 [nImages][positions][dim] row-major (image
+// major, as the published code concatenates its per-image features), so
+// patch i*positions+p is image i at position p. Patch scores use the same
+// [nImages][positions] order.
+//
+// # Randomness
+//
+// Fit is seeded end to end by Config.Seed. The coreset's projection and
+// start points come from coreset.Greedy with Seed = Model.CoresetSeed (=
+// Config.Seed); SoftPatch's discriminator projection is a separate draw,
+// coreset.NewProjection(dim, 128, Model.DiscriminatorSeed), as the
+// published code draws a fresh torch.nn.Linear for the discriminator and
+// another one inside the sampler. PatchCore-random draws
+// coreset.Random(N, picks, Config.Seed).
+package detector
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/softpatch/softpatch/engine/coreset"
+	"github.com/softpatch/softpatch/engine/denoise"
+	"github.com/softpatch/softpatch/engine/knn"
+)
+
+// Detector methods (Config.Method).
+const (
+	// MethodPatchCore is PatchCore: approximate greedy coreset (10 start
+	// points) over all training patches.
+	MethodPatchCore = "patchcore"
+	// MethodPatchCoreRandom replaces the coreset by a uniform random subset
+	// of the same size.
+	MethodPatchCoreRandom = "patchcore-random"
+	// MethodSoftPatch is SoftPatch: patch-level noise discriminator,
+	// filtered weighted coreset (128 start points), optional soft weights.
+	MethodSoftPatch = "softpatch"
+)
+
+// Defaults of the published code.
+const (
+	DefaultCoreset   = 0.1
+	DefaultThreshold = 0.15
+)
+
+// Config configures Fit.
+type Config struct {
+	// Method is MethodPatchCore, MethodPatchCoreRandom or MethodSoftPatch.
+	Method string
+	// Coreset is the fraction of training patches kept in the memory bank,
+	// in (0, 1); the bank has floor(Coreset*N) entries (Python's
+	// int(N*ratio)).
+	Coreset float64
+	// Threshold is SoftPatch's tau in [0, 1): patches whose outlier score
+	// exceeds the (1-tau) quantile of all scores get sampling weight 0.
+	Threshold float64
+	// Discriminator is SoftPatch's noise discriminator.
+	Discriminator denoise.Method
+	// LOFK is the LOF neighbourhood size (denoise.DefaultK = 5 is what the
+	// published code actually uses).
+	LOFK int
+	// SoftWeight turns on SoftPatch's soft weights: test patch scores are
+	// multiplied by the clamped outlier score of their nearest bank entry.
+	SoftWeight bool
+	// StrictExclusion removes the published quirk of SOFTPATCH.md 5.5 (the
+	// weighted sampler's initial keys are not multiplied by the sampling
+	// weights, so an excluded patch can be selected first); with it set an
+	// excluded patch never enters the bank. Off by default, as published.
+	StrictExclusion bool
+	// Seed seeds every random draw of Fit.
+	Seed uint64
+}
+
+// Model is a fitted detector.
+type Model struct {
+	// Config is the configuration the model was fitted with.
+	Config Config
+	// Bank is the memory bank, [N][D] row-major: full-dimensional copies of
+	// the selected training patches, in selection order.
+	Bank []float32
+	// N and D are the bank's size and the feature dimension.
+	N, D int
+	// Weights holds the soft weight cw[j] of each bank entry (the entry's
+	// outlier score clamped at 0); nil when soft weights are off.
+	Weights []float32
+	// Indices are the selected training patches (i*positions+p), in
+	// selection order.
+	Indices []int
+	// CoresetSeed and DiscriminatorSeed are the seeds of the coreset's and
+	// the discriminator's random draws.
+	CoresetSeed, DiscriminatorSeed uint64
+	// ScoreThreshold is SoftPatch's q, the (1-tau) quantile of the outlier
+	// scores (torch.quantile), and Excluded the number of training patches
+	// whose score exceeds it (sampling weight 0). Zero for PatchCore.
+	ScoreThreshold float64
+	Excluded       int
+
+	mu sync.Mutex
+	ix *knn.Index
+}
+
+// projDim is the dimension of SoftPatch's discriminator projection.
+const projDim = coreset.DefaultDim
+
+// discriminatorSeed derives the discriminator projection's seed from the
+// configured seed (a splitmix64 step, so that it differs from the
+// coreset's).
+func discriminatorSeed(seed uint64) uint64 {
+	z := seed + 0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// Fit builds the memory bank from the training features feats
+// [nImages][positions][dim] following SOFTPATCH.md sections 4 and 5.
+//
+// SoftPatch, in the published order (softpatch.py _fill_memory_bank):
+// project all features to 128 dims (its own draw; the features are used as
+// they are when dim is 128, as the published _reduce_features does), score
+// every patch with denoise.Scores within its position's group ([N][P]
+// scores, the order of the features), q = Quantile(scores, 1-tau), sampling
+// weight 0 where score > q (float32 comparison) else 1, weighted
+// approximate greedy selection on the full features with 128 start points
+// (its own 128-d projection draw inside the sampler), and cw = the selected
+// entries' scores clamped at 0.
+func Fit(cfg Config, feats []float32, nImages, positions, dim int) (*Model, error) {
+	if nImages <= 0 || positions <= 0 || dim <= 0 || len(feats) != nImages*positions*dim {
+		return nil, fmt.Errorf("detector: %d features for %d images x %d positions x %d dims", len(feats), nImages, positions, dim)
+	}
+	if !(cfg.Coreset > 0 && cfg.Coreset < 1) {
+		return nil, fmt.Errorf("detector: coreset ratio %v not in (0, 1)", cfg.Coreset)
+	}
+	n := nImages * positions
+	m := &Model{Config: cfg, D: dim, CoresetSeed: cfg.Seed}
+	g := coreset.Greedy{Ratio: cfg.Coreset, Seed: cfg.Seed}
+	var err error
+	switch cfg.Method {
+	case MethodPatchCore:
+		g.Starts = coreset.PatchCoreStarts
+		m.Indices, err = g.Select(feats, n, dim)
+	case MethodPatchCoreRandom:
+		m.Indices = coreset.Random(n, g.Picks(n), cfg.Seed)
+	case MethodSoftPatch:
+		if !(cfg.Threshold >= 0 && cfg.Threshold < 1) {
+			return nil, fmt.Errorf("detector: threshold %v not in [0, 1)", cfg.Threshold)
+		}
+		m.DiscriminatorSeed = discriminatorSeed(cfg.Seed)
+		var scores []float32
+		scores, err = m.discriminate(feats, nImages, positions, dim)
+		if err != nil {
+			return nil, err
+		}
+		q := float32(Quantile(scores, 1-cfg.Threshold))
+		m.ScoreThreshold = float64(q)
+		w := make([]float32, n)
+		for i, s := range scores {
+			if s > q {
+				m.Excluded++
+			} else {
+				w[i] = 1
+			}
+		}
+		g.Starts = coreset.SoftPatchStarts
+		g.Weights = w
+		g.StrictExclusion = cfg.StrictExclusion
+		m.Indices, err = g.Select(feats, n, dim)
+		if err == nil && cfg.SoftWeight {
+			m.Weights = make([]float32, len(m.Indices))
+			for j, i := range m.Indices {
+				m.Weights[j] = max(scores[i], 0) // torch clamp(min=0)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("detector: unknown method %q (want %s, %s or %s)", cfg.Method, MethodPatchCore, MethodPatchCoreRandom, MethodSoftPatch)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m.N = len(m.Indices)
+	m.Bank = make([]float32, m.N*dim)
+	for j, i := range m.Indices {
+		copy(m.Bank[j*dim:(j+1)*dim], feats[i*dim:(i+1)*dim])
+	}
+	return m, nil
+}
+
+// discriminate returns SoftPatch's outlier scores [nImages][positions] of
+// the training features, computed on their 128-d projection.
+func (m *Model) discriminate(feats []float32, nImages, positions, dim int) ([]float32, error) {
+	cfg := m.Config
+	if cfg.Discriminator == "" {
+		return nil, errors.New("detector: softpatch needs a discriminator method")
+	}
+	proj := feats
+	if dim != projDim {
+		proj = coreset.Project(nil, feats, nImages*positions, dim, coreset.NewProjection(dim, projDim, m.DiscriminatorSeed), projDim)
+	}
+	k := cfg.LOFK
+	if k == 0 {
+		k = denoise.DefaultK
+	}
+	return denoise.Scores(cfg.Discriminator, proj, nImages, positions, projDim, k)
+}
+
+// index returns the model's nearest-neighbour index, built on first use.
+func (m *Model) index() (*knn.Index, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.N <= 0 || m.D <= 0 || len(m.Bank) != m.N*m.D {
+		return nil, fmt.Errorf("detector: bank has %d entries for N=%d D=%d", len(m.Bank), m.N, m.D)
+	}
+	if m.Weights != nil && len(m.Weights) != m.N {
+		return nil, fmt.Errorf("detector: %d soft weights for %d bank entries", len(m.Weights), m.N)
+	}
+	if m.ix == nil {
+		m.ix = knn.NewIndex(m.Bank, m.N, m.D)
+	}
+	return m.ix, nil
+}
+
+// Score writes the patch scores of the test features feats
+// [nImages][positions][D] into dst [nImages][positions]: the squared L2
+// distance to the nearest bank entry j (exact search, k = 1, float32 as
+// knn.Index computes it), times Weights[j] in float32 when soft weights are
+// on. The bank must not be modified after the first Score.
+func (m *Model) Score(dst []float32, feats []float32, nImages, positions int) error {
+	ix, err := m.index()
+	if err != nil {
+		return err
+	}
+	nq := nImages * positions
+	if nImages < 0 || positions < 0 || len(feats) != nq*m.D || len(dst) < nq {
+		return fmt.Errorf("detector: %d features and %d outputs for %d images x %d positions x %d dims", len(feats), len(dst), nImages, positions, m.D)
+	}
+	idx := make([]int32, nq)
+	if err := ix.Search(dst[:nq], idx, feats, nq, 1, 0); err != nil {
+		return err
+	}
+	if m.Weights != nil {
+		for i, j := range idx {
+			dst[i] *= m.Weights[j]
+		}
+	}
+	return nil
+}
+
+// ImageScores returns each image's score, the maximum of its patch scores
+// (patchScores [nImages][positions]).
+func ImageScores(patchScores []float32, nImages, positions int) []float32 {
+	if nImages < 0 || positions <= 0 || len(patchScores) != nImages*positions {
+		panic(fmt.Sprintf("detector.ImageScores: %d scores for %d images x %d positions", len(patchScores), nImages, positions))
+	}
+	out := make([]float32, nImages)
+	for i := range out {
+		v := float32(math.Inf(-1))
+		for _, s := range patchScores[i*positions : (i+1)*positions] {
+			v = max(v, s)
+		}
+		out[i] = v
+	}
+	return out
+}
