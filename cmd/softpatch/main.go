@@ -25,6 +25,7 @@ func verbs() []verb {
 		{"embed", "write PatchCore patch embeddings of images to a .npy file", runEmbed},
 		{"data", "inspect a dataset or print its (noisy) train/test split", runData},
 		{"synth", "write the generated dataset in the MVTec AD layout", runSynth},
+		{"eval", "fit and evaluate one detector on one class (one cell), metrics as JSON", runEval},
 		{"demo", "run the feature pipeline on generated images (the README's first command)", runDemo},
 		{"weights", "inspect a torchvision checkpoint (weights inspect FILE)", runWeights},
 		{"bench", "measure the feature extractor (bench features)", runBench},
