@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,7 +44,7 @@ type evalResult struct {
 	Method     string             `json:"method"`
 	Noise      datasets.Noise     `json:"noise"`
 	NoiseDrawn []string           `json:"noise_files"`
-	Backbone   any                `json:"backbone"`
+	Backbone   backbone.Identity  `json:"backbone"`
 	Mark       string             `json:"mark,omitempty"`
 	Train      int                `json:"train_images"`
 	Test       int                `json:"test_images"`
@@ -58,10 +60,7 @@ type evalResult struct {
 }
 
 func runEval(args []string) error {
-	names := make([]string, 0, len(evalMethods))
-	for n := range evalMethods {
-		names = append(names, n)
-	}
+	names := slices.Sorted(maps.Keys(evalMethods))
 	fs := newFlags("eval", "eval --data ROOT --class C --method M [--noise R --overlap --fold F] [flags] --json OUT",
 		"softpatch eval --data data/synth --class wood --method softpatch-lof --noise 0.1 --overlap --json wood.json")
 	var ff featureFlags
@@ -168,12 +167,12 @@ func runEval(args []string) error {
 	if gh*gw != positions {
 		return fmt.Errorf("eval: %d patch positions do not form the %dx%d grid of %s at %d px", positions, gh, gw, p.layers[0], size)
 	}
-	maps := make([][]float32, len(test))
+	anomalyMaps := make([][]float32, len(test))
 	masks := make([][]uint8, len(test))
 	labels := make([]bool, len(test))
 	for i, it := range test {
-		maps[i] = make([]float32, size*size)
-		detector.Map(maps[i], patch[i*positions:(i+1)*positions], gh, gw, size)
+		anomalyMaps[i] = make([]float32, size*size)
+		detector.Map(anomalyMaps[i], patch[i*positions:(i+1)*positions], gh, gw, size)
 		labels[i] = it.Anomalous
 		if it.Anomalous {
 			if masks[i], err = p.pre.LoadMask(it.MaskPath); err != nil {
@@ -195,7 +194,7 @@ func runEval(args []string) error {
 	if res.ImageF1Max, _, err = experiments.F1Max(imageScores, labels); err != nil {
 		return fmt.Errorf("eval: image F1-max: %w", err)
 	}
-	pm, err := experiments.EvaluatePixels(maps, masks, size, size, experiments.DefaultFPRLimit)
+	pm, err := experiments.EvaluatePixels(anomalyMaps, masks, size, size, experiments.DefaultFPRLimit)
 	if err != nil {
 		return fmt.Errorf("eval: pixel metrics: %w", err)
 	}
