@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/softpatch/softpatch/datasets"
@@ -60,69 +57,28 @@ type evalResult struct {
 }
 
 func runEval(args []string) error {
-	names := slices.Sorted(maps.Keys(evalMethods))
 	fs := newFlags("eval", "eval --data ROOT --class C --method M [--noise R --overlap --fold F] [flags] --json OUT",
 		"softpatch eval --data data/synth --class wood --method softpatch-lof --noise 0.1 --overlap --json wood.json")
-	var ff featureFlags
-	ff.register(fs)
-	root := fs.String("data", "", "dataset root (required)")
-	class := fs.String("class", "", "class (required)")
-	format := fs.String("format", "", "layout: mvtec, btad or folder (default: detect)")
-	method := fs.String("method", "softpatch-lof", "patchcore, patchcore-random, softpatch-nearest, softpatch-gaussian or softpatch-lof")
-	ratio := fs.Float64("noise", 0, "noise ratio: floor(r * n_train) anomalous test images join training")
-	overlap := fs.Bool("overlap", false, "keep the injected images in the test set too")
-	fold := fs.Int("fold", 0, "fold: names an independent noise draw")
-	list := fs.String("noise-list", "", "JSON list of the injected images (paths relative to ROOT), instead of drawing")
-	augment := fs.Bool("augment", false, "seeded random affine on each injected image (the published --noise_augmentation)")
-	threshold := fs.Float64("threshold", detector.DefaultThreshold, "SoftPatch's tau: the fraction of training patches excluded from the coreset")
-	lofK := fs.Int("lof-k", denoise.DefaultK, "LOF neighbours")
-	coresetRatio := fs.Float64("coreset", detector.DefaultCoreset, "memory-bank fraction of the training patches")
-	noSoft := fs.Bool("no-soft-weight", false, "SoftPatch without soft weights (the filtered coreset is still used)")
-	seed := fs.Uint64("seed", 0, "seed of the detector's random draws")
-	batch := fs.Int("batch", 8, "images per forward pass")
+	var cf cellFlags
+	cf.register(fs)
 	out := fs.String("json", "", "write the cell's JSON here (required)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	base, ok := evalMethods[*method]
-	if !ok {
-		return fmt.Errorf("eval: unknown --method %q (known: %s)", *method, strings.Join(names, ", "))
+	if *out == "" || fs.NArg() > 0 {
+		return fmt.Errorf("eval: --json OUT is required and it takes no arguments")
 	}
-	if *root == "" || *class == "" || *out == "" || fs.NArg() > 0 {
-		return fmt.Errorf("eval: --data, --class and --json are required and it takes no arguments")
-	}
-	f, err := datasets.ParseFormat(*format)
+	cl, err := cf.load("eval")
 	if err != nil {
 		return err
 	}
-	c, err := datasets.Load(*root, *class, datasets.Layout{Format: f}, datasets.LoadOptions{})
+	c, n, train, test, cfg := cl.class, cl.noise, cl.train, cl.test, cl.cfg
+	p, err := cf.features.open()
 	if err != nil {
 		return err
 	}
-	n := datasets.Noise{Ratio: *ratio, Overlap: *overlap, Fold: *fold, Augment: *augment}
-	if *list != "" {
-		if n.Files, err = datasets.ReadNoiseList(*list); err != nil {
-			return err
-		}
-	}
-	train, test, drawn, err := c.Noisy(string(c.Format), n)
-	if err != nil {
-		return err
-	}
-	p, err := ff.open()
-	if err != nil {
-		return err
-	}
-	cfg := base
-	cfg.Coreset, cfg.Threshold, cfg.LOFK, cfg.Seed = *coresetRatio, *threshold, *lofK, *seed
-	if *noSoft {
-		cfg.SoftWeight = false
-	}
-	res := evalResult{Commit: commit(), Data: c.Root, Class: c.Name, Method: *method, Noise: n, Backbone: p.id,
-		Train: len(train), Test: len(test), Seconds: map[string]float64{}}
-	for _, it := range drawn {
-		res.NoiseDrawn = append(res.NoiseDrawn, datasets.RelPath(c.Root, it))
-	}
+	res := evalResult{Commit: commit(), Data: c.Root, Class: c.Name, Method: cf.method, Noise: n, Backbone: p.id,
+		Train: len(train), Test: len(test), NoiseDrawn: cl.noiseFiles(), Seconds: map[string]float64{}}
 	if p.id.RandomInit {
 		res.Mark = randomInitMark
 	}
@@ -132,11 +88,11 @@ func runEval(args []string) error {
 	}
 
 	t0 := time.Now()
-	trainFeats, positions, dim, err := p.embedItems("features train", train, *batch)
+	trainFeats, positions, dim, err := p.embedItems("features train", train, cf.batch)
 	if err != nil {
 		return err
 	}
-	testFeats, _, _, err := p.embedItems("features test", test, *batch)
+	testFeats, _, _, err := p.embedItems("features test", test, cf.batch)
 	if err != nil {
 		return err
 	}
@@ -161,11 +117,9 @@ func runEval(args []string) error {
 
 	t0 = time.Now()
 	size := p.pre.ImageSize
-	first, _ := backbone.LayerIndex(p.layers[0])
-	stride := 4 << first // layer1: 4, layer2: 8, layer3: 16
-	gh, gw := p.embed.Grid((size+stride-1)/stride, (size+stride-1)/stride)
-	if gh*gw != positions {
-		return fmt.Errorf("eval: %d patch positions do not form the %dx%d grid of %s at %d px", positions, gh, gw, p.layers[0], size)
+	gh, gw, err := p.grid(positions)
+	if err != nil {
+		return fmt.Errorf("eval: %w", err)
 	}
 	anomalyMaps := make([][]float32, len(test))
 	masks := make([][]uint8, len(test))
@@ -209,7 +163,7 @@ func runEval(args []string) error {
 		return err
 	}
 	fmt.Printf("%s %s noise %g overlap %t: image AUROC %.4f, pixel AUROC %.4f, AUPRO %.4f (bank %d) -> %s\n",
-		c.Name, *method, n.Ratio, n.Overlap, res.ImageAUROC, res.PixelAUROC, res.AUPRO, res.BankSize, *out)
+		c.Name, cf.method, n.Ratio, n.Overlap, res.ImageAUROC, res.PixelAUROC, res.AUPRO, res.BankSize, *out)
 	return nil
 }
 

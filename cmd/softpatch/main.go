@@ -26,6 +26,8 @@ func verbs() []verb {
 		{"data", "inspect a dataset or print its (noisy) train/test split", runData},
 		{"synth", "write the generated dataset in the MVTec AD layout", runSynth},
 		{"eval", "fit and evaluate one detector on one class (one cell), metrics as JSON", runEval},
+		{"fit", "fit a detector on a class and save the model to one file", runFit},
+		{"predict", "score images with a saved model: scores JSON, maps .npy, overlay PNGs", runPredict},
 		{"demo", "run the feature pipeline on generated images (the README's first command)", runDemo},
 		{"weights", "inspect a torchvision checkpoint (weights inspect FILE)", runWeights},
 		{"bench", "measure the feature extractor (bench features)", runBench},

@@ -1,0 +1,264 @@
+package detector
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+
+	"github.com/softpatch/softpatch/engine/backbone"
+	"github.com/softpatch/softpatch/internal/atomicfile"
+)
+
+// Model file layout (all integers little-endian):
+//
+//	magic    "SOFTPATCH-MODEL\n" (16 bytes)
+//	version  uint32 (FormatVersion)
+//	hlen     uint32, then hlen bytes of JSON (fileHeader)
+//	bank     N*D float32
+//	weights  N float32, present only when the header's HasWeights is set
+//	indices  N int32
+//
+// and nothing after.
+const (
+	modelMagic = "SOFTPATCH-MODEL\n"
+	// FormatVersion is the version of the model file format Save writes
+	// and Load reads.
+	FormatVersion = 1
+	// maxHeader bounds the JSON header Load accepts.
+	maxHeader = 1 << 20
+	// maxValues bounds N*D, so that a corrupt header cannot overflow.
+	maxValues = 1 << 40
+	// readChunk is the number of values read at a time: a truncated file
+	// fails before a bank of the header's claimed size is allocated.
+	readChunk = 1 << 18
+)
+
+// Meta describes how the features a model was fitted on were computed,
+// so that a later run can compute the same features; it travels in the
+// model file's JSON header.
+type Meta struct {
+	// Backbone is the network that produced the training features.
+	Backbone backbone.Identity `json:"backbone"`
+	// Layers are the embedded backbone layers, the first sets the grid.
+	Layers []string `json:"layers"`
+	// Resize, ImageSize and ResizeMode are the preprocessing
+	// (datasets.Preprocess; ResizeMode is "shorter" or "square").
+	Resize     int    `json:"resize"`
+	ImageSize  int    `json:"imagesize"`
+	ResizeMode string `json:"resize_mode"`
+	// GridH x GridW is the patch grid of one image (positions).
+	GridH int `json:"grid_h"`
+	GridW int `json:"grid_w"`
+	// Method is the CLI method name (e.g. "softpatch-lof"); Class, Data,
+	// Train and NoiseFiles say what the model was fitted on.
+	Method     string   `json:"method,omitempty"`
+	Data       string   `json:"data,omitempty"`
+	Class      string   `json:"class,omitempty"`
+	Train      int      `json:"train_images,omitempty"`
+	NoiseFiles []string `json:"noise_files,omitempty"`
+	// Created is the fitting time (RFC 3339); SoftpatchVersion and Commit
+	// the build that fitted the model.
+	Created          string `json:"created,omitempty"`
+	SoftpatchVersion string `json:"softpatch_version,omitempty"`
+	Commit           string `json:"commit,omitempty"`
+}
+
+// fileHeader is the JSON header of a model file.
+type fileHeader struct {
+	Config            Config  `json:"config"`
+	N                 int     `json:"n"`
+	D                 int     `json:"d"`
+	HasWeights        bool    `json:"has_weights"`
+	CoresetSeed       uint64  `json:"coreset_seed"`
+	DiscriminatorSeed uint64  `json:"discriminator_seed"`
+	ScoreThreshold    float64 `json:"score_threshold"`
+	Excluded          int     `json:"excluded"`
+	Meta              Meta    `json:"meta"`
+}
+
+// Save writes the model and meta to w in the model file format.
+func (m *Model) Save(w io.Writer, meta Meta) error {
+	if m.N <= 0 || m.D <= 0 || len(m.Bank) != m.N*m.D || len(m.Indices) != m.N {
+		return fmt.Errorf("detector: save: bank has %d values and %d indices for N=%d D=%d", len(m.Bank), len(m.Indices), m.N, m.D)
+	}
+	if m.Weights != nil && len(m.Weights) != m.N {
+		return fmt.Errorf("detector: save: %d soft weights for %d bank entries", len(m.Weights), m.N)
+	}
+	for _, i := range m.Indices {
+		if i < 0 || i > math.MaxInt32 {
+			return fmt.Errorf("detector: save: patch index %d does not fit the file's int32", i)
+		}
+	}
+	h, err := json.Marshal(fileHeader{
+		Config: m.Config, N: m.N, D: m.D, HasWeights: m.Weights != nil,
+		CoresetSeed: m.CoresetSeed, DiscriminatorSeed: m.DiscriminatorSeed,
+		ScoreThreshold: m.ScoreThreshold, Excluded: m.Excluded, Meta: meta,
+	})
+	if err != nil {
+		return fmt.Errorf("detector: save: header: %w", err)
+	}
+	if len(h) > maxHeader {
+		return fmt.Errorf("detector: save: header of %d bytes over %d", len(h), maxHeader)
+	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	bw.WriteString(modelMagic)
+	var u [4]byte
+	binary.LittleEndian.PutUint32(u[:], FormatVersion)
+	bw.Write(u[:])
+	binary.LittleEndian.PutUint32(u[:], uint32(len(h)))
+	bw.Write(u[:])
+	bw.Write(h)
+	for _, v := range m.Bank {
+		binary.LittleEndian.PutUint32(u[:], math.Float32bits(v))
+		bw.Write(u[:])
+	}
+	for _, v := range m.Weights {
+		binary.LittleEndian.PutUint32(u[:], math.Float32bits(v))
+		bw.Write(u[:])
+	}
+	for _, i := range m.Indices {
+		binary.LittleEndian.PutUint32(u[:], uint32(int32(i)))
+		bw.Write(u[:])
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("detector: save: %w", err)
+	}
+	return nil
+}
+
+// SaveFile writes the model to path atomically (a reader never sees a
+// partial file).
+func (m *Model) SaveFile(path string, meta Meta) error {
+	err := atomicfile.WriteFile(path, func(w io.Writer) error { return m.Save(w, meta) })
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// errTruncated reports a file that ends early.
+var errTruncated = errors.New("file is truncated")
+
+// readFull is io.ReadFull with a truncated file named as such.
+func readFull(r io.Reader, b []byte, what string) error {
+	if _, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("detector: load: %w while reading the %s", errTruncated, what)
+		}
+		return fmt.Errorf("detector: load: reading the %s: %w", what, err)
+	}
+	return nil
+}
+
+// readWords reads n little-endian 32-bit words in chunks.
+func readWords(r io.Reader, n int, what string) ([]uint32, error) {
+	out := make([]uint32, 0, min(n, readChunk))
+	buf := make([]byte, 4*min(n, readChunk))
+	for len(out) < n {
+		k := min(n-len(out), readChunk)
+		if err := readFull(r, buf[:4*k], what); err != nil {
+			return nil, err
+		}
+		for i := 0; i < k; i++ {
+			out = append(out, binary.LittleEndian.Uint32(buf[4*i:]))
+		}
+	}
+	return out, nil
+}
+
+func readFloats(r io.Reader, n int, what string) ([]float32, error) {
+	w, err := readWords(r, n, what)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, n)
+	for i, v := range w {
+		out[i] = math.Float32frombits(v)
+	}
+	return out, nil
+}
+
+// Load reads a model written by Save. It checks the magic string, the
+// format version and every size, and fails (never panics) on a corrupt
+// or truncated file.
+func Load(r io.Reader) (*Model, Meta, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	var pre [len(modelMagic) + 8]byte
+	n, err := io.ReadFull(br, pre[:])
+	if n < len(modelMagic) || !bytes.Equal(pre[:len(modelMagic)], []byte(modelMagic)) {
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, Meta{}, fmt.Errorf("detector: load: %w", err)
+		}
+		return nil, Meta{}, errors.New("detector: load: not a softpatch model file (bad magic)")
+	}
+	if err != nil {
+		return nil, Meta{}, fmt.Errorf("detector: load: %w while reading the preamble", errTruncated)
+	}
+	if v := binary.LittleEndian.Uint32(pre[len(modelMagic):]); v != FormatVersion {
+		return nil, Meta{}, fmt.Errorf("detector: load: model format version %d, this build reads version %d", v, FormatVersion)
+	}
+	hlen := binary.LittleEndian.Uint32(pre[len(modelMagic)+4:])
+	if hlen == 0 || hlen > maxHeader {
+		return nil, Meta{}, fmt.Errorf("detector: load: header length %d not in [1, %d]", hlen, maxHeader)
+	}
+	hb := make([]byte, hlen)
+	if err := readFull(br, hb, "header"); err != nil {
+		return nil, Meta{}, err
+	}
+	var h fileHeader
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return nil, Meta{}, fmt.Errorf("detector: load: header: %w", err)
+	}
+	if h.N <= 0 || h.D <= 0 || h.N > maxValues/h.D || h.N > math.MaxInt32 {
+		return nil, Meta{}, fmt.Errorf("detector: load: bad bank size N=%d D=%d", h.N, h.D)
+	}
+	m := &Model{
+		Config: h.Config, N: h.N, D: h.D, CoresetSeed: h.CoresetSeed, DiscriminatorSeed: h.DiscriminatorSeed,
+		ScoreThreshold: h.ScoreThreshold, Excluded: h.Excluded,
+	}
+	if m.Bank, err = readFloats(br, h.N*h.D, "memory bank"); err != nil {
+		return nil, Meta{}, err
+	}
+	if h.HasWeights {
+		if m.Weights, err = readFloats(br, h.N, "soft weights"); err != nil {
+			return nil, Meta{}, err
+		}
+	}
+	idx, err := readWords(br, h.N, "indices")
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	m.Indices = make([]int, h.N)
+	for i, v := range idx {
+		if int32(v) < 0 {
+			return nil, Meta{}, fmt.Errorf("detector: load: negative patch index %d", int32(v))
+		}
+		m.Indices[i] = int(int32(v))
+	}
+	if _, err := br.ReadByte(); err == nil {
+		return nil, Meta{}, errors.New("detector: load: unexpected data after the indices")
+	} else if !errors.Is(err, io.EOF) {
+		return nil, Meta{}, fmt.Errorf("detector: load: %w", err)
+	}
+	return m, h.Meta, nil
+}
+
+// LoadFile reads the model file at path; its errors name the file.
+func LoadFile(path string) (*Model, Meta, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, Meta{}, fmt.Errorf("detector: %w", err)
+	}
+	defer f.Close()
+	m, meta, err := Load(f)
+	if err != nil {
+		return nil, Meta{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, meta, nil
+}
