@@ -1,7 +1,6 @@
 package coreset
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -9,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/softpatch/softpatch/internal/numtest"
 )
 
 // brute is the published loop transcribed literally: one pass over all
@@ -222,18 +223,6 @@ type goldenCase struct {
 	Indices []int     `json:"indices"`
 }
 
-func readF32(t *testing.T, name string) []float32 {
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := make([]float32, len(b)/4)
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return v
-}
-
 // TestGolden compares index for index with the published sampler run by
 // testdata/gen_golden.py, given the projection and start points it drew:
 // PatchCore's ApproximateGreedyCoresetSampler (10 start points) and
@@ -267,7 +256,7 @@ func TestGolden(t *testing.T) {
 		gc   goldenCase
 		proj string
 	}{{"patchcore", g.PatchCore, "patchcore_proj.f32"}, {"softpatch", g.SoftPatch, "softpatch_proj.f32"}} {
-		sel := Greedy{Ratio: g.Ratio, Dim: g.Dim, Projection: readF32(t, c.proj), StartPoints: c.gc.Starts, Weights: c.gc.Weights}
+		sel := Greedy{Ratio: g.Ratio, Dim: g.Dim, Projection: numtest.ReadFloat32File(t, filepath.Join("testdata", c.proj)), StartPoints: c.gc.Starts, Weights: c.gc.Weights}
 		got, err := sel.Select(x, g.N, g.D)
 		if err != nil {
 			t.Fatal(err)

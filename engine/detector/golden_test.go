@@ -1,12 +1,13 @@
 package detector
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/softpatch/softpatch/internal/numtest"
 )
 
 // Fixtures made by testdata/gen_golden.py with torch and scipy.
@@ -36,19 +37,6 @@ func loadGolden(t *testing.T) goldenFile {
 	return g
 }
 
-func readF32(t *testing.T, name string) []float32 {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := make([]float32, len(b)/4)
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return v
-}
-
 // TestGoldenMap compares Map with torch F.interpolate followed by scipy's
 // gaussian_filter (sigma 4), including maps smaller than the filter radius.
 func TestGoldenMap(t *testing.T) {
@@ -57,7 +45,7 @@ func TestGoldenMap(t *testing.T) {
 		t.Fatal("no map fixtures")
 	}
 	for _, c := range g.Maps {
-		data := readF32(t, "map_"+c.Name+".f32")
+		data := numtest.ReadFloat32File(t, filepath.Join("testdata", "map_"+c.Name+".f32"))
 		in, want := data[:c.GH*c.GW], data[c.GH*c.GW:]
 		if len(want) != c.Size*c.Size {
 			t.Fatalf("%s: fixture has %d outputs", c.Name, len(want))
