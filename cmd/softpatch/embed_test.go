@@ -83,10 +83,7 @@ func TestEmbedCommandRejectsMismatchedCheckpoint(t *testing.T) {
 // can be found: it must still work, and its provenance must say
 // "random-init backbone".
 func TestEmbedWithoutWeightsMarksRandomInit(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("SOFTPATCH_WEIGHTS", "")
-	t.Setenv("TORCH_HOME", dir)
-	t.Setenv("HOME", dir)
+	dir := withoutWeights(t)
 	out := filepath.Join(dir, "feats.npy")
 	err := runEmbed([]string{"--resize", "72", "--imagesize", "64", "--out", out, filepath.Join(golden, "img2_rgb_90x71.png")})
 	if err != nil {
@@ -130,4 +127,17 @@ func TestEmbedFilesCancelledWritesNothing(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("left %v behind", entries)
 	}
+}
+
+// withoutWeights points every place FindWeights searches at an empty
+// temporary folder, so that the backbone is the random-init one, and
+// returns that folder.
+func withoutWeights(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv("SOFTPATCH_WEIGHTS", "")
+	t.Setenv("TORCH_HOME", dir)
+	t.Setenv("XDG_CACHE_HOME", dir)
+	t.Setenv("HOME", dir)
+	return dir
 }

@@ -13,10 +13,7 @@ import (
 // class with a random-init backbone at 64 px: the JSON must carry the
 // metrics, one entry per test image, the noise draw and the random-init mark.
 func TestEvalRunsOneCell(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("SOFTPATCH_WEIGHTS", "")
-	t.Setenv("TORCH_HOME", dir)
-	t.Setenv("HOME", dir)
+	dir := withoutWeights(t)
 	data := filepath.Join(dir, "data")
 	if err := synth.Generate(data, synth.Config{Classes: []string{"nut"}, Size: 64, Train: 6, TestGood: 2, TestDefect: 3}, nil); err != nil {
 		t.Fatal(err)

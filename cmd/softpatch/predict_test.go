@@ -18,10 +18,7 @@ import (
 // backbone at 64 px, predicts on test images, and checks the outputs; a
 // model whose recorded backbone differs is refused.
 func TestFitPredict(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("SOFTPATCH_WEIGHTS", "")
-	t.Setenv("TORCH_HOME", dir)
-	t.Setenv("HOME", dir)
+	dir := withoutWeights(t)
 	data := filepath.Join(dir, "data")
 	if err := synth.Generate(data, synth.Config{Classes: []string{"nut"}, Size: 64, Train: 6, TestGood: 1, TestDefect: 2}, nil); err != nil {
 		t.Fatal(err)
