@@ -21,6 +21,7 @@ type cellFlags struct {
 	ratio, threshold, coreset   float64
 	overlap, augment, noSoft    bool
 	fold, lofK, batch           int
+	featureMemory               int64
 	seed                        uint64
 }
 
@@ -41,6 +42,7 @@ func (cf *cellFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&cf.noSoft, "no-soft-weight", false, "SoftPatch without soft weights (the filtered coreset is still used)")
 	fs.Uint64Var(&cf.seed, "seed", 0, "seed of the detector's random draws")
 	fs.IntVar(&cf.batch, "batch", 8, "images per forward pass")
+	fs.Int64Var(&cf.featureMemory, "feature-memory", 2048, "MiB of full training features kept in memory; beyond it they go to a temporary file in $TMPDIR")
 }
 
 // cell is one class's noisy split and the detector to fit on it.
@@ -60,6 +62,9 @@ func (cf *cellFlags) load(verb string) (*cell, error) {
 	}
 	if cf.root == "" || cf.class == "" {
 		return nil, fmt.Errorf("%s: --data and --class are required", verb)
+	}
+	if cf.featureMemory < 1 {
+		return nil, fmt.Errorf("%s: --feature-memory must be at least 1 MiB, got %d", verb, cf.featureMemory)
 	}
 	if cf.batch < 1 {
 		return nil, fmt.Errorf("%s: --batch must be at least 1, got %d", verb, cf.batch)

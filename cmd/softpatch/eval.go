@@ -72,7 +72,7 @@ func runEval(args []string) error {
 	if err != nil {
 		return err
 	}
-	c, n, train, test, cfg := cl.class, cl.noise, cl.train, cl.test, cl.cfg
+	c, n, train, test := cl.class, cl.noise, cl.train, cl.test
 	p, err := cf.features.open()
 	if err != nil {
 		return err
@@ -88,32 +88,44 @@ func runEval(args []string) error {
 	}
 
 	t0 := time.Now()
-	trainFeats, positions, dim, err := p.embedItems("features train", train, cf.batch)
+	fitter, positions, err := cl.fitTrain(p, cf.batch, cf.featureMemory)
 	if err != nil {
 		return err
 	}
-	testFeats, _, _, err := p.embedItems("features test", test, cf.batch)
-	if err != nil {
-		return err
-	}
-	stage("features", t0)
+	defer fitter.Close()
+	trainSeconds := time.Since(t0).Seconds()
 
 	t0 = time.Now()
-	model, err := detector.Fit(cfg, trainFeats, len(train), positions, dim)
+	if err := fitter.Discriminate(); err != nil {
+		return err
+	}
+	stage("discriminator", t0)
+	t0 = time.Now()
+	model, err := fitter.Fit()
 	if err != nil {
 		return err
 	}
-	trainFeats = nil
 	res.BankSize, res.Excluded = model.N, model.Excluded
-	stage("fit", t0) // discriminator and coreset
+	stage("coreset", t0)
 
+	// Test features are scored batch by batch, so that only the patch
+	// scores of the whole test set are held.
 	t0 = time.Now()
+	var scoring time.Duration
 	patch := make([]float32, len(test)*positions)
-	if err := model.Score(patch, testFeats, len(test), positions); err != nil {
+	err = p.eachBatch("features and scoring test", test, cf.batch, func(lo, hi int, feats []float32, _ int) error {
+		ts := time.Now()
+		defer func() { scoring += time.Since(ts) }()
+		return model.Score(patch[lo*positions:hi*positions], feats, hi-lo, positions)
+	})
+	if err != nil {
 		return err
 	}
+	res.Seconds["features"] = trainSeconds + (time.Since(t0) - scoring).Seconds()
+	res.Seconds["scoring"] = scoring.Seconds()
+	slog.Info("stage done", "stage", "features", "seconds", fmt.Sprintf("%.2f", res.Seconds["features"]))
+	slog.Info("stage done", "stage", "scoring", "seconds", fmt.Sprintf("%.2f", res.Seconds["scoring"]))
 	imageScores := detector.ImageScores(patch, len(test), positions)
-	stage("scoring", t0)
 
 	t0 = time.Now()
 	size := p.pre.ImageSize
@@ -167,14 +179,13 @@ func runEval(args []string) error {
 	return nil
 }
 
-// embedItems embeds dataset items (augmented noise images included) and
-// returns [len(items)][positions][dim].
-func (p *pipeline) embedItems(label string, items []datasets.Item, batch int) ([]float32, int, int, error) {
+// eachBatch embeds dataset items (augmented noise images included) batch
+// images at a time and calls fn with each batch's features
+// [hi-lo][positions][dim], items[lo:hi]; feats is reused after fn returns.
+func (p *pipeline) eachBatch(label string, items []datasets.Item, batch int, fn func(lo, hi int, feats []float32, positions int) error) error {
 	s := p.pre.ImageSize
 	per := 3 * s * s
 	x := make([]float32, batch*per)
-	var all []float32
-	var positions, dim int
 	bar := progress.New(label, len(items), "images")
 	defer bar.Finish()
 	for lo := 0; lo < len(items); lo += batch {
@@ -182,20 +193,49 @@ func (p *pipeline) embedItems(label string, items []datasets.Item, batch int) ([
 		for i, it := range items[lo:hi] {
 			img, err := p.pre.LoadItem(it)
 			if err != nil {
-				return nil, 0, 0, err
+				return err
 			}
 			copy(x[i*per:(i+1)*per], img)
 		}
 		feats, pos, err := p.features(x[:(hi-lo)*per], hi-lo)
 		if err != nil {
-			return nil, 0, 0, err
+			return err
 		}
-		if all == nil {
-			positions, dim = pos, len(feats)/((hi-lo)*pos)
-			all = make([]float32, 0, len(items)*positions*dim)
+		if err := fn(lo, hi, feats, pos); err != nil {
+			return err
 		}
-		all = append(all, feats...)
 		bar.Add(hi - lo)
 	}
-	return all, positions, dim, nil
+	return nil
+}
+
+// fitTrain embeds the cell's training items batch images at a time into a
+// Fitter for its detector, keeping at most memMiB MiB of full features in
+// memory, and returns it with the number of patch positions per image. The
+// caller closes the Fitter.
+func (cl *cell) fitTrain(p *pipeline, batch int, memMiB int64) (*detector.Fitter, int, error) {
+	train := cl.train
+	var f *detector.Fitter
+	var positions int
+	err := p.eachBatch("features train", train, batch, func(lo, hi int, feats []float32, pos int) error {
+		if f == nil {
+			var err error
+			positions = pos
+			opts := detector.FitterOptions{MaxMemory: memMiB << 20}
+			if f, err = detector.NewFitter(cl.cfg, len(train), pos, len(feats)/((hi-lo)*pos), opts); err != nil {
+				return err
+			}
+		}
+		return f.Add(feats, hi-lo)
+	})
+	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		return nil, 0, err
+	}
+	if f != nil && f.Spilled() {
+		slog.Info("training features above --feature-memory went to a temporary file", "MiB", memMiB)
+	}
+	return f, positions, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/softpatch/softpatch/datasets/synth"
@@ -40,10 +41,37 @@ func TestEvalRunsOneCell(t *testing.T) {
 			t.Errorf("%s = %v", name, v)
 		}
 	}
-	for _, s := range []string{"features", "fit", "scoring", "maps", "metrics"} {
+	for _, s := range []string{"features", "discriminator", "coreset", "scoring", "maps", "metrics"} {
 		if _, ok := r.Seconds[s]; !ok {
 			t.Errorf("no time for stage %s", s)
 		}
+	}
+
+	// With 1 MiB of features in memory (of 2 MiB) the rest is spilled to a
+	// temporary file, which must change nothing and leave nothing behind.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", tmp)
+	out2 := filepath.Join(dir, "cell2.json")
+	err = runEval([]string{"--data", data, "--class", "nut", "--method", "softpatch-lof", "--noise", "0.34", "--overlap",
+		"--resize", "72", "--imagesize", "64", "--coreset", "0.25", "--feature-memory", "1", "--json", out2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r2 evalResult
+	if b, err = os.ReadFile(out2); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &r2); err != nil {
+		t.Fatal(err)
+	}
+	if r2.PixelAUROC != r.PixelAUROC || r2.AUPRO != r.AUPRO || !slices.Equal(r2.PerImage, r.PerImage) {
+		t.Errorf("spilled features changed the cell: %v vs %v", r2.PerImage, r.PerImage)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("%d files left in TMPDIR", len(left))
 	}
 	if err := runEval([]string{"--data", data, "--class", "nut", "--method", "magic", "--json", out}); err == nil {
 		t.Error("unknown method accepted")

@@ -29,24 +29,25 @@ func runFit(args []string) error {
 	if err != nil {
 		return err
 	}
-	c, n, train, cfg := cl.class, cl.noise, cl.train, cl.cfg
+	c, n, train := cl.class, cl.noise, cl.train
 	p, err := cf.features.open()
 	if err != nil {
 		return err
 	}
 
 	t0 := time.Now()
-	feats, positions, dim, err := p.embedItems("features train", train, cf.batch)
+	fitter, positions, err := cl.fitTrain(p, cf.batch, cf.featureMemory)
 	if err != nil {
 		return err
 	}
+	defer fitter.Close()
 	gh, gw, err := p.grid(positions)
 	if err != nil {
 		return err
 	}
 	slog.Info("stage done", "stage", "features", "seconds", fmt.Sprintf("%.2f", time.Since(t0).Seconds()))
 	t0 = time.Now()
-	model, err := detector.Fit(cfg, feats, len(train), positions, dim)
+	model, err := fitter.Fit()
 	if err != nil {
 		return err
 	}

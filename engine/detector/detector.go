@@ -22,7 +22,6 @@
 package detector
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -121,7 +120,8 @@ func discriminatorSeed(seed uint64) uint64 {
 }
 
 // Fit builds the memory bank from the training features feats
-// [nImages][positions][dim] following SOFTPATCH.md sections 4 and 5.
+// [nImages][positions][dim] following SOFTPATCH.md sections 4 and 5; it is
+// a Fitter given all the images at once (feats is read, not kept).
 //
 // SoftPatch, in the published order (softpatch.py _fill_memory_bank):
 // project all features to 128 dims (its own draw; the features are used as
@@ -136,79 +136,15 @@ func Fit(cfg Config, feats []float32, nImages, positions, dim int) (*Model, erro
 	if nImages <= 0 || positions <= 0 || dim <= 0 || len(feats) != nImages*positions*dim {
 		return nil, fmt.Errorf("detector: %d features for %d images x %d positions x %d dims", len(feats), nImages, positions, dim)
 	}
-	if !(cfg.Coreset > 0 && cfg.Coreset < 1) {
-		return nil, fmt.Errorf("detector: coreset ratio %v not in (0, 1)", cfg.Coreset)
-	}
-	n := nImages * positions
-	m := &Model{Config: cfg, D: dim, CoresetSeed: cfg.Seed}
-	g := coreset.Greedy{Ratio: cfg.Coreset, Seed: cfg.Seed}
-	var err error
-	switch cfg.Method {
-	case MethodPatchCore:
-		g.Starts = coreset.PatchCoreStarts
-		m.Indices, err = g.Select(feats, n, dim)
-	case MethodPatchCoreRandom:
-		m.Indices = coreset.Random(n, g.Picks(n), cfg.Seed)
-	case MethodSoftPatch:
-		if !(cfg.Threshold >= 0 && cfg.Threshold < 1) {
-			return nil, fmt.Errorf("detector: threshold %v not in [0, 1)", cfg.Threshold)
-		}
-		m.DiscriminatorSeed = discriminatorSeed(cfg.Seed)
-		var scores []float32
-		scores, err = m.discriminate(feats, nImages, positions, dim)
-		if err != nil {
-			return nil, err
-		}
-		q := float32(Quantile(scores, 1-cfg.Threshold))
-		m.ScoreThreshold = float64(q)
-		w := make([]float32, n)
-		for i, s := range scores {
-			if s > q {
-				m.Excluded++
-			} else {
-				w[i] = 1
-			}
-		}
-		g.Starts = coreset.SoftPatchStarts
-		g.Weights = w
-		g.StrictExclusion = cfg.StrictExclusion
-		m.Indices, err = g.Select(feats, n, dim)
-		if err == nil && cfg.SoftWeight {
-			m.Weights = make([]float32, len(m.Indices))
-			for j, i := range m.Indices {
-				m.Weights[j] = max(scores[i], 0) // torch clamp(min=0)
-			}
-		}
-	default:
-		return nil, fmt.Errorf("detector: unknown method %q (want %s, %s or %s)", cfg.Method, MethodPatchCore, MethodPatchCoreRandom, MethodSoftPatch)
-	}
+	f, err := NewFitter(cfg, nImages, positions, dim, FitterOptions{})
 	if err != nil {
 		return nil, err
 	}
-	m.N = len(m.Indices)
-	m.Bank = make([]float32, m.N*dim)
-	for j, i := range m.Indices {
-		copy(m.Bank[j*dim:(j+1)*dim], feats[i*dim:(i+1)*dim])
+	if err := f.add(feats, nImages, false); err != nil {
+		f.Close()
+		return nil, err
 	}
-	return m, nil
-}
-
-// discriminate returns SoftPatch's outlier scores [nImages][positions] of
-// the training features, computed on their 128-d projection.
-func (m *Model) discriminate(feats []float32, nImages, positions, dim int) ([]float32, error) {
-	cfg := m.Config
-	if cfg.Discriminator == "" {
-		return nil, errors.New("detector: softpatch needs a discriminator method")
-	}
-	proj := feats
-	if dim != projDim {
-		proj = coreset.Project(nil, feats, nImages*positions, dim, coreset.NewProjection(dim, projDim, m.DiscriminatorSeed), projDim)
-	}
-	k := cfg.LOFK
-	if k == 0 {
-		k = denoise.DefaultK
-	}
-	return denoise.Scores(cfg.Discriminator, proj, nImages, positions, projDim, k)
+	return f.Fit()
 }
 
 // index returns the model's nearest-neighbour index, built on first use.

@@ -1,0 +1,317 @@
+package detector
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"unsafe"
+
+	"github.com/softpatch/softpatch/engine/coreset"
+	"github.com/softpatch/softpatch/engine/denoise"
+)
+
+// FitterOptions bounds the memory of a Fitter.
+type FitterOptions struct {
+	// MaxMemory is the most bytes of full-dimensional training features a
+	// Fitter keeps in memory; beyond it they are written to a temporary file
+	// and read back only for the selected bank entries. 0 means no bound.
+	MaxMemory int64
+	// TempDir is the directory of that temporary file ("" means
+	// os.TempDir()).
+	TempDir string
+}
+
+// Fitter fits a Model from training features given a few images at a time,
+// so that a large class never needs all its features in memory at once
+// (SOFTPATCH.md sections 4 and 5). Add projects each batch to the 128
+// dimensions that the discriminator and the coreset selection work on and
+// stores the full-dimensional features (in memory or in a temporary file,
+// see FitterOptions); Fit gathers the selected entries afterwards.
+//
+// A Fitter holds, for nImages x positions patches of dimension dim:
+// 512*nImages*positions bytes of projections for SoftPatch (one 128-d
+// projection each for the discriminator and the coreset), half that for
+// PatchCore and none for PatchCore-random, plus the full features up to
+// FitterOptions.MaxMemory. The selection is the same as Fit's on all the
+// features at once.
+type Fitter struct {
+	cfg                   Config
+	images, positions     int
+	dim, added            int
+	coreProj, discProj    []float32 // [dim][128]; nil when not drawn
+	coreX, discX          []float32 // [images*positions][128]
+	store                 featureStore
+	m                     *Model
+	scores, weights       []float32
+	discriminated, closed bool
+}
+
+// NewFitter checks cfg and returns a Fitter for nImages training images of
+// positions patches of dimension dim each. Close releases its temporary
+// file on paths that do not reach Fit.
+func NewFitter(cfg Config, nImages, positions, dim int, opts FitterOptions) (*Fitter, error) {
+	if nImages <= 0 || positions <= 0 || dim <= 0 {
+		return nil, fmt.Errorf("detector: cannot fit %d images x %d positions x %d dims", nImages, positions, dim)
+	}
+	if !(cfg.Coreset > 0 && cfg.Coreset < 1) {
+		return nil, fmt.Errorf("detector: coreset ratio %v not in (0, 1)", cfg.Coreset)
+	}
+	n := nImages * positions
+	f := &Fitter{cfg: cfg, images: nImages, positions: positions, dim: dim,
+		m:     &Model{Config: cfg, D: dim, CoresetSeed: cfg.Seed},
+		store: featureStore{dim: dim, max: opts.MaxMemory, dir: opts.TempDir}}
+	switch cfg.Method {
+	case MethodPatchCoreRandom:
+	case MethodSoftPatch:
+		if !(cfg.Threshold >= 0 && cfg.Threshold < 1) {
+			return nil, fmt.Errorf("detector: threshold %v not in [0, 1)", cfg.Threshold)
+		}
+		if cfg.Discriminator == "" {
+			return nil, errors.New("detector: softpatch needs a discriminator method")
+		}
+		f.m.DiscriminatorSeed = discriminatorSeed(cfg.Seed)
+		if dim != projDim {
+			f.discProj = coreset.NewProjection(dim, projDim, f.m.DiscriminatorSeed)
+		}
+		f.discX = make([]float32, n*projDim)
+		fallthrough
+	case MethodPatchCore:
+		if dim != coreset.DefaultDim {
+			f.coreProj = coreset.NewProjection(dim, coreset.DefaultDim, cfg.Seed)
+		}
+		f.coreX = make([]float32, n*coreset.DefaultDim)
+	default:
+		return nil, fmt.Errorf("detector: unknown method %q (want %s, %s or %s)", cfg.Method, MethodPatchCore, MethodPatchCoreRandom, MethodSoftPatch)
+	}
+	return f, nil
+}
+
+// Add takes the features [nImages][positions][dim] of the next nImages
+// training images. It does not keep feats.
+func (f *Fitter) Add(feats []float32, nImages int) error { return f.add(feats, nImages, true) }
+
+// add is Add; with copyFeats false an in-memory store keeps feats itself
+// (Fit's single call, which owns feats for the Fitter's lifetime).
+func (f *Fitter) add(feats []float32, nImages int, copyFeats bool) error {
+	if f.closed || f.discriminated {
+		return errors.New("detector: Add after Discriminate, Fit or Close")
+	}
+	if nImages <= 0 || len(feats) != nImages*f.positions*f.dim {
+		return fmt.Errorf("detector: %d features for %d images x %d positions x %d dims", len(feats), nImages, f.positions, f.dim)
+	}
+	if f.added+nImages > f.images {
+		return fmt.Errorf("detector: %d images added to a Fitter for %d", f.added+nImages, f.images)
+	}
+	lo, hi := f.added*f.positions, (f.added+nImages)*f.positions
+	project(f.coreX, feats, lo, hi, f.dim, f.coreProj)
+	project(f.discX, feats, lo, hi, f.dim, f.discProj)
+	if !copyFeats && f.added == 0 && f.store.max <= 0 {
+		f.store.mem, f.store.rows = feats, nImages*f.positions
+	} else if err := f.store.append(feats); err != nil {
+		return err
+	}
+	f.added += nImages
+	return nil
+}
+
+// project writes rows [lo, hi) of x (the projections, [rows][128]) from
+// feats [hi-lo][dim]; a nil proj copies (dim is 128 then).
+func project(x, feats []float32, lo, hi, dim int, proj []float32) {
+	if x == nil {
+		return
+	}
+	dst := x[lo*projDim : hi*projDim]
+	if proj == nil {
+		copy(dst, feats)
+		return
+	}
+	coreset.Project(dst, feats, hi-lo, dim, proj, projDim)
+}
+
+// Discriminate runs SoftPatch's noise discriminator on all added images
+// (SOFTPATCH.md 5.2-5.4) and releases its projections; it does nothing for
+// PatchCore. Fit calls it when it has not been called; calling it first
+// lets a caller time the two stages apart.
+func (f *Fitter) Discriminate() error {
+	if f.closed {
+		return errors.New("detector: Discriminate after Fit or Close")
+	}
+	if f.discriminated {
+		return nil
+	}
+	if f.added != f.images {
+		return fmt.Errorf("detector: %d of %d training images added", f.added, f.images)
+	}
+	f.discriminated = true
+	if f.cfg.Method != MethodSoftPatch {
+		return nil
+	}
+	k := f.cfg.LOFK
+	if k == 0 {
+		k = denoise.DefaultK
+	}
+	scores, err := denoise.Scores(f.cfg.Discriminator, f.discX, f.images, f.positions, projDim, k)
+	if err != nil {
+		return err
+	}
+	f.discX = nil
+	q := float32(Quantile(scores, 1-f.cfg.Threshold))
+	f.m.ScoreThreshold = float64(q)
+	f.weights = make([]float32, len(scores))
+	for i, s := range scores {
+		if s > q {
+			f.m.Excluded++
+		} else {
+			f.weights[i] = 1
+		}
+	}
+	f.scores = scores
+	return nil
+}
+
+// Fit selects the memory bank, gathers its full-dimensional entries and
+// returns the model; the Fitter is closed afterwards.
+func (f *Fitter) Fit() (*Model, error) {
+	defer f.Close()
+	if err := f.Discriminate(); err != nil {
+		return nil, err
+	}
+	m, cfg := f.m, f.cfg
+	n := f.images * f.positions
+	g := coreset.Greedy{Ratio: cfg.Coreset, Seed: cfg.Seed}
+	var err error
+	switch cfg.Method {
+	case MethodPatchCoreRandom:
+		m.Indices = coreset.Random(n, g.Picks(n), cfg.Seed)
+	case MethodPatchCore:
+		g.Starts = coreset.PatchCoreStarts
+		m.Indices, err = g.SelectProjected(f.coreX, n, coreset.DefaultDim)
+	case MethodSoftPatch:
+		g.Starts = coreset.SoftPatchStarts
+		g.Weights = f.weights
+		g.StrictExclusion = cfg.StrictExclusion
+		m.Indices, err = g.SelectProjected(f.coreX, n, coreset.DefaultDim)
+		if err == nil && cfg.SoftWeight {
+			m.Weights = make([]float32, len(m.Indices))
+			for j, i := range m.Indices {
+				m.Weights[j] = max(f.scores[i], 0) // torch clamp(min=0)
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	f.coreX = nil
+	m.N = len(m.Indices)
+	m.Bank = make([]float32, m.N*f.dim)
+	if err := f.store.gather(m.Bank, m.Indices); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close releases the Fitter's memory and removes its temporary file, if
+// any. It is safe to call more than once.
+func (f *Fitter) Close() error {
+	f.closed = true
+	f.coreX, f.discX, f.scores, f.weights = nil, nil, nil, nil
+	return f.store.close()
+}
+
+// Spilled reports whether the full-dimensional features went to a
+// temporary file.
+func (f *Fitter) Spilled() bool { return f.store.spilled }
+
+// featureStore keeps full-dimensional rows of dim float32 values: in
+// memory up to max bytes (0: no bound), then all of them in a temporary
+// file in dir.
+type featureStore struct {
+	dim     int
+	max     int64
+	dir     string
+	mem     []float32
+	file    *os.File
+	rows    int
+	spilled bool
+}
+
+func (s *featureStore) append(rows []float32) error {
+	if s.file == nil && (s.max <= 0 || int64(len(s.mem)+len(rows))*4 <= s.max) {
+		s.mem = append(s.mem, rows...)
+		s.rows += len(rows) / s.dim
+		return nil
+	}
+	if s.file == nil {
+		f, err := os.CreateTemp(s.dir, "softpatch-features-*.f32")
+		if err != nil {
+			return fmt.Errorf("detector: spilling training features: %w", err)
+		}
+		s.file, s.spilled = f, true
+		if err := s.write(s.mem); err != nil {
+			return err
+		}
+		s.mem = nil
+	}
+	if err := s.write(rows); err != nil {
+		return err
+	}
+	s.rows += len(rows) / s.dim
+	return nil
+}
+
+// write appends v to the temporary file in the machine's byte order (the
+// file is read back only by this process).
+func (s *featureStore) write(v []float32) error {
+	if len(v) == 0 {
+		return nil
+	}
+	if _, err := s.file.Write(unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))); err != nil {
+		return fmt.Errorf("detector: spilling training features to %s: %w", s.file.Name(), err)
+	}
+	return nil
+}
+
+// gather copies rows idx into dst [len(idx)][dim], reading the file in
+// ascending row order.
+func (s *featureStore) gather(dst []float32, idx []int) error {
+	d := s.dim
+	for _, i := range idx {
+		if i < 0 || i >= s.rows {
+			return fmt.Errorf("detector: feature row %d out of %d", i, s.rows)
+		}
+	}
+	if s.file == nil {
+		for j, i := range idx {
+			copy(dst[j*d:(j+1)*d], s.mem[i*d:(i+1)*d])
+		}
+		return nil
+	}
+	order := make([]int, len(idx))
+	for j := range order {
+		order[j] = j
+	}
+	slices.SortFunc(order, func(a, b int) int { return idx[a] - idx[b] })
+	for _, j := range order {
+		row := dst[j*d : (j+1)*d]
+		b := unsafe.Slice((*byte)(unsafe.Pointer(&row[0])), 4*d)
+		if _, err := s.file.ReadAt(b, int64(idx[j])*int64(4*d)); err != nil {
+			return fmt.Errorf("detector: reading spilled features from %s: %w", s.file.Name(), err)
+		}
+	}
+	return nil
+}
+
+func (s *featureStore) close() error {
+	s.mem = nil
+	if s.file == nil {
+		return nil
+	}
+	name := s.file.Name()
+	err := s.file.Close()
+	if rerr := os.Remove(name); err == nil {
+		err = rerr
+	}
+	s.file = nil
+	return err
+}

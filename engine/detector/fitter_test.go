@@ -1,0 +1,108 @@
+package detector
+
+import (
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/softpatch/softpatch/engine/denoise"
+)
+
+// TestFitterStreams checks that a Fitter given the images a few at a time,
+// with the full features spilled to a temporary file, builds exactly the
+// model Fit builds from all the features at once, for every method and
+// for features that are already 128-d.
+func TestFitterStreams(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, d := range []int{24, 128} {
+		const nImg, pos = 12, 9
+		feats, _ := plantedFeats(r, nImg, pos, d)
+		for _, cfg := range []Config{
+			{Method: MethodPatchCore, Coreset: 0.2, Seed: 3},
+			{Method: MethodPatchCoreRandom, Coreset: 0.2, Seed: 3},
+			{Method: MethodSoftPatch, Coreset: 0.2, Threshold: 0.15, Discriminator: denoise.LOF, LOFK: 5, SoftWeight: true, Seed: 3},
+			{Method: MethodSoftPatch, Coreset: 0.2, Threshold: 0.1, Discriminator: denoise.Gaussian, Seed: 4},
+		} {
+			want, err := Fit(cfg, feats, nImg, pos, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			// Room for two images in memory: the third spills.
+			f, err := NewFitter(cfg, nImg, pos, d, FitterOptions{MaxMemory: int64(2 * pos * d * 4), TempDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			per := pos * d
+			for lo := 0; lo < nImg; {
+				k := min(1+lo%3, nImg-lo)
+				if err := f.Add(feats[lo*per:(lo+k)*per], k); err != nil {
+					t.Fatal(err)
+				}
+				lo += k
+			}
+			if err := f.Discriminate(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := f.Fit()
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := cfg.Method + "/" + string(cfg.Discriminator)
+			if !f.Spilled() {
+				t.Errorf("%s d=%d: features not spilled", name, d)
+			}
+			if left, _ := os.ReadDir(dir); len(left) != 0 {
+				t.Errorf("%s d=%d: %d files left in the temporary directory", name, d, len(left))
+			}
+			if !slices.Equal(got.Indices, want.Indices) || !slices.Equal(got.Bank, want.Bank) ||
+				!slices.Equal(got.Weights, want.Weights) || got.ScoreThreshold != want.ScoreThreshold ||
+				got.Excluded != want.Excluded || got.N != want.N {
+				t.Errorf("%s d=%d: streamed model differs from Fit's (indices %v vs %v)", name, d, got.Indices, want.Indices)
+			}
+		}
+	}
+}
+
+func TestFitterErrors(t *testing.T) {
+	cfg := Config{Method: MethodPatchCore, Coreset: 0.5}
+	if _, err := NewFitter(cfg, 0, 4, 8, FitterOptions{}); err == nil {
+		t.Error("zero images accepted")
+	}
+	if _, err := NewFitter(Config{Method: "knn", Coreset: 0.5}, 2, 4, 8, FitterOptions{}); err == nil || !strings.Contains(err.Error(), "knn") {
+		t.Errorf("unknown method: %v", err)
+	}
+	if _, err := NewFitter(Config{Method: MethodSoftPatch, Coreset: 0.5, Threshold: 0.1}, 2, 4, 8, FitterOptions{}); err == nil {
+		t.Error("softpatch without a discriminator accepted")
+	}
+	if _, err := NewFitter(cfg, 2, 4, 8, FitterOptions{MaxMemory: 1, TempDir: "/nonexistent/dir"}); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := NewFitter(cfg, 2, 4, 8, FitterOptions{MaxMemory: 1, TempDir: "/nonexistent/dir"})
+	if err := f.Add(make([]float32, 32), 1); err == nil || !strings.Contains(err.Error(), "spilling") {
+		t.Errorf("unwritable spill directory: %v", err)
+	}
+	f.Close()
+
+	f, _ = NewFitter(cfg, 2, 4, 8, FitterOptions{})
+	if err := f.Add(make([]float32, 31), 1); err == nil {
+		t.Error("short features accepted")
+	}
+	if err := f.Add(make([]float32, 32*3), 3); err == nil {
+		t.Error("more images than declared accepted")
+	}
+	if err := f.Add(make([]float32, 32), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Fit(); err == nil || !strings.Contains(err.Error(), "1 of 2") {
+		t.Errorf("fit with an image missing: %v", err)
+	}
+	if err := f.Add(make([]float32, 32), 1); err == nil {
+		t.Error("Add after Fit accepted")
+	}
+	if err := f.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
