@@ -10,6 +10,9 @@ import (
 
 	"github.com/softpatch/softpatch/engine/backbone"
 	"github.com/softpatch/softpatch/engine/compute"
+	"github.com/softpatch/softpatch/engine/coreset"
+	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/internal/npy"
 )
 
 // benchResult is one measured batch size.
@@ -33,9 +36,19 @@ type benchResult struct {
 }
 
 func runBench(args []string) error {
-	if err := subverb(args, "features", "bench features [flags]"); err != nil {
-		return err
+	if len(args) > 0 {
+		switch args[0] {
+		case "features":
+			return benchFeatures(args[1:])
+		case "coreset":
+			return benchCoreset(args[1:])
+		}
 	}
+	return subverb(args, "features|coreset", "bench features|coreset [flags]")
+}
+
+// benchFeatures measures the backbone and the patch embedding.
+func benchFeatures(args []string) error {
 	fs := newFlags("bench features", "bench features [--batches 1,8] [--images N] [--json]",
 		"softpatch bench features --batches 1,8 --images 16")
 	var ff featureFlags
@@ -43,7 +56,7 @@ func runBench(args []string) error {
 	batches := fs.String("batches", "1,8", "comma-separated batch sizes to measure")
 	images := fs.Int("images", 16, "images timed per batch size (after one warm-up batch)")
 	asJSON := fs.Bool("json", false, "print results as JSON lines")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	t0 := time.Now()
@@ -117,4 +130,70 @@ func peakRSSMB() float64 {
 		}
 	}
 	return 0
+}
+
+// coresetResult is one measured coreset selection.
+type coresetResult struct {
+	Commit         string  `json:"commit"`
+	Features       string  `json:"features"`
+	N              int     `json:"n"`
+	Dim            int     `json:"dim"`
+	Picks          int     `json:"picks"`
+	Starts         int     `json:"starts"`
+	Threads        int     `json:"threads"`
+	ProjectSeconds float64 `json:"project_seconds"`
+	SelectSeconds  float64 `json:"select_seconds"`
+	PeakRSSMB      float64 `json:"peak_rss_mb"`
+}
+
+// benchCoreset times the approximate greedy coreset on saved features.
+func benchCoreset(args []string) error {
+	fs := newFlags("bench coreset", "bench coreset --features FILE.npy [--ratio 0.1] [--starts 10] [--seed S] [--json]",
+		"softpatch bench coreset --features wood.npy --ratio 0.1")
+	file := fs.String("features", "", "float32 .npy of patch features, [images][positions][dim] (softpatch embed) or [n][dim] (required)")
+	ratio := fs.Float64("ratio", detector.DefaultCoreset, "fraction of the patches selected")
+	starts := fs.Int("starts", coreset.PatchCoreStarts, "random start points (10 PatchCore, 128 SoftPatch)")
+	seed := fs.Uint64("seed", 0, "seed of the projection and the start points")
+	threads := fs.Int("threads", 0, "goroutines (0: all CPUs)")
+	asJSON := fs.Bool("json", false, "print the result as a JSON line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *file == "" || fs.NArg() > 0 {
+		return fmt.Errorf("bench coreset: --features FILE is required and it takes no arguments")
+	}
+	if *threads > 0 {
+		compute.SetThreads(*threads)
+	}
+	a, err := npy.ReadFile(*file)
+	if err != nil {
+		return err
+	}
+	if a.F32 == nil || len(a.Shape) < 2 || a.Len() == 0 {
+		return fmt.Errorf("bench coreset: %s: want a non-empty float32 array of 2 or 3 dimensions, got %s %v", *file, a.DType, a.Shape)
+	}
+	d := a.Shape[len(a.Shape)-1]
+	n := a.Len() / d
+	g := coreset.Greedy{Ratio: *ratio, Starts: *starts, Seed: *seed}
+	x := a.F32
+	t0 := time.Now()
+	if d != coreset.DefaultDim {
+		x = coreset.Project(nil, x, n, d, coreset.NewProjection(d, coreset.DefaultDim, *seed), coreset.DefaultDim)
+		a.F32 = nil
+	}
+	t1 := time.Now()
+	sel, err := g.SelectProjected(x, n, coreset.DefaultDim)
+	if err != nil {
+		return err
+	}
+	res := coresetResult{Commit: commit(), Features: *file, N: n, Dim: d, Picks: len(sel), Starts: *starts, Threads: compute.Threads(),
+		ProjectSeconds: t1.Sub(t0).Seconds(), SelectSeconds: time.Since(t1).Seconds(), PeakRSSMB: peakRSSMB()}
+	if *asJSON {
+		b, _ := json.Marshal(res)
+		fmt.Println(string(b))
+		return nil
+	}
+	fmt.Printf("coreset of %s: %d of %d patches (dim %d, %d start points, %d threads): projection %.2f s, selection %.2f s; peak RSS %.0f MB\n",
+		*file, res.Picks, n, d, *starts, res.Threads, res.ProjectSeconds, res.SelectSeconds, res.PeakRSSMB)
+	return nil
 }

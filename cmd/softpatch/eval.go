@@ -221,7 +221,7 @@ func (cl *cell) fitTrain(p *pipeline, batch int, memMiB int64) (*detector.Fitter
 		if f == nil {
 			var err error
 			positions = pos
-			opts := detector.FitterOptions{MaxMemory: memMiB << 20}
+			opts := detector.FitterOptions{MaxMemory: memMiB << 20, CoresetProgress: coresetBar()}
 			if f, err = detector.NewFitter(cl.cfg, len(train), pos, len(feats)/((hi-lo)*pos), opts); err != nil {
 				return err
 			}
@@ -238,4 +238,19 @@ func (cl *cell) fitTrain(p *pipeline, batch int, memMiB int64) (*detector.Fitter
 		slog.Info("training features above --feature-memory went to a temporary file", "MiB", memMiB)
 	}
 	return f, positions, nil
+}
+
+// coresetBar returns a coreset progress callback that shows a progress bar
+// once the selection has started.
+func coresetBar() func(done, total int) {
+	var bar *progress.Bar
+	return func(done, total int) {
+		if bar == nil {
+			bar = progress.New("coreset", total, "picks")
+		}
+		bar.Add(1)
+		if done == total {
+			bar.Finish()
+		}
+	}
 }

@@ -30,7 +30,7 @@ func verbs() []verb {
 		{"predict", "score images with a saved model: scores JSON, maps .npy, overlay PNGs", runPredict},
 		{"demo", "run the feature pipeline on generated images (the README's first command)", runDemo},
 		{"weights", "inspect a torchvision checkpoint (weights inspect FILE)", runWeights},
-		{"bench", "measure the feature extractor (bench features)", runBench},
+		{"bench", "measure the feature extractor or the coreset (bench features|coreset)", runBench},
 		{"version", "print version, commit, BLAS and threads", runVersion},
 	}
 }

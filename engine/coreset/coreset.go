@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -63,6 +62,9 @@ type Greedy struct {
 	// NoProjection selects on the features as given, without projecting
 	// them (plain greedy); Projection must then be nil.
 	NoProjection bool
+	// Progress, when set, is called after every selection with the number
+	// of selections made and the total, from one goroutine at a time.
+	Progress func(done, total int)
 }
 
 func (g Greedy) dim() int {
@@ -219,7 +221,7 @@ func (g Greedy) selectProjected(x []float32, n, dim int) ([]int, error) {
 			init[i] *= float64(w)
 		}
 	}
-	return run(x, dim, init, g.Weights, picks), nil
+	return run(x, dim, init, g.Weights, picks, g.Progress), nil
 }
 
 // meanKeys returns each point's mean distance to the start points (the sum
@@ -380,7 +382,10 @@ func grow(b []float64, n int) []float64 {
 
 // run performs the selections from the initial keys; weights (nil or 0/1)
 // multiply the distances before the min.
-func run(x []float32, dim int, init []float64, weights []float32, picks int) []int {
+func run(x []float32, dim int, init []float64, weights []float32, picks int, progress func(done, total int)) []int {
+	if progress == nil {
+		progress = func(int, int) {}
+	}
 	n := len(init)
 	out := make([]int, 0, picks)
 	// First selection: argmax of the initial keys, then a full pass.
@@ -391,9 +396,10 @@ func run(x []float32, dim int, init []float64, weights []float32, picks int) []i
 		}
 	}
 	out = append(out, c)
+	progress(len(out), picks)
 	xc := x[c*dim : (c+1)*dim]
 	first := &cluster{centre: c}
-	t := runtime.GOMAXPROCS(0)
+	t := compute.Threads()
 	parts := make([][]member, t)
 	parallelIdx(n, 4096, t, func(w, lo, hi int) {
 		buf := make([]float64, hi-lo)
@@ -420,7 +426,7 @@ func run(x []float32, dim int, init []float64, weights []float32, picks int) []i
 	workers := make([]worker, t)
 	for len(out) < picks {
 		if denseSwitch(workers, n) {
-			return dense(x, dim, n, clusters, out, picks, t)
+			return dense(x, dim, n, clusters, out, picks, t, progress)
 		}
 		// Global argmax over the clusters' best keys.
 		bk, bi := 0.0, int32(math.MaxInt32)
@@ -432,10 +438,12 @@ func run(x []float32, dim int, init []float64, weights []float32, picks int) []i
 		if bk <= 0 {
 			// Every key is 0: argmax is index 0, and nothing changes.
 			out = append(out, 0)
+			progress(len(out), picks)
 			continue
 		}
 		c = int(bi)
 		out = append(out, c)
+		progress(len(out), picks)
 		xc := x[c*dim : (c+1)*dim]
 		nc := len(clusters)
 		nw := 1
@@ -525,7 +533,7 @@ func denseSwitch(workers []worker, n int) bool {
 // dense finishes the selection with the published loop, one streaming pass
 // over all points per selection (keys that are 0 stay 0 and are skipped),
 // starting from the keys held by the clusters.
-func dense(x []float32, dim, n int, clusters []*cluster, out []int, picks, t int) []int {
+func dense(x []float32, dim, n int, clusters []*cluster, out []int, picks, t int, progress func(done, total int)) []int {
 	keys := make([]float64, n)
 	for _, cl := range clusters {
 		for _, m := range cl.members {
@@ -543,6 +551,7 @@ func dense(x []float32, dim, n int, clusters []*cluster, out []int, picks, t int
 	}
 	for len(out) < picks {
 		out = append(out, c)
+		progress(len(out), picks)
 		if len(out) == picks {
 			break
 		}

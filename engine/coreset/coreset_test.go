@@ -96,8 +96,17 @@ func TestRunEqualsBrute(t *testing.T) {
 		want := brute(x, dim, init, w, picks)
 		for mode := 0; mode < 3; mode++ {
 			forceMode = mode
-			got := run(x, dim, init, w, picks)
+			calls := 0
+			got := run(x, dim, init, w, picks, func(done, total int) {
+				calls++
+				if done != calls || total != picks {
+					t.Fatalf("progress(%d, %d) at call %d of %d", done, total, calls, picks)
+				}
+			})
 			forceMode = 0
+			if calls != picks {
+				t.Fatalf("progress called %d times for %d picks", calls, picks)
+			}
 			if !slices.Equal(got, want) {
 				i := 0
 				for got[i] == want[i] {

@@ -58,7 +58,7 @@
 // the full computation would make: the keys are equal, not approximately
 // equal. Points whose key reaches 0 (selected points, excluded points,
 // duplicates of selected points) are dropped, since a key never increases.
-// The clusters are processed by runtime.GOMAXPROCS goroutines. When a step
+// The clusters are processed by compute.Threads() goroutines. When a step
 // still has to compute the distances of more than half of the points (data
 // on which the bounds do not prune, such as isotropic Gaussian noise), the
 // selection continues with the published streaming pass, fused (distance,

@@ -38,14 +38,15 @@
 //     1e-10; see lofdense.go for how it relates to LOF.
 //
 // All methods run per position, in parallel over positions on
-// runtime.GOMAXPROCS(0) goroutines; results do not depend on the number of
+// compute.Threads() goroutines; results do not depend on the number of
 // goroutines.
 package denoise
 
 import (
 	"fmt"
-	"runtime"
 	"sync"
+
+	"github.com/softpatch/softpatch/engine/compute"
 )
 
 // Method names a patch-level noise discriminator. The string values are the
@@ -157,7 +158,7 @@ func check(method Method, feats []float32, n, p, d, k int) error {
 // scores to out[i*p+q].
 func forPositions(feats []float32, n, p, d int, wide bool,
 	newWorker func() func(x []float64, x32 []float32, dst []float32), out []float32) {
-	workers := runtime.GOMAXPROCS(0)
+	workers := compute.Threads()
 	if workers > p {
 		workers = p
 	}

@@ -2,9 +2,10 @@ package denoise
 
 import (
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"testing"
+
+	"github.com/softpatch/softpatch/engine/compute"
 )
 
 // randFeats returns n*p*d seeded standard-normal float32 features.
@@ -69,7 +70,8 @@ func TestParseMethod(t *testing.T) {
 func TestWorkersInvariant(t *testing.T) {
 	const n, p, d, k = 30, 17, 16, 5
 	x := randFeats(2, n, p, d)
-	old := runtime.GOMAXPROCS(1)
+	old := compute.Threads()
+	compute.SetThreads(1)
 	var one [][]float32
 	for _, m := range Methods {
 		w, err := Scores(m, x, n, p, d, k)
@@ -78,15 +80,15 @@ func TestWorkersInvariant(t *testing.T) {
 		}
 		one = append(one, w)
 	}
-	runtime.GOMAXPROCS(max(old, 3))
-	defer runtime.GOMAXPROCS(old)
+	compute.SetThreads(max(old, 3))
+	defer compute.SetThreads(old)
 	for i, m := range Methods {
 		w, err := Scores(m, x, n, p, d, k)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !slices.Equal(w, one[i]) {
-			t.Errorf("%s: scores differ between 1 and %d goroutines", m, runtime.GOMAXPROCS(0))
+			t.Errorf("%s: scores differ between 1 and %d goroutines", m, compute.Threads())
 		}
 	}
 }

@@ -14,12 +14,16 @@ import (
 // FitterOptions bounds the memory of a Fitter.
 type FitterOptions struct {
 	// MaxMemory is the most bytes of full-dimensional training features a
-	// Fitter keeps in memory; beyond it they are written to a temporary file
-	// and read back only for the selected bank entries. 0 means no bound.
+	// Fitter keeps in memory: when all of them would take more, they are
+	// written to a temporary file as they come and only the selected bank
+	// entries are read back. 0 means no bound.
 	MaxMemory int64
 	// TempDir is the directory of that temporary file ("" means
 	// os.TempDir()).
 	TempDir string
+	// CoresetProgress, when set, is called after every coreset selection
+	// (see coreset.Greedy.Progress).
+	CoresetProgress func(done, total int)
 }
 
 // Fitter fits a Model from training features given a few images at a time,
@@ -42,6 +46,7 @@ type Fitter struct {
 	coreProj, discProj    []float32 // [dim][128]; nil when not drawn
 	coreX, discX          []float32 // [images*positions][128]
 	store                 featureStore
+	progress              func(done, total int)
 	m                     *Model
 	scores, weights       []float32
 	discriminated, closed bool
@@ -58,9 +63,10 @@ func NewFitter(cfg Config, nImages, positions, dim int, opts FitterOptions) (*Fi
 		return nil, fmt.Errorf("detector: coreset ratio %v not in (0, 1)", cfg.Coreset)
 	}
 	n := nImages * positions
-	f := &Fitter{cfg: cfg, images: nImages, positions: positions, dim: dim,
-		m:     &Model{Config: cfg, D: dim, CoresetSeed: cfg.Seed},
-		store: featureStore{dim: dim, max: opts.MaxMemory, dir: opts.TempDir}}
+	f := &Fitter{cfg: cfg, images: nImages, positions: positions, dim: dim, progress: opts.CoresetProgress,
+		m: &Model{Config: cfg, D: dim, CoresetSeed: cfg.Seed},
+		store: featureStore{dim: dim, dir: opts.TempDir,
+			spill: opts.MaxMemory > 0 && int64(n)*int64(dim)*4 > opts.MaxMemory}}
 	switch cfg.Method {
 	case MethodPatchCoreRandom:
 	case MethodSoftPatch:
@@ -106,7 +112,7 @@ func (f *Fitter) add(feats []float32, nImages int, copyFeats bool) error {
 	lo, hi := f.added*f.positions, (f.added+nImages)*f.positions
 	project(f.coreX, feats, lo, hi, f.dim, f.coreProj)
 	project(f.discX, feats, lo, hi, f.dim, f.discProj)
-	if !copyFeats && f.added == 0 && f.store.max <= 0 {
+	if !copyFeats && f.added == 0 && !f.store.spill {
 		f.store.mem, f.store.rows = feats, nImages*f.positions
 	} else if err := f.store.append(feats); err != nil {
 		return err
@@ -179,7 +185,7 @@ func (f *Fitter) Fit() (*Model, error) {
 	}
 	m, cfg := f.m, f.cfg
 	n := f.images * f.positions
-	g := coreset.Greedy{Ratio: cfg.Coreset, Seed: cfg.Seed}
+	g := coreset.Greedy{Ratio: cfg.Coreset, Seed: cfg.Seed, Progress: f.progress}
 	var err error
 	switch cfg.Method {
 	case MethodPatchCoreRandom:
@@ -221,37 +227,34 @@ func (f *Fitter) Close() error {
 
 // Spilled reports whether the full-dimensional features went to a
 // temporary file.
-func (f *Fitter) Spilled() bool { return f.store.spilled }
+func (f *Fitter) Spilled() bool { return f.store.spill }
 
-// featureStore keeps full-dimensional rows of dim float32 values: in
-// memory up to max bytes (0: no bound), then all of them in a temporary
-// file in dir.
+// featureStore keeps full-dimensional rows of dim float32 values, in
+// memory or, with spill set, in a temporary file in dir.
 type featureStore struct {
-	dim     int
-	max     int64
-	dir     string
-	mem     []float32
-	file    *os.File
-	rows    int
-	spilled bool
+	dim   int
+	spill bool
+	dir   string
+	mem   []float32
+	file  *os.File
+	rows  int
 }
 
 func (s *featureStore) append(rows []float32) error {
-	if s.file == nil && (s.max <= 0 || int64(len(s.mem)+len(rows))*4 <= s.max) {
+	if !s.spill {
 		s.mem = append(s.mem, rows...)
 		s.rows += len(rows) / s.dim
 		return nil
 	}
 	if s.file == nil {
+		if s.rows > 0 {
+			return errors.New("detector: spill file closed")
+		}
 		f, err := os.CreateTemp(s.dir, "softpatch-features-*.f32")
 		if err != nil {
 			return fmt.Errorf("detector: spilling training features: %w", err)
 		}
-		s.file, s.spilled = f, true
-		if err := s.write(s.mem); err != nil {
-			return err
-		}
-		s.mem = nil
+		s.file = f
 	}
 	if err := s.write(rows); err != nil {
 		return err
@@ -281,7 +284,7 @@ func (s *featureStore) gather(dst []float32, idx []int) error {
 			return fmt.Errorf("detector: feature row %d out of %d", i, s.rows)
 		}
 	}
-	if s.file == nil {
+	if !s.spill {
 		for j, i := range idx {
 			copy(dst[j*d:(j+1)*d], s.mem[i*d:(i+1)*d])
 		}

@@ -30,7 +30,7 @@ func TestFitterStreams(t *testing.T) {
 				t.Fatal(err)
 			}
 			dir := t.TempDir()
-			// Room for two images in memory: the third spills.
+			// Room for two images in memory: all spill.
 			f, err := NewFitter(cfg, nImg, pos, d, FitterOptions{MaxMemory: int64(2 * pos * d * 4), TempDir: dir})
 			if err != nil {
 				t.Fatal(err)
