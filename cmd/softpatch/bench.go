@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"hash/fnv"
 	"fmt"
 	"os"
 	"strconv"
@@ -143,6 +145,7 @@ type coresetResult struct {
 	Threads        int     `json:"threads"`
 	ProjectSeconds float64 `json:"project_seconds"`
 	SelectSeconds  float64 `json:"select_seconds"`
+	Selection      string  `json:"selection_fnv64a"` // hash of the selected indices in order, to compare runs
 	PeakRSSMB      float64 `json:"peak_rss_mb"`
 }
 
@@ -187,13 +190,25 @@ func benchCoreset(args []string) error {
 		return err
 	}
 	res := coresetResult{Commit: commit(), Features: *file, N: n, Dim: d, Picks: len(sel), Starts: *starts, Threads: compute.Threads(),
-		ProjectSeconds: t1.Sub(t0).Seconds(), SelectSeconds: time.Since(t1).Seconds(), PeakRSSMB: peakRSSMB()}
+		ProjectSeconds: t1.Sub(t0).Seconds(), SelectSeconds: time.Since(t1).Seconds(), Selection: hashIndices(sel), PeakRSSMB: peakRSSMB()}
 	if *asJSON {
 		b, _ := json.Marshal(res)
 		fmt.Println(string(b))
 		return nil
 	}
-	fmt.Printf("coreset of %s: %d of %d patches (dim %d, %d start points, %d threads): projection %.2f s, selection %.2f s; peak RSS %.0f MB\n",
-		*file, res.Picks, n, d, *starts, res.Threads, res.ProjectSeconds, res.SelectSeconds, res.PeakRSSMB)
+	fmt.Printf("coreset of %s: %d of %d patches (dim %d, %d start points, %d threads): projection %.2f s, selection %.2f s (selection hash %s); peak RSS %.0f MB\n",
+		*file, res.Picks, n, d, *starts, res.Threads, res.ProjectSeconds, res.SelectSeconds, res.Selection, res.PeakRSSMB)
 	return nil
+}
+
+// hashIndices returns the FNV-1a 64-bit hash of the indices as
+// little-endian int64 values, in hex.
+func hashIndices(idx []int) string {
+	h := fnv.New64a()
+	var b [8]byte
+	for _, i := range idx {
+		binary.LittleEndian.PutUint64(b[:], uint64(i))
+		h.Write(b[:])
+	}
+	return fmt.Sprintf("%016x", h.Sum64())
 }

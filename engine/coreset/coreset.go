@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 
 	"github.com/softpatch/softpatch/engine/compute"
 )
@@ -264,131 +263,24 @@ func fullKeys(x []float32, n, dim int) []float64 {
 	return keys
 }
 
-// margin is the relative safety margin of the triangle-inequality skips;
-// the float64 distances are exact to about 1e-14 relative.
-const margin = 1 + 1e-9
-
-// member is a point in a centre's cluster: its index, its distance a to the
-// centre and its current key k (0 < k; k <= a after the first selection).
-type member struct {
-	idx  int32
-	a, k float64
-}
-
-// cluster is the set of points assigned to one selected centre, with the
-// maximum of a+k over the members (the skip bound) and the largest key with
-// the smallest index holding it.
-type cluster struct {
-	centre  int
-	members []member
-	bound   float64
-	best    float64
-	bestIdx int32
-}
-
-// refresh recomputes the cluster's bound and best key.
-func (c *cluster) refresh() {
-	c.bound, c.best, c.bestIdx = 0, 0, math.MaxInt32
-	for _, m := range c.members {
-		if s := m.a + m.k; s > c.bound {
-			c.bound = s
-		}
-		if m.k > c.best || (m.k == c.best && m.idx < c.bestIdx) {
-			c.best, c.bestIdx = m.k, m.idx
-		}
-	}
-}
-
-// better reports whether key k at index i beats the current best (larger
-// key, or the same key at a smaller index: torch.argmax's first index).
-func better(k float64, i int32, bk float64, bi int32) bool {
-	return k > bk || (k == bk && i < bi)
-}
-
-// worker holds one goroutine's buffers for a selection step.
-type worker struct {
-	cent   []int32   // centres of the worker's clusters
-	dc     []float64 // their distances to the new centre
-	cand   []int32   // points whose distance must be computed
-	dv     []float64 // those distances
-	moved  []member  // members that move to the new centre's cluster
-	lo, hi int       // the worker's range of clusters
-	evals  int       // distances computed for members
-}
-
-// step applies the new centre c to clusters[w.lo:w.hi].
-func (w *worker) step(x []float32, dim int, xc []float32, clusters []*cluster) {
-	cls := clusters[w.lo:w.hi]
-	w.cent = w.cent[:0]
-	for _, cl := range cls {
-		w.cent = append(w.cent, int32(cl.centre))
-	}
-	w.dc = grow(w.dc, len(cls))
-	dists(x, dim, xc, w.cent, 0, w.dc)
-	w.cand = w.cand[:0]
-	for ci, cl := range cls {
-		dc := w.dc[ci]
-		if dc >= cl.bound*margin {
-			continue
-		}
-		for _, m := range cl.members {
-			if dc < (m.a+m.k)*margin {
-				w.cand = append(w.cand, m.idx)
-			}
-		}
-	}
-	w.evals += len(w.cand)
-	w.dv = grow(w.dv, len(w.cand))
-	dists(x, dim, xc, w.cand, 0, w.dv)
-	w.moved = w.moved[:0]
-	next := 0
-	for ci, cl := range cls {
-		dc := w.dc[ci]
-		if dc >= cl.bound*margin {
-			continue
-		}
-		keep := cl.members[:0]
-		for _, m := range cl.members {
-			if dc >= (m.a+m.k)*margin {
-				keep = append(keep, m)
-				continue
-			}
-			d := w.dv[next]
-			next++
-			if d < m.k {
-				m.k = d
-			}
-			switch {
-			case m.k == 0:
-				// Key 0 for good (never increases): drop.
-			case d < m.a:
-				m.a = d
-				w.moved = append(w.moved, m)
-			default:
-				keep = append(keep, m)
-			}
-		}
-		cl.members = keep
-		cl.refresh()
-	}
-}
-
-func grow(b []float64, n int) []float64 {
-	if cap(b) < n {
-		return make([]float64, n, 2*n)
-	}
-	return b[:n]
-}
-
 // run performs the selections from the initial keys; weights (nil or 0/1)
 // multiply the distances before the min.
+//
+// The first selection takes a full pass (it applies the weights: excluded
+// points get key 0 and are never touched again). Every later step is a
+// bounded pass (see bound.go): a point's distance to the new centre is
+// computed only when the lower bound from its principal coordinates does
+// not prove it larger than the point's key, in which case the key could
+// not change. If a step still computes more than half of the distances
+// (data on which the bound does not prune, such as isotropic noise), the
+// remaining steps compute them all, without the bound.
 func run(x []float32, dim int, init []float64, weights []float32, picks int, progress func(done, total int)) []int {
 	if progress == nil {
 		progress = func(int, int) {}
 	}
 	n := len(init)
+	t := compute.Threads()
 	out := make([]int, 0, picks)
-	// First selection: argmax of the initial keys, then a full pass.
 	c := 0
 	for i, k := range init {
 		if k > init[c] {
@@ -397,158 +289,32 @@ func run(x []float32, dim int, init []float64, weights []float32, picks int, pro
 	}
 	out = append(out, c)
 	progress(len(out), picks)
+	keys := make([]float64, n)
 	xc := x[c*dim : (c+1)*dim]
-	first := &cluster{centre: c}
-	t := compute.Threads()
-	parts := make([][]member, t)
-	parallelIdx(n, 4096, t, func(w, lo, hi int) {
-		buf := make([]float64, hi-lo)
-		dists(x, dim, xc, nil, lo, buf)
+	compute.ParallelFor(n, 4096, func(lo, hi int) {
+		dists(x, dim, xc, nil, lo, keys[lo:hi])
 		for i := lo; i < hi; i++ {
-			d := buf[i-lo]
-			wd := d
+			d := keys[i]
 			if weights != nil {
-				wd = d * float64(weights[i])
+				d *= float64(weights[i])
 			}
-			if k := min(init[i], wd); k > 0 {
-				parts[w] = append(parts[w], member{int32(i), d, k})
-			}
+			keys[i] = min(init[i], d)
 		}
 	})
-	for _, p := range parts {
-		first.members = append(first.members, p...)
-	}
-	first.refresh()
-	clusters := []*cluster{first}
-	if len(first.members) == 0 {
-		clusters = clusters[:0]
-	}
-	workers := make([]worker, t)
-	for len(out) < picks {
-		if denseSwitch(workers, n) {
-			return dense(x, dim, n, clusters, out, picks, t, progress)
-		}
-		// Global argmax over the clusters' best keys.
-		bk, bi := 0.0, int32(math.MaxInt32)
-		for _, cl := range clusters {
-			if better(cl.best, cl.bestIdx, bk, bi) {
-				bk, bi = cl.best, cl.bestIdx
-			}
-		}
-		if bk <= 0 {
-			// Every key is 0: argmax is index 0, and nothing changes.
-			out = append(out, 0)
-			progress(len(out), picks)
-			continue
-		}
-		c = int(bi)
-		out = append(out, c)
-		progress(len(out), picks)
-		xc := x[c*dim : (c+1)*dim]
-		nc := len(clusters)
-		nw := 1
-		if nc >= 64 {
-			nw = t
-		}
-		var wg sync.WaitGroup
-		for w := range workers {
-			workers[w].evals = 0
-		}
-		for w := 0; w < nw; w++ {
-			workers[w].lo, workers[w].hi = w*nc/nw, (w+1)*nc/nw
-			if w == nw-1 {
-				workers[w].step(x, dim, xc, clusters)
-				continue
-			}
-			wg.Add(1)
-			go func(w *worker) {
-				defer wg.Done()
-				w.step(x, dim, xc, clusters)
-			}(&workers[w])
-		}
-		wg.Wait()
-		// Drop empty clusters, add the new centre's.
-		kept := clusters[:0]
-		for _, cl := range clusters {
-			if len(cl.members) > 0 {
-				kept = append(kept, cl)
-			}
-		}
-		clusters = kept
-		ncl := &cluster{centre: c}
-		for w := 0; w < nw; w++ {
-			ncl.members = append(ncl.members, workers[w].moved...)
-		}
-		if len(ncl.members) > 0 {
-			ncl.refresh()
-			clusters = append(clusters, ncl)
-		}
-	}
-	return out
-}
-
-// parallelIdx runs fn over chunks of [0, n) of the given size on t
-// goroutines, passing the goroutine's number.
-func parallelIdx(n, chunk, t int, fn func(w, lo, hi int)) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < t; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for {
-				lo := int(next.Add(int64(chunk))) - chunk
-				if lo >= n {
-					return
-				}
-				fn(w, lo, min(lo+chunk, n))
-			}
-		}(w)
-	}
-	wg.Wait()
-}
-
-// forceMode is for tests: 0 chooses the dense pass automatically, 1 never
-// switches to it, 2 switches right after the first selection.
-var forceMode = 0
-
-// denseSwitch reports whether the last step computed the distances of more
-// than half of all points: the bounds do not prune on such data (for
-// example high-dimensional isotropic noise, where all distances are alike),
-// and the streaming pass of dense is faster than the cluster bookkeeping.
-func denseSwitch(workers []worker, n int) bool {
-	switch forceMode {
-	case 1:
-		return false
-	case 2:
-		return true
-	}
-	e := 0
-	for _, w := range workers {
-		e += w.evals
-	}
-	return e > n/2
-}
-
-// dense finishes the selection with the published loop, one streaming pass
-// over all points per selection (keys that are 0 stay 0 and are skipped),
-// starting from the keys held by the clusters.
-func dense(x []float32, dim, n int, clusters []*cluster, out []int, picks, t int, progress func(done, total int)) []int {
-	keys := make([]float64, n)
-	for _, cl := range clusters {
-		for _, m := range cl.members {
-			keys[m.idx] = m.k
-		}
-	}
-	bk := make([]float64, t)
-	bi := make([]int, t)
-	// Argmax of the current keys.
-	c := 0
+	c = 0
 	for i, k := range keys {
 		if k > keys[c] {
 			c = i
 		}
 	}
+	bounded := forceMode != 2 && picks > 1
+	var pr prefix
+	if bounded {
+		pr = principalPrefix(x, n, dim)
+	}
+	bk := make([]float64, t)
+	bi := make([]int, t)
+	ev := make([]int, t)
 	for len(out) < picks {
 		out = append(out, c)
 		progress(len(out), picks)
@@ -556,23 +322,40 @@ func dense(x []float32, dim, n int, clusters []*cluster, out []int, picks, t int
 			break
 		}
 		xc := x[c*dim : (c+1)*dim]
+		var zc []float32
+		if bounded {
+			zc = pr.z[c*prefixDim : (c+1)*prefixDim]
+		}
 		var wg sync.WaitGroup
 		for w := 0; w < t; w++ {
 			lo, hi := w*n/t, (w+1)*n/t
 			wg.Add(1)
 			go func(w int) {
 				defer wg.Done()
-				bk[w], bi[w] = step(x, dim, xc, keys, lo, hi-lo)
+				if bounded {
+					bk[w], bi[w], ev[w] = boundedStep(x, dim, xc, pr.z, zc, pr.eps, keys, lo, hi-lo)
+				} else {
+					bk[w], bi[w] = step(x, dim, xc, keys, lo, hi-lo)
+				}
 			}(w)
 		}
 		wg.Wait()
 		c = bi[0]
 		best := bk[0]
+		evals := ev[0]
 		for w := 1; w < t; w++ {
 			if bk[w] > best {
 				best, c = bk[w], bi[w]
 			}
+			evals += ev[w]
+		}
+		if bounded && forceMode == 0 && evals > n/2 {
+			bounded = false
 		}
 	}
 	return out
 }
+
+// forceMode is for tests: 0 chooses between the bounded and the plain pass
+// automatically, 1 always bounds, 2 never does.
+var forceMode = 0

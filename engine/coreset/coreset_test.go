@@ -73,8 +73,13 @@ func TestRunEqualsBrute(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for trial := 0; trial < 24; trial++ {
 		n := 50 + r.IntN(1500)
-		dim := []int{1, 3, 8, 17}[trial%4]
+		dim := []int{1, 3, 8, 17, 128}[trial%5]
 		x := randFeatures(r, n, dim, 1+r.IntN(20), trial%3 == 0)
+		if trial%7 == 6 { // a large common offset: the bound's rounding slack matters
+			for i := range x {
+				x[i] += 1000
+			}
+		}
 		var w []float32
 		if trial%2 == 1 {
 			w = make([]float32, n)
@@ -288,5 +293,42 @@ func TestGolden(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestBoundPrunes checks that on data whose variance lies in a few
+// directions (as real patch features' does) the bounded pass computes few
+// distances, and that its keys equal the plain pass's.
+func TestBoundPrunes(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	const n, dim = 4000, 64
+	x := make([]float32, n*dim)
+	for i := 0; i < n; i++ {
+		a, b := r.NormFloat64()*10, r.NormFloat64()*5
+		for j := 0; j < dim; j++ {
+			x[i*dim+j] = float32(a*math.Sin(float64(j)) + b*math.Cos(float64(3*j)) + 0.05*r.NormFloat64())
+		}
+	}
+	pr := principalPrefix(x, n, dim)
+	keys := make([]float64, n)
+	for i := range keys {
+		keys[i] = math.Inf(1)
+	}
+	plain := slices.Clone(keys)
+	evals := 0
+	for s := 0; s < 200; s++ {
+		c := r.IntN(n)
+		xc := x[c*dim : (c+1)*dim]
+		_, _, ev := boundedStep(x, dim, xc, pr.z, pr.z[c*prefixDim:(c+1)*prefixDim], pr.eps, keys, 0, n)
+		step(x, dim, xc, plain, 0, n)
+		if s >= 100 {
+			evals += ev
+		}
+	}
+	if !slices.Equal(keys, plain) {
+		t.Fatal("bounded keys differ from the plain pass's")
+	}
+	if evals > 100*n/10 {
+		t.Errorf("bounded pass computed %d distances in 100 steps over %d points", evals, n)
 	}
 }

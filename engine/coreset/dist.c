@@ -102,3 +102,80 @@ void coreset_step(int kind, const float *x, int dim, const float *c, double *key
 	*bestk = bk;
 	*besti = bi;
 }
+
+// Bounded step (see bound.go): a point's distance to the centre is computed
+// only when the lower bound from its first PREFIX principal coordinates
+// does not prove it larger than the point's key. lb2 is that bound squared
+// in float32; the test keeps a point when lb2 * (1 - 1e-5) <= (t * t),
+// t = (key + eps) * (1 + 1e-9), so that float32 rounding never skips a
+// point whose key could change (bound.go derives eps).
+#define PREFIX 8
+
+__attribute__((target("avx2,fma"))) static float lb2_256(const float *z, __m256 zc) {
+	__m256 d = _mm256_sub_ps(_mm256_loadu_ps(z), zc);
+	__m256 s = _mm256_mul_ps(d, d);
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_movehdup_ps(h));
+	return _mm_cvtss_f32(h);
+}
+
+static float lb2C(const float *z, const float *zc) {
+	float s = 0;
+	for (int j = 0; j < PREFIX; j++) {
+		float d = z[j] - zc[j];
+		s += d * d;
+	}
+	return s;
+}
+
+#define BSTEP(F, LB)                                                         \
+	for (int64_t i = lo; i < lo + m; i++) {                                  \
+		double k = keys[i];                                                  \
+		if (k > 0) {                                                         \
+			double t = (k + eps) * (1 + 1e-9);                               \
+			if ((double)LB * (1 - 1e-5) <= t * t) {                          \
+				double d = F(x + i * dim, c, dim);                           \
+				ev++;                                                        \
+				if (d < k) keys[i] = k = d;                                  \
+			}                                                                \
+		}                                                                    \
+		if (k > bk) { bk = k; bi = i; }                                      \
+	}
+
+__attribute__((target("avx512f,avx2,fma"))) static void bstep512(const float *x, int dim, const float *c, const float *z, const float *zc,
+	double eps, double *keys, int64_t lo, int64_t m, double *bestk, int64_t *besti, int64_t *evals) {
+	double bk = -1;
+	int64_t bi = lo, ev = 0;
+	__m256 zcv = _mm256_loadu_ps(zc);
+	BSTEP(dist512, lb2_256(z + i * PREFIX, zcv))
+	*bestk = bk, *besti = bi, *evals = ev;
+}
+
+__attribute__((target("avx2,fma"))) static void bstep256(const float *x, int dim, const float *c, const float *z, const float *zc,
+	double eps, double *keys, int64_t lo, int64_t m, double *bestk, int64_t *besti, int64_t *evals) {
+	double bk = -1;
+	int64_t bi = lo, ev = 0;
+	__m256 zcv = _mm256_loadu_ps(zc);
+	BSTEP(dist256, lb2_256(z + i * PREFIX, zcv))
+	*bestk = bk, *besti = bi, *evals = ev;
+}
+
+static void bstepC(const float *x, int dim, const float *c, const float *z, const float *zc,
+	double eps, double *keys, int64_t lo, int64_t m, double *bestk, int64_t *besti, int64_t *evals) {
+	double bk = -1;
+	int64_t bi = lo, ev = 0;
+	BSTEP(distC, lb2C(z + i * PREFIX, zc))
+	*bestk = bk, *besti = bi, *evals = ev;
+}
+
+void coreset_bstep(int kind, const float *x, int dim, const float *c, const float *z, const float *zc, double eps,
+	double *keys, int64_t lo, int64_t m, double *bestk, int64_t *besti, int64_t *evals) {
+	if (kind == 2) {
+		bstep512(x, dim, c, z, zc, eps, keys, lo, m, bestk, besti, evals);
+	} else if (kind == 1) {
+		bstep256(x, dim, c, z, zc, eps, keys, lo, m, bestk, besti, evals);
+	} else {
+		bstepC(x, dim, c, z, zc, eps, keys, lo, m, bestk, besti, evals);
+	}
+}

@@ -47,21 +47,24 @@
 // # Speed
 //
 // The published loop passes over all N points for every selected point
-// (N x picks x 128 operations). Select gives the identical selection with
-// far fewer distance evaluations: every point belongs to the cluster of one
-// selected centre o and stores a = d(x, o) and its key k. By the triangle
-// inequality d(x, c) >= d(o, c) - a, so when d(o, c) >= a + k the new
-// centre c cannot lower the key and the distance is not computed; a cluster
-// is skipped whole when d(o, c) is at least the maximum of a + k over its
-// members. The comparisons carry a relative margin of 1e-9, far above the
-// float64 rounding of the distances, so a skip never hides a change that
-// the full computation would make: the keys are equal, not approximately
-// equal. Points whose key reaches 0 (selected points, excluded points,
-// duplicates of selected points) are dropped, since a key never increases.
-// The clusters are processed by compute.Threads() goroutines. When a step
-// still has to compute the distances of more than half of the points (data
-// on which the bounds do not prune, such as isotropic Gaussian noise), the
-// selection continues with the published streaming pass, fused (distance,
-// min, argmax) in one SIMD kernel (dist.c: AVX-512 or AVX2 with FMA, or
-// portable C, all bit-identical), which skips keys already 0.
+// (N x picks x 128 operations). Select gives the identical selection while
+// computing few of those distances. Before the second selection it takes
+// the 8 leading principal directions V of the points (the covariance of an
+// evenly spaced subsample of at most 16,384 points; V has orthonormal
+// columns) and stores every point's coordinates z = V^T (x - mean), 32
+// bytes a point. Since |z_i - z_c| <= |x_i - x_c|, a point whose prefix
+// distance to the new centre c already exceeds its key cannot have its key
+// lowered, and its distance is not computed. The comparison carries slack
+// for the float32 rounding of z and of the prefix sum (bound.go), so a skip
+// never hides a change that the full computation would make: the keys are
+// equal, not approximately equal. On real patch features most of the
+// variance lies in those 8 directions (96% on the generated wood class with
+// the random-init backbone) and about 1% of the distances are computed per
+// step. Each step is one fused pass (bound, distance when needed, min,
+// argmax; dist.c: AVX-512 or AVX2 with FMA, or portable C, all
+// bit-identical) split across compute.Threads() goroutines, which skips
+// keys already 0 (selected points, excluded points, duplicates of selected
+// points). When a step still computes more than half of the distances
+// (data on which the bound does not prune, such as isotropic Gaussian
+// noise), the remaining steps drop the bound.
 package coreset

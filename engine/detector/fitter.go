@@ -232,12 +232,13 @@ func (f *Fitter) Spilled() bool { return f.store.spill }
 // featureStore keeps full-dimensional rows of dim float32 values, in
 // memory or, with spill set, in a temporary file in dir.
 type featureStore struct {
-	dim   int
-	spill bool
-	dir   string
-	mem   []float32
-	file  *os.File
-	rows  int
+	dim      int
+	spill    bool
+	dir      string
+	mem      []float32
+	file     *os.File
+	unlinked bool
+	rows     int
 }
 
 func (s *featureStore) append(rows []float32) error {
@@ -254,7 +255,9 @@ func (s *featureStore) append(rows []float32) error {
 		if err != nil {
 			return fmt.Errorf("detector: spilling training features: %w", err)
 		}
-		s.file = f
+		// Unlinked at once where the system allows it (the open file stays
+		// usable), so that not even a killed process leaves it behind.
+		s.file, s.unlinked = f, os.Remove(f.Name()) == nil
 	}
 	if err := s.write(rows); err != nil {
 		return err
@@ -312,8 +315,10 @@ func (s *featureStore) close() error {
 	}
 	name := s.file.Name()
 	err := s.file.Close()
-	if rerr := os.Remove(name); err == nil {
-		err = rerr
+	if !s.unlinked {
+		if rerr := os.Remove(name); err == nil {
+			err = rerr
+		}
 	}
 	s.file = nil
 	return err

@@ -41,6 +41,9 @@ func TestFitterStreams(t *testing.T) {
 				if err := f.Add(feats[lo*per:(lo+k)*per], k); err != nil {
 					t.Fatal(err)
 				}
+				if left, _ := os.ReadDir(dir); len(left) != 0 {
+					t.Fatalf("spill file visible in the temporary directory (not unlinked)")
+				}
 				lo += k
 			}
 			if err := f.Discriminate(); err != nil {
