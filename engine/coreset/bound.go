@@ -21,11 +21,26 @@ const prefixDim = 8
 // prefix holds every point's first prefixDim principal coordinates and the
 // slack that makes the lower bound safe under rounding.
 type prefix struct {
-	z   []float32 // [n][prefixDim]
+	// z holds the coordinates in blocks of 8 points, [ceil(n/8)][prefixDim][8]:
+	// coordinate k of point i at (i/8)*64 + k*8 + i%8 (dist.c reads 8
+	// points' bounds at once).
+	z   []float32
 	eps float64
 }
 
-// principalPrefix returns z_i = V^T (x_i - mu) for the prefixDim leading
+// at returns the index in z of coordinate k of point i.
+func at(i, k int) int { return (i/8)*8*prefixDim + k*8 + i%8 }
+
+// centre returns point c's coordinates.
+func (p prefix) centre(c int) []float32 {
+	zc := make([]float32, prefixDim)
+	for k := range zc {
+		zc[k] = p.z[at(c, k)]
+	}
+	return zc
+}
+
+// principalPrefix returns z_i = V^T (x_i - mu) (see prefix.z) for the prefixDim leading
 // eigenvectors V (orthonormal columns) of the covariance of a subsample of
 // x [n][dim] (zero-padded when dim < prefixDim).
 //
@@ -79,7 +94,7 @@ func principalPrefix(x []float32, n, dim int) prefix {
 			v[k*prefixDim+k] = 1
 		}
 	}
-	z := make([]float32, n*prefixDim)
+	z := make([]float32, (n+7)/8*8*prefixDim)
 	t := compute.Threads()
 	maxZ, maxX := make([]float64, t), make([]float64, t)
 	compute.ParallelFor(t, 1, func(lo, hi int) {
@@ -98,7 +113,7 @@ func principalPrefix(x []float32, n, dim int) prefix {
 				}
 				nz := 0.0
 				for k, zk := range zi {
-					z[i*prefixDim+k] = float32(zk)
+					z[at(i, k)] = float32(zk)
 					nz += zk * zk
 				}
 				maxZ[w] = max(maxZ[w], math.Sqrt(nz))

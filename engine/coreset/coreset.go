@@ -324,7 +324,7 @@ func run(x []float32, dim int, init []float64, weights []float32, picks int, pro
 		xc := x[c*dim : (c+1)*dim]
 		var zc []float32
 		if bounded {
-			zc = pr.z[c*prefixDim : (c+1)*prefixDim]
+			zc = pr.centre(c)
 		}
 		var wg sync.WaitGroup
 		for w := 0; w < t; w++ {

@@ -310,25 +310,34 @@ func TestBoundPrunes(t *testing.T) {
 		}
 	}
 	pr := principalPrefix(x, n, dim)
-	keys := make([]float64, n)
-	for i := range keys {
-		keys[i] = math.Inf(1)
-	}
-	plain := slices.Clone(keys)
-	evals := 0
-	for s := 0; s < 200; s++ {
-		c := r.IntN(n)
-		xc := x[c*dim : (c+1)*dim]
-		_, _, ev := boundedStep(x, dim, xc, pr.z, pr.z[c*prefixDim:(c+1)*prefixDim], pr.eps, keys, 0, n)
-		step(x, dim, xc, plain, 0, n)
-		if s >= 100 {
-			evals += ev
+	defer func(k _Ctype_int) { kernel = k }(kernel)
+	for kern := 0; kern <= int(kernel); kern++ {
+		kernel = _Ctype_int(kern)
+		keys := make([]float64, n)
+		for i := range keys {
+			keys[i] = math.Inf(1)
 		}
-	}
-	if !slices.Equal(keys, plain) {
-		t.Fatal("bounded keys differ from the plain pass's")
-	}
-	if evals > 100*n/10 {
-		t.Errorf("bounded pass computed %d distances in 100 steps over %d points", evals, n)
+		plain := slices.Clone(keys)
+		evals := 0
+		rs := rand.New(rand.NewPCG(11, 12))
+		for s := 0; s < 200; s++ {
+			c := rs.IntN(n)
+			xc := x[c*dim : (c+1)*dim]
+			lo := s % 13 // unaligned ranges too
+			bk, bi, ev := boundedStep(x, dim, xc, pr.z, pr.centre(c), pr.eps, keys, lo, n-lo)
+			pk, pi := step(x, dim, xc, plain, lo, n-lo)
+			if bk != pk || bi != pi {
+				t.Fatalf("kernel %d step %d: best %v at %d, plain pass %v at %d", kern, s, bk, bi, pk, pi)
+			}
+			if s >= 100 {
+				evals += ev
+			}
+		}
+		if !slices.Equal(keys, plain) {
+			t.Fatalf("kernel %d: bounded keys differ from the plain pass's", kern)
+		}
+		if evals > 100*n/10 {
+			t.Errorf("kernel %d: bounded pass computed %d distances in 100 steps over %d points", kern, evals, n)
+		}
 	}
 }

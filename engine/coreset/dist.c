@@ -105,77 +105,112 @@ void coreset_step(int kind, const float *x, int dim, const float *c, double *key
 
 // Bounded step (see bound.go): a point's distance to the centre is computed
 // only when the lower bound from its first PREFIX principal coordinates
-// does not prove it larger than the point's key. lb2 is that bound squared
-// in float32; the test keeps a point when lb2 * (1 - 1e-5) <= (t * t),
-// t = (key + eps) * (1 + 1e-9), so that float32 rounding never skips a
-// point whose key could change (bound.go derives eps).
+// does not prove it larger than the point's key. z holds the coordinates in
+// blocks of 8 points (block b at z + 64*b, coordinate j of point 8b+p at
+// [8*j + p]); lb2 is the bound squared in float32, and a point is kept when
+// lb2 * (1 - 1e-5) <= t * t, t = (key + eps) * (1 + 1e-9), so that float32
+// rounding never skips a point whose key could change (bound.go derives
+// eps). Every variant keeps the same points and computes the same keys.
 #define PREFIX 8
+#define KEEP(lb2, k, eps) ((double)(lb2) * (1 - 1e-5) <= ((k) + (eps)) * (1 + 1e-9) * (((k) + (eps)) * (1 + 1e-9)))
 
-__attribute__((target("avx2,fma"))) static float lb2_256(const float *z, __m256 zc) {
-	__m256 d = _mm256_sub_ps(_mm256_loadu_ps(z), zc);
-	__m256 s = _mm256_mul_ps(d, d);
-	__m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-	h = _mm_add_ss(h, _mm_movehdup_ps(h));
-	return _mm_cvtss_f32(h);
-}
-
-static float lb2C(const float *z, const float *zc) {
+static float lb2C(const float *z, int64_t i, const float *zc) {
+	const float *b = z + (i / 8) * 64 + (i % 8);
 	float s = 0;
 	for (int j = 0; j < PREFIX; j++) {
-		float d = z[j] - zc[j];
+		float d = b[8 * j] - zc[j];
 		s += d * d;
 	}
 	return s;
 }
 
-#define BSTEP(F, LB)                                                         \
-	for (int64_t i = lo; i < lo + m; i++) {                                  \
+// ONE handles point i in scalar code: bound, distance when kept, min,
+// argmax.
+#define ONE(F, i)                                                            \
+	{                                                                        \
 		double k = keys[i];                                                  \
-		if (k > 0) {                                                         \
-			double t = (k + eps) * (1 + 1e-9);                               \
-			if ((double)LB * (1 - 1e-5) <= t * t) {                          \
-				double d = F(x + i * dim, c, dim);                           \
-				ev++;                                                        \
-				if (d < k) keys[i] = k = d;                                  \
-			}                                                                \
+		if (k > 0 && KEEP(lb2C(z, i, zc), k, eps)) {                         \
+			double d = F(x + (i) * dim, c, dim);                             \
+			ev++;                                                            \
+			if (d < k) keys[i] = k = d;                                      \
 		}                                                                    \
 		if (k > bk) { bk = k; bi = i; }                                      \
 	}
 
+// BLOCKS handles the whole blocks of [lo, hi) with AVX2 (lo a multiple of
+// 8): the 8 bounds at once, scalar work only for kept points and for
+// blocks holding a key above the running maximum.
+#define BLOCKS(F)                                                            \
+	int64_t i = lo;                                                          \
+	for (; i < hi && i % 8; i++) ONE(F, i)                                   \
+	__m256 zcv[PREFIX];                                                      \
+	for (int j = 0; j < PREFIX; j++) zcv[j] = _mm256_set1_ps(zc[j]);         \
+	const __m256d shrink = _mm256_set1_pd(1 - 1e-5), grow = _mm256_set1_pd(1 + 1e-9); \
+	const __m256d epsv = _mm256_set1_pd(eps), zero = _mm256_setzero_pd();    \
+	for (; i + 8 <= hi; i += 8) {                                            \
+		const float *b = z + i * 8;                                          \
+		__m256 acc = _mm256_setzero_ps();                                    \
+		for (int j = 0; j < PREFIX; j++) {                                   \
+			__m256 d = _mm256_sub_ps(_mm256_loadu_ps(b + 8 * j), zcv[j]);     \
+			acc = _mm256_fmadd_ps(d, d, acc);                                \
+		}                                                                    \
+		int mask = 0;                                                        \
+		for (int h = 0; h < 2; h++) {                                        \
+			__m256d lb = _mm256_mul_pd(_mm256_cvtps_pd(h ? _mm256_extractf128_ps(acc, 1) : _mm256_castps256_ps128(acc)), shrink); \
+			__m256d k = _mm256_loadu_pd(keys + i + 4 * h);                   \
+			__m256d t = _mm256_mul_pd(_mm256_add_pd(k, epsv), grow);         \
+			__m256d keep = _mm256_and_pd(_mm256_cmp_pd(lb, _mm256_mul_pd(t, t), _CMP_LE_OQ), _mm256_cmp_pd(k, zero, _CMP_GT_OQ)); \
+			mask |= _mm256_movemask_pd(keep) << (4 * h);                      \
+		}                                                                    \
+		while (mask) {                                                       \
+			int64_t p = i + __builtin_ctz(mask);                             \
+			mask &= mask - 1;                                                \
+			double d = F(x + p * dim, c, dim);                               \
+			ev++;                                                            \
+			if (d < keys[p]) keys[p] = d;                                    \
+		}                                                                    \
+		__m256d bkv = _mm256_set1_pd(bk);                                    \
+		int above = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(keys + i), bkv, _CMP_GT_OQ)) | \
+			(_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(keys + i + 4), bkv, _CMP_GT_OQ)) << 4); \
+		if (above) {                                                         \
+			for (int p = 0; p < 8; p++) {                                    \
+				if (keys[i + p] > bk) { bk = keys[i + p]; bi = i + p; }      \
+			}                                                                \
+		}                                                                    \
+	}                                                                        \
+	for (; i < hi; i++) ONE(F, i)
+
 __attribute__((target("avx512f,avx2,fma"))) static void bstep512(const float *x, int dim, const float *c, const float *z, const float *zc,
-	double eps, double *keys, int64_t lo, int64_t m, double *bestk, int64_t *besti, int64_t *evals) {
+	double eps, double *keys, int64_t lo, int64_t hi, double *bestk, int64_t *besti, int64_t *evals) {
 	double bk = -1;
 	int64_t bi = lo, ev = 0;
-	__m256 zcv = _mm256_loadu_ps(zc);
-	BSTEP(dist512, lb2_256(z + i * PREFIX, zcv))
+	BLOCKS(dist512)
 	*bestk = bk, *besti = bi, *evals = ev;
 }
 
 __attribute__((target("avx2,fma"))) static void bstep256(const float *x, int dim, const float *c, const float *z, const float *zc,
-	double eps, double *keys, int64_t lo, int64_t m, double *bestk, int64_t *besti, int64_t *evals) {
+	double eps, double *keys, int64_t lo, int64_t hi, double *bestk, int64_t *besti, int64_t *evals) {
 	double bk = -1;
 	int64_t bi = lo, ev = 0;
-	__m256 zcv = _mm256_loadu_ps(zc);
-	BSTEP(dist256, lb2_256(z + i * PREFIX, zcv))
+	BLOCKS(dist256)
 	*bestk = bk, *besti = bi, *evals = ev;
 }
 
 static void bstepC(const float *x, int dim, const float *c, const float *z, const float *zc,
-	double eps, double *keys, int64_t lo, int64_t m, double *bestk, int64_t *besti, int64_t *evals) {
+	double eps, double *keys, int64_t lo, int64_t hi, double *bestk, int64_t *besti, int64_t *evals) {
 	double bk = -1;
 	int64_t bi = lo, ev = 0;
-	BSTEP(distC, lb2C(z + i * PREFIX, zc))
+	for (int64_t i = lo; i < hi; i++) ONE(distC, i)
 	*bestk = bk, *besti = bi, *evals = ev;
 }
 
 void coreset_bstep(int kind, const float *x, int dim, const float *c, const float *z, const float *zc, double eps,
 	double *keys, int64_t lo, int64_t m, double *bestk, int64_t *besti, int64_t *evals) {
 	if (kind == 2) {
-		bstep512(x, dim, c, z, zc, eps, keys, lo, m, bestk, besti, evals);
+		bstep512(x, dim, c, z, zc, eps, keys, lo, lo + m, bestk, besti, evals);
 	} else if (kind == 1) {
-		bstep256(x, dim, c, z, zc, eps, keys, lo, m, bestk, besti, evals);
+		bstep256(x, dim, c, z, zc, eps, keys, lo, lo + m, bestk, besti, evals);
 	} else {
-		bstepC(x, dim, c, z, zc, eps, keys, lo, m, bestk, besti, evals);
+		bstepC(x, dim, c, z, zc, eps, keys, lo, lo + m, bestk, besti, evals);
 	}
 }
