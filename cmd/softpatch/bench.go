@@ -3,8 +3,8 @@ package main
 import (
 	"encoding/binary"
 	"encoding/json"
-	"hash/fnv"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"strconv"
 	"strings"
