@@ -15,6 +15,7 @@ and the initial keys are timed apart.
 Prints one JSON line.
 """
 import argparse
+import functools
 import json
 import os
 import sys
@@ -35,11 +36,14 @@ args = ap.parse_args()
 sys.path.insert(0, os.environ.get("SOFTPATCH_REF", "/tmp/softpatch-ref/src"))
 import sampler  # noqa: E402  (the published src/sampler.py)
 
+# Its tqdm bar, silenced (disable=True: a plain iteration, same loop).
+sampler.tqdm.tqdm = functools.partial(sampler.tqdm.tqdm, disable=True)
+
 torch.set_num_threads(args.threads)
 torch.manual_seed(args.seed)
 np.random.seed(args.seed)
 x = np.load(args.features, mmap_mode="r")
-x = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=np.float32))
+x = torch.from_numpy(np.array(x.reshape(-1, x.shape[-1]), dtype=np.float32))
 n = x.shape[0]
 picks = int(n * args.ratio)
 timed = picks if args.max_picks <= 0 else min(picks, args.max_picks)

@@ -41,3 +41,33 @@ func BenchmarkMVTec(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMVTecLowRank is the MVTec-size case on data shaped like real
+// patch features, whose variance lies mostly in a few directions: 160,000
+// x 128 points from 16 latent factors of decreasing scale plus small
+// isotropic noise, 10% (16,000 picks), 10 start points.
+func BenchmarkMVTecLowRank(b *testing.B) {
+	n, d, f := 160000, 128, 16
+	r := rand.New(rand.NewPCG(3, 0))
+	basis := gaussian(f, d, 4)
+	x := make([]float32, n*d)
+	for i := 0; i < n; i++ {
+		row := x[i*d : (i+1)*d]
+		for k := 0; k < f; k++ {
+			a := float32(r.NormFloat64() * 4 / float64(k+1))
+			for j := range row {
+				row[j] += a * basis[k*d+j]
+			}
+		}
+		for j := range row {
+			row[j] += float32(r.NormFloat64() * 0.05)
+		}
+	}
+	g := Greedy{Ratio: 0.1, Seed: 1}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := g.SelectProjected(x, n, d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -309,3 +309,15 @@ func TestFitErrors(t *testing.T) {
 		t.Error("short dst: no error")
 	}
 }
+
+// BenchmarkMap is one anomaly map at 224 px from a 28x28 patch grid
+// (bilinear upsampling and the sigma-4 Gaussian).
+func BenchmarkMap(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	patch := randFeats(r, 28*28)
+	dst := make([]float32, 224*224)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		Map(dst, patch, 28, 28, 224)
+	}
+}
