@@ -40,7 +40,7 @@ fmt-check:
 
 # Go benchmarks of the hot paths (quick pass; see README for the full commands).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./engine/... ./datasets
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./engine/... ./datasets ./experiments
 
 # Regenerate the golden fixtures (needs Debian's python3-torch, python3-torchvision, python3-pil).
 fixtures:

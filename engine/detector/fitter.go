@@ -33,12 +33,12 @@ type FitterOptions struct {
 // stores the full-dimensional features (in memory or in a temporary file,
 // see FitterOptions); Fit gathers the selected entries afterwards.
 //
-// A Fitter holds, for nImages x positions patches of dimension dim:
-// 512*nImages*positions bytes of projections for SoftPatch (one 128-d
-// projection each for the discriminator and the coreset), half that for
-// PatchCore and none for PatchCore-random, plus the full features up to
-// FitterOptions.MaxMemory. The selection is the same as Fit's on all the
-// features at once.
+// A Fitter holds, for nImages x positions patches: 1024 bytes a patch of
+// projections for SoftPatch (one 128-d float32 projection each for the
+// discriminator, released by Discriminate, and for the coreset), half that
+// for PatchCore and none for PatchCore-random, plus 4*dim bytes a patch of
+// full features when they fit in FitterOptions.MaxMemory. The selection is
+// the same as Fit's on all the features at once.
 type Fitter struct {
 	cfg                   Config
 	images, positions     int
@@ -65,7 +65,7 @@ func NewFitter(cfg Config, nImages, positions, dim int, opts FitterOptions) (*Fi
 	n := nImages * positions
 	f := &Fitter{cfg: cfg, images: nImages, positions: positions, dim: dim, progress: opts.CoresetProgress,
 		m: &Model{Config: cfg, D: dim, CoresetSeed: cfg.Seed},
-		store: featureStore{dim: dim, dir: opts.TempDir,
+		store: featureStore{dim: dim, dir: opts.TempDir, total: n,
 			spill: opts.MaxMemory > 0 && int64(n)*int64(dim)*4 > opts.MaxMemory}}
 	switch cfg.Method {
 	case MethodPatchCoreRandom:
@@ -233,6 +233,7 @@ func (f *Fitter) Spilled() bool { return f.store.spill }
 // memory or, with spill set, in a temporary file in dir.
 type featureStore struct {
 	dim      int
+	total    int // rows expected: the in-memory store is allocated once
 	spill    bool
 	dir      string
 	mem      []float32
@@ -243,6 +244,11 @@ type featureStore struct {
 
 func (s *featureStore) append(rows []float32) error {
 	if !s.spill {
+		if s.mem == nil {
+			// One allocation: growing by append would copy the features
+			// repeatedly, and the runtime cannot preempt those copies.
+			s.mem = make([]float32, 0, s.total*s.dim)
+		}
 		s.mem = append(s.mem, rows...)
 		s.rows += len(rows) / s.dim
 		return nil
