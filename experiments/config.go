@@ -1,0 +1,457 @@
+package experiments
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is one sweep: which data, which backbone, which noise settings
+// and which methods (a YAML file; see configs/). The zero values of the
+// optional fields are filled by the defaults of the paper (SOFTPATCH.md).
+type Config struct {
+	// Name names the sweep in reports.
+	Name     string         `yaml:"name"`
+	Dataset  DatasetConfig  `yaml:"dataset"`
+	Backbone BackboneConfig `yaml:"backbone"`
+	Noise    NoiseConfig    `yaml:"noise"`
+	// Methods are the detectors compared (MethodNames lists them).
+	Methods  []string       `yaml:"methods"`
+	Detector DetectorConfig `yaml:"detector"`
+	Run      RunConfig      `yaml:"run"`
+}
+
+// DatasetConfig says where the images are.
+type DatasetConfig struct {
+	// Root is the dataset folder (relative paths are taken from the
+	// config file's folder).
+	Root string `yaml:"root"`
+	// Format is mvtec, btad, folder or auto (detect).
+	Format string `yaml:"format"`
+	// Classes lists the classes to run; empty means every class found.
+	Classes []string `yaml:"classes"`
+	// Generate writes the generated dataset into Root when it is absent
+	// (the quickstart); its fields are those of softpatch synth.
+	Generate *GenerateConfig `yaml:"generate"`
+}
+
+// GenerateConfig sizes the generated dataset.
+type GenerateConfig struct {
+	Train      int    `yaml:"train"`
+	TestGood   int    `yaml:"test_good"`
+	TestDefect int    `yaml:"test_defect"`
+	Size       int    `yaml:"size"`
+	Seed       uint64 `yaml:"seed"`
+}
+
+// BackboneConfig is the feature pipeline (SOFTPATCH.md section 3).
+type BackboneConfig struct {
+	Arch string `yaml:"arch"`
+	// Weights is a checkpoint file; empty searches the usual places and
+	// falls back to the random-init backbone.
+	Weights    string   `yaml:"weights"`
+	Layers     []string `yaml:"layers"`
+	Resize     int      `yaml:"resize"`
+	ImageSize  int      `yaml:"imagesize"`
+	ResizeMode string   `yaml:"resize_mode"`
+	// BNPass is published (the published code's BatchNorm pass) or
+	// checkpoint (the checkpoint's statistics as stored).
+	BNPass string `yaml:"bn_pass"`
+}
+
+// NoiseConfig is the noisy-training protocol's grid (SOFTPATCH.md
+// section 2).
+type NoiseConfig struct {
+	// Ratios are the noise ratios, each in [0, 1).
+	Ratios []float64 `yaml:"ratios"`
+	// Overlap lists the overlap settings to run (false, true or both).
+	Overlap []bool `yaml:"overlap"`
+	// Folds is the number of independent noise draws per setting.
+	Folds   int  `yaml:"folds"`
+	Augment bool `yaml:"augment"`
+}
+
+// DetectorConfig holds the detectors' parameters.
+type DetectorConfig struct {
+	Coreset    float64 `yaml:"coreset"`
+	Threshold  float64 `yaml:"threshold"`
+	LOFK       int     `yaml:"lof_k"`
+	SoftWeight *bool   `yaml:"soft_weight"`
+	Seed       uint64  `yaml:"seed"`
+}
+
+// RunConfig holds how a sweep runs, not what it computes.
+type RunConfig struct {
+	Batch   int `yaml:"batch"`
+	Threads int `yaml:"threads"`
+	// FeatureMemoryMiB bounds the training features held in memory per
+	// cell (beyond it they go to a temporary file).
+	FeatureMemoryMiB int64 `yaml:"feature_memory_mib"`
+}
+
+// MethodNames are the methods a config may name, in report order.
+var MethodNames = []string{"patchcore", "patchcore-random", "softpatch-nearest", "softpatch-gaussian", "softpatch-lof"}
+
+var (
+	formats     = []string{"auto", "mvtec", "btad", "folder"}
+	archs       = []string{"resnet50", "wide_resnet50_2", "wide_resnet101_2"}
+	layerNames  = []string{"layer1", "layer2", "layer3", "layer4"}
+	resizeModes = []string{"shorter", "square"}
+	bnPasses    = []string{"published", "checkpoint"}
+)
+
+// defaults returns the paper's settings (SOFTPATCH.md sections 3 to 5).
+func defaults() Config {
+	soft := true
+	return Config{
+		Dataset:  DatasetConfig{Format: "auto"},
+		Backbone: BackboneConfig{Arch: "wide_resnet50_2", Layers: []string{"layer2", "layer3"}, Resize: 256, ImageSize: 224, ResizeMode: "shorter", BNPass: "published"},
+		Noise:    NoiseConfig{Ratios: []float64{0.1}, Overlap: []bool{false}, Folds: 1},
+		Methods:  slices.Clone(MethodNames),
+		Detector: DetectorConfig{Coreset: 0.1, Threshold: 0.15, LOFK: 5, SoftWeight: &soft},
+		Run:      RunConfig{Batch: 8, FeatureMemoryMiB: 2048},
+	}
+}
+
+// LoadConfig reads a config file, applies the --set overrides (each
+// "key.path=YAML value", e.g. "noise.ratios=[0, 0.1]") and checks it. An
+// unknown key, a value of the wrong type or an impossible value is an
+// error naming the file, the line and what is allowed.
+func LoadConfig(path string, sets []string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := ParseConfig(path, b, sets)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(path)
+	for _, p := range []*string{&cfg.Dataset.Root, &cfg.Backbone.Weights} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	return cfg, nil
+}
+
+// ParseConfig is LoadConfig on the file's contents; name is used in
+// errors.
+func ParseConfig(name string, data []byte, sets []string) (*Config, error) {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("%s: %v", name, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, fmt.Errorf("%s: empty config", name)
+	}
+	root := doc.Content[0]
+	for _, s := range sets {
+		if err := applySet(root, s); err != nil {
+			return nil, err
+		}
+	}
+	cfg := defaults()
+	d := &decoder{file: name, lines: map[string]int{}}
+	if err := d.decode(root, reflect.ValueOf(&cfg).Elem(), ""); err != nil {
+		return nil, err
+	}
+	if err := cfg.check(d); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// applySet replaces (or adds) the value at a dotted key path of the
+// mapping root by the YAML value of "key=value".
+func applySet(root *yaml.Node, set string) error {
+	key, val, ok := strings.Cut(set, "=")
+	if !ok || key == "" {
+		return fmt.Errorf("--set %q: want key.path=value", set)
+	}
+	var v yaml.Node
+	if err := yaml.Unmarshal([]byte(val), &v); err != nil || len(v.Content) == 0 {
+		return fmt.Errorf("--set %q: the value is not YAML", set)
+	}
+	setLines(v.Content[0], 0)
+	n := root
+	parts := strings.Split(key, ".")
+	for i, p := range parts {
+		if n.Kind != yaml.MappingNode {
+			return fmt.Errorf("--set %q: %s is not a mapping", set, strings.Join(parts[:i], "."))
+		}
+		var next *yaml.Node
+		for j := 0; j+1 < len(n.Content); j += 2 {
+			if n.Content[j].Value == p {
+				next = n.Content[j+1]
+				if i == len(parts)-1 {
+					n.Content[j+1] = v.Content[0]
+				}
+			}
+		}
+		if next == nil {
+			next = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+			if i == len(parts)-1 {
+				next = v.Content[0]
+			}
+			n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: p}, next)
+		}
+		n = next
+	}
+	return nil
+}
+
+// setLines marks nodes that come from --set (line 0) so that errors say so.
+func setLines(n *yaml.Node, line int) {
+	n.Line = line
+	for _, c := range n.Content {
+		setLines(c, line)
+	}
+}
+
+// decoder decodes a YAML node tree into Config strictly, remembering the
+// line of every key path for the checks.
+type decoder struct {
+	file  string
+	lines map[string]int
+}
+
+// at formats the position of a node: "FILE:LINE" or "--set" for values
+// given on the command line.
+func (d *decoder) at(line int) string {
+	if line == 0 {
+		return d.file + " (--set)"
+	}
+	return fmt.Sprintf("%s:%d", d.file, line)
+}
+
+// errorf reports a problem with the value at key path.
+func (d *decoder) errorf(path, format string, args ...any) error {
+	return fmt.Errorf("%s: %s: %s", d.at(d.lines[path]), path, fmt.Sprintf(format, args...))
+}
+
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
+	d.lines[path] = n.Line
+	if n.Kind == yaml.AliasNode {
+		return fmt.Errorf("%s: %s: aliases are not supported", d.at(n.Line), path)
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return fmt.Errorf("%s: %s: want a mapping of %s, got %s", d.at(n.Line), orTop(path), strings.Join(keys(v.Type()), ", "), describe(n))
+		}
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			f, ok := field(v, k.Value)
+			if !ok {
+				return fmt.Errorf("%s: unknown key %q in %s (allowed: %s)", d.at(k.Line), k.Value, orTop(path), strings.Join(keys(v.Type()), ", "))
+			}
+			if seen[k.Value] {
+				return fmt.Errorf("%s: key %q given twice in %s", d.at(k.Line), k.Value, orTop(path))
+			}
+			seen[k.Value] = true
+			if err := d.decode(val, f, join(path, k.Value)); err != nil {
+				return err
+			}
+		}
+		return nil
+	case reflect.Pointer:
+		if n.Tag == "!!null" {
+			v.Set(reflect.Zero(v.Type()))
+			return nil
+		}
+		p := reflect.New(v.Type().Elem())
+		if v.Type().Elem().Kind() == reflect.Struct && !v.IsNil() {
+			p.Elem().Set(v.Elem())
+		}
+		if err := d.decode(n, p.Elem(), path); err != nil {
+			return err
+		}
+		v.Set(p)
+		return nil
+	case reflect.Slice:
+		items := n.Content
+		if n.Kind == yaml.ScalarNode { // a single value stands for a one-element list
+			items = []*yaml.Node{n}
+		} else if n.Kind != yaml.SequenceNode {
+			return fmt.Errorf("%s: %s: want a list of %s, got %s", d.at(n.Line), path, typeName(v.Type().Elem()), describe(n))
+		}
+		s := reflect.MakeSlice(v.Type(), len(items), len(items))
+		for i, it := range items {
+			if err := d.decode(it, s.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+		v.Set(s)
+		d.lines[path] = n.Line
+		return nil
+	}
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("%s: %s: want %s, got %s", d.at(n.Line), path, typeName(v.Type()), describe(n))
+	}
+	if v.Kind() == reflect.String && n.Tag != "!!null" {
+		v.SetString(n.Value) // as written: class 01 stays "01"
+		return nil
+	}
+	p := reflect.New(v.Type())
+	if err := n.Decode(p.Interface()); err != nil || n.Tag == "!!null" {
+		return fmt.Errorf("%s: %s: want %s, got %q", d.at(n.Line), path, typeName(v.Type()), n.Value)
+	}
+	v.Set(p.Elem())
+	return nil
+}
+
+// field returns the struct field tagged name.
+func field(v reflect.Value, name string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		if t.Field(i).Tag.Get("yaml") == name {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+// keys lists a struct type's YAML keys.
+func keys(t reflect.Type) []string {
+	var ks []string
+	for i := 0; i < t.NumField(); i++ {
+		ks = append(ks, t.Field(i).Tag.Get("yaml"))
+	}
+	return ks
+}
+
+func typeName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64:
+		return "an integer"
+	case reflect.Uint64:
+		return "a non-negative integer"
+	case reflect.Float64:
+		return "a number"
+	case reflect.Pointer:
+		return typeName(t.Elem())
+	case reflect.Struct:
+		return "a mapping of " + strings.Join(keys(t), ", ")
+	}
+	return t.String()
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func orTop(path string) string {
+	if path == "" {
+		return "the config"
+	}
+	return path
+}
+
+// check rejects impossible values, naming the line and the allowed ones.
+func (c *Config) check(d *decoder) error {
+	oneOf := func(path, v string, allowed []string) error {
+		if !slices.Contains(allowed, v) {
+			return d.errorf(path, "%q is not one of %s", v, strings.Join(allowed, ", "))
+		}
+		return nil
+	}
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Dataset.Root == "" {
+		add(fmt.Errorf("%s: dataset.root is required", d.file))
+	}
+	add(oneOf("dataset.format", c.Dataset.Format, formats))
+	if g := c.Dataset.Generate; g != nil {
+		if g.Train < 1 || g.TestGood < 1 || g.TestDefect < 1 {
+			add(d.errorf("dataset.generate", "train, test_good and test_defect must be at least 1 (got %d, %d, %d)", g.Train, g.TestGood, g.TestDefect))
+		}
+		if g.Size != 0 && (g.Size < 32 || g.Size > 4096) {
+			add(d.errorf("dataset.generate.size", "%d px is not in [32, 4096]", g.Size))
+		}
+	}
+	add(oneOf("backbone.arch", c.Backbone.Arch, archs))
+	if len(c.Backbone.Layers) == 0 {
+		add(d.errorf("backbone.layers", "at least one layer is needed (%s)", strings.Join(layerNames, ", ")))
+	}
+	for i, l := range c.Backbone.Layers {
+		add(oneOf(fmt.Sprintf("backbone.layers[%d]", i), l, layerNames))
+	}
+	if c.Backbone.ImageSize < 32 || c.Backbone.ImageSize > 4096 {
+		add(d.errorf("backbone.imagesize", "%d is not in [32, 4096]", c.Backbone.ImageSize))
+	}
+	if c.Backbone.Resize < c.Backbone.ImageSize {
+		add(d.errorf("backbone.resize", "%d is smaller than imagesize %d", c.Backbone.Resize, c.Backbone.ImageSize))
+	}
+	add(oneOf("backbone.resize_mode", c.Backbone.ResizeMode, resizeModes))
+	add(oneOf("backbone.bn_pass", c.Backbone.BNPass, bnPasses))
+	if len(c.Noise.Ratios) == 0 {
+		add(d.errorf("noise.ratios", "at least one ratio is needed (0 for clean training)"))
+	}
+	for i, r := range c.Noise.Ratios {
+		if !(r >= 0 && r < 1) {
+			add(d.errorf(fmt.Sprintf("noise.ratios[%d]", i), "%v is not in [0, 1)", r))
+		}
+	}
+	if len(c.Noise.Overlap) == 0 {
+		add(d.errorf("noise.overlap", "give false, true or [false, true]"))
+	}
+	if c.Noise.Folds < 1 || c.Noise.Folds > 100 {
+		add(d.errorf("noise.folds", "%d is not in [1, 100]", c.Noise.Folds))
+	}
+	if len(c.Methods) == 0 {
+		add(d.errorf("methods", "at least one method is needed (%s)", strings.Join(MethodNames, ", ")))
+	}
+	for i, m := range c.Methods {
+		add(oneOf(fmt.Sprintf("methods[%d]", i), m, MethodNames))
+	}
+	if !(c.Detector.Coreset > 0 && c.Detector.Coreset < 1) {
+		add(d.errorf("detector.coreset", "%v is not in (0, 1)", c.Detector.Coreset))
+	}
+	if !(c.Detector.Threshold >= 0 && c.Detector.Threshold < 1) {
+		add(d.errorf("detector.threshold", "%v is not in [0, 1)", c.Detector.Threshold))
+	}
+	if c.Detector.LOFK < 1 {
+		add(d.errorf("detector.lof_k", "%d is not at least 1", c.Detector.LOFK))
+	}
+	if c.Run.Batch < 1 {
+		add(d.errorf("run.batch", "%d is not at least 1", c.Run.Batch))
+	}
+	if c.Run.Threads < 0 {
+		add(d.errorf("run.threads", "%d is negative (0: all cores)", c.Run.Threads))
+	}
+	if c.Run.FeatureMemoryMiB < 1 {
+		add(d.errorf("run.feature_memory_mib", "%d is not at least 1", c.Run.FeatureMemoryMiB))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,153 @@
+package experiments
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const quick = `name: quick
+dataset:
+  root: data/synth
+  classes: [wood, "01"]
+noise:
+  ratios: [0, 0.1]
+  overlap: [false, true]
+methods: [patchcore, softpatch-lof]
+detector:
+  coreset: 0.05
+`
+
+func TestParseConfigDefaults(t *testing.T) {
+	c, err := ParseConfig("q.yaml", []byte(quick), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "quick" || !slices.Equal(c.Dataset.Classes, []string{"wood", "01"}) || c.Dataset.Format != "auto" ||
+		!slices.Equal(c.Noise.Ratios, []float64{0, 0.1}) || !slices.Equal(c.Noise.Overlap, []bool{false, true}) ||
+		c.Noise.Folds != 1 || c.Detector.Coreset != 0.05 || c.Detector.Threshold != 0.15 || c.Detector.LOFK != 5 ||
+		!*c.Detector.SoftWeight || c.Backbone.Arch != "wide_resnet50_2" || c.Backbone.ImageSize != 224 ||
+		c.Backbone.Resize != 256 || !slices.Equal(c.Backbone.Layers, []string{"layer2", "layer3"}) || c.Run.Batch != 8 {
+		t.Errorf("decoded %+v", c)
+	}
+	// --set overrides, adds keys and takes YAML values; a scalar stands
+	// for a one-element list.
+	c, err = ParseConfig("q.yaml", []byte(quick), []string{"noise.ratios=[0.2]", "noise.folds=3", "detector.soft_weight=false", "noise.overlap=true", "run.threads=2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.Noise.Ratios, []float64{0.2}) || c.Noise.Folds != 3 || *c.Detector.SoftWeight ||
+		!slices.Equal(c.Noise.Overlap, []bool{true}) || c.Run.Threads != 2 {
+		t.Errorf("after --set: %+v", c)
+	}
+}
+
+// TestParseConfigErrors checks that each kind of mistake names the file,
+// the line and what is allowed.
+func TestParseConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		sets []string
+		want []string
+	}{
+		{"dataset:\n  root: x\n  colour: red\n", nil, []string{"c.yaml:3:", `unknown key "colour" in dataset`, "allowed: root, format, classes, generate"}},
+		{"dataset: {root: x}\nnoise:\n  ratios: [0.1, lots]\n", nil, []string{"c.yaml:3:", "noise.ratios[1]", "want a number", `"lots"`}},
+		{"dataset: {root: x}\nnoise:\n  ratios: [1.5]\n", nil, []string{"c.yaml:3:", "noise.ratios[0]", "1.5 is not in [0, 1)"}},
+		{"dataset: {root: x}\nmethods: [patchcore, padim]\n", nil, []string{"c.yaml:2:", "methods[1]", `"padim" is not one of patchcore, patchcore-random, softpatch-nearest`}},
+		{"dataset: {root: x}\ndetector:\n  coreset: 0\n", nil, []string{"c.yaml:3:", "detector.coreset", "0 is not in (0, 1)"}},
+		{"dataset: {root: x}\nbackbone:\n  arch: vgg16\n", nil, []string{"c.yaml:3:", "backbone.arch", "wide_resnet50_2"}},
+		{"dataset: {root: x}\nnoise: 0.1\n", nil, []string{"c.yaml:2:", "noise: want a mapping of ratios, overlap, folds, augment"}},
+		{"dataset: {root: x}\nnoise:\n  folds: two\n", nil, []string{"c.yaml:3:", "noise.folds", "want an integer"}},
+		{"dataset: {root: x}\nnoise:\n  overlap: [yes please]\n", nil, []string{"c.yaml:3:", "want true or false"}},
+		{"dataset: {root: x}\ndataset: {root: y}\n", nil, []string{"c.yaml:2:", `key "dataset" given twice`}},
+		{"name: n\n", nil, []string{"c.yaml: dataset.root is required"}},
+		{"dataset: {root: x}\n", []string{"detector.threshold=2"}, []string{"c.yaml (--set): detector.threshold", "2 is not in [0, 1)"}},
+		{"dataset: {root: x}\n", []string{"detector"}, []string{`--set "detector": want key.path=value`}},
+		{"name: n\ndataset: {root: x}\n", []string{"name.first=a"}, []string{"name is not a mapping"}},
+		{"dataset: {root: x}\n", []string{"name.first=a"}, []string{"c.yaml (--set): name: want a string, got a mapping"}},
+		{"dataset: [x\n", nil, []string{"c.yaml: yaml:"}},
+	} {
+		_, err := ParseConfig("c.yaml", []byte(tc.yaml), tc.sets)
+		if err == nil {
+			t.Errorf("%q %v: accepted", tc.yaml, tc.sets)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q %v: error %q does not say %q", tc.yaml, tc.sets, err, w)
+			}
+		}
+	}
+}
+
+func TestLoadConfigRelativeRoot(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(p, []byte("dataset:\n  root: data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Dataset.Root != filepath.Join(dir, "data") {
+		t.Errorf("root %q", c.Dataset.Root)
+	}
+	if _, err := LoadConfig(filepath.Join(dir, "nope.yaml"), nil); err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestPlanAndShards(t *testing.T) {
+	c, err := ParseConfig("q.yaml", []byte(quick), []string{"noise.folds=2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells := Plan(c, []string{"wood", "pill"})
+	// Per class: ratio 0 gives one cell per method; ratio 0.1 gives
+	// 2 overlaps x 2 folds per method: (1 + 4) x 2 methods.
+	if len(cells) != 2*(1+4)*2 {
+		t.Fatalf("%d cells", len(cells))
+	}
+	keys := map[string]bool{}
+	for _, cl := range cells {
+		if keys[cl.Key()] {
+			t.Fatalf("cell %s planned twice", cl.Key())
+		}
+		keys[cl.Key()] = true
+		if cl.Ratio == 0 && (cl.Overlap || cl.Fold != 0) {
+			t.Errorf("clean cell %s", cl.Key())
+		}
+	}
+	if cells[0].Class != "wood" || cells[len(cells)-1].Class != "pill" {
+		t.Error("cells not grouped by class")
+	}
+	for n := 1; n <= 7; n++ {
+		count := map[string]int{}
+		for i := 0; i < n; i++ {
+			s, err := ParseShard(fmt.Sprintf("%d/%d", i, n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, cl := range s.Select(cells) {
+				count[cl.Key()]++
+			}
+		}
+		if len(count) != len(cells) {
+			t.Fatalf("%d shards cover %d of %d cells", n, len(count), len(cells))
+		}
+		for k, v := range count {
+			if v != 1 {
+				t.Fatalf("%d shards run %s %d times", n, k, v)
+			}
+		}
+	}
+	for _, bad := range []string{"4/4", "-1/2", "1", "a/b", "0/0"} {
+		if _, err := ParseShard(bad); err == nil {
+			t.Errorf("shard %q accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,79 @@
+package experiments
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Cell is one run of a sweep: one method on one class under one noise
+// setting.
+type Cell struct {
+	Class   string  `json:"class"`
+	Ratio   float64 `json:"noise"`
+	Overlap bool    `json:"overlap"`
+	Fold    int     `json:"fold"`
+	Method  string  `json:"method"`
+}
+
+// Key identifies the cell in a results file.
+func (c Cell) Key() string {
+	return fmt.Sprintf("%s/noise=%g/overlap=%t/fold=%d/%s", c.Class, c.Ratio, c.Overlap, c.Fold, c.Method)
+}
+
+// Plan returns the cells of cfg over classes in run order: class by class
+// (so that a class's features are computed once), then noise ratio,
+// overlap, fold and method. A ratio of 0 is clean training, where overlap
+// and fold change nothing: it gives one cell per method (overlap false,
+// fold 0) whatever the overlap and fold settings.
+func Plan(cfg *Config, classes []string) []Cell {
+	var cells []Cell
+	for _, class := range classes {
+		seen := map[string]bool{}
+		for _, r := range cfg.Noise.Ratios {
+			for _, ov := range cfg.Noise.Overlap {
+				for f := 0; f < cfg.Noise.Folds; f++ {
+					for _, m := range cfg.Methods {
+						c := Cell{Class: class, Ratio: r, Overlap: ov, Fold: f, Method: m}
+						if r == 0 {
+							c.Overlap, c.Fold = false, 0
+						}
+						if !seen[c.Key()] {
+							seen[c.Key()] = true
+							cells = append(cells, c)
+						}
+					}
+				}
+			}
+		}
+	}
+	return cells
+}
+
+// Shard is one of n disjoint parts of a plan: Index in [0, N).
+type Shard struct{ Index, N int }
+
+// ParseShard reads "i/n" with 0 <= i < n (the empty string is the whole
+// plan, 0/1).
+func ParseShard(s string) (Shard, error) {
+	if s == "" {
+		return Shard{0, 1}, nil
+	}
+	a, b, ok := strings.Cut(s, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
+		return Shard{}, fmt.Errorf("--shard %q: want i/n with 0 <= i < n, e.g. 0/4 to 3/4", s)
+	}
+	return Shard{i, n}, nil
+}
+
+// Select returns the shard's cells: every N-th cell of the plan, starting
+// at Index.
+func (s Shard) Select(cells []Cell) []Cell {
+	var out []Cell
+	for i := s.Index; i < len(cells); i += s.N {
+		out = append(out, cells[i])
+	}
+	return out
+}
