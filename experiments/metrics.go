@@ -1,5 +1,7 @@
-// Package experiments plans and runs the paper's experiments; metrics.go holds the per-class
-// metrics of SOFTPATCH.md section 7.
+// Package experiments plans and keeps the paper's experiments: the
+// metrics of SOFTPATCH.md section 7 (metrics.go), the sweep config
+// (config.go), the cell plan and its shards (plan.go) and the results
+// store (store.go).
 package experiments
 
 import (

@@ -1,0 +1,172 @@
+package experiments
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+)
+
+// Results file names: every shard appends to its own file in the results
+// folder, so that shards never write to the same file; readers merge them.
+const (
+	resultsPrefix = "results"
+	resultsExt    = ".jsonl"
+)
+
+// ResultsFile returns the path of shard s's results file in dir.
+func ResultsFile(dir string, s Shard) string {
+	if s.N <= 1 {
+		return filepath.Join(dir, resultsPrefix+resultsExt)
+	}
+	return filepath.Join(dir, fmt.Sprintf("%s-%d-of-%d%s", resultsPrefix, s.Index, s.N, resultsExt))
+}
+
+// Record is one finished cell as stored: its key, for resuming, and the
+// cell's result (the JSON of softpatch eval).
+type Record struct {
+	Key    string          `json:"key"`
+	Cell   Cell            `json:"cell"`
+	Result json.RawMessage `json:"result"`
+}
+
+// ReadResults reads every results file in dir (all shards), in file-name
+// order, and returns the records by key; a later record of a key replaces
+// an earlier one. A last line cut short by a crash is ignored; any other
+// undecodable line is an error naming the file and the line.
+func ReadResults(dir string) (map[string]Record, error) {
+	files, err := filepath.Glob(filepath.Join(dir, resultsPrefix+"*"+resultsExt))
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(files)
+	out := map[string]Record{}
+	for _, f := range files {
+		if err := readResultsFile(f, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func readResultsFile(path string, out map[string]Record) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	lines := bytes.Split(b, []byte("\n"))
+	for i, line := range lines {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal(line, &r); err != nil || r.Key == "" {
+			if i == len(lines)-1 { // no newline: the write was cut short
+				continue
+			}
+			return fmt.Errorf("%s:%d: not a results record (%v)", path, i+1, err)
+		}
+		out[r.Key] = r
+	}
+	return nil
+}
+
+// Appender appends records to one results file.
+type Appender struct {
+	f *os.File
+}
+
+// OpenAppender opens (creating it if needed) the results file path for
+// appending. A last line cut short by an earlier crash is cut off first, so
+// that the next record starts on its own line.
+func OpenAppender(path string) (*Appender, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(f)
+	if err == nil && len(b) > 0 && b[len(b)-1] != '\n' {
+		err = f.Truncate(int64(bytes.LastIndexByte(b, '\n') + 1))
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &Appender{f: f}, nil
+}
+
+// Append writes r as one line with a single write and syncs it to disk, so
+// that a crash leaves either the whole record or a cut last line that
+// ReadResults ignores.
+func (a *Appender) Append(r Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if bytes.ContainsAny(b, "\n") {
+		return fmt.Errorf("results record %s has a newline", r.Key)
+	}
+	if _, err := a.f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("%s: %w", a.f.Name(), err)
+	}
+	return a.f.Sync()
+}
+
+// Close closes the file.
+func (a *Appender) Close() error { return a.f.Close() }
+
+// Pending returns the cells that have no record yet, in plan order.
+func Pending(cells []Cell, done map[string]Record) []Cell {
+	var out []Cell
+	for _, c := range cells {
+		if _, ok := done[c.Key()]; !ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// WriteResultsCSV writes one row per record, sorted by key: the cell and
+// the scalar metrics of its result (empty where a result lacks one).
+func WriteResultsCSV(w io.Writer, recs map[string]Record) error {
+	metrics := []string{"image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max"}
+	cw := csv.NewWriter(w)
+	if err := cw.Write(append([]string{"class", "noise", "overlap", "fold", "method"}, metrics...)); err != nil {
+		return err
+	}
+	ks := make([]string, 0, len(recs))
+	for k := range recs {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	for _, k := range ks {
+		r := recs[k]
+		var m map[string]any
+		if err := json.Unmarshal(r.Result, &m); err != nil {
+			return fmt.Errorf("results record %s: %w", k, err)
+		}
+		row := []string{r.Cell.Class, strconv.FormatFloat(r.Cell.Ratio, 'g', -1, 64), strconv.FormatBool(r.Cell.Overlap),
+			strconv.Itoa(r.Cell.Fold), r.Cell.Method}
+		for _, name := range metrics {
+			v, ok := m[name].(float64)
+			if !ok {
+				row = append(row, "")
+				continue
+			}
+			row = append(row, strconv.FormatFloat(v, 'f', 6, 64))
+		}
+		if err := cw.Write(row); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
