@@ -72,12 +72,37 @@ func runEval(args []string) error {
 	if err != nil {
 		return err
 	}
-	c, n, train, test := cl.class, cl.noise, cl.train, cl.test
 	p, err := cf.features.open()
 	if err != nil {
 		return err
 	}
-	res := evalResult{Commit: commit(), Data: c.Root, Class: c.Name, Method: cf.method, Noise: n, Backbone: p.id,
+	res, err := runCell(p, cl, cf.method, cf.batch, cf.featureMemory, p.eachBatch)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(*out, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", " ")
+		return enc.Encode(res)
+	}); err != nil {
+		return err
+	}
+	fmt.Printf("%s %s noise %g overlap %t: image AUROC %.4f, pixel AUROC %.4f, AUPRO %.4f (bank %d) -> %s\n",
+		res.Class, res.Method, res.Noise.Ratio, res.Noise.Overlap, res.ImageAUROC, res.PixelAUROC, res.AUPRO, res.BankSize, *out)
+	return nil
+}
+
+// featureSource yields the features of items batch images at a time (see
+// pipeline.eachBatch, which computes them).
+type featureSource func(label string, items []datasets.Item, batch int, fn func(lo, hi int, feats []float32, positions int) error) error
+
+// runCell fits the cell's detector on its training items and evaluates it
+// on its test items, with features from src, keeping at most memMiB MiB of
+// training features in memory; method names the cell's method in the
+// result.
+func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src featureSource) (*evalResult, error) {
+	c, n, train, test := cl.class, cl.noise, cl.train, cl.test
+	res := evalResult{Commit: commit(), Data: c.Root, Class: c.Name, Method: method, Noise: n, Backbone: p.id,
 		Train: len(train), Test: len(test), NoiseDrawn: cl.noiseFiles(), Seconds: map[string]float64{}}
 	if p.id.RandomInit {
 		res.Mark = randomInitMark
@@ -88,22 +113,22 @@ func runEval(args []string) error {
 	}
 
 	t0 := time.Now()
-	fitter, positions, err := cl.fitTrain(p, cf.batch, cf.featureMemory)
+	fitter, positions, err := cl.fitTrain(batch, memMiB, src)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer fitter.Close()
 	trainSeconds := time.Since(t0).Seconds()
 
 	t0 = time.Now()
 	if err := fitter.Discriminate(); err != nil {
-		return err
+		return nil, err
 	}
 	stage("discriminator", t0)
 	t0 = time.Now()
 	model, err := fitter.Fit()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	res.BankSize, res.Excluded = model.N, model.Excluded
 	stage("coreset", t0)
@@ -113,13 +138,13 @@ func runEval(args []string) error {
 	t0 = time.Now()
 	var scoring time.Duration
 	patch := make([]float32, len(test)*positions)
-	err = p.eachBatch("features and scoring test", test, cf.batch, func(lo, hi int, feats []float32, _ int) error {
+	err = src("features and scoring test", test, batch, func(lo, hi int, feats []float32, _ int) error {
 		ts := time.Now()
 		defer func() { scoring += time.Since(ts) }()
 		return model.Score(patch[lo*positions:hi*positions], feats, hi-lo, positions)
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	res.Seconds["features"] = trainSeconds + (time.Since(t0) - scoring).Seconds()
 	res.Seconds["scoring"] = scoring.Seconds()
@@ -131,7 +156,7 @@ func runEval(args []string) error {
 	size := p.pre.ImageSize
 	gh, gw, err := p.grid(positions)
 	if err != nil {
-		return fmt.Errorf("eval: %w", err)
+		return nil, fmt.Errorf("eval: %w", err)
 	}
 	anomalyMaps := make([][]float32, len(test))
 	masks := make([][]uint8, len(test))
@@ -142,7 +167,7 @@ func runEval(args []string) error {
 		labels[i] = it.Anomalous
 		if it.Anomalous {
 			if masks[i], err = p.pre.LoadMask(it.MaskPath); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		label := 0
@@ -155,28 +180,19 @@ func runEval(args []string) error {
 
 	t0 = time.Now()
 	if res.ImageAUROC, err = experiments.AUROC(imageScores, labels); err != nil {
-		return fmt.Errorf("eval: image AUROC: %w", err)
+		return nil, fmt.Errorf("eval: image AUROC: %w", err)
 	}
 	if res.ImageF1Max, _, err = experiments.F1Max(imageScores, labels); err != nil {
-		return fmt.Errorf("eval: image F1-max: %w", err)
+		return nil, fmt.Errorf("eval: image F1-max: %w", err)
 	}
 	pm, err := experiments.EvaluatePixels(anomalyMaps, masks, size, size, experiments.DefaultFPRLimit)
 	if err != nil {
-		return fmt.Errorf("eval: pixel metrics: %w", err)
+		return nil, fmt.Errorf("eval: pixel metrics: %w", err)
 	}
 	res.PixelAUROC, res.PixelF1Max, res.AUPRO = pm.AUROC, pm.F1Max, pm.AUPRO
 	stage("metrics", t0)
 
-	if err := atomicfile.WriteFile(*out, func(w io.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", " ")
-		return enc.Encode(res)
-	}); err != nil {
-		return err
-	}
-	fmt.Printf("%s %s noise %g overlap %t: image AUROC %.4f, pixel AUROC %.4f, AUPRO %.4f (bank %d) -> %s\n",
-		c.Name, cf.method, n.Ratio, n.Overlap, res.ImageAUROC, res.PixelAUROC, res.AUPRO, res.BankSize, *out)
-	return nil
+	return &res, nil
 }
 
 // eachBatch embeds dataset items (augmented noise images included) batch
@@ -209,15 +225,15 @@ func (p *pipeline) eachBatch(label string, items []datasets.Item, batch int, fn 
 	return nil
 }
 
-// fitTrain embeds the cell's training items batch images at a time into a
-// Fitter for its detector, keeping at most memMiB MiB of full features in
-// memory, and returns it with the number of patch positions per image. The
-// caller closes the Fitter.
-func (cl *cell) fitTrain(p *pipeline, batch int, memMiB int64) (*detector.Fitter, int, error) {
+// fitTrain gives the features of the cell's training items (from src, batch
+// images at a time) to a Fitter for its detector, keeping at most memMiB
+// MiB of full features in memory, and returns it with the number of patch
+// positions per image. The caller closes the Fitter.
+func (cl *cell) fitTrain(batch int, memMiB int64, src featureSource) (*detector.Fitter, int, error) {
 	train := cl.train
 	var f *detector.Fitter
 	var positions int
-	err := p.eachBatch("features train", train, batch, func(lo, hi int, feats []float32, pos int) error {
+	err := src("features train", train, batch, func(lo, hi int, feats []float32, pos int) error {
 		if f == nil {
 			var err error
 			positions = pos

@@ -36,7 +36,7 @@ func runFit(args []string) error {
 	}
 
 	t0 := time.Now()
-	fitter, positions, err := cl.fitTrain(p, cf.batch, cf.featureMemory)
+	fitter, positions, err := cl.fitTrain(cf.batch, cf.featureMemory, p.eachBatch)
 	if err != nil {
 		return err
 	}
