@@ -27,6 +27,7 @@ func verbs() []verb {
 		{"data", "inspect a dataset or print its (noisy) train/test split", runData},
 		{"synth", "write the generated dataset in the MVTec AD layout", runSynth},
 		{"run", "run a sweep from a YAML config (resumable; --dry-run shows the plan)", runRun},
+		{"report", "tables of a sweep's results (Markdown, CSV, terminal)", runReport},
 		{"eval", "fit and evaluate one detector on one class (one cell), metrics as JSON", runEval},
 		{"fit", "fit a detector on a class and save the model to one file", runFit},
 		{"predict", "score images with a saved model: scores JSON, maps .npy, overlay PNGs", runPredict},

@@ -93,7 +93,7 @@ func runRun(args []string) error {
 	}
 	if len(todo) == 0 {
 		fmt.Printf("all %d cells done -> %s\n", len(plan), dir)
-		return nil
+		return report(dir, os.Stdout, false)
 	}
 	ff := featureFlags{weights: cfg.Backbone.Weights, arch: cfg.Backbone.Arch, mode: cfg.Backbone.ResizeMode,
 		layers: strings.Join(cfg.Backbone.Layers, ","), resize: cfg.Backbone.Resize, imagesize: cfg.Backbone.ImageSize,
@@ -142,7 +142,7 @@ func runRun(args []string) error {
 		}
 	}
 	fmt.Printf("%d cells run, %d done before -> %s\n", len(todo), len(plan)-len(todo), dir)
-	return nil
+	return report(dir, os.Stdout, false)
 }
 
 // reorder moves the positional arguments after the flags, so that

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/softpatch/softpatch/experiments"
@@ -85,6 +86,14 @@ func TestRunResumes(t *testing.T) {
 	}
 	if err := runRun([]string{cfgPath, "--out", whole, "--dry-run", "--set", "noise.ratios=[0, 0.34, 0.5]"}); err != nil {
 		t.Fatal(err)
+	}
+	// The run wrote its tables; report rewrites them.
+	if err := runReport([]string{whole}); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(whole, "tables.md"))
+	if err != nil || !strings.Contains(string(md), "**pixel_auroc, noise 0.34, overlap**") || !strings.Contains(string(md), "| nut") {
+		t.Errorf("tables.md (%v):\n%s", err, md)
 	}
 }
 

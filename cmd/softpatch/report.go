@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/softpatch/softpatch/experiments"
+	"github.com/softpatch/softpatch/internal/atomicfile"
+	"github.com/softpatch/softpatch/reports"
+)
+
+func runReport(args []string) error {
+	fs := newFlags("report", "report DIR [--all]", "softpatch report runs/quickstart")
+	all := fs.Bool("all", false, "print every metric's tables, not only pixel AUROC")
+	if err := fs.Parse(reorder(fs, args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("report: want one results folder, got %d arguments", fs.NArg())
+	}
+	return report(fs.Arg(0), os.Stdout, *all)
+}
+
+// report writes the tables of the results in dir to dir/tables.md and
+// dir/tables.csv and prints them (pixel AUROC only unless all).
+func report(dir string, w io.Writer, all bool) error {
+	recs, err := experiments.ReadResults(dir)
+	if err != nil {
+		return err
+	}
+	if len(recs) == 0 {
+		return fmt.Errorf("report: no results in %s", dir)
+	}
+	tables, err := reports.Tables(recs)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "tables.md"), func(f io.Writer) error {
+		for _, t := range tables {
+			if err := t.WriteMarkdown(f); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "tables.csv"), func(f io.Writer) error {
+		return reports.WriteCSV(f, tables)
+	}); err != nil {
+		return err
+	}
+	for _, t := range tables {
+		if all || t.Metric == "pixel_auroc" {
+			if err := t.WriteText(w); err != nil {
+				return err
+			}
+		}
+	}
+	fmt.Fprintf(w, "%d cells; tables in %s and %s\n", len(recs), filepath.Join(dir, "tables.md"), filepath.Join(dir, "tables.csv"))
+	return nil
+}

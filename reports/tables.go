@@ -1,0 +1,247 @@
+// Package reports turns a sweep's stored results into what a paper shows:
+// tables in the paper's shape (this file), and later plots and anomaly-map
+// images. It reads results and never runs a model.
+package reports
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/renderer"
+	"github.com/olekukonko/tablewriter/tw"
+
+	"github.com/softpatch/softpatch/experiments"
+)
+
+// Metrics are the per-cell metrics a report tabulates, in order.
+var Metrics = []string{"pixel_auroc", "image_auroc", "aupro", "pixel_f1max", "image_f1max"}
+
+// Table is one table of the paper's shape for one noise setting and one
+// metric: a row per class, then "Average" (the mean over classes) and, for
+// noisy settings, "Gap" (Average minus the clean-data Average of the same
+// method); a column per method. Values are means over folds; NaN marks a
+// missing cell.
+type Table struct {
+	Metric  string
+	Ratio   float64
+	Overlap bool
+	Methods []string
+	Rows    []Row
+}
+
+// Row is a table row.
+type Row struct {
+	Name   string
+	Values []float64 // one per method
+}
+
+// Title names the table, e.g. "pixel_auroc, noise 0.1, overlap".
+func (t Table) Title() string {
+	switch {
+	case t.Ratio == 0:
+		return t.Metric + ", clean training (noise 0)"
+	case t.Overlap:
+		return fmt.Sprintf("%s, noise %g, overlap", t.Metric, t.Ratio)
+	}
+	return fmt.Sprintf("%s, noise %g, no overlap", t.Metric, t.Ratio)
+}
+
+type setting struct {
+	ratio   float64
+	overlap bool
+}
+
+// Tables builds every table of recs: one per noise setting present (clean
+// first, then by ratio, no overlap before overlap) and metric. Methods are
+// ordered as experiments.MethodNames, classes by name.
+func Tables(recs map[string]experiments.Record) ([]Table, error) {
+	type key struct {
+		s      setting
+		class  string
+		method string
+		metric string
+	}
+	sums := map[key][2]float64{} // sum, count over folds
+	var settings []setting
+	var classes, methods []string
+	for k, r := range recs {
+		var m map[string]any
+		if err := json.Unmarshal(r.Result, &m); err != nil {
+			return nil, fmt.Errorf("reports: result %s: %w", k, err)
+		}
+		s := setting{r.Cell.Ratio, r.Cell.Overlap}
+		if !slices.Contains(settings, s) {
+			settings = append(settings, s)
+		}
+		if !slices.Contains(classes, r.Cell.Class) {
+			classes = append(classes, r.Cell.Class)
+		}
+		if !slices.Contains(methods, r.Cell.Method) {
+			methods = append(methods, r.Cell.Method)
+		}
+		for _, metric := range Metrics {
+			if v, ok := m[metric].(float64); ok {
+				k := key{s, r.Cell.Class, r.Cell.Method, metric}
+				a := sums[k]
+				sums[k] = [2]float64{a[0] + v, a[1] + 1}
+			}
+		}
+	}
+	slices.SortFunc(settings, func(a, b setting) int {
+		if a.ratio != b.ratio {
+			if a.ratio < b.ratio {
+				return -1
+			}
+			return 1
+		}
+		if a.overlap == b.overlap {
+			return 0
+		}
+		if !a.overlap {
+			return -1
+		}
+		return 1
+	})
+	slices.Sort(classes)
+	order := func(m string) int {
+		if i := slices.Index(experiments.MethodNames, m); i >= 0 {
+			return i
+		}
+		return len(experiments.MethodNames)
+	}
+	slices.SortStableFunc(methods, func(a, b string) int { return order(a) - order(b) })
+
+	value := func(s setting, class, method, metric string) float64 {
+		a, ok := sums[key{s, class, method, metric}]
+		if !ok {
+			return math.NaN()
+		}
+		return a[0] / a[1]
+	}
+	average := func(s setting, method, metric string) float64 {
+		sum := 0.0
+		for _, c := range classes {
+			sum += value(s, c, method, metric)
+		}
+		return sum / float64(len(classes)) // NaN when a class is missing
+	}
+	clean := setting{0, false}
+	var tables []Table
+	for _, s := range settings {
+		for _, metric := range Metrics {
+			t := Table{Metric: metric, Ratio: s.ratio, Overlap: s.overlap, Methods: methods}
+			for _, c := range classes {
+				r := Row{Name: c}
+				for _, m := range methods {
+					r.Values = append(r.Values, value(s, c, m, metric))
+				}
+				t.Rows = append(t.Rows, r)
+			}
+			avg := Row{Name: "Average"}
+			gap := Row{Name: "Gap"}
+			for _, m := range methods {
+				a := average(s, m, metric)
+				avg.Values = append(avg.Values, a)
+				gap.Values = append(gap.Values, a-average(clean, m, metric))
+			}
+			t.Rows = append(t.Rows, avg)
+			if s.ratio > 0 && slices.Contains(settings, clean) {
+				t.Rows = append(t.Rows, gap)
+			}
+			tables = append(tables, t)
+		}
+	}
+	return tables, nil
+}
+
+// cells formats the table's rows as strings: three decimals, gaps signed,
+// "-" for a missing value.
+func (t Table) cells() (header []string, rows [][]string) {
+	header = append([]string{"class"}, t.Methods...)
+	for _, r := range t.Rows {
+		row := []string{r.Name}
+		for _, v := range r.Values {
+			switch {
+			case math.IsNaN(v):
+				row = append(row, "-")
+			case r.Name == "Gap":
+				row = append(row, fmt.Sprintf("%+.3f", v))
+			default:
+				row = append(row, fmt.Sprintf("%.3f", v))
+			}
+		}
+		rows = append(rows, row)
+	}
+	return header, rows
+}
+
+// WriteText writes the table for a terminal, under its title.
+func (t Table) WriteText(w io.Writer) error {
+	return t.write(w, nil)
+}
+
+// WriteMarkdown writes the table as a Markdown table under a bold title.
+func (t Table) WriteMarkdown(w io.Writer) error {
+	return t.write(w, renderer.NewMarkdown())
+}
+
+func (t Table) write(w io.Writer, r tw.Renderer) error {
+	header, rows := t.cells()
+	title := t.Title()
+	if r != nil {
+		title = "**" + title + "**"
+	}
+	if _, err := fmt.Fprintf(w, "%s\n\n", title); err != nil {
+		return err
+	}
+	opts := []tablewriter.Option{tablewriter.WithHeaderAutoFormat(tw.Off)}
+	if r != nil {
+		opts = append(opts, tablewriter.WithRenderer(r))
+	}
+	tb := tablewriter.NewTable(w, opts...)
+	tb.Header(header)
+	for _, row := range rows {
+		if err := tb.Append(row); err != nil {
+			return err
+		}
+	}
+	if err := tb.Render(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w)
+	return err
+}
+
+// WriteCSV writes every table as rows of one CSV: metric, noise, overlap,
+// row name, then one column per method (the methods of the first table).
+func WriteCSV(w io.Writer, tables []Table) error {
+	cw := csv.NewWriter(w)
+	if len(tables) > 0 {
+		if err := cw.Write(append([]string{"metric", "noise", "overlap", "row"}, tables[0].Methods...)); err != nil {
+			return err
+		}
+	}
+	for _, t := range tables {
+		for _, r := range t.Rows {
+			row := []string{t.Metric, strconv.FormatFloat(t.Ratio, 'g', -1, 64), strconv.FormatBool(t.Overlap), r.Name}
+			for _, v := range r.Values {
+				if math.IsNaN(v) {
+					row = append(row, "")
+				} else {
+					row = append(row, strconv.FormatFloat(v, 'f', 6, 64))
+				}
+			}
+			if err := cw.Write(row); err != nil {
+				return err
+			}
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
