@@ -42,7 +42,7 @@ func (cf *cellFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&cf.noSoft, "no-soft-weight", false, "SoftPatch without soft weights (the filtered coreset is still used)")
 	fs.Uint64Var(&cf.seed, "seed", 0, "seed of the detector's random draws")
 	fs.IntVar(&cf.batch, "batch", 8, "images per forward pass")
-	fs.Int64Var(&cf.featureMemory, "feature-memory", 2048, "MiB of full training features kept in memory; beyond it they go to a temporary file in $TMPDIR")
+	fs.Int64Var(&cf.featureMemory, "feature-memory", 2048, "MiB of full training features kept in memory: when a class's take more, all go to a temporary file in $TMPDIR (put it on disk, not tmpfs)")
 }
 
 // cell is one class's noisy split and the detector to fit on it.

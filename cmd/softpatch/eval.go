@@ -250,7 +250,10 @@ func (cl *cell) fitTrain(batch int, memMiB int64, src featureSource) (*detector.
 		}
 		return nil, 0, err
 	}
-	if f != nil && f.Spilled() {
+	if f == nil {
+		return nil, 0, fmt.Errorf("%s: no training images", cl.class.Name)
+	}
+	if f.Spilled() {
 		slog.Info("training features above --feature-memory went to a temporary file", "MiB", memMiB)
 	}
 	return f, positions, nil

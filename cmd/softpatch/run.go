@@ -117,7 +117,12 @@ func runRun(args []string) error {
 			if class, err = datasets.Load(cfg.Dataset.Root, c.Class, datasets.Layout{Format: format}, datasets.LoadOptions{}); err != nil {
 				return err
 			}
+			// The class's features are computed here, once, so that every
+			// cell's "features" time is only its own reading of them.
 			cache = newClassFeatures(p, class, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB<<20)
+			if err := cache.fill(); err != nil {
+				return err
+			}
 		}
 		cl, err := newCell(class, c, cfg)
 		if err != nil {
@@ -198,7 +203,9 @@ func newCell(class *datasets.Class, c experiments.Cell, cfg *experiments.Config)
 // them to every cell of the class: the training normals and every test
 // image (noisy training sets draw from the test images). When they would
 // take more than max bytes, or for augmented images, they are computed per
-// cell instead.
+// cell instead. A cell's Fitter may hold its own copy of its training
+// features (up to the same bound), so a sweep can use about twice
+// run.feature_memory_mib.
 type classFeatures struct {
 	p         *pipeline
 	class     *datasets.Class

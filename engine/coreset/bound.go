@@ -26,6 +26,9 @@ type prefix struct {
 	// points' bounds at once).
 	z   []float32
 	eps float64
+	// ok is false when the bound cannot be trusted: features that are not
+	// finite, or so large that the float32 sum of squares could overflow.
+	ok bool
 }
 
 // at returns the index in z of coordinate k of point i.
@@ -51,11 +54,13 @@ func (p prefix) centre(c int) []float32 {
 // in a few directions); any orthonormal V keeps it valid. z is computed in
 // float64 and rounded to float32, which moves it by at most 2^-24 |z_i|;
 // eps = 1e-6 * max |z_i| + 1e-12 * (max |x_i| + |mu|) covers that and the
-// float64 error of the projection, and dist.c compares with a relative
-// factor of 1e-5 for the float32 sum of squares.
+// float64 error of the projection (for dim up to about 3,000), and dist.c
+// compares with a relative factor of 1e-5 for the float32 sum of squares.
+// prefix.ok is false when the features are not finite or too large for
+// that reasoning; the selection then runs without the bound.
 func principalPrefix(x []float32, n, dim int) prefix {
 	// Mean and covariance of at most 16,384 evenly spaced points.
-	step := max(1, n/16384)
+	step := max(1, (n+16383)/16384)
 	s := (n + step - 1) / step
 	mu := make([]float64, dim)
 	for i := 0; i < n; i += step {
@@ -125,11 +130,13 @@ func principalPrefix(x []float32, n, dim int) prefix {
 	for _, m := range mu {
 		nmu += m * m
 	}
-	eps := 0.0
+	eps, mz := 0.0, 0.0
 	for w := range t {
 		eps = max(eps, 1e-6*maxZ[w]+1e-12*(maxX[w]+math.Sqrt(nmu)))
+		mz = max(mz, maxZ[w])
 	}
-	return prefix{z: z, eps: eps}
+	// max propagates NaN; |z| <= 1e18 keeps the float32 squares finite.
+	return prefix{z: z, eps: eps, ok: !math.IsNaN(eps) && !math.IsInf(eps, 0) && mz <= 1e18}
 }
 
 // boundedStep is step with the prefix bound: it sets keys[i] = min(keys[i],

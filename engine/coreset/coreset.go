@@ -311,6 +311,7 @@ func run(x []float32, dim int, init []float64, weights []float32, picks int, pro
 	var pr prefix
 	if bounded {
 		pr = principalPrefix(x, n, dim)
+		bounded = pr.ok
 	}
 	bk := make([]float64, t)
 	bi := make([]int, t)

@@ -127,10 +127,11 @@ func TestRunEqualsBrute(t *testing.T) {
 // TestKernels checks that every distance kernel computes the bits of dist.
 func TestKernels(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	defer func(k _Ctype_int) { kernel = k }(kernel)
+	top := kernel
+	defer func() { kernel = top }()
 	for _, dim := range []int{1, 5, 8, 13, 128, 131} {
 		x := randFeatures(r, 50, dim, 3, false)
-		for k := 0; k <= int(kernel); k++ {
+		for k := 0; k <= int(top); k++ {
 			kernel = _Ctype_int(k)
 			out := make([]float64, 50)
 			dists(x, dim, x[:dim], nil, 0, out)
@@ -310,8 +311,9 @@ func TestBoundPrunes(t *testing.T) {
 		}
 	}
 	pr := principalPrefix(x, n, dim)
-	defer func(k _Ctype_int) { kernel = k }(kernel)
-	for kern := 0; kern <= int(kernel); kern++ {
+	top := kernel
+	defer func() { kernel = top }()
+	for kern := 0; kern <= int(top); kern++ {
 		kernel = _Ctype_int(kern)
 		keys := make([]float64, n)
 		for i := range keys {
@@ -338,6 +340,35 @@ func TestBoundPrunes(t *testing.T) {
 		}
 		if evals > 100*n/10 {
 			t.Errorf("kernel %d: bounded pass computed %d distances in 100 steps over %d points", kern, evals, n)
+		}
+	}
+}
+
+// TestRunNonFinite checks that features the bound cannot handle (a NaN, an
+// infinity, values near the float32 range) give the plain pass's
+// selection.
+func TestRunNonFinite(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	const n, dim = 600, 16
+	for _, bad := range []func(x []float32){
+		func(x []float32) { x[5*dim+3] = float32(math.NaN()) },
+		func(x []float32) { x[7*dim] = float32(math.Inf(1)) },
+		func(x []float32) {
+			for i := range x {
+				x[i] *= 1e19
+			}
+		},
+	} {
+		x := randFeatures(r, n, dim, 4, false)
+		bad(x)
+		starts := DrawStartPoints(n, 10, 1)
+		init := meanKeys(x, n, dim, starts)
+		forceMode = 2
+		want := run(x, dim, init, nil, 60, nil)
+		forceMode = 0
+		got := run(x, dim, init, nil, 60, nil)
+		if !slices.Equal(got, want) {
+			t.Errorf("bounded %v, plain %v", got[:8], want[:8])
 		}
 	}
 }

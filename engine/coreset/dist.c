@@ -110,7 +110,9 @@ void coreset_step(int kind, const float *x, int dim, const float *c, double *key
 // [8*j + p]); lb2 is the bound squared in float32, and a point is kept when
 // lb2 * (1 - 1e-5) <= t * t, t = (key + eps) * (1 + 1e-9), so that float32
 // rounding never skips a point whose key could change (bound.go derives
-// eps). Every variant keeps the same points and computes the same keys.
+// eps). Every variant computes the same keys; which points they keep may
+// differ where the compiler fuses lb2's multiply-adds, which changes only
+// how many distances are computed.
 #define PREFIX 8
 #define KEEP(lb2, k, eps) ((double)(lb2) * (1 - 1e-5) <= ((k) + (eps)) * (1 + 1e-9) * (((k) + (eps)) * (1 + 1e-9)))
 

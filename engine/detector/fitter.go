@@ -50,6 +50,9 @@ type Fitter struct {
 	m                     *Model
 	scores, weights       []float32
 	discriminated, closed bool
+	// failed is the first error of Add, Discriminate or Fit: the Fitter's
+	// state is then unknown, and every later call returns it.
+	failed error
 }
 
 // NewFitter checks cfg and returns a Fitter for nImages training images of
@@ -73,8 +76,14 @@ func NewFitter(cfg Config, nImages, positions, dim int, opts FitterOptions) (*Fi
 		if !(cfg.Threshold >= 0 && cfg.Threshold < 1) {
 			return nil, fmt.Errorf("detector: threshold %v not in [0, 1)", cfg.Threshold)
 		}
-		if cfg.Discriminator == "" {
-			return nil, errors.New("detector: softpatch needs a discriminator method")
+		if !slices.Contains(denoise.Methods, cfg.Discriminator) {
+			return nil, fmt.Errorf("detector: softpatch needs a discriminator method (%v), got %q", denoise.Methods, cfg.Discriminator)
+		}
+		if nImages < 2 {
+			return nil, fmt.Errorf("detector: softpatch's discriminator compares images: it needs at least 2 training images, got %d", nImages)
+		}
+		if cfg.LOFK < 0 {
+			return nil, fmt.Errorf("detector: LOF neighbours %d is negative", cfg.LOFK)
 		}
 		f.m.DiscriminatorSeed = discriminatorSeed(cfg.Seed)
 		if dim != projDim {
@@ -100,6 +109,9 @@ func (f *Fitter) Add(feats []float32, nImages int) error { return f.add(feats, n
 // add is Add; with copyFeats false an in-memory store keeps feats itself
 // (Fit's single call, which owns feats for the Fitter's lifetime).
 func (f *Fitter) add(feats []float32, nImages int, copyFeats bool) error {
+	if f.failed != nil {
+		return f.failed
+	}
 	if f.closed || f.discriminated {
 		return errors.New("detector: Add after Discriminate, Fit or Close")
 	}
@@ -115,6 +127,7 @@ func (f *Fitter) add(feats []float32, nImages int, copyFeats bool) error {
 	if !copyFeats && f.added == 0 && !f.store.spill {
 		f.store.mem, f.store.rows = feats, nImages*f.positions
 	} else if err := f.store.append(feats); err != nil {
+		f.failed = err // a partial write leaves the spill file's layout unknown
 		return err
 	}
 	f.added += nImages
@@ -140,6 +153,9 @@ func project(x, feats []float32, lo, hi, dim int, proj []float32) {
 // PatchCore. Fit calls it when it has not been called; calling it first
 // lets a caller time the two stages apart.
 func (f *Fitter) Discriminate() error {
+	if f.failed != nil {
+		return f.failed
+	}
 	if f.closed {
 		return errors.New("detector: Discriminate after Fit or Close")
 	}
@@ -149,8 +165,8 @@ func (f *Fitter) Discriminate() error {
 	if f.added != f.images {
 		return fmt.Errorf("detector: %d of %d training images added", f.added, f.images)
 	}
-	f.discriminated = true
 	if f.cfg.Method != MethodSoftPatch {
+		f.discriminated = true
 		return nil
 	}
 	k := f.cfg.LOFK
@@ -159,8 +175,10 @@ func (f *Fitter) Discriminate() error {
 	}
 	scores, err := denoise.Scores(f.cfg.Discriminator, f.discX, f.images, f.positions, projDim, k)
 	if err != nil {
+		f.failed = err
 		return err
 	}
+	f.discriminated = true
 	f.discX = nil
 	q := float32(Quantile(scores, 1-f.cfg.Threshold))
 	f.m.ScoreThreshold = float64(q)
@@ -209,6 +227,9 @@ func (f *Fitter) Fit() (*Model, error) {
 		return nil, err
 	}
 	f.coreX = nil
+	if len(m.Indices) == 0 {
+		return nil, fmt.Errorf("detector: a coreset of %v of %d patches is empty", cfg.Coreset, n)
+	}
 	m.N = len(m.Indices)
 	m.Bank = make([]float32, m.N*f.dim)
 	if err := f.store.gather(m.Bank, m.Indices); err != nil {

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"errors"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -107,5 +108,62 @@ func TestFitterErrors(t *testing.T) {
 	}
 	if err := f.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+
+	// SoftPatch needs two images; a failed discriminator stays failed.
+	sp := Config{Method: MethodSoftPatch, Coreset: 0.5, Threshold: 0.1, Discriminator: denoise.LOF, SoftWeight: true}
+	if _, err := NewFitter(sp, 1, 4, 8, FitterOptions{}); err == nil || !strings.Contains(err.Error(), "at least 2") {
+		t.Errorf("one image: %v", err)
+	}
+	bad := sp
+	bad.Discriminator = "median"
+	if _, err := NewFitter(bad, 2, 4, 8, FitterOptions{}); err == nil || !strings.Contains(err.Error(), "median") {
+		t.Errorf("unknown discriminator: %v", err)
+	}
+	f, _ = NewFitter(sp, 2, 4, 8, FitterOptions{})
+	f.Add(make([]float32, 64), 2)
+	f.failed = errors.New("injected")
+	if _, err := f.Fit(); err == nil || err.Error() != "injected" {
+		t.Errorf("Fit after a failure: %v", err)
+	}
+	if err := f.Discriminate(); err == nil {
+		t.Error("Discriminate after a failure accepted")
+	}
+
+	// A coreset that selects nothing is an error, not an empty bank.
+	if _, err := Fit(Config{Method: MethodPatchCore, Coreset: 0.01}, make([]float32, 2*4*8), 2, 4, 8); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("empty coreset: %v", err)
+	}
+}
+
+// TestFitterStreamsLarge covers projections big enough for the SGEMM to
+// split its work across threads (3,000 rows): streamed in batches of 7
+// images, the selection is Fit's.
+func TestFitterStreamsLarge(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	const nImg, pos, d = 30, 100, 24
+	feats, _ := plantedFeats(r, nImg, pos, d)
+	cfg := Config{Method: MethodSoftPatch, Coreset: 0.05, Threshold: 0.15, Discriminator: denoise.Nearest, SoftWeight: true, Seed: 5}
+	want, err := Fit(cfg, feats, nImg, pos, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFitter(cfg, nImg, pos, d, FitterOptions{MaxMemory: 1, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := pos * d
+	for lo := 0; lo < nImg; lo += 7 {
+		hi := min(lo+7, nImg)
+		if err := f.Add(feats[lo*per:hi*per], hi-lo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := f.Fit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Indices, want.Indices) || !slices.Equal(got.Bank, want.Bank) || !slices.Equal(got.Weights, want.Weights) {
+		t.Error("streamed model differs from Fit's")
 	}
 }
