@@ -13,6 +13,7 @@ import (
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/datasets/synth"
 	"github.com/softpatch/softpatch/experiments"
+	"github.com/softpatch/softpatch/internal/progress"
 )
 
 // setFlags collects repeated --set key=value flags.
@@ -111,6 +112,8 @@ func runRun(args []string) error {
 		class *datasets.Class
 		cache *classFeatures
 	)
+	bar := progress.New("sweep", len(todo), "cells")
+	defer bar.Finish()
 	for i, c := range todo {
 		slog.Info("cell", "n", fmt.Sprintf("%d/%d", i+1, len(todo)), "key", c.Key())
 		if class == nil || class.Name != c.Class {
@@ -140,6 +143,7 @@ func runRun(args []string) error {
 			return err
 		}
 		fmt.Printf("%s: image AUROC %.4f, pixel AUROC %.4f, AUPRO %.4f\n", c.Key(), res.ImageAUROC, res.PixelAUROC, res.AUPRO)
+		bar.Add(1)
 		if runHook != nil {
 			if err := runHook(i + 1); err != nil {
 				return err
