@@ -91,9 +91,15 @@ type DetectorConfig struct {
 type RunConfig struct {
 	Batch   int `yaml:"batch"`
 	Threads int `yaml:"threads"`
-	// FeatureMemoryMiB bounds the training features held in memory per
-	// cell (beyond it they go to a temporary file).
+	// FeatureMemoryMiB bounds the features a class keeps in memory, and
+	// those a cell's fit keeps (beyond it they go to a temporary file).
 	FeatureMemoryMiB int64 `yaml:"feature_memory_mib"`
+	// CacheDir is the on-disk feature cache shared by runs ("": the user
+	// cache folder's softpatch/features; "off": none).
+	CacheDir string `yaml:"cache_dir"`
+	// CacheMaxGiB bounds the cache's size; the least recently used
+	// entries go first.
+	CacheMaxGiB float64 `yaml:"cache_max_gib"`
 }
 
 // MethodNames are the methods a config may name, in report order.
@@ -116,7 +122,7 @@ func defaults() Config {
 		Noise:    NoiseConfig{Ratios: []float64{0.1}, Overlap: []bool{false}, Folds: 1},
 		Methods:  slices.Clone(MethodNames),
 		Detector: DetectorConfig{Coreset: 0.1, Threshold: 0.15, LOFK: 5, SoftWeight: &soft},
-		Run:      RunConfig{Batch: 8, FeatureMemoryMiB: 2048},
+		Run:      RunConfig{Batch: 8, FeatureMemoryMiB: 2048, CacheMaxGiB: 20},
 	}
 }
 
@@ -449,6 +455,9 @@ func (c *Config) check(d *decoder) error {
 	}
 	if c.Run.Threads < 0 {
 		add(d.errorf("run.threads", "%d is negative (0: all cores)", c.Run.Threads))
+	}
+	if !(c.Run.CacheMaxGiB > 0) {
+		add(d.errorf("run.cache_max_gib", "%v is not positive", c.Run.CacheMaxGiB))
 	}
 	if c.Run.FeatureMemoryMiB < 1 {
 		add(d.errorf("run.feature_memory_mib", "%d is not at least 1", c.Run.FeatureMemoryMiB))

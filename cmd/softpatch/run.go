@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -103,6 +105,18 @@ func runRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	var disk *experiments.FeatureCache
+	if cfg.Run.CacheDir != "off" {
+		cdir := cfg.Run.CacheDir
+		if cdir == "" {
+			base, err := os.UserCacheDir()
+			if err != nil {
+				return fmt.Errorf("run: no cache folder (%v): set run.cache_dir, or run.cache_dir=off", err)
+			}
+			cdir = filepath.Join(base, "softpatch", "features")
+		}
+		disk = &experiments.FeatureCache{Dir: cdir, MaxBytes: int64(cfg.Run.CacheMaxGiB * (1 << 30))}
+	}
 	app, err := experiments.OpenAppender(experiments.ResultsFile(dir, shard))
 	if err != nil {
 		return err
@@ -122,7 +136,7 @@ func runRun(args []string) error {
 			}
 			// The class's features are computed here, once, so that every
 			// cell's "features" time is only its own reading of them.
-			cache = newClassFeatures(p, class, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB<<20)
+			cache = newClassFeatures(p, class, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB<<20, disk)
 			if err := cache.fill(); err != nil {
 				return err
 			}
@@ -205,83 +219,190 @@ func newCell(class *datasets.Class, c experiments.Cell, cfg *experiments.Config)
 
 // classFeatures computes the features of a class's images once and serves
 // them to every cell of the class: the training normals and every test
-// image (noisy training sets draw from the test images). When they would
-// take more than max bytes, or for augmented images, they are computed per
-// cell instead. A cell's Fitter may hold its own copy of its training
-// features (up to the same bound), so a sweep can use about twice
-// run.feature_memory_mib.
+// image (noisy training sets draw from the test images). With a disk cache
+// each image's features are looked up there first (by the image file's
+// contents and the pipeline) and stored after computing, so later runs
+// reuse them. They are kept in memory when they fit in max bytes; beyond
+// that they are read back from the disk cache batch by batch, or computed
+// per cell without one. Augmented images are always computed per cell. A
+// cell's Fitter may hold its own copy of its training features (up to the
+// same bound), so a sweep can use about twice run.feature_memory_mib.
 type classFeatures struct {
 	p         *pipeline
 	class     *datasets.Class
 	batch     int
 	max       int64
-	feats     map[string][]float32 // by image path
+	disk      *experiments.FeatureCache // nil: no disk cache
+	pipeKey   string
+	keys      map[string]string    // image path -> disk cache key
+	feats     map[string][]float32 // image path -> features, when in memory
 	positions int
-	tried     bool
 }
 
-func newClassFeatures(p *pipeline, class *datasets.Class, batch int, max int64) *classFeatures {
-	return &classFeatures{p: p, class: class, batch: batch, max: max}
+func newClassFeatures(p *pipeline, class *datasets.Class, batch int, max int64, disk *experiments.FeatureCache) *classFeatures {
+	return &classFeatures{p: p, class: class, batch: batch, max: max, disk: disk, pipeKey: p.cacheKey()}
 }
 
-// fill computes every image's features once, if they fit in max bytes
-// (measured from the first batch).
+// cacheKey identifies what the features of an image depend on besides the
+// image itself: backbone, weights (by hash), BatchNorm statistics, layers,
+// preprocessing and embedding.
+func (p *pipeline) cacheKey() string {
+	b, _ := json.Marshal(struct {
+		Version                           int
+		Arch, WeightsSHA256, BNPass, Mode string
+		RandomInit                        bool
+		Seed                              uint64
+		Layers                            []string
+		Resize, ImageSize                 int
+		Embed                             any
+	}{1, p.id.Arch, p.id.SHA256, p.id.BNPass, p.pre.Mode.String(), p.id.RandomInit, p.id.Seed, p.layers, p.pre.Resize, p.pre.ImageSize, p.embed})
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// fill computes (or finds in the disk cache) every image's features once.
 func (cf *classFeatures) fill() error {
-	cf.tried = true
 	items := append(append([]datasets.Item{}, cf.class.Train...), cf.class.Test...)
+	cf.keys = map[string]string{}
 	feats := map[string][]float32{}
-	err := cf.p.eachBatch("features "+cf.class.Name, items, cf.batch, func(lo, hi int, f []float32, pos int) error {
-		per := len(f) / (hi - lo)
-		if int64(per)*4*int64(len(items)) > cf.max {
-			return errTooBig
+	var missing []datasets.Item
+	inMemory := true
+	for _, it := range items {
+		if cf.disk == nil {
+			missing = append(missing, it)
+			continue
+		}
+		b, err := os.ReadFile(it.Path)
+		if err != nil {
+			return err
+		}
+		h := sha256.Sum256(append(b, cf.pipeKey...))
+		key := hex.EncodeToString(h[:])
+		cf.keys[it.Path] = key
+		f, pos, _, ok := cf.disk.Get(key)
+		if !ok {
+			missing = append(missing, it)
+			continue
 		}
 		cf.positions = pos
-		for i, it := range items[lo:hi] {
-			feats[it.Path] = append([]float32(nil), f[i*per:(i+1)*per]...)
+		if inMemory && int64(len(f))*4*int64(len(items)) <= cf.max {
+			feats[it.Path] = f
+		} else {
+			inMemory = false
+		}
+	}
+	if len(missing) > 0 {
+		slog.Info("class features", "class", cf.class.Name, "computed", len(missing), "from disk cache", len(items)-len(missing))
+	}
+	err := cf.p.eachBatch("features "+cf.class.Name, missing, cf.batch, func(lo, hi int, f []float32, pos int) error {
+		per := len(f) / (hi - lo)
+		cf.positions = pos
+		fits := int64(per)*4*int64(len(items)) <= cf.max
+		for i, it := range missing[lo:hi] {
+			one := f[i*per : (i+1)*per]
+			if cf.disk != nil {
+				if err := cf.disk.Put(cf.keys[it.Path], one, pos, per/pos); err != nil {
+					return err
+				}
+			}
+			if inMemory && fits {
+				feats[it.Path] = append([]float32(nil), one...)
+			} else {
+				inMemory = false
+			}
+		}
+		if !inMemory && cf.disk == nil {
+			return errTooBig
 		}
 		return nil
 	})
-	if err == errTooBig {
-		slog.Info("class features exceed the feature memory: computed per cell", "class", cf.class.Name)
-		return nil
-	}
-	if err != nil {
+	if err != nil && err != errTooBig {
 		return err
 	}
-	cf.feats = feats
+	if cf.disk != nil {
+		if err := cf.disk.Trim(); err != nil {
+			return err
+		}
+	}
+	if inMemory {
+		cf.feats = feats
+	} else {
+		slog.Info("class features exceed run.feature_memory_mib: read per cell", "class", cf.class.Name, "disk cache", cf.disk != nil)
+	}
 	return nil
 }
 
 var errTooBig = errors.New("class features too big to keep")
 
-// source is a featureSource serving the cached features (computing
-// augmented images, and everything when nothing is cached).
+// source is a featureSource serving the class's features from memory or
+// from the disk cache, and computing them when neither has all of them
+// (augmented images always).
 func (cf *classFeatures) source(label string, items []datasets.Item, batch int, fn func(lo, hi int, feats []float32, positions int) error) error {
-	if !cf.tried {
-		if err := cf.fill(); err != nil {
-			return err
+	get := func(it datasets.Item) ([]float32, bool) {
+		if it.Augment != nil {
+			return nil, false
 		}
-	}
-	cached := cf.feats != nil
-	for _, it := range items {
-		if _, ok := cf.feats[it.Path]; !ok || it.Augment != nil {
-			cached = false
-			break
+		if f, ok := cf.feats[it.Path]; ok {
+			return f, true
 		}
-	}
-	if !cached {
-		return cf.p.eachBatch(label, items, batch, fn)
+		if cf.disk != nil && cf.feats == nil {
+			if f, _, _, ok := cf.disk.Get(cf.keys[it.Path]); ok {
+				return f, true
+			}
+		}
+		return nil, false
 	}
 	var buf []float32
 	for lo := 0; lo < len(items); lo += batch {
 		hi := min(lo+batch, len(items))
 		buf = buf[:0]
 		for _, it := range items[lo:hi] {
-			buf = append(buf, cf.feats[it.Path]...)
+			f, ok := get(it)
+			if !ok {
+				if lo == 0 && !cf.servesAll(items) {
+					// Augmented or uncached items: compute the set as a whole.
+					return cf.p.eachBatch(label, items, batch, fn)
+				}
+				// Gone from the disk cache since fill (trimmed or damaged
+				// by another run): compute this one again.
+				var err error
+				if f, err = cf.computeOne(it); err != nil {
+					return err
+				}
+			}
+			buf = append(buf, f...)
 		}
 		if err := fn(lo, hi, buf, cf.positions); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// servesAll reports whether every item can be served without computing
+// (in memory, or known to the disk cache).
+func (cf *classFeatures) servesAll(items []datasets.Item) bool {
+	for _, it := range items {
+		if it.Augment != nil {
+			return false
+		}
+		if _, ok := cf.feats[it.Path]; ok {
+			continue
+		}
+		if _, ok := cf.keys[it.Path]; !ok || cf.disk == nil || cf.feats != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// computeOne computes one image's features and stores them in the disk
+// cache.
+func (cf *classFeatures) computeOne(it datasets.Item) ([]float32, error) {
+	var out []float32
+	err := cf.p.eachBatch("features "+filepath.Base(it.Path), []datasets.Item{it}, 1, func(_, _ int, f []float32, pos int) error {
+		out = append([]float32(nil), f...)
+		return cf.disk.Put(cf.keys[it.Path], out, pos, len(f)/pos)
+	})
+	return out, err
 }

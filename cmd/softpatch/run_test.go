@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,6 +88,41 @@ func TestRunResumes(t *testing.T) {
 	if err := runRun([]string{cfgPath, "--out", whole, "--dry-run", "--set", "noise.ratios=[0, 0.34, 0.5]"}); err != nil {
 		t.Fatal(err)
 	}
+	// The features went to the disk cache (XDG_CACHE_HOME is dir here): one
+	// entry per image of the class. A damaged entry is recomputed, and a
+	// run without the cache gives the same cells.
+	entries, _ := filepath.Glob(filepath.Join(dir, "softpatch", "features", "*", "*.f32"))
+	if len(entries) != 6+2+6 {
+		t.Fatalf("%d cache entries, want 14", len(entries))
+	}
+	if err := os.WriteFile(entries[0], []byte("damaged"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nocache := filepath.Join(dir, "nocache")
+	if err := runRun([]string{cfgPath, "--out", nocache, "--set", "run.cache_dir=off"}); err != nil {
+		t.Fatal(err)
+	}
+	recached := filepath.Join(dir, "recached")
+	if err := runRun([]string{cfgPath, "--out", recached}); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := experiments.ReadResults(nocache)
+	e, _ := experiments.ReadResults(recached)
+	// The repaired image was embedded alone, not in a batch of 8: its
+	// features differ in the last bits (README), so that run is compared
+	// within 1e-4.
+	for k, rb := range b {
+		want, rep := metrics(t, rb), metrics(t, e[k])
+		if metrics(t, d[k]) != want {
+			t.Errorf("%s: without cache %v, first run %v", k, metrics(t, d[k]), want)
+		}
+		for i := range want {
+			if math.Abs(rep[i]-want[i]) > 1e-4 {
+				t.Errorf("%s: after repair %v, first run %v", k, rep, want)
+			}
+		}
+	}
+
 	// The run wrote its tables; report rewrites them.
 	if err := runReport([]string{whole}); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,77 @@
+package experiments
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestFeatureCache(t *testing.T) {
+	c := &FeatureCache{Dir: t.TempDir()}
+	f := []float32{1, 2, 3, 4, 5, 6}
+	if _, _, _, ok := c.Get("abcdef"); ok {
+		t.Fatal("hit in an empty cache")
+	}
+	if err := c.Put("abcdef", f, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	got, pos, dim, ok := c.Get("abcdef")
+	if !ok || pos != 2 || dim != 3 || !slices.Equal(got, f) {
+		t.Fatalf("got %v %d %d %v", got, pos, dim, ok)
+	}
+	// Corruption: a flipped payload byte, a cut file, a wrong magic are all
+	// misses, and a Put repairs the entry.
+	p := c.path("abcdef")
+	b, _ := os.ReadFile(p)
+	for _, damage := range [][]byte{
+		append(append([]byte{}, b[:len(b)-1]...), b[len(b)-1]^1),
+		b[:len(b)-3],
+		append([]byte("XXXXXXXX"), b[8:]...),
+	} {
+		os.WriteFile(p, damage, 0o644)
+		if _, _, _, ok := c.Get("abcdef"); ok {
+			t.Fatal("damaged entry returned")
+		}
+	}
+	if err := c.Put("abcdef", f, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, ok := c.Get("abcdef"); !ok {
+		t.Fatal("entry not repaired")
+	}
+	if err := c.Put("ab", f, 2, 3); err == nil {
+		t.Error("short key accepted")
+	}
+	if err := c.Put("abcdeg", f, 4, 3); err == nil {
+		t.Error("wrong shape accepted")
+	}
+
+	// The size bound removes the least recently used entries.
+	size := int64(len(b))
+	os.Remove(c.path("abcdef"))
+	c.MaxBytes = 2 * size
+	old := time.Now().Add(-time.Hour)
+	for i, k := range []string{"k1aaaa", "k2bbbb", "k3cccc"} {
+		if err := c.Put(k, f, 2, 3); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(c.path(k), old.Add(time.Duration(i)*time.Minute), old.Add(time.Duration(i)*time.Minute))
+	}
+	c.Get("k1aaaa") // used now: the newest
+	if err := c.Trim(); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	filepath.WalkDir(c.Dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			left = append(left, filepath.Base(p))
+		}
+		return nil
+	})
+	slices.Sort(left)
+	if !slices.Equal(left, []string{"k1aaaa.f32", "k3cccc.f32"}) {
+		t.Errorf("after trimming to 2 entries: %v", left)
+	}
+}
