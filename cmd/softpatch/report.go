@@ -24,7 +24,9 @@ func runReport(args []string) error {
 }
 
 // report writes the tables of the results in dir to dir/tables.md and
-// dir/tables.csv and prints them (pixel AUROC only unless all).
+// dir/tables.csv, the robustness curves of pixel and image AUROC to
+// dir/robustness_<metric>.png and .svg, and prints the tables (pixel AUROC
+// only unless all).
 func report(dir string, w io.Writer, all bool) error {
 	recs, err := experiments.ReadResults(dir)
 	if err != nil {
@@ -52,6 +54,14 @@ func report(dir string, w io.Writer, all bool) error {
 	}); err != nil {
 		return err
 	}
+	var figures []string
+	for _, metric := range []string{"pixel_auroc", "image_auroc"} {
+		fs, err := reports.RobustnessCurve(tables, metric, metric+" against the noise ratio", filepath.Join(dir, "robustness_"+metric))
+		if err != nil {
+			return err
+		}
+		figures = append(figures, fs...)
+	}
 	for _, t := range tables {
 		if all || t.Metric == "pixel_auroc" {
 			if err := t.WriteText(w); err != nil {
@@ -59,6 +69,6 @@ func report(dir string, w io.Writer, all bool) error {
 			}
 		}
 	}
-	fmt.Fprintf(w, "%d cells; tables in %s and %s\n", len(recs), filepath.Join(dir, "tables.md"), filepath.Join(dir, "tables.csv"))
+	fmt.Fprintf(w, "%d cells; tables in %s and %s; figures %v\n", len(recs), filepath.Join(dir, "tables.md"), filepath.Join(dir, "tables.csv"), figures)
 	return nil
 }

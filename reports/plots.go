@@ -1,0 +1,151 @@
+package reports
+
+import (
+	"fmt"
+	"image/color"
+	"io"
+	"math"
+	"os"
+	"slices"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
+
+	"github.com/softpatch/softpatch/experiments"
+)
+
+// methodColor gives every method one colour in every figure.
+func methodColor(m string) color.Color {
+	i := slices.Index(experiments.MethodNames, m)
+	if i < 0 {
+		i = len(experiments.MethodNames)
+	}
+	return plotutil.Color(i)
+}
+
+// RobustnessCurve draws metric (averaged over classes) against the noise
+// ratio, one line per method, without overlap and with overlap side by
+// side; clean training (ratio 0) starts both panels. It writes base+".png"
+// and base+".svg" and returns their paths. Settings whose Average is
+// missing (a class without the cell) are left out of the lines.
+func RobustnessCurve(tables []Table, metric, title, base string) ([]string, error) {
+	var panels []*plot.Plot
+	for _, overlap := range []bool{false, true} {
+		p := plot.New()
+		p.Title.Text = "no overlap"
+		if overlap {
+			p.Title.Text = "overlap"
+		}
+		p.X.Label.Text = "noise ratio"
+		p.Y.Label.Text = metric + " (mean over classes)"
+		p.Legend.Top, p.Legend.Left = false, true
+		p.Add(plotter.NewGrid())
+		lines := 0
+		for _, m := range methods(tables) {
+			var pts plotter.XYs
+			for _, t := range tables {
+				if t.Metric != metric || (t.Ratio > 0 && t.Overlap != overlap) {
+					continue
+				}
+				j := slices.Index(t.Methods, m)
+				if j < 0 {
+					continue
+				}
+				for _, r := range t.Rows {
+					if r.Name == "Average" && !math.IsNaN(r.Values[j]) {
+						pts = append(pts, plotter.XY{X: t.Ratio, Y: r.Values[j]})
+					}
+				}
+			}
+			if len(pts) == 0 {
+				continue
+			}
+			slices.SortFunc(pts, func(a, b plotter.XY) int {
+				switch {
+				case a.X < b.X:
+					return -1
+				case a.X > b.X:
+					return 1
+				}
+				return 0
+			})
+			l, sc, err := plotter.NewLinePoints(pts)
+			if err != nil {
+				return nil, err
+			}
+			l.Color, sc.Color = methodColor(m), methodColor(m)
+			l.Width = vg.Points(1.5)
+			p.Add(l, sc)
+			p.Legend.Add(m, l, sc)
+			lines++
+		}
+		if lines == 0 {
+			return nil, fmt.Errorf("reports: no %s values to plot", metric)
+		}
+		panels = append(panels, p)
+	}
+	// Both panels on one y range, so that drops compare at a glance.
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, p := range panels {
+		lo, hi = min(lo, p.Y.Min), max(hi, p.Y.Max)
+	}
+	for _, p := range panels {
+		p.Y.Min, p.Y.Max = lo, hi
+	}
+	w, h := vg.Points(820), vg.Points(340)
+	draw2 := func(c draw.Canvas) {
+		top := draw.Crop(c, 0, 0, 0, -vg.Points(24))
+		cs := plot.Align([][]*plot.Plot{panels}, draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Points(12)}, top)
+		panels[0].Draw(cs[0][0])
+		panels[1].Draw(cs[0][1])
+		ft := plot.DefaultFont
+		ft.Size = vg.Points(13)
+		sty := draw.TextStyle{Color: color.Black, Font: ft, Handler: plot.DefaultTextHandler, XAlign: draw.XCenter, YAlign: draw.YTop}
+		c.FillText(sty, vg.Point{X: c.Center().X, Y: c.Max.Y - vg.Points(4)}, title)
+	}
+	png := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseBackgroundColor(color.White))
+	draw2(draw.New(png))
+	svg := vgsvg.New(w, h)
+	draw2(draw.New(svg))
+	var out []string
+	for _, f := range []struct {
+		ext string
+		w   io.WriterTo
+	}{{".png", vgimg.PngCanvas{Canvas: png}}, {".svg", svg}} {
+		if err := writeFile(base+f.ext, f.w); err != nil {
+			return nil, err
+		}
+		out = append(out, base+f.ext)
+	}
+	return out, nil
+}
+
+// methods lists the methods of the tables in report order.
+func methods(tables []Table) []string {
+	var ms []string
+	for _, t := range tables {
+		for _, m := range t.Methods {
+			if !slices.Contains(ms, m) {
+				ms = append(ms, m)
+			}
+		}
+	}
+	return ms
+}
+
+func writeFile(path string, w io.WriterTo) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := w.WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("reports: writing %s: %w", path, err)
+	}
+	return f.Close()
+}

@@ -1,0 +1,61 @@
+package reports
+
+import (
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/softpatch/softpatch/experiments"
+)
+
+// TestRobustnessCurve draws the curve of a small stored sweep and checks
+// that both files are written, the PNG decodes at the figure's size and
+// the SVG names every method.
+func TestRobustnessCurve(t *testing.T) {
+	recs := map[string]experiments.Record{}
+	for _, r := range []experiments.Record{
+		rec("wood", 0, false, 0, "patchcore", 0.92), rec("wood", 0, false, 0, "softpatch-lof", 0.90),
+		rec("wood", 0.1, false, 0, "patchcore", 0.91), rec("wood", 0.1, false, 0, "softpatch-lof", 0.90),
+		rec("wood", 0.1, true, 0, "patchcore", 0.60), rec("wood", 0.1, true, 0, "softpatch-lof", 0.88),
+	} {
+		recs[r.Key] = r
+	}
+	tables, err := Tables(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(t.TempDir(), "curve")
+	files, err := RobustnessCurve(tables, "pixel_auroc", "pixel AUROC", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 {
+		t.Fatalf("files %v", files)
+	}
+	f, err := os.Open(base + ".png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() < 800 || b.Dy() < 300 {
+		t.Errorf("png %v", b)
+	}
+	svg, err := os.ReadFile(base + ".svg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"patchcore", "softpatch-lof", "overlap", "noise ratio"} {
+		if !strings.Contains(string(svg), s) {
+			t.Errorf("svg lacks %q", s)
+		}
+	}
+	if _, err := RobustnessCurve(tables, "aupro", "x", base); err == nil {
+		t.Error("a metric without values plotted")
+	}
+}
