@@ -59,3 +59,25 @@ func TestRobustnessCurve(t *testing.T) {
 		t.Error("a metric without values plotted")
 	}
 }
+
+func TestResultsMarkdown(t *testing.T) {
+	recs := map[string]experiments.Record{}
+	for _, r := range []experiments.Record{rec("wood", 0, false, 0, "patchcore", 0.92), rec("wood", 0.1, true, 0, "patchcore", 0.6)} {
+		r.Result = []byte(strings.Replace(string(r.Result), "{", `{"commit":"abc1234","date":"2026-11-28T15:00:00Z","device":"2 threads","mark":"random-init backbone","seconds":{"coreset":1.5,"features":2},"backbone":{"arch":"wide_resnet50_2","random_init":true,"seed":0,"bn_pass":"published"},`, 1))
+		recs[r.Key] = r
+	}
+	tables, err := Tables(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := WriteResultsMarkdown(&b, recs, tables, []byte(`{"Name":"q"}`), []string{"/x/curve.png", "/x/curve.svg"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"from 2 cells", "commit: abc1234", "**random-init backbone** (seed 0", "device: 2 threads",
+		"coreset 3.0", "features 4.0", "total 7.0", `{"Name":"q"}`, "**pixel_auroc, noise 0.1, overlap**", "![curve](curve.png)", "2026-11-28T15:00:00Z"} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("RESULTS.md lacks %q:\n%s", s, b.String())
+		}
+	}
+}

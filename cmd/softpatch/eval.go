@@ -9,6 +9,7 @@ import (
 
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/backbone"
+	"github.com/softpatch/softpatch/engine/compute"
 	"github.com/softpatch/softpatch/engine/denoise"
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/experiments"
@@ -36,6 +37,8 @@ type evalImage struct {
 // evalResult is the JSON of one cell.
 type evalResult struct {
 	Commit     string             `json:"commit"`
+	Date       string             `json:"date"`   // when the cell finished, UTC RFC 3339
+	Device     string             `json:"device"` // BLAS, kernels and threads
 	Data       string             `json:"data"`
 	Class      string             `json:"class"`
 	Method     string             `json:"method"`
@@ -192,6 +195,8 @@ func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src 
 	res.PixelAUROC, res.PixelF1Max, res.AUPRO = pm.AUROC, pm.F1Max, pm.AUPRO
 	stage("metrics", t0)
 
+	res.Date = time.Now().UTC().Format(time.RFC3339)
+	res.Device = compute.BLASInfo()
 	return &res, nil
 }
 

@@ -24,7 +24,8 @@ func runReport(args []string) error {
 }
 
 // report writes the tables of the results in dir to dir/tables.md and
-// dir/tables.csv, the robustness curves of pixel and image AUROC to
+// dir/tables.csv, dir/RESULTS.md (provenance, config, tables, figures),
+// the robustness curves of pixel and image AUROC to
 // dir/robustness_<metric>.png and .svg, and prints the tables (pixel AUROC
 // only unless all).
 func report(dir string, w io.Writer, all bool) error {
@@ -62,6 +63,12 @@ func report(dir string, w io.Writer, all bool) error {
 		}
 		figures = append(figures, fs...)
 	}
+	cfgJSON, _ := os.ReadFile(filepath.Join(dir, "config.json")) // absent for folders not written by run
+	if err := atomicfile.WriteFile(filepath.Join(dir, "RESULTS.md"), func(f io.Writer) error {
+		return reports.WriteResultsMarkdown(f, recs, tables, cfgJSON, figures)
+	}); err != nil {
+		return err
+	}
 	for _, t := range tables {
 		if all || t.Metric == "pixel_auroc" {
 			if err := t.WriteText(w); err != nil {
@@ -69,6 +76,6 @@ func report(dir string, w io.Writer, all bool) error {
 			}
 		}
 	}
-	fmt.Fprintf(w, "%d cells; tables in %s and %s; figures %v\n", len(recs), filepath.Join(dir, "tables.md"), filepath.Join(dir, "tables.csv"), figures)
+	fmt.Fprintf(w, "%d cells; %s, tables.md, tables.csv and %d figures in %s\n", len(recs), "RESULTS.md", len(figures), dir)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/datasets/synth"
 	"github.com/softpatch/softpatch/experiments"
+	"github.com/softpatch/softpatch/internal/atomicfile"
 	"github.com/softpatch/softpatch/internal/progress"
 )
 
@@ -116,6 +118,16 @@ func runRun(args []string) error {
 			cdir = filepath.Join(base, "softpatch", "features")
 		}
 		disk = &experiments.FeatureCache{Dir: cdir, MaxBytes: int64(cfg.Run.CacheMaxGiB * (1 << 30))}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "config.json"), func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(cfg)
+	}); err != nil {
+		return err
 	}
 	app, err := experiments.OpenAppender(experiments.ResultsFile(dir, shard))
 	if err != nil {

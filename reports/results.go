@@ -1,0 +1,108 @@
+package reports
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/softpatch/softpatch/experiments"
+)
+
+// provenance is what every cell's result says about how it was computed.
+type provenance struct {
+	Commit   string             `json:"commit"`
+	Date     string             `json:"date"`
+	Device   string             `json:"device"`
+	Mark     string             `json:"mark"`
+	Data     string             `json:"data"`
+	Seconds  map[string]float64 `json:"seconds"`
+	Backbone struct {
+		Arch       string `json:"arch"`
+		SHA256     string `json:"weights_sha256"`
+		RandomInit bool   `json:"random_init"`
+		Seed       uint64 `json:"seed"`
+		BNPass     string `json:"bn_pass"`
+	} `json:"backbone"`
+}
+
+// WriteResultsMarkdown writes a results folder's RESULTS.md: provenance
+// (commits, backbones with weights hash or the random-init mark, devices,
+// dates, data, seconds per stage summed over cells), the config, the pixel
+// and image AUROC tables and the figures (paths relative to the folder).
+func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, tables []Table, config []byte, figures []string) error {
+	var commits, backbones, devices, data, dates []string
+	stages := map[string]float64{}
+	keys := make([]string, 0, len(recs))
+	for k := range recs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		var p provenance
+		if err := json.Unmarshal(recs[k].Result, &p); err != nil {
+			return fmt.Errorf("reports: result %s: %w", k, err)
+		}
+		b := p.Backbone
+		id := fmt.Sprintf("%s, weights sha256 %s, BatchNorm %s", b.Arch, b.SHA256, b.BNPass)
+		if b.RandomInit {
+			id = fmt.Sprintf("%s, **%s** (seed %d; not comparable with the paper), BatchNorm %s", b.Arch, p.Mark, b.Seed, b.BNPass)
+		}
+		for _, s := range []struct {
+			list *[]string
+			v    string
+		}{{&commits, p.Commit}, {&backbones, id}, {&devices, p.Device}, {&data, p.Data}, {&dates, p.Date}} {
+			if s.v != "" && !slices.Contains(*s.list, s.v) {
+				*s.list = append(*s.list, s.v)
+			}
+		}
+		for st, v := range p.Seconds {
+			stages[st] += v
+		}
+	}
+	slices.Sort(dates)
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Results\n\nWritten by `softpatch report` from %d cells.\n\n## Provenance\n\n", len(recs))
+	fmt.Fprintf(&b, "- commit: %s\n- backbone: %s\n- device: %s\n- data: %s\n", strings.Join(commits, ", "), strings.Join(backbones, "; "),
+		strings.Join(devices, "; "), strings.Join(data, ", "))
+	if len(dates) > 0 {
+		fmt.Fprintf(&b, "- cells finished: %s to %s (UTC)\n", dates[0], dates[len(dates)-1])
+	}
+	var st []string
+	total := 0.0
+	for _, name := range []string{"features", "discriminator", "coreset", "scoring", "maps", "metrics"} {
+		st = append(st, fmt.Sprintf("%s %.1f", name, stages[name]))
+		total += stages[name]
+	}
+	fmt.Fprintf(&b, "- seconds per stage, summed over cells: %s (total %.1f; the class features computed before a class's first cell are not in it)\n", strings.Join(st, ", "), total)
+	if len(config) > 0 {
+		fmt.Fprintf(&b, "\n## Config\n\n```json\n%s\n```\n", strings.TrimSpace(string(config)))
+	}
+	if _, err := io.WriteString(w, b.String()+"\n## Tables\n\n"); err != nil {
+		return err
+	}
+	for _, t := range tables {
+		if t.Metric != "pixel_auroc" && t.Metric != "image_auroc" {
+			continue
+		}
+		if err := t.WriteMarkdown(w); err != nil {
+			return err
+		}
+	}
+	if len(figures) > 0 {
+		if _, err := io.WriteString(w, "## Figures\n\n"); err != nil {
+			return err
+		}
+		for _, f := range figures {
+			if filepath.Ext(f) != ".png" {
+				continue
+			}
+			if _, err := fmt.Fprintf(w, "![%s](%s)\n\n", strings.TrimSuffix(filepath.Base(f), ".png"), filepath.Base(f)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
