@@ -18,88 +18,88 @@ import (
 // optional fields are filled by the defaults of the paper (SOFTPATCH.md).
 type Config struct {
 	// Name names the sweep in reports.
-	Name     string         `yaml:"name"`
-	Dataset  DatasetConfig  `yaml:"dataset"`
-	Backbone BackboneConfig `yaml:"backbone"`
-	Noise    NoiseConfig    `yaml:"noise"`
+	Name     string         `yaml:"name" json:"name"`
+	Dataset  DatasetConfig  `yaml:"dataset" json:"dataset"`
+	Backbone BackboneConfig `yaml:"backbone" json:"backbone"`
+	Noise    NoiseConfig    `yaml:"noise" json:"noise"`
 	// Methods are the detectors compared (MethodNames lists them).
-	Methods  []string       `yaml:"methods"`
-	Detector DetectorConfig `yaml:"detector"`
-	Run      RunConfig      `yaml:"run"`
+	Methods  []string       `yaml:"methods" json:"methods"`
+	Detector DetectorConfig `yaml:"detector" json:"detector"`
+	Run      RunConfig      `yaml:"run" json:"run"`
 }
 
 // DatasetConfig says where the images are.
 type DatasetConfig struct {
 	// Root is the dataset folder (relative paths are taken from the
 	// config file's folder).
-	Root string `yaml:"root"`
+	Root string `yaml:"root" json:"root"`
 	// Format is mvtec, btad, folder or auto (detect).
-	Format string `yaml:"format"`
+	Format string `yaml:"format" json:"format"`
 	// Classes lists the classes to run; empty means every class found.
-	Classes []string `yaml:"classes"`
+	Classes []string `yaml:"classes" json:"classes"`
 	// Generate writes the generated dataset into Root when it is absent
 	// (the quickstart); its fields are those of softpatch synth.
-	Generate *GenerateConfig `yaml:"generate"`
+	Generate *GenerateConfig `yaml:"generate" json:"generate"`
 }
 
 // GenerateConfig sizes the generated dataset.
 type GenerateConfig struct {
-	Train      int    `yaml:"train"`
-	TestGood   int    `yaml:"test_good"`
-	TestDefect int    `yaml:"test_defect"`
-	Size       int    `yaml:"size"`
-	Seed       uint64 `yaml:"seed"`
+	Train      int    `yaml:"train" json:"train"`
+	TestGood   int    `yaml:"test_good" json:"test_good"`
+	TestDefect int    `yaml:"test_defect" json:"test_defect"`
+	Size       int    `yaml:"size" json:"size"`
+	Seed       uint64 `yaml:"seed" json:"seed"`
 }
 
 // BackboneConfig is the feature pipeline (SOFTPATCH.md section 3).
 type BackboneConfig struct {
-	Arch string `yaml:"arch"`
+	Arch string `yaml:"arch" json:"arch"`
 	// Weights is a checkpoint file; empty searches the usual places and
 	// falls back to the random-init backbone.
-	Weights    string   `yaml:"weights"`
-	Layers     []string `yaml:"layers"`
-	Resize     int      `yaml:"resize"`
-	ImageSize  int      `yaml:"imagesize"`
-	ResizeMode string   `yaml:"resize_mode"`
+	Weights    string   `yaml:"weights" json:"weights"`
+	Layers     []string `yaml:"layers" json:"layers"`
+	Resize     int      `yaml:"resize" json:"resize"`
+	ImageSize  int      `yaml:"imagesize" json:"imagesize"`
+	ResizeMode string   `yaml:"resize_mode" json:"resize_mode"`
 	// BNPass is published (the published code's BatchNorm pass) or
 	// checkpoint (the checkpoint's statistics as stored).
-	BNPass string `yaml:"bn_pass"`
+	BNPass string `yaml:"bn_pass" json:"bn_pass"`
 }
 
 // NoiseConfig is the noisy-training protocol's grid (SOFTPATCH.md
 // section 2).
 type NoiseConfig struct {
 	// Ratios are the noise ratios, each in [0, 1).
-	Ratios []float64 `yaml:"ratios"`
+	Ratios []float64 `yaml:"ratios" json:"ratios"`
 	// Overlap lists the overlap settings to run (false, true or both).
-	Overlap []bool `yaml:"overlap"`
+	Overlap []bool `yaml:"overlap" json:"overlap"`
 	// Folds is the number of independent noise draws per setting.
-	Folds   int  `yaml:"folds"`
-	Augment bool `yaml:"augment"`
+	Folds   int  `yaml:"folds" json:"folds"`
+	Augment bool `yaml:"augment" json:"augment"`
 }
 
 // DetectorConfig holds the detectors' parameters.
 type DetectorConfig struct {
-	Coreset    float64 `yaml:"coreset"`
-	Threshold  float64 `yaml:"threshold"`
-	LOFK       int     `yaml:"lof_k"`
-	SoftWeight *bool   `yaml:"soft_weight"`
-	Seed       uint64  `yaml:"seed"`
+	Coreset    float64 `yaml:"coreset" json:"coreset"`
+	Threshold  float64 `yaml:"threshold" json:"threshold"`
+	LOFK       int     `yaml:"lof_k" json:"lof_k"`
+	SoftWeight *bool   `yaml:"soft_weight" json:"soft_weight"`
+	Seed       uint64  `yaml:"seed" json:"seed"`
 }
 
 // RunConfig holds how a sweep runs, not what it computes.
 type RunConfig struct {
-	Batch   int `yaml:"batch"`
-	Threads int `yaml:"threads"`
+	Batch   int `yaml:"batch" json:"batch"`
+	Threads int `yaml:"threads" json:"threads"`
 	// FeatureMemoryMiB bounds the features a class keeps in memory, and
 	// those a cell's fit keeps (beyond it they go to a temporary file).
-	FeatureMemoryMiB int64 `yaml:"feature_memory_mib"`
+	FeatureMemoryMiB int64 `yaml:"feature_memory_mib" json:"feature_memory_mib"`
 	// CacheDir is the on-disk feature cache shared by runs ("": the user
 	// cache folder's softpatch/features; "off": none).
-	CacheDir string `yaml:"cache_dir"`
+	CacheDir string `yaml:"cache_dir" json:"cache_dir"`
 	// CacheMaxGiB bounds the cache's size; the least recently used
 	// entries go first.
-	CacheMaxGiB float64 `yaml:"cache_max_gib"`
+	CacheMaxGiB float64 `yaml:"cache_max_gib" json:"cache_max_gib"`
 }
 
 // MethodNames are the methods a config may name, in report order.

@@ -96,6 +96,16 @@ func runRun(args []string) error {
 		fmt.Printf("%d cells in shard %d/%d: %d done, %d to run -> %s\n", len(plan), shard.Index, shard.N, len(plan)-len(todo), len(todo), dir)
 		return nil
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "config.json"), func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(cfg)
+	}); err != nil {
+		return err
+	}
 	if len(todo) == 0 {
 		fmt.Printf("all %d cells done -> %s\n", len(plan), dir)
 		return report(dir, os.Stdout, false)
@@ -118,16 +128,6 @@ func runRun(args []string) error {
 			cdir = filepath.Join(base, "softpatch", "features")
 		}
 		disk = &experiments.FeatureCache{Dir: cdir, MaxBytes: int64(cfg.Run.CacheMaxGiB * (1 << 30))}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, "config.json"), func(w io.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(cfg)
-	}); err != nil {
-		return err
 	}
 	app, err := experiments.OpenAppender(experiments.ResultsFile(dir, shard))
 	if err != nil {
