@@ -108,10 +108,16 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 		sty := draw.TextStyle{Color: color.Black, Font: ft, Handler: plot.DefaultTextHandler, XAlign: draw.XCenter, YAlign: draw.YTop}
 		c.FillText(sty, vg.Point{X: c.Center().X, Y: c.Max.Y - vg.Points(4)}, title)
 	}
+	return saveFigure(w, h, base, draw2)
+}
+
+// saveFigure draws a figure of w x h twice, into base+".png" and
+// base+".svg", and returns the two paths.
+func saveFigure(w, h vg.Length, base string, drawFn func(draw.Canvas)) ([]string, error) {
 	png := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseBackgroundColor(color.White))
-	draw2(draw.New(png))
+	drawFn(draw.New(png))
 	svg := vgsvg.New(w, h)
-	draw2(draw.New(svg))
+	drawFn(draw.New(svg))
 	var out []string
 	for _, f := range []struct {
 		ext string
@@ -123,6 +129,53 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 		out = append(out, base+f.ext)
 	}
 	return out, nil
+}
+
+// ClassBars draws table t as grouped bars: one group per class (and the
+// Average), one bar per method, written to base+".png" and ".svg".
+func ClassBars(t Table, base string) ([]string, error) {
+	p := plot.New()
+	p.Title.Text = t.Title()
+	p.Y.Label.Text = t.Metric
+	p.Legend.Top = true
+	p.Legend.Left = false
+	var names []string
+	for _, r := range t.Rows {
+		if r.Name != "Gap" {
+			names = append(names, r.Name)
+		}
+	}
+	p.Add(plotter.NewGrid())
+	width := vg.Points(60 / float64(max(1, len(t.Methods))))
+	lo := math.Inf(1)
+	for j, m := range t.Methods {
+		vals := make(plotter.Values, len(names))
+		for i, r := range t.Rows[:len(names)] {
+			v := r.Values[j]
+			if math.IsNaN(v) {
+				v = 0
+			} else {
+				lo = min(lo, v)
+			}
+			vals[i] = v
+		}
+		b, err := plotter.NewBarChart(vals, width)
+		if err != nil {
+			return nil, err
+		}
+		b.Color = methodColor(m)
+		b.LineStyle.Width = 0
+		b.Offset = width * vg.Length(float64(j)-float64(len(t.Methods)-1)/2)
+		p.Add(b)
+		p.Legend.Add(m, b)
+	}
+	if math.IsInf(lo, 1) {
+		return nil, fmt.Errorf("reports: no values in table %s", t.Title())
+	}
+	p.Y.Min = math.Max(0, math.Floor((lo-0.05)*20)/20)
+	p.Y.Max = 1.05
+	p.NominalX(names...)
+	return saveFigure(vg.Points(140+90*float64(len(names))), vg.Points(340), base, p.Draw)
 }
 
 // methods lists the methods of the tables in report order.

@@ -81,3 +81,30 @@ func TestResultsMarkdown(t *testing.T) {
 		}
 	}
 }
+
+func TestClassBars(t *testing.T) {
+	recs := map[string]experiments.Record{}
+	for _, r := range []experiments.Record{
+		rec("wood", 0.1, true, 0, "patchcore", 0.60), rec("wood", 0.1, true, 0, "softpatch-lof", 0.88),
+		rec("pill", 0.1, true, 0, "patchcore", 0.70), rec("pill", 0.1, true, 0, "softpatch-lof", 0.80),
+	} {
+		recs[r.Key] = r
+	}
+	tables, _ := Tables(recs)
+	base := filepath.Join(t.TempDir(), "bars")
+	files, err := ClassBars(tables[0], base)
+	if err != nil || len(files) != 2 {
+		t.Fatalf("%v %v", files, err)
+	}
+	f, _ := os.Open(base + ".png")
+	defer f.Close()
+	if _, err := png.Decode(f); err != nil {
+		t.Fatal(err)
+	}
+	svg, _ := os.ReadFile(base + ".svg")
+	for _, s := range []string{"wood", "pill", "Average", "softpatch-lof"} {
+		if !strings.Contains(string(svg), s) {
+			t.Errorf("svg lacks %q", s)
+		}
+	}
+}

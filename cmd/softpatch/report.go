@@ -25,7 +25,8 @@ func runReport(args []string) error {
 
 // report writes the tables of the results in dir to dir/tables.md and
 // dir/tables.csv, dir/RESULTS.md (provenance, config, tables, figures),
-// the robustness curves of pixel and image AUROC to
+// per-class bar charts of pixel AUROC for every setting, the robustness
+// curves of pixel and image AUROC to
 // dir/robustness_<metric>.png and .svg, and prints the tables (pixel AUROC
 // only unless all).
 func report(dir string, w io.Writer, all bool) error {
@@ -58,6 +59,20 @@ func report(dir string, w io.Writer, all bool) error {
 	var figures []string
 	for _, metric := range []string{"pixel_auroc", "image_auroc"} {
 		fs, err := reports.RobustnessCurve(tables, metric, metric+" against the noise ratio", filepath.Join(dir, "robustness_"+metric))
+		if err != nil {
+			return err
+		}
+		figures = append(figures, fs...)
+	}
+	for _, t := range tables {
+		if t.Metric != "pixel_auroc" {
+			continue
+		}
+		name := fmt.Sprintf("bars_%s_noise%g", t.Metric, t.Ratio)
+		if t.Overlap {
+			name += "_overlap"
+		}
+		fs, err := reports.ClassBars(t, filepath.Join(dir, name))
 		if err != nil {
 			return err
 		}
