@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"encoding/json"
 	"fmt"
 	"image/color"
 	"io"
@@ -201,4 +202,70 @@ func writeFile(path string, w io.WriterTo) error {
 		return fmt.Errorf("reports: writing %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// ImageROC draws the image-level ROC curves of one class under one noise
+// setting, one line per method (from the per-image scores the cells
+// stored), with each method's AUROC in the legend, to base+".png" and
+// ".svg". Fold 0 is drawn.
+func ImageROC(recs map[string]experiments.Record, class string, ratio float64, overlap bool, base string) ([]string, error) {
+	p := plot.New()
+	setting := Table{Metric: "image ROC", Ratio: ratio, Overlap: overlap}
+	p.Title.Text = class + ": " + setting.Title()
+	p.X.Label.Text = "false positive rate"
+	p.Y.Label.Text = "true positive rate"
+	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = 0, 1, 0, 1
+	p.Legend.Top, p.Legend.Left = false, false
+	p.Add(plotter.NewGrid())
+	var ms []string
+	byMethod := map[string]experiments.Record{}
+	for _, r := range recs {
+		c := r.Cell
+		if c.Class == class && c.Ratio == ratio && c.Overlap == overlap && c.Fold == 0 {
+			ms = append(ms, c.Method)
+			byMethod[c.Method] = r
+		}
+	}
+	order := func(m string) int { return slices.Index(experiments.MethodNames, m) }
+	slices.SortFunc(ms, func(a, b string) int { return order(a) - order(b) })
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("reports: no cells of class %s at noise %g overlap %t", class, ratio, overlap)
+	}
+	for _, m := range ms {
+		var res struct {
+			PerImage []struct {
+				Label int     `json:"label"`
+				Score float32 `json:"score"`
+			} `json:"per_image"`
+		}
+		if err := json.Unmarshal(byMethod[m].Result, &res); err != nil {
+			return nil, fmt.Errorf("reports: cell %s: %w", byMethod[m].Key, err)
+		}
+		scores := make([]float32, len(res.PerImage))
+		labels := make([]bool, len(res.PerImage))
+		for i, im := range res.PerImage {
+			scores[i], labels[i] = im.Score, im.Label == 1
+		}
+		c, err := experiments.NewCurve(scores, labels)
+		if err != nil {
+			return nil, fmt.Errorf("reports: cell %s: %w", byMethod[m].Key, err)
+		}
+		auc, err := c.AUROC()
+		if err != nil {
+			return nil, fmt.Errorf("reports: cell %s: %w", byMethod[m].Key, err)
+		}
+		pts := plotter.XYs{{X: 0, Y: 0}}
+		for i := range c.Thresholds {
+			pts = append(pts, plotter.XY{X: float64(c.FP[i]) / float64(c.N), Y: float64(c.TP[i]) / float64(c.P)})
+		}
+		l, err := plotter.NewLine(pts)
+		if err != nil {
+			return nil, err
+		}
+		l.Color = methodColor(m)
+		l.Width = vg.Points(1.5)
+		p.Add(l)
+		p.Legend.Add(fmt.Sprintf("%s (AUROC %.3f)", m, auc), l)
+	}
+	return saveFigure(vg.Points(420), vg.Points(400), base, p.Draw)
 }

@@ -108,3 +108,26 @@ func TestClassBars(t *testing.T) {
 		}
 	}
 }
+
+func TestImageROC(t *testing.T) {
+	recs := map[string]experiments.Record{}
+	for _, m := range []string{"patchcore", "softpatch-lof"} {
+		c := experiments.Cell{Class: "pill", Ratio: 0.1, Overlap: true, Method: m}
+		res := `{"image_auroc":0.75,"per_image":[{"label":1,"score":0.9},{"label":0,"score":0.8},{"label":1,"score":0.7},{"label":0,"score":0.1}]}`
+		recs[c.Key()] = experiments.Record{Key: c.Key(), Cell: c, Result: []byte(res)}
+	}
+	base := filepath.Join(t.TempDir(), "roc")
+	if _, err := ImageROC(recs, "pill", 0.1, true, base); err != nil {
+		t.Fatal(err)
+	}
+	svg, _ := os.ReadFile(base + ".svg")
+	// Scores 0.9+ 0.8- 0.7+ 0.1-: AUROC 0.75.
+	for _, s := range []string{"patchcore (AUROC 0.750)", "softpatch-lof (AUROC 0.750)", "false positive rate"} {
+		if !strings.Contains(string(svg), s) {
+			t.Errorf("svg lacks %q", s)
+		}
+	}
+	if _, err := ImageROC(recs, "wood", 0.1, true, base); err == nil {
+		t.Error("a class without cells drawn")
+	}
+}

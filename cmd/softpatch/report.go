@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/softpatch/softpatch/experiments"
 	"github.com/softpatch/softpatch/internal/atomicfile"
@@ -12,24 +13,26 @@ import (
 )
 
 func runReport(args []string) error {
-	fs := newFlags("report", "report DIR [--all]", "softpatch report runs/quickstart")
+	fs := newFlags("report", "report DIR [--all] [--roc-class C]", "softpatch report runs/quickstart --roc-class pill")
 	all := fs.Bool("all", false, "print every metric's tables, not only pixel AUROC")
+	rocClass := fs.String("roc-class", "", "class whose image ROC curves are drawn (default: the first by name)")
 	if err := fs.Parse(reorder(fs, args)); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("report: want one results folder, got %d arguments", fs.NArg())
 	}
-	return report(fs.Arg(0), os.Stdout, *all)
+	return report(fs.Arg(0), os.Stdout, *all, *rocClass)
 }
 
 // report writes the tables of the results in dir to dir/tables.md and
 // dir/tables.csv, dir/RESULTS.md (provenance, config, tables, figures),
-// per-class bar charts of pixel AUROC for every setting, the robustness
+// per-class bar charts of pixel AUROC and image ROC curves of one class
+// (rocClass, default the first) for every setting, the robustness
 // curves of pixel and image AUROC to
 // dir/robustness_<metric>.png and .svg, and prints the tables (pixel AUROC
 // only unless all).
-func report(dir string, w io.Writer, all bool) error {
+func report(dir string, w io.Writer, all bool, rocClass string) error {
 	recs, err := experiments.ReadResults(dir)
 	if err != nil {
 		return err
@@ -74,6 +77,13 @@ func report(dir string, w io.Writer, all bool) error {
 		}
 		fs, err := reports.ClassBars(t, filepath.Join(dir, name))
 		if err != nil {
+			return err
+		}
+		figures = append(figures, fs...)
+		if rocClass == "" {
+			rocClass = t.Rows[0].Name
+		}
+		if fs, err = reports.ImageROC(recs, rocClass, t.Ratio, t.Overlap, filepath.Join(dir, "roc_"+rocClass+strings.TrimPrefix(name, "bars_pixel_auroc"))); err != nil {
 			return err
 		}
 		figures = append(figures, fs...)

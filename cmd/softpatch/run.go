@@ -108,7 +108,7 @@ func runRun(args []string) error {
 	}
 	if len(todo) == 0 {
 		fmt.Printf("all %d cells done -> %s\n", len(plan), dir)
-		return report(dir, os.Stdout, false)
+		return report(dir, os.Stdout, false, "")
 	}
 	ff := featureFlags{weights: cfg.Backbone.Weights, arch: cfg.Backbone.Arch, mode: cfg.Backbone.ResizeMode,
 		layers: strings.Join(cfg.Backbone.Layers, ","), resize: cfg.Backbone.Resize, imagesize: cfg.Backbone.ImageSize,
@@ -177,7 +177,7 @@ func runRun(args []string) error {
 		}
 	}
 	fmt.Printf("%d cells run, %d done before -> %s\n", len(todo), len(plan)-len(todo), dir)
-	return report(dir, os.Stdout, false)
+	return report(dir, os.Stdout, false, "")
 }
 
 // reorder moves the positional arguments after the flags, so that
