@@ -91,6 +91,9 @@ func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, table
 			return err
 		}
 	}
+	if err := writeOverlays(w, recs, keys); err != nil {
+		return err
+	}
 	if len(figures) > 0 {
 		if _, err := io.WriteString(w, "## Figures\n\n"); err != nil {
 			return err
@@ -105,4 +108,45 @@ func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, table
 		}
 	}
 	return nil
+}
+
+// writeOverlays writes the anomaly-map overlays of the noisiest setting
+// (largest ratio, overlap when run): per class and method, the highest-
+// and the lowest-scored test image.
+func writeOverlays(w io.Writer, recs map[string]experiments.Record, keys []string) error {
+	type overlay struct {
+		Which, File, Image string
+		Score              float32
+	}
+	best := experiments.Cell{Ratio: -1}
+	for _, k := range keys {
+		c := recs[k].Cell
+		if c.Ratio > best.Ratio || (c.Ratio == best.Ratio && c.Overlap && !best.Overlap) {
+			best = c
+		}
+	}
+	var b strings.Builder
+	for _, k := range keys {
+		r := recs[k]
+		if r.Cell.Ratio != best.Ratio || r.Cell.Overlap != best.Overlap || r.Cell.Fold != 0 {
+			continue
+		}
+		var res struct {
+			Overlays []overlay `json:"overlays"`
+		}
+		if err := json.Unmarshal(r.Result, &res); err != nil || len(res.Overlays) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %s |", r.Cell.Class, r.Cell.Method)
+		for _, o := range res.Overlays {
+			fmt.Fprintf(&b, " ![%s](%s) %s, %.3g |", o.Which, o.File, o.Image, o.Score)
+		}
+		b.WriteString("\n")
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	t := Table{Ratio: best.Ratio, Overlap: best.Overlap, Metric: "anomaly maps"}
+	_, err := fmt.Fprintf(w, "## Anomaly maps (%s)\n\nThe highest- and the lowest-scored test image of each cell, its map normalised over the cell's maps.\n\n| class | method | highest | lowest |\n|---|---|---|---|\n%s\n", t.Title(), b.String())
+	return err
 }

@@ -3,8 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"io"
 	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/softpatch/softpatch/datasets"
@@ -34,6 +38,14 @@ type evalImage struct {
 	Score float32 `json:"score"`
 }
 
+// evalOverlay is an anomaly-map overlay written for a cell.
+type evalOverlay struct {
+	Which string  `json:"which"` // highest or lowest scored test image
+	File  string  `json:"file"`  // the overlay PNG, relative to the results folder
+	Image string  `json:"image"` // the test image, relative to the dataset root
+	Score float32 `json:"score"`
+}
+
 // evalResult is the JSON of one cell.
 type evalResult struct {
 	Commit     string             `json:"commit"`
@@ -56,6 +68,7 @@ type evalResult struct {
 	ImageF1Max float64            `json:"image_f1max"`
 	PixelF1Max float64            `json:"pixel_f1max"`
 	PerImage   []evalImage        `json:"per_image"`
+	Overlays   []evalOverlay      `json:"overlays,omitempty"`
 	Seconds    map[string]float64 `json:"seconds"`
 }
 
@@ -79,7 +92,7 @@ func runEval(args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := runCell(p, cl, cf.method, cf.batch, cf.featureMemory, p.eachBatch)
+	res, err := runCell(p, cl, cf.method, cf.batch, cf.featureMemory, p.eachBatch, "")
 	if err != nil {
 		return err
 	}
@@ -102,8 +115,9 @@ type featureSource func(label string, items []datasets.Item, batch int, fn func(
 // runCell fits the cell's detector on its training items and evaluates it
 // on its test items, with features from src, keeping at most memMiB MiB of
 // training features in memory; method names the cell's method in the
-// result.
-func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src featureSource) (*evalResult, error) {
+// result. With overlayDir set, the anomaly maps of the highest- and the
+// lowest-scored test image are written there as overlays.
+func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src featureSource, overlayDir string) (*evalResult, error) {
 	c, n, train, test := cl.class, cl.noise, cl.train, cl.test
 	res := evalResult{Commit: commit(), Data: c.Root, Class: c.Name, Method: method, Noise: n, Backbone: p.id,
 		Train: len(train), Test: len(test), NoiseDrawn: cl.noiseFiles(), Seconds: map[string]float64{}}
@@ -178,6 +192,11 @@ func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src 
 			label = 1
 		}
 		res.PerImage = append(res.PerImage, evalImage{File: datasets.RelPath(c.Root, it), Label: label, Type: it.Type, Score: imageScores[i]})
+	}
+	if overlayDir != "" {
+		if res.Overlays, err = writeExtremes(p, c.Root, test, imageScores, anomalyMaps, overlayDir); err != nil {
+			return nil, err
+		}
 	}
 	stage("maps", t0)
 
@@ -277,4 +296,51 @@ func coresetBar() func(done, total int) {
 			bar.Finish()
 		}
 	}
+}
+
+// writeExtremes writes overlays of the highest- and lowest-scored test
+// images' anomaly maps (normalised over all the cell's maps) into dir as
+// highest.png and lowest.png; File is relative to dir's parent's parent
+// (the results folder, for dir = results/overlays/<cell>).
+func writeExtremes(p *pipeline, root string, test []datasets.Item, scores []float32, maps [][]float32, dir string) ([]evalOverlay, error) {
+	if len(test) == 0 {
+		return nil, nil
+	}
+	lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
+	for _, mp := range maps {
+		for _, v := range mp {
+			lo, hi = min(lo, v), max(hi, v)
+		}
+	}
+	top, bottom := 0, 0
+	for i, s := range scores {
+		if s > scores[top] {
+			top = i
+		}
+		if s < scores[bottom] {
+			bottom = i
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var out []evalOverlay
+	for _, e := range []struct {
+		which string
+		i     int
+	}{{"highest", top}, {"lowest", bottom}} {
+		it := test[e.i]
+		img, err := datasets.DecodeRGBFile(it.Path)
+		if err != nil {
+			return nil, err
+		}
+		ov := overlay(p.pre.Image(img), maps[e.i], lo, hi)
+		file := e.which + ".png"
+		if err := atomicfile.WriteFile(filepath.Join(dir, file), func(w io.Writer) error { return png.Encode(w, ov) }); err != nil {
+			return nil, err
+		}
+		out = append(out, evalOverlay{Which: e.which, File: filepath.Join(filepath.Base(filepath.Dir(dir)), filepath.Base(dir), file),
+			Image: datasets.RelPath(root, it), Score: scores[e.i]})
+	}
+	return out, nil
 }

@@ -157,7 +157,8 @@ func runRun(args []string) error {
 		if err != nil {
 			return err
 		}
-		res, err := runCell(p, cl, c.Method, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB, cache.source)
+		ovDir := filepath.Join(dir, "overlays", strings.NewReplacer("/", "_", "=", "").Replace(c.Key()))
+		res, err := runCell(p, cl, c.Method, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB, cache.source, ovDir)
 		if err != nil {
 			return fmt.Errorf("cell %s: %w", c.Key(), err)
 		}

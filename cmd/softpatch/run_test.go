@@ -127,6 +127,14 @@ func TestRunResumes(t *testing.T) {
 	if err := runReport([]string{whole}); err != nil {
 		t.Fatal(err)
 	}
+	res, err := os.ReadFile(filepath.Join(whole, "RESULTS.md"))
+	if err != nil || !strings.Contains(string(res), "## Anomaly maps (anomaly maps, noise 0.34, overlap)") ||
+		!strings.Contains(string(res), "(overlays/nut_noise0.34_overlaptrue_fold0_softpatch-lof/highest.png)") {
+		t.Errorf("RESULTS.md (%v):\n%s", err, res)
+	}
+	if _, err := os.Stat(filepath.Join(whole, "overlays", "nut_noise0.34_overlaptrue_fold0_softpatch-lof", "lowest.png")); err != nil {
+		t.Error(err)
+	}
 	md, err := os.ReadFile(filepath.Join(whole, "tables.md"))
 	if err != nil || !strings.Contains(string(md), "**pixel_auroc, noise 0.34, overlap**") || !strings.Contains(string(md), "| nut") {
 		t.Errorf("tables.md (%v):\n%s", err, md)
