@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -103,11 +104,8 @@ func (c *FeatureCache) Put(key string, feats []float32, positions, dim int) erro
 }
 
 // Trim removes the least recently used entries while the cache holds more
-// than MaxBytes.
+// than MaxBytes, and temporary files that killed writers left behind.
 func (c *FeatureCache) Trim() error {
-	if c.MaxBytes <= 0 {
-		return nil
-	}
 	type entry struct {
 		path string
 		size int64
@@ -122,7 +120,18 @@ func (c *FeatureCache) Trim() error {
 			}
 			return err
 		}
-		if d.IsDir() || filepath.Ext(p) != cacheFileExt {
+		if d.IsDir() {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".tmp-") {
+			// Left by a writer that was killed; a live one renames its
+			// file within seconds.
+			if info, err := d.Info(); err == nil && time.Since(info.ModTime()) > time.Hour {
+				os.Remove(p)
+			}
+			return nil
+		}
+		if filepath.Ext(p) != cacheFileExt {
 			return nil
 		}
 		info, err := d.Info()
@@ -135,6 +144,9 @@ func (c *FeatureCache) Trim() error {
 	})
 	if err != nil {
 		return fmt.Errorf("feature cache: %w", err)
+	}
+	if c.MaxBytes <= 0 {
+		return nil
 	}
 	slices.SortFunc(es, func(a, b entry) int { return a.used.Compare(b.used) })
 	for _, e := range es {

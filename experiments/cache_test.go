@@ -60,6 +60,9 @@ func TestFeatureCache(t *testing.T) {
 		os.Chtimes(c.path(k), old.Add(time.Duration(i)*time.Minute), old.Add(time.Duration(i)*time.Minute))
 	}
 	c.Get("k1aaaa") // used now: the newest
+	stale := filepath.Join(c.Dir, "k1", ".tmp-123")
+	os.WriteFile(stale, []byte("cut"), 0o644)
+	os.Chtimes(stale, old, old)
 	if err := c.Trim(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/softpatch/softpatch/experiments"
 )
@@ -149,4 +152,78 @@ func metrics(t *testing.T, r experiments.Record) [3]float64 {
 		t.Fatal(err)
 	}
 	return [3]float64{res.ImageAUROC, res.PixelAUROC, res.AUPRO}
+}
+
+// TestRunHelperProcess is not a test: TestRunSurvivesKill runs the test
+// binary again with SOFTPATCH_RUN_HELPER set, so that this function runs a
+// sweep in a separate process that can be killed.
+func TestRunHelperProcess(t *testing.T) {
+	args := os.Getenv("SOFTPATCH_RUN_HELPER")
+	if args == "" {
+		t.Skip("helper process only")
+	}
+	if err := runRun(strings.Split(args, "\n")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunSurvivesKill kills a sweep process with SIGKILL once its first
+// cell is stored, reruns the sweep, and compares every cell with an
+// uninterrupted run.
+func TestRunSurvivesKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs sweeps")
+	}
+	dir := withoutWeights(t)
+	cfgPath := filepath.Join(dir, "tiny.yaml")
+	if err := os.WriteFile(cfgPath, []byte(runYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	killed := filepath.Join(dir, "killed")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRunHelperProcess$")
+	cmd.Env = append(os.Environ(), "SOFTPATCH_RUN_HELPER="+strings.Join([]string{cfgPath, "--out", killed}, "\n"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	results := experiments.ResultsFile(killed, experiments.Shard{Index: 0, N: 1})
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if b, err := os.ReadFile(results); err == nil && bytes.Count(b, []byte("\n")) >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("no cell stored within 2 minutes")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	before, err := experiments.ReadResults(killed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before) == 0 || len(before) >= 6 {
+		t.Fatalf("%d cells stored when killed; want some but not all of 6", len(before))
+	}
+	t.Logf("%d of 6 cells stored when the process was killed", len(before))
+	if err := runRun([]string{cfgPath, "--out", killed}); err != nil {
+		t.Fatal(err)
+	}
+	whole := filepath.Join(dir, "whole")
+	if err := runRun([]string{cfgPath, "--out", whole}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := experiments.ReadResults(killed)
+	b, _ := experiments.ReadResults(whole)
+	if len(a) != 6 || len(b) != 6 {
+		t.Fatalf("cells: killed and resumed %d, whole %d", len(a), len(b))
+	}
+	for k, rb := range b {
+		if metrics(t, a[k]) != metrics(t, rb) {
+			t.Errorf("%s: killed and resumed %v, whole %v", k, metrics(t, a[k]), metrics(t, rb))
+		}
+	}
 }
