@@ -1,6 +1,7 @@
 package experiments
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -76,5 +77,34 @@ func TestFeatureCache(t *testing.T) {
 	slices.Sort(left)
 	if !slices.Equal(left, []string{"k1aaaa.f32", "k3cccc.f32"}) {
 		t.Errorf("after trimming to 2 entries: %v", left)
+	}
+}
+
+// TestPCA2 checks the leading directions on points spread along two known
+// orthogonal axes (variance 100 and 4) with small noise elsewhere.
+func TestPCA2(t *testing.T) {
+	const n, d = 500, 6
+	x := make([]float32, n*d)
+	for i := 0; i < n; i++ {
+		a, b := float32(i%50-25)/2.5, float32(i%7-3)/1.5
+		x[i*d+1] = a + 10 // axis 1: large spread
+		x[i*d+4] = b      // axis 4: small spread
+		x[i*d+2] = float32(i%3) * 0.01
+	}
+	xs, ys := PCA2(x, n, d)
+	corr := func(u []float32, col int) float64 {
+		var su, sv, suu, svv, suv float64
+		for i := 0; i < n; i++ {
+			p, q := float64(u[i]), float64(x[i*d+col])
+			su, sv, suu, svv, suv = su+p, sv+q, suu+p*p, svv+q*q, suv+p*q
+		}
+		cov := suv/n - su/n*sv/n
+		return cov / math.Sqrt((suu/n-su*su/n/n)*(svv/n-sv*sv/n/n))
+	}
+	if c := math.Abs(corr(xs, 1)); c < 0.999 {
+		t.Errorf("first coordinate correlates %v with the large axis", c)
+	}
+	if c := math.Abs(corr(ys, 4)); c < 0.99 {
+		t.Errorf("second coordinate correlates %v with the small axis", c)
 	}
 }

@@ -21,6 +21,10 @@ func (c Cell) Key() string {
 	return fmt.Sprintf("%s/noise=%g/overlap=%t/fold=%d/%s", c.Class, c.Ratio, c.Overlap, c.Fold, c.Method)
 }
 
+// Dir is the cell's folder name for the files a run writes about it
+// (overlays, its bank in 2-D): the key with "/" as "_" and no "=".
+func (c Cell) Dir() string { return strings.NewReplacer("/", "_", "=", "").Replace(c.Key()) }
+
 // Plan returns the cells of cfg over classes in run order: class by class
 // (so that a class's features are computed once), then noise ratio,
 // overlap, fold and method. A ratio of 0 is clean training, where overlap

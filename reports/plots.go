@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"gonum.org/v1/plot"
@@ -268,4 +269,83 @@ func ImageROC(recs map[string]experiments.Record, class string, ratio float64, o
 		p.Legend.Add(fmt.Sprintf("%s (AUROC %.3f)", m, auc), l)
 	}
 	return saveFigure(vg.Points(420), vg.Points(400), base, p.Draw)
+}
+
+// BankFigure draws the memory banks of one class in the noisiest setting
+// of recs (largest ratio, overlap when run), one panel per method (each
+// bank on its own two principal directions), entries from injected noisy
+// images in red over the clean ones in grey. It reads the bank2d.json files
+// a run wrote under dir/overlays and writes base+".png" and ".svg".
+func BankFigure(dir string, recs map[string]experiments.Record, class, base string) ([]string, error) {
+	best := experiments.Cell{Ratio: -1}
+	for _, r := range recs {
+		c := r.Cell
+		if c.Class == class && (c.Ratio > best.Ratio || (c.Ratio == best.Ratio && c.Overlap && !best.Overlap)) {
+			best = c
+		}
+	}
+	if best.Ratio <= 0 {
+		return nil, fmt.Errorf("reports: no noisy cells of class %s", class)
+	}
+	var panels []*plot.Plot
+	for _, m := range []string{"patchcore", "patchcore-random", "softpatch-nearest", "softpatch-gaussian", "softpatch-lof"} {
+		c := best
+		c.Method, c.Fold = m, 0
+		b, err := os.ReadFile(filepath.Join(dir, "overlays", c.Dir(), "bank2d.json"))
+		if err != nil {
+			continue
+		}
+		var bank struct {
+			X, Y  []float32
+			Noisy []bool
+		}
+		if err := json.Unmarshal(b, &bank); err != nil || len(bank.X) != len(bank.Noisy) || len(bank.Y) != len(bank.X) {
+			return nil, fmt.Errorf("reports: %s: not a bank file", filepath.Join(dir, "overlays", c.Dir(), "bank2d.json"))
+		}
+		var clean, noisy plotter.XYs
+		for i := range bank.X {
+			pt := plotter.XY{X: float64(bank.X[i]), Y: float64(bank.Y[i])}
+			if bank.Noisy[i] {
+				noisy = append(noisy, pt)
+			} else {
+				clean = append(clean, pt)
+			}
+		}
+		p := plot.New()
+		p.Title.Text = fmt.Sprintf("%s: %d of %d from noisy images", m, len(noisy), len(bank.X))
+		p.X.Label.Text, p.Y.Label.Text = "PC 1", "PC 2"
+		for _, s := range []struct {
+			pts plotter.XYs
+			col color.Color
+			lab string
+		}{{clean, color.Gray{Y: 170}, "clean"}, {noisy, color.RGBA{R: 220, A: 255}, "noisy"}} {
+			if len(s.pts) == 0 {
+				continue
+			}
+			sc, err := plotter.NewScatter(s.pts)
+			if err != nil {
+				return nil, err
+			}
+			sc.GlyphStyle.Color, sc.GlyphStyle.Radius, sc.GlyphStyle.Shape = s.col, vg.Points(1.2), draw.CircleGlyph{}
+			p.Add(sc)
+			p.Legend.Add(s.lab, sc)
+		}
+		panels = append(panels, p)
+	}
+	if len(panels) == 0 {
+		return nil, fmt.Errorf("reports: no bank files for class %s under %s", class, dir)
+	}
+	title := fmt.Sprintf("%s memory banks, %s", class, Table{Metric: "PCA", Ratio: best.Ratio, Overlap: best.Overlap}.Title())
+	w, h := vg.Points(300*float64(len(panels))), vg.Points(320)
+	return saveFigure(w, h, base, func(c draw.Canvas) {
+		top := draw.Crop(c, 0, 0, 0, -vg.Points(24))
+		cs := plot.Align([][]*plot.Plot{panels}, draw.Tiles{Rows: 1, Cols: len(panels), PadX: vg.Points(10)}, top)
+		for i, p := range panels {
+			p.Draw(cs[0][i])
+		}
+		ft := plot.DefaultFont
+		ft.Size = vg.Points(13)
+		sty := draw.TextStyle{Color: color.Black, Font: ft, Handler: plot.DefaultTextHandler, XAlign: draw.XCenter, YAlign: draw.YTop}
+		c.FillText(sty, vg.Point{X: c.Center().X, Y: c.Max.Y - vg.Points(4)}, title)
+	})
 }

@@ -131,3 +131,28 @@ func TestImageROC(t *testing.T) {
 		t.Error("a class without cells drawn")
 	}
 }
+
+func TestBankFigure(t *testing.T) {
+	dir := t.TempDir()
+	recs := map[string]experiments.Record{}
+	for _, m := range []string{"patchcore", "softpatch-lof"} {
+		r := rec("pill", 0.1, true, 0, m, 0.8)
+		recs[r.Key] = r
+		sub := filepath.Join(dir, "overlays", r.Cell.Dir())
+		os.MkdirAll(sub, 0o755)
+		os.WriteFile(filepath.Join(sub, "bank2d.json"), []byte(`{"x":[0,1,2],"y":[1,0,2],"noisy":[false,true,false]}`), 0o644)
+	}
+	base := filepath.Join(dir, "banks")
+	if _, err := BankFigure(dir, recs, "pill", base); err != nil {
+		t.Fatal(err)
+	}
+	svg, _ := os.ReadFile(base + ".svg")
+	for _, s := range []string{"patchcore: 1 of 3 from noisy images", "softpatch-lof: 1 of 3", "noisy", "clean"} {
+		if !strings.Contains(string(svg), s) {
+			t.Errorf("svg lacks %q", s)
+		}
+	}
+	if _, err := BankFigure(dir, recs, "wood", base); err == nil {
+		t.Error("a class without cells drawn")
+	}
+}

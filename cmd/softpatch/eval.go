@@ -149,6 +149,11 @@ func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src 
 	}
 	res.BankSize, res.Excluded = model.N, model.Excluded
 	stage("coreset", t0)
+	if overlayDir != "" {
+		if err := writeBank2D(filepath.Join(overlayDir, "bank2d.json"), model, positions, train, cl.drawn); err != nil {
+			return nil, err
+		}
+	}
 
 	// Test features are scored batch by batch, so that only the patch
 	// scores of the whole test set are held.
@@ -343,4 +348,31 @@ func writeExtremes(p *pipeline, root string, test []datasets.Item, scores []floa
 			Image: datasets.RelPath(root, it), Score: scores[e.i]})
 	}
 	return out, nil
+}
+
+// bank2D is a memory bank in two dimensions, for the memory-bank figure:
+// each entry's coordinates on the bank's two principal directions and
+// whether it comes from an injected (noisy) training image.
+type bank2D struct {
+	X     []float32 `json:"x"`
+	Y     []float32 `json:"y"`
+	Noisy []bool    `json:"noisy"`
+}
+
+// writeBank2D writes the bank of m (fitted on train, positions patches an
+// image) projected to 2-D, with the entries from drawn images marked.
+func writeBank2D(path string, m *detector.Model, positions int, train, drawn []datasets.Item) error {
+	injected := map[string]bool{}
+	for _, it := range drawn {
+		injected[it.Path] = true
+	}
+	var b bank2D
+	b.X, b.Y = experiments.PCA2(m.Bank, m.N, m.D)
+	for _, i := range m.Indices {
+		b.Noisy = append(b.Noisy, injected[train[i/positions].Path])
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, func(w io.Writer) error { return json.NewEncoder(w).Encode(b) })
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,10 +84,20 @@ func report(dir string, w io.Writer, all bool, rocClass string) error {
 		if rocClass == "" {
 			rocClass = t.Rows[0].Name
 		}
+		// A sweep still running may not have the class's cells yet.
 		if fs, err = reports.ImageROC(recs, rocClass, t.Ratio, t.Overlap, filepath.Join(dir, "roc_"+rocClass+strings.TrimPrefix(name, "bars_pixel_auroc"))); err != nil {
-			return err
+			slog.Info("no ROC figure", "reason", err)
+			continue
 		}
 		figures = append(figures, fs...)
+	}
+	if rocClass != "" { // the class of the ROC curves, also for the banks
+		fs, err := reports.BankFigure(dir, recs, rocClass, filepath.Join(dir, "banks_"+rocClass))
+		if err == nil {
+			figures = append(figures, fs...)
+		} else {
+			slog.Info("no memory-bank figure", "reason", err)
+		}
 	}
 	cfgJSON, _ := os.ReadFile(filepath.Join(dir, "config.json")) // absent for folders not written by run
 	if err := atomicfile.WriteFile(filepath.Join(dir, "RESULTS.md"), func(f io.Writer) error {

@@ -157,7 +157,7 @@ func runRun(args []string) error {
 		if err != nil {
 			return err
 		}
-		ovDir := filepath.Join(dir, "overlays", strings.NewReplacer("/", "_", "=", "").Replace(c.Key()))
+		ovDir := filepath.Join(dir, "overlays", c.Dir())
 		res, err := runCell(p, cl, c.Method, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB, cache.source, ovDir)
 		if err != nil {
 			return fmt.Errorf("cell %s: %w", c.Key(), err)

@@ -135,8 +135,10 @@ func TestRunResumes(t *testing.T) {
 		!strings.Contains(string(res), "(overlays/nut_noise0.34_overlaptrue_fold0_softpatch-lof/highest.png)") {
 		t.Errorf("RESULTS.md (%v):\n%s", err, res)
 	}
-	if _, err := os.Stat(filepath.Join(whole, "overlays", "nut_noise0.34_overlaptrue_fold0_softpatch-lof", "lowest.png")); err != nil {
-		t.Error(err)
+	for _, f := range []string{"lowest.png", "bank2d.json"} {
+		if _, err := os.Stat(filepath.Join(whole, "overlays", "nut_noise0.34_overlaptrue_fold0_softpatch-lof", f)); err != nil {
+			t.Error(err)
+		}
 	}
 	md, err := os.ReadFile(filepath.Join(whole, "tables.md"))
 	if err != nil || !strings.Contains(string(md), "**pixel_auroc, noise 0.34, overlap**") || !strings.Contains(string(md), "| nut") {
