@@ -30,7 +30,7 @@ func PCA2(x []float32, n, d int) (xs, ys []float32) {
 		for j := range v {
 			v[j] = r.NormFloat64()
 		}
-		for range 60 {
+		for range 25 {
 			// w = Xc^T (Xc v), then orthogonal to the earlier directions.
 			w := make([]float64, d)
 			for i := 0; i < n; i++ {
