@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"image/color"
@@ -21,14 +22,17 @@ import (
 	"github.com/softpatch/softpatch/experiments"
 )
 
-// methodColor gives every method one colour in every figure.
-func methodColor(m string) color.Color {
-	i := slices.Index(experiments.MethodNames, m)
-	if i < 0 {
-		i = len(experiments.MethodNames)
+// methodIndex is a method's place in experiments.MethodNames, the order
+// of every table and figure (unknown methods last).
+func methodIndex(m string) int {
+	if i := slices.Index(experiments.MethodNames, m); i >= 0 {
+		return i
 	}
-	return plotutil.Color(i)
+	return len(experiments.MethodNames)
 }
+
+// methodColor gives every method one colour in every figure.
+func methodColor(m string) color.Color { return plotutil.Color(methodIndex(m)) }
 
 // RobustnessCurve draws metric (averaged over classes) against the noise
 // ratio, one line per method, without overlap and with overlap side by
@@ -67,15 +71,7 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 			if len(pts) == 0 {
 				continue
 			}
-			slices.SortFunc(pts, func(a, b plotter.XY) int {
-				switch {
-				case a.X < b.X:
-					return -1
-				case a.X > b.X:
-					return 1
-				}
-				return 0
-			})
+			slices.SortFunc(pts, func(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) })
 			l, sc, err := plotter.NewLinePoints(pts)
 			if err != nil {
 				return nil, err
@@ -100,17 +96,20 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 		p.Y.Min, p.Y.Max = lo, hi
 	}
 	w, h := vg.Points(820), vg.Points(340)
-	draw2 := func(c draw.Canvas) {
-		top := draw.Crop(c, 0, 0, 0, -vg.Points(24))
-		cs := plot.Align([][]*plot.Plot{panels}, draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Points(12)}, top)
-		panels[0].Draw(cs[0][0])
-		panels[1].Draw(cs[0][1])
-		ft := plot.DefaultFont
-		ft.Size = vg.Points(13)
-		sty := draw.TextStyle{Color: color.Black, Font: ft, Handler: plot.DefaultTextHandler, XAlign: draw.XCenter, YAlign: draw.YTop}
-		c.FillText(sty, vg.Point{X: c.Center().X, Y: c.Max.Y - vg.Points(4)}, title)
+	return saveFigure(w, h, base, func(c draw.Canvas) { drawPanels(c, panels, title) })
+}
+
+// drawPanels draws plots side by side under a common title.
+func drawPanels(c draw.Canvas, panels []*plot.Plot, title string) {
+	top := draw.Crop(c, 0, 0, 0, -vg.Points(24))
+	cs := plot.Align([][]*plot.Plot{panels}, draw.Tiles{Rows: 1, Cols: len(panels), PadX: vg.Points(12)}, top)
+	for i, p := range panels {
+		p.Draw(cs[0][i])
 	}
-	return saveFigure(w, h, base, draw2)
+	ft := plot.DefaultFont
+	ft.Size = vg.Points(13)
+	sty := draw.TextStyle{Color: color.Black, Font: ft, Handler: plot.DefaultTextHandler, XAlign: draw.XCenter, YAlign: draw.YTop}
+	c.FillText(sty, vg.Point{X: c.Center().X, Y: c.Max.Y - vg.Points(4)}, title)
 }
 
 // saveFigure draws a figure of w x h twice, into base+".png" and
@@ -227,8 +226,7 @@ func ImageROC(recs map[string]experiments.Record, class string, ratio float64, o
 			byMethod[c.Method] = r
 		}
 	}
-	order := func(m string) int { return slices.Index(experiments.MethodNames, m) }
-	slices.SortFunc(ms, func(a, b string) int { return order(a) - order(b) })
+	slices.SortFunc(ms, func(a, b string) int { return methodIndex(a) - methodIndex(b) })
 	if len(ms) == 0 {
 		return nil, fmt.Errorf("reports: no cells of class %s at noise %g overlap %t", class, ratio, overlap)
 	}
@@ -288,7 +286,7 @@ func BankFigure(dir string, recs map[string]experiments.Record, class, base stri
 		return nil, fmt.Errorf("reports: no noisy cells of class %s", class)
 	}
 	var panels []*plot.Plot
-	for _, m := range []string{"patchcore", "patchcore-random", "softpatch-nearest", "softpatch-gaussian", "softpatch-lof"} {
+	for _, m := range experiments.MethodNames {
 		c := best
 		c.Method, c.Fold = m, 0
 		b, err := os.ReadFile(filepath.Join(dir, "overlays", c.Dir(), "bank2d.json"))
@@ -337,15 +335,5 @@ func BankFigure(dir string, recs map[string]experiments.Record, class, base stri
 	}
 	title := fmt.Sprintf("%s memory banks, %s", class, Table{Metric: "PCA", Ratio: best.Ratio, Overlap: best.Overlap}.Title())
 	w, h := vg.Points(300*float64(len(panels))), vg.Points(320)
-	return saveFigure(w, h, base, func(c draw.Canvas) {
-		top := draw.Crop(c, 0, 0, 0, -vg.Points(24))
-		cs := plot.Align([][]*plot.Plot{panels}, draw.Tiles{Rows: 1, Cols: len(panels), PadX: vg.Points(10)}, top)
-		for i, p := range panels {
-			p.Draw(cs[0][i])
-		}
-		ft := plot.DefaultFont
-		ft.Size = vg.Points(13)
-		sty := draw.TextStyle{Color: color.Black, Font: ft, Handler: plot.DefaultTextHandler, XAlign: draw.XCenter, YAlign: draw.YTop}
-		c.FillText(sty, vg.Point{X: c.Center().X, Y: c.Max.Y - vg.Points(4)}, title)
-	})
+	return saveFigure(w, h, base, func(c draw.Canvas) { drawPanels(c, panels, title) })
 }

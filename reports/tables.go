@@ -109,13 +109,7 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 		return 1
 	})
 	slices.Sort(classes)
-	order := func(m string) int {
-		if i := slices.Index(experiments.MethodNames, m); i >= 0 {
-			return i
-		}
-		return len(experiments.MethodNames)
-	}
-	slices.SortStableFunc(methods, func(a, b string) int { return order(a) - order(b) })
+	slices.SortStableFunc(methods, func(a, b string) int { return methodIndex(a) - methodIndex(b) })
 
 	value := func(s setting, class, method, metric string) float64 {
 		a, ok := sums[key{s, class, method, metric}]
