@@ -73,21 +73,39 @@ func (cf *cellFlags) load(verb string) (*cell, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &cell{noise: datasets.Noise{Ratio: cf.ratio, Overlap: cf.overlap, Fold: cf.fold, Augment: cf.augment}}
-	if c.class, err = datasets.Load(cf.root, cf.class, datasets.Layout{Format: f}, datasets.LoadOptions{}); err != nil {
+	noise := datasets.Noise{Ratio: cf.ratio, Overlap: cf.overlap, Fold: cf.fold, Augment: cf.augment}
+	class, err := datasets.Load(cf.root, cf.class, datasets.Layout{Format: f}, datasets.LoadOptions{})
+	if err != nil {
 		return nil, err
 	}
 	if cf.list != "" {
-		if c.noise.Files, err = datasets.ReadNoiseList(cf.list); err != nil {
+		if noise.Files, err = datasets.ReadNoiseList(cf.list); err != nil {
 			return nil, err
 		}
 	}
-	if c.train, c.test, c.drawn, err = c.class.Noisy(string(c.class.Format), c.noise); err != nil {
+	return newCell(class, noise, base, detectorParams{cf.coreset, cf.threshold, cf.lofK, cf.seed, cf.noSoft})
+}
+
+// detectorParams are the detector settings a cell takes from the flags or
+// the sweep config.
+type detectorParams struct {
+	coreset, threshold float64
+	lofK               int
+	seed               uint64
+	noSoft             bool
+}
+
+// newCell draws the noisy split of class and sets up the detector: the
+// method's configuration base with params applied.
+func newCell(class *datasets.Class, noise datasets.Noise, base detector.Config, params detectorParams) (*cell, error) {
+	c := &cell{class: class, noise: noise}
+	var err error
+	if c.train, c.test, c.drawn, err = class.Noisy(string(class.Format), noise); err != nil {
 		return nil, err
 	}
 	c.cfg = base
-	c.cfg.Coreset, c.cfg.Threshold, c.cfg.LOFK, c.cfg.Seed = cf.coreset, cf.threshold, cf.lofK, cf.seed
-	if cf.noSoft {
+	c.cfg.Coreset, c.cfg.Threshold, c.cfg.LOFK, c.cfg.Seed = params.coreset, params.threshold, params.lofK, params.seed
+	if params.noSoft {
 		c.cfg.SoftWeight = false
 	}
 	return c, nil

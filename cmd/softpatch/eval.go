@@ -6,7 +6,6 @@ import (
 	"image/png"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -311,12 +310,7 @@ func writeExtremes(p *pipeline, root string, test []datasets.Item, scores []floa
 	if len(test) == 0 {
 		return nil, nil
 	}
-	lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
-	for _, mp := range maps {
-		for _, v := range mp {
-			lo, hi = min(lo, v), max(hi, v)
-		}
-	}
+	lo, hi := mapRange(maps)
 	top, bottom := 0, 0
 	for i, s := range scores {
 		if s > scores[top] {

@@ -135,12 +135,7 @@ func runPredict(args []string) error {
 	}
 	bar.Finish()
 
-	res.MapMin, res.MapMax = float32(math.Inf(1)), float32(math.Inf(-1))
-	for _, mp := range maps {
-		for _, v := range mp {
-			res.MapMin, res.MapMax = min(res.MapMin, v), max(res.MapMax, v)
-		}
-	}
+	res.MapMin, res.MapMax = mapRange(maps)
 	for k, path := range images {
 		mp := maps[k]
 		if err := atomicfile.WriteFile(filepath.Join(*out, res.Scores[k].Map), func(w io.Writer) error {
@@ -234,4 +229,16 @@ func overlay(img *datasets.RGB8, mp []float32, lo, hi float32) *image.RGBA {
 		out.SetRGBA(i%img.W, i/img.W, color.RGBA{c[0], c[1], c[2], 255})
 	}
 	return out
+}
+
+// mapRange returns the smallest and the largest value of the maps, the
+// range overlays normalise to.
+func mapRange(maps [][]float32) (lo, hi float32) {
+	lo, hi = float32(math.Inf(1)), float32(math.Inf(-1))
+	for _, mp := range maps {
+		for _, v := range mp {
+			lo, hi = min(lo, v), max(hi, v)
+		}
+	}
+	return lo, hi
 }

@@ -26,8 +26,8 @@ func runReport(args []string) error {
 	return report(fs.Arg(0), os.Stdout, *all, *rocClass)
 }
 
-// report writes the tables of the results in dir to dir/tables.md and
-// dir/tables.csv, dir/RESULTS.md (provenance, config, tables, figures),
+// report writes every cell's metrics to dir/results.csv, the tables of the
+// results in dir to dir/tables.md and dir/tables.csv, dir/RESULTS.md (provenance, config, tables, figures),
 // per-class bar charts of pixel AUROC and image ROC curves of one class
 // (rocClass, default the first) for every setting, the robustness
 // curves of pixel and image AUROC to
@@ -57,6 +57,11 @@ func report(dir string, w io.Writer, all bool, rocClass string) error {
 	}
 	if err := atomicfile.WriteFile(filepath.Join(dir, "tables.csv"), func(f io.Writer) error {
 		return reports.WriteCSV(f, tables)
+	}); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "results.csv"), func(f io.Writer) error {
+		return experiments.WriteResultsCSV(f, recs)
 	}); err != nil {
 		return err
 	}

@@ -153,7 +153,7 @@ func runRun(args []string) error {
 				return err
 			}
 		}
-		cl, err := newCell(class, c, cfg)
+		cl, err := sweepCell(class, c, cfg)
 		if err != nil {
 			return err
 		}
@@ -209,25 +209,16 @@ func reorder(fs *flag.FlagSet, args []string) []string {
 	return append(flags, pos...)
 }
 
-// newCell draws the cell's noisy split of class and its detector
-// configuration from the sweep config.
-func newCell(class *datasets.Class, c experiments.Cell, cfg *experiments.Config) (*cell, error) {
+// sweepCell draws the split of sweep cell c of class and sets up its
+// detector from the sweep config.
+func sweepCell(class *datasets.Class, c experiments.Cell, cfg *experiments.Config) (*cell, error) {
 	base, ok := evalMethods[c.Method]
 	if !ok {
 		return nil, fmt.Errorf("unknown method %q", c.Method)
 	}
-	cl := &cell{class: class, noise: datasets.Noise{Ratio: c.Ratio, Overlap: c.Overlap, Fold: c.Fold, Augment: cfg.Noise.Augment}}
-	var err error
-	if cl.train, cl.test, cl.drawn, err = class.Noisy(string(class.Format), cl.noise); err != nil {
-		return nil, err
-	}
-	cl.cfg = base
 	d := cfg.Detector
-	cl.cfg.Coreset, cl.cfg.Threshold, cl.cfg.LOFK, cl.cfg.Seed = d.Coreset, d.Threshold, d.LOFK, d.Seed
-	if d.SoftWeight != nil && !*d.SoftWeight {
-		cl.cfg.SoftWeight = false
-	}
-	return cl, nil
+	noise := datasets.Noise{Ratio: c.Ratio, Overlap: c.Overlap, Fold: c.Fold, Augment: cfg.Noise.Augment}
+	return newCell(class, noise, base, detectorParams{d.Coreset, d.Threshold, d.LOFK, d.Seed, d.SoftWeight != nil && !*d.SoftWeight})
 }
 
 // classFeatures computes the features of a class's images once and serves
@@ -348,39 +339,26 @@ func (cf *classFeatures) fill() error {
 var errTooBig = errors.New("class features too big to keep")
 
 // source is a featureSource serving the class's features from memory or
-// from the disk cache, and computing them when neither has all of them
+// from the disk cache, and computing them when those do not have them all
 // (augmented images always).
 func (cf *classFeatures) source(label string, items []datasets.Item, batch int, fn func(lo, hi int, feats []float32, positions int) error) error {
-	get := func(it datasets.Item) ([]float32, bool) {
-		if it.Augment != nil {
-			return nil, false
-		}
-		if f, ok := cf.feats[it.Path]; ok {
-			return f, true
-		}
-		if cf.disk != nil && cf.feats == nil {
-			if f, _, _, ok := cf.disk.Get(cf.keys[it.Path]); ok {
-				return f, true
-			}
-		}
-		return nil, false
+	if !cf.servesAll(items) {
+		return cf.p.eachBatch(label, items, batch, fn)
 	}
 	var buf []float32
 	for lo := 0; lo < len(items); lo += batch {
 		hi := min(lo+batch, len(items))
 		buf = buf[:0]
 		for _, it := range items[lo:hi] {
-			f, ok := get(it)
+			f, ok := cf.feats[it.Path]
 			if !ok {
-				if lo == 0 && !cf.servesAll(items) {
-					// Augmented or uncached items: compute the set as a whole.
-					return cf.p.eachBatch(label, items, batch, fn)
-				}
-				// Gone from the disk cache since fill (trimmed or damaged
-				// by another run): compute this one again.
-				var err error
-				if f, err = cf.computeOne(it); err != nil {
-					return err
+				if f, _, _, ok = cf.disk.Get(cf.keys[it.Path]); !ok {
+					// Gone from the disk cache since fill (trimmed or
+					// damaged by another run): compute this one again.
+					var err error
+					if f, err = cf.computeOne(it); err != nil {
+						return err
+					}
 				}
 			}
 			buf = append(buf, f...)
@@ -392,17 +370,19 @@ func (cf *classFeatures) source(label string, items []datasets.Item, batch int, 
 	return nil
 }
 
-// servesAll reports whether every item can be served without computing
-// (in memory, or known to the disk cache).
+// servesAll reports whether every item is served without computing: none
+// is augmented, and all are in memory or, when the class is not kept in
+// memory, known to the disk cache.
 func (cf *classFeatures) servesAll(items []datasets.Item) bool {
 	for _, it := range items {
 		if it.Augment != nil {
 			return false
 		}
-		if _, ok := cf.feats[it.Path]; ok {
-			continue
-		}
-		if _, ok := cf.keys[it.Path]; !ok || cf.disk == nil || cf.feats != nil {
+		if cf.feats != nil {
+			if _, ok := cf.feats[it.Path]; !ok {
+				return false
+			}
+		} else if _, ok := cf.keys[it.Path]; !ok || cf.disk == nil {
 			return false
 		}
 	}

@@ -140,6 +140,9 @@ func TestRunResumes(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	if csv, err := os.ReadFile(filepath.Join(whole, "results.csv")); err != nil || strings.Count(string(csv), "\n") != 7 {
+		t.Errorf("results.csv (%v):\n%s", err, csv)
+	}
 	md, err := os.ReadFile(filepath.Join(whole, "tables.md"))
 	if err != nil || !strings.Contains(string(md), "**pixel_auroc, noise 0.34, overlap**") || !strings.Contains(string(md), "| nut") {
 		t.Errorf("tables.md (%v):\n%s", err, md)
