@@ -21,9 +21,10 @@ type FitterOptions struct {
 	// TempDir is the directory of that temporary file ("" means
 	// os.TempDir()).
 	TempDir string
-	// CoresetProgress, when set, is called after every coreset selection
-	// (see coreset.Greedy.Progress).
-	CoresetProgress func(done, total int)
+	// Progress, when set, is called as the slow stage of fitting advances:
+	// after every coreset selection (see coreset.Greedy.Progress), after
+	// every PaDiM position.
+	Progress func(done, total int)
 }
 
 // Fitter fits a Model from training features given a few images at a time,
@@ -66,7 +67,7 @@ func NewFitter(cfg Config, nImages, positions, dim int, opts FitterOptions) (*Fi
 		return nil, fmt.Errorf("detector: coreset ratio %v not in (0, 1)", cfg.Coreset)
 	}
 	n := nImages * positions
-	f := &Fitter{cfg: cfg, images: nImages, positions: positions, dim: dim, progress: opts.CoresetProgress,
+	f := &Fitter{cfg: cfg, images: nImages, positions: positions, dim: dim, progress: opts.Progress,
 		m: &Model{Config: cfg, D: dim, CoresetSeed: cfg.Seed},
 		store: featureStore{dim: dim, dir: opts.TempDir, total: n,
 			spill: opts.MaxMemory > 0 && int64(n)*int64(dim)*4 > opts.MaxMemory}}
@@ -329,6 +330,29 @@ func (s *featureStore) gather(dst []float32, idx []int) error {
 		row := dst[j*d : (j+1)*d]
 		b := unsafe.Slice((*byte)(unsafe.Pointer(&row[0])), 4*d)
 		if _, err := s.file.ReadAt(b, int64(idx[j])*int64(4*d)); err != nil {
+			return fmt.Errorf("detector: reading spilled features from %s: %w", s.file.Name(), err)
+		}
+	}
+	return nil
+}
+
+// positions copies positions [p0, p1) of every one of images images
+// (rows i*perImage+p0 .. i*perImage+p1-1) into dst
+// [images][p1-p0][dim].
+func (s *featureStore) positions(dst []float32, images, perImage, p0, p1 int) error {
+	d, span := s.dim, p1-p0
+	if images*perImage > s.rows || p0 < 0 || p1 > perImage || p0 >= p1 || len(dst) < images*span*d {
+		return fmt.Errorf("detector: positions [%d, %d) of %d images x %d positions from a store of %d rows", p0, p1, images, perImage, s.rows)
+	}
+	for i := 0; i < images; i++ {
+		out := dst[i*span*d : (i+1)*span*d]
+		off := (i*perImage + p0) * d
+		if !s.spill {
+			copy(out, s.mem[off:off+span*d])
+			continue
+		}
+		b := unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), 4*len(out))
+		if _, err := s.file.ReadAt(b, int64(off)*4); err != nil {
 			return fmt.Errorf("detector: reading spilled features from %s: %w", s.file.Name(), err)
 		}
 	}

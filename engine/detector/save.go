@@ -52,6 +52,12 @@ type Meta struct {
 	Resize     int    `json:"resize"`
 	ImageSize  int    `json:"imagesize"`
 	ResizeMode string `json:"resize_mode"`
+	// Embedding is how the layers become features: "" for PatchCore's
+	// patch embedding (engine/embed.Config), "padim" for PaDiM's channel
+	// selection, whose Channels (indices into the layers' concatenated
+	// channels) it records.
+	Embedding string `json:"embedding,omitempty"`
+	Channels  []int  `json:"channels,omitempty"`
 	// GridH x GridW is the patch grid of one image (positions).
 	GridH int `json:"grid_h"`
 	GridW int `json:"grid_w"`

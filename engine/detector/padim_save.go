@@ -1,0 +1,195 @@
+package detector
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+
+	"github.com/softpatch/softpatch/internal/atomicfile"
+)
+
+// PaDiM model file layout (all integers little-endian):
+//
+//	magic    "SOFTPATCH-PADIM\n" (16 bytes)
+//	version  uint32 (FormatVersion)
+//	hlen     uint32, then hlen bytes of JSON (padimHeader)
+//	mean     Positions*Dim float32
+//	factor   Positions*Dim*(Dim+1)/2 float32
+//
+// and nothing after.
+const padimMagic = "SOFTPATCH-PADIM\n"
+
+// padimHeader is the JSON header of a PaDiM model file.
+type padimHeader struct {
+	Positions int     `json:"positions"`
+	Dim       int     `json:"dim"`
+	Images    int     `json:"images"`
+	Ridge     float64 `json:"ridge"`
+	Meta      Meta    `json:"meta"`
+}
+
+// Save writes the model and meta to w in the PaDiM model file format.
+func (m *PaDiM) Save(w io.Writer, meta Meta) error {
+	if err := m.check(); err != nil {
+		return fmt.Errorf("detector: save: %w", err)
+	}
+	h, err := json.Marshal(padimHeader{Positions: m.Positions, Dim: m.Dim, Images: m.Images, Ridge: m.Ridge, Meta: meta})
+	if err != nil {
+		return fmt.Errorf("detector: save: header: %w", err)
+	}
+	if len(h) > maxHeader {
+		return fmt.Errorf("detector: save: header of %d bytes over %d", len(h), maxHeader)
+	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	bw.WriteString(padimMagic)
+	var u [4]byte
+	binary.LittleEndian.PutUint32(u[:], FormatVersion)
+	bw.Write(u[:])
+	binary.LittleEndian.PutUint32(u[:], uint32(len(h)))
+	bw.Write(u[:])
+	bw.Write(h)
+	writeFloats(bw, m.Mean)
+	writeFloats(bw, m.Factor)
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("detector: save: %w", err)
+	}
+	return nil
+}
+
+// writeFloats writes v little-endian, a chunk at a time (errors surface at
+// the writer's Flush).
+func writeFloats(bw *bufio.Writer, v []float32) {
+	buf := make([]byte, 4*min(len(v), readChunk))
+	for len(v) > 0 {
+		k := min(len(v), readChunk)
+		for i, f := range v[:k] {
+			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(f))
+		}
+		bw.Write(buf[:4*k])
+		v = v[k:]
+	}
+}
+
+// SaveFile writes the model to path atomically.
+func (m *PaDiM) SaveFile(path string, meta Meta) error {
+	if err := atomicfile.WriteFile(path, func(w io.Writer) error { return m.Save(w, meta) }); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// readFloatsInto fills dst with little-endian float32 values from r, a
+// chunk at a time.
+func readFloatsInto(r io.Reader, dst []float32, what string) error {
+	buf := make([]byte, 4*min(len(dst), readChunk))
+	for len(dst) > 0 {
+		k := min(len(dst), readChunk)
+		if err := readFull(r, buf[:4*k], what); err != nil {
+			return err
+		}
+		for i := range dst[:k] {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
+		}
+		dst = dst[k:]
+	}
+	return nil
+}
+
+// LoadPaDiM reads a model written by PaDiM.Save, checking the magic string,
+// the version and every size; it fails (never panics) on a corrupt or
+// truncated file. From a file (r has a Stat method) the size is checked
+// against the header before the bulk is allocated.
+func LoadPaDiM(r io.Reader) (*PaDiM, Meta, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	var pre [len(padimMagic) + 8]byte
+	n, err := io.ReadFull(br, pre[:])
+	if n < len(padimMagic) || !bytes.Equal(pre[:len(padimMagic)], []byte(padimMagic)) {
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, Meta{}, fmt.Errorf("detector: load: %w", err)
+		}
+		return nil, Meta{}, errors.New("detector: load: not a softpatch PaDiM model file (bad magic)")
+	}
+	if err != nil {
+		return nil, Meta{}, fmt.Errorf("detector: load: %w while reading the preamble", errTruncated)
+	}
+	if v := binary.LittleEndian.Uint32(pre[len(padimMagic):]); v != FormatVersion {
+		return nil, Meta{}, fmt.Errorf("detector: load: model format version %d, this build reads version %d", v, FormatVersion)
+	}
+	hlen := binary.LittleEndian.Uint32(pre[len(padimMagic)+4:])
+	if hlen == 0 || hlen > maxHeader {
+		return nil, Meta{}, fmt.Errorf("detector: load: header length %d not in [1, %d]", hlen, maxHeader)
+	}
+	hb := make([]byte, hlen)
+	if err := readFull(br, hb, "header"); err != nil {
+		return nil, Meta{}, err
+	}
+	var h padimHeader
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return nil, Meta{}, fmt.Errorf("detector: load: header: %w", err)
+	}
+	if h.Positions <= 0 || h.Dim <= 0 || h.Dim > 1<<14 || h.Positions > maxValues/(h.Dim+triangle(h.Dim)) || h.Images < 2 {
+		return nil, Meta{}, fmt.Errorf("detector: load: bad PaDiM sizes: %d positions x %d dims from %d images", h.Positions, h.Dim, h.Images)
+	}
+	if st, ok := r.(interface{ Stat() (os.FileInfo, error) }); ok {
+		// A file must have exactly the size its header claims.
+		want := int64(len(pre)) + int64(hlen) + PaDiMBytes(h.Positions, h.Dim)
+		if fi, err := st.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() != want {
+			return nil, Meta{}, fmt.Errorf("detector: load: the file has %d bytes, its header's sizes need %d", fi.Size(), want)
+		}
+	}
+	m := &PaDiM{Positions: h.Positions, Dim: h.Dim, Images: h.Images, Ridge: h.Ridge}
+	// The mean is read first: a truncated file fails there, before the
+	// factor (the bulk) is allocated.
+	m.Mean = make([]float32, h.Positions*h.Dim)
+	if err := readFloatsInto(br, m.Mean, "means"); err != nil {
+		return nil, Meta{}, err
+	}
+	if _, err := br.Peek(1); err != nil {
+		return nil, Meta{}, fmt.Errorf("detector: load: %w while reading the factors", errTruncated)
+	}
+	m.Factor = make([]float32, h.Positions*triangle(h.Dim))
+	if err := readFloatsInto(br, m.Factor, "factors"); err != nil {
+		return nil, Meta{}, err
+	}
+	if _, err := br.ReadByte(); err == nil {
+		return nil, Meta{}, errors.New("detector: load: unexpected data after the factors")
+	} else if !errors.Is(err, io.EOF) {
+		return nil, Meta{}, fmt.Errorf("detector: load: %w", err)
+	}
+	return m, h.Meta, nil
+}
+
+// LoadPaDiMFile reads the PaDiM model file at path; its errors name the
+// file.
+func LoadPaDiMFile(path string) (*PaDiM, Meta, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, Meta{}, fmt.Errorf("detector: %w", err)
+	}
+	defer f.Close()
+	m, meta, err := LoadPaDiM(f)
+	if err != nil {
+		return nil, Meta{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, meta, nil
+}
+
+// IsPaDiMFile reports whether the file at path starts as a PaDiM model
+// file does (LoadPaDiMFile reads it) rather than as a memory-bank model
+// (LoadFile).
+func IsPaDiMFile(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("detector: %w", err)
+	}
+	defer f.Close()
+	var b [len(padimMagic)]byte
+	n, _ := io.ReadFull(f, b[:])
+	return string(b[:n]) == padimMagic, nil
+}
