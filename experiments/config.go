@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,9 +23,13 @@ type Config struct {
 	Dataset  DatasetConfig  `yaml:"dataset" json:"dataset"`
 	Backbone BackboneConfig `yaml:"backbone" json:"backbone"`
 	Noise    NoiseConfig    `yaml:"noise" json:"noise"`
-	// Methods are the detectors compared (MethodNames lists them).
+	// Methods are the detectors compared (MethodNames lists them), each
+	// optionally with an image-level filter: "padim+patchcore" fits
+	// PatchCore on the training images that PaDiM, fitted on all of them,
+	// does not drop (see Filter).
 	Methods  []string       `yaml:"methods" json:"methods"`
 	Detector DetectorConfig `yaml:"detector" json:"detector"`
+	Filter   FilterConfig   `yaml:"filter" json:"filter"`
 	Run      RunConfig      `yaml:"run" json:"run"`
 }
 
@@ -64,6 +69,10 @@ type BackboneConfig struct {
 	// BNPass is published (the published code's BatchNorm pass) or
 	// checkpoint (the checkpoint's statistics as stored).
 	BNPass string `yaml:"bn_pass" json:"bn_pass"`
+	// PaDiMChannels and PaDiMSeed are PaDiM's channel subset of
+	// layer1..3: how many (550) and the seed of the draw.
+	PaDiMChannels int    `yaml:"padim_channels" json:"padim_channels"`
+	PaDiMSeed     uint64 `yaml:"padim_seed" json:"padim_seed"`
 }
 
 // NoiseConfig is the noisy-training protocol's grid (SOFTPATCH.md
@@ -87,6 +96,20 @@ type DetectorConfig struct {
 	Seed       uint64  `yaml:"seed" json:"seed"`
 }
 
+// FilterConfig is the image-level denoising of the methods named "X+Y"
+// (SOFTPATCH.md section 6): X is fitted on the noisy training set and
+// scores the training images themselves; the images it drops are those
+// with the floor(Drop*N) highest scores or, with Threshold set instead,
+// those scoring above Threshold. Neither set: Drop 0.1.
+type FilterConfig struct {
+	Drop      *float64 `yaml:"drop" json:"drop,omitempty"`
+	Threshold *float64 `yaml:"threshold" json:"threshold,omitempty"`
+}
+
+// DefaultDrop is the fraction of training images a filter drops when the
+// config sets neither drop nor threshold.
+const DefaultDrop = 0.1
+
 // RunConfig holds how a sweep runs, not what it computes.
 type RunConfig struct {
 	Batch   int `yaml:"batch" json:"batch"`
@@ -102,8 +125,25 @@ type RunConfig struct {
 	CacheMaxGiB float64 `yaml:"cache_max_gib" json:"cache_max_gib"`
 }
 
-// MethodNames are the methods a config may name, in report order.
-var MethodNames = []string{"patchcore", "patchcore-random", "softpatch-nearest", "softpatch-gaussian", "softpatch-lof"}
+// MethodNames are the detectors a config may name, in report order; a
+// method is one of them or "X+Y", detector Y behind the image-level filter
+// X (SplitMethod).
+var MethodNames = []string{"padim", "patchcore", "patchcore-random", "softpatch-nearest", "softpatch-gaussian", "softpatch-lof"}
+
+// SplitMethod splits a method name into its image-level filter ("" for
+// none) and its detector, and checks both against MethodNames.
+func SplitMethod(m string) (filter, detector string, err error) {
+	filter, detector, ok := strings.Cut(m, "+")
+	if !ok {
+		filter, detector = "", m
+	}
+	for _, n := range []string{filter, detector} {
+		if (n != "" || ok) && !slices.Contains(MethodNames, n) {
+			return "", "", fmt.Errorf("%q is not a method: want one of %s, or FILTER+METHOD of two of them", m, strings.Join(MethodNames, ", "))
+		}
+	}
+	return filter, detector, nil
+}
 
 var (
 	formats     = []string{"auto", "mvtec", "btad", "folder"}
@@ -118,9 +158,9 @@ func defaults() Config {
 	soft := true
 	return Config{
 		Dataset:  DatasetConfig{Format: "auto"},
-		Backbone: BackboneConfig{Arch: "wide_resnet50_2", Layers: []string{"layer2", "layer3"}, Resize: 256, ImageSize: 224, ResizeMode: "shorter", BNPass: "published"},
+		Backbone: BackboneConfig{Arch: "wide_resnet50_2", Layers: []string{"layer2", "layer3"}, Resize: 256, ImageSize: 224, ResizeMode: "shorter", BNPass: "published", PaDiMChannels: 550, PaDiMSeed: 1024},
 		Noise:    NoiseConfig{Ratios: []float64{0.1}, Overlap: []bool{false}, Folds: 1},
-		Methods:  slices.Clone(MethodNames),
+		Methods:  slices.Clone(MethodNames[1:]), // the paper's noise tables: PatchCore and SoftPatch
 		Detector: DetectorConfig{Coreset: 0.1, Threshold: 0.15, LOFK: 5, SoftWeight: &soft},
 		Run:      RunConfig{Batch: 8, FeatureMemoryMiB: 2048, CacheMaxGiB: 20},
 	}
@@ -439,7 +479,19 @@ func (c *Config) check(d *decoder) error {
 		add(d.errorf("methods", "at least one method is needed (%s)", strings.Join(MethodNames, ", ")))
 	}
 	for i, m := range c.Methods {
-		add(oneOf(fmt.Sprintf("methods[%d]", i), m, MethodNames))
+		if _, _, err := SplitMethod(m); err != nil {
+			add(d.errorf(fmt.Sprintf("methods[%d]", i), "%v", err))
+		}
+	}
+	if c.Backbone.PaDiMChannels < 1 {
+		add(d.errorf("backbone.padim_channels", "%d is not at least 1", c.Backbone.PaDiMChannels))
+	}
+	if f := c.Filter; f.Drop != nil && f.Threshold != nil {
+		add(d.errorf("filter", "give drop or threshold, not both"))
+	} else if f.Drop != nil && !(*f.Drop >= 0 && *f.Drop < 1) {
+		add(d.errorf("filter.drop", "%v is not in [0, 1)", *f.Drop))
+	} else if f.Threshold != nil && math.IsNaN(*f.Threshold) {
+		add(d.errorf("filter.threshold", "is NaN"))
 	}
 	if !(c.Detector.Coreset > 0 && c.Detector.Coreset < 1) {
 		add(d.errorf("detector.coreset", "%v is not in (0, 1)", c.Detector.Coreset))

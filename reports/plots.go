@@ -22,21 +22,42 @@ import (
 	"github.com/softpatch/softpatch/experiments"
 )
 
-// methodIndex is a method's place in experiments.MethodNames, the order
-// of every table and figure (unknown methods last).
+// methodIndex is a method's place in the order of every table and figure:
+// experiments.MethodNames, each filtered variant "X+Y" right after Y (the
+// paper's PaDiM, PaDiM+PaDiM, PatchCore, PaDiM+PatchCore), filters in
+// MethodNames order; unknown methods last.
 func methodIndex(m string) int {
-	if i := slices.Index(experiments.MethodNames, m); i >= 0 {
-		return i
+	n := len(experiments.MethodNames)
+	filter, det, err := experiments.SplitMethod(m)
+	if err != nil {
+		return n * (n + 1)
 	}
-	return len(experiments.MethodNames)
+	i := slices.Index(experiments.MethodNames, det) * (n + 1)
+	if filter != "" {
+		i += 1 + slices.Index(experiments.MethodNames, filter)
+	}
+	return i
 }
 
-// methodColor gives every method one colour in every figure.
-func methodColor(m string) color.Color { return plotutil.Color(methodIndex(m)) }
+// methodColor gives every method one colour in every figure: a colour per
+// detector, darker behind an image-level filter ("X+Y" is a darker Y).
+func methodColor(m string) color.Color {
+	filter, det, err := experiments.SplitMethod(m)
+	if err != nil {
+		return color.Gray{Y: 128}
+	}
+	c := plotutil.Color(slices.Index(experiments.MethodNames, det))
+	if filter == "" {
+		return c
+	}
+	r, g, b, _ := c.RGBA()
+	return color.RGBA{R: uint8(r >> 9), G: uint8(g >> 9), B: uint8(b >> 9), A: 255}
+}
 
 // RobustnessCurve draws metric (averaged over classes) against the noise
 // ratio, one line per method, without overlap and with overlap side by
-// side; clean training (ratio 0) starts both panels. It writes base+".png"
+// side (one panel when the sweep ran one setting only); clean training
+// (ratio 0) starts both panels. It writes base+".png"
 // and base+".svg" and returns their paths. Settings whose Average is
 // missing (a class without the cell) are left out of the lines.
 func RobustnessCurve(tables []Table, metric, title, base string) ([]string, error) {
@@ -82,10 +103,12 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 			p.Legend.Add(m, l, sc)
 			lines++
 		}
-		if lines == 0 {
-			return nil, fmt.Errorf("reports: no %s values to plot", metric)
+		if lines > 0 { // a sweep may run one overlap setting only
+			panels = append(panels, p)
 		}
-		panels = append(panels, p)
+	}
+	if len(panels) == 0 {
+		return nil, fmt.Errorf("reports: no %s values to plot", metric)
 	}
 	// Both panels on one y range, so that drops compare at a glance.
 	lo, hi := math.Inf(1), math.Inf(-1)
@@ -95,7 +118,7 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 	for _, p := range panels {
 		p.Y.Min, p.Y.Max = lo, hi
 	}
-	w, h := vg.Points(820), vg.Points(340)
+	w, h := vg.Points(410*float64(len(panels))), vg.Points(340)
 	return saveFigure(w, h, base, func(c draw.Canvas) { drawPanels(c, panels, title) })
 }
 

@@ -3,13 +3,14 @@ package main
 import (
 	"flag"
 	"fmt"
-	"maps"
-	"slices"
+	"math"
+	"strconv"
 	"strings"
 
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/denoise"
 	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/experiments"
 )
 
 // cellFlags are the dataset, noise and detector flags of one cell, shared
@@ -17,7 +18,7 @@ import (
 type cellFlags struct {
 	features                    featureFlags
 	root, class, format, method string
-	list                        string
+	list, filter                string
 	ratio, threshold, coreset   float64
 	overlap, augment, noSoft    bool
 	fold, lofK, batch           int
@@ -30,7 +31,8 @@ func (cf *cellFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&cf.root, "data", "", "dataset root (required)")
 	fs.StringVar(&cf.class, "class", "", "class (required)")
 	fs.StringVar(&cf.format, "format", "", "layout: mvtec, btad or folder (default: detect)")
-	fs.StringVar(&cf.method, "method", "softpatch-lof", strings.Join(slices.Sorted(maps.Keys(evalMethods)), ", "))
+	fs.StringVar(&cf.method, "method", "softpatch-lof", strings.Join(experiments.MethodNames, ", ")+", or FILTER+METHOD (see --filter)")
+	fs.StringVar(&cf.filter, "filter", "", "image-level denoising: METHOD[:DROP] fits METHOD on the training set, drops the floor(DROP*N) training images it scores highest (DROP default 0.1), then fits --method on the rest; METHOD:>SCORE drops those scoring above SCORE")
 	fs.Float64Var(&cf.ratio, "noise", 0, "noise ratio: floor(r * n_train) anomalous test images join training")
 	fs.BoolVar(&cf.overlap, "overlap", false, "keep the injected images in the test set too")
 	fs.IntVar(&cf.fold, "fold", 0, "fold: names an independent noise draw")
@@ -50,16 +52,69 @@ type cell struct {
 	class              *datasets.Class
 	noise              datasets.Noise
 	train, test, drawn []datasets.Item
-	cfg                detector.Config
+	// method is the cell's detector (a key of evalMethods) and cfg its
+	// configuration (memory-bank methods); filter, when set, drops
+	// training images first.
+	method string
+	cfg    detector.Config
+	filter *imageFilter
+}
+
+// imageFilter is image-level denoising (SOFTPATCH.md section 6): method,
+// fitted on the noisy training set, scores the training images themselves
+// and drops the floor(drop*N) highest-scored, or with threshold set those
+// scoring above it.
+type imageFilter struct {
+	method    string
+	cfg       detector.Config
+	drop      float64
+	threshold *float64
+}
+
+// parseFilter parses --filter: METHOD, METHOD:DROP or METHOD:>SCORE.
+func parseFilter(s string) (method string, drop float64, threshold *float64, err error) {
+	method, arg, _ := strings.Cut(s, ":")
+	if _, ok := evalMethods[method]; !ok {
+		return "", 0, nil, fmt.Errorf("--filter %q: unknown method %q (known: %s)", s, method, strings.Join(experiments.MethodNames, ", "))
+	}
+	drop = experiments.DefaultDrop
+	switch {
+	case arg == "":
+	case strings.HasPrefix(arg, ">"):
+		t, perr := strconv.ParseFloat(arg[1:], 64)
+		if perr != nil || math.IsNaN(t) {
+			return "", 0, nil, fmt.Errorf("--filter %q: %q is not a score", s, arg[1:])
+		}
+		threshold = &t
+	default:
+		d, perr := strconv.ParseFloat(arg, 64)
+		if perr != nil || !(d >= 0 && d < 1) {
+			return "", 0, nil, fmt.Errorf("--filter %q: the fraction dropped %q is not in [0, 1)", s, arg)
+		}
+		drop = d
+	}
+	return method, drop, threshold, nil
 }
 
 // load checks the flags, loads the class and draws the noisy split; verb
 // prefixes the errors.
 func (cf *cellFlags) load(verb string) (*cell, error) {
-	base, ok := evalMethods[cf.method]
-	if !ok {
-		return nil, fmt.Errorf("%s: unknown --method %q (known: %s)", verb, cf.method, strings.Join(slices.Sorted(maps.Keys(evalMethods)), ", "))
+	filter, method, err := experiments.SplitMethod(cf.method)
+	if err != nil {
+		return nil, fmt.Errorf("%s: --method: %w", verb, err)
 	}
+	var fr filterRule
+	if cf.filter != "" {
+		if filter != "" {
+			return nil, fmt.Errorf("%s: --method %s already names a filter; give --filter with a plain method", verb, cf.method)
+		}
+		if filter, fr.drop, fr.threshold, err = parseFilter(cf.filter); err != nil {
+			return nil, fmt.Errorf("%s: %w", verb, err)
+		}
+	} else {
+		fr.drop = experiments.DefaultDrop
+	}
+	fr.method = filter
 	if cf.root == "" || cf.class == "" {
 		return nil, fmt.Errorf("%s: --data and --class are required", verb)
 	}
@@ -83,7 +138,7 @@ func (cf *cellFlags) load(verb string) (*cell, error) {
 			return nil, err
 		}
 	}
-	return newCell(class, noise, base, detectorParams{cf.coreset, cf.threshold, cf.lofK, cf.seed, cf.noSoft})
+	return newCell(class, noise, method, detectorParams{cf.coreset, cf.threshold, cf.lofK, cf.seed, cf.noSoft, fr})
 }
 
 // detectorParams are the detector settings a cell takes from the flags or
@@ -93,22 +148,49 @@ type detectorParams struct {
 	lofK               int
 	seed               uint64
 	noSoft             bool
+	filter             filterRule
 }
 
-// newCell draws the noisy split of class and sets up the detector: the
-// method's configuration base with params applied.
-func newCell(class *datasets.Class, noise datasets.Noise, base detector.Config, params detectorParams) (*cell, error) {
-	c := &cell{class: class, noise: noise}
+// filterRule is the image-level filter of a cell: method ("" for none)
+// and how many images it drops.
+type filterRule struct {
+	method    string
+	drop      float64
+	threshold *float64
+}
+
+// newCell draws the noisy split of class and sets up the detector method
+// (a key of evalMethods) with params applied, behind params.filter when it
+// names a method.
+func newCell(class *datasets.Class, noise datasets.Noise, method string, params detectorParams) (*cell, error) {
+	c := &cell{class: class, noise: noise, method: method}
 	var err error
 	if c.train, c.test, c.drawn, err = class.Noisy(string(class.Format), noise); err != nil {
 		return nil, err
 	}
-	c.cfg = base
-	c.cfg.Coreset, c.cfg.Threshold, c.cfg.LOFK, c.cfg.Seed = params.coreset, params.threshold, params.lofK, params.seed
-	if params.noSoft {
-		c.cfg.SoftWeight = false
+	if c.cfg, err = params.config(method); err != nil {
+		return nil, err
+	}
+	if fr := params.filter; fr.method != "" {
+		c.filter = &imageFilter{method: fr.method, drop: fr.drop, threshold: fr.threshold}
+		if c.filter.cfg, err = params.config(fr.method); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
+}
+
+// config is method's detector configuration with the params applied.
+func (params detectorParams) config(method string) (detector.Config, error) {
+	cfg, ok := evalMethods[method]
+	if !ok {
+		return cfg, fmt.Errorf("unknown method %q (known: %s)", method, strings.Join(experiments.MethodNames, ", "))
+	}
+	cfg.Coreset, cfg.Threshold, cfg.LOFK, cfg.Seed = params.coreset, params.threshold, params.lofK, params.seed
+	if params.noSoft {
+		cfg.SoftWeight = false
+	}
+	return cfg, nil
 }
 
 // noiseFiles lists the injected images relative to the dataset root.

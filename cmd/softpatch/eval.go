@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"image/png"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -22,6 +21,7 @@ import (
 
 // evalMethods maps the CLI's method names to detector configurations.
 var evalMethods = map[string]detector.Config{
+	"padim":              {Method: detector.MethodPaDiM},
 	"patchcore":          {Method: detector.MethodPatchCore},
 	"patchcore-random":   {Method: detector.MethodPatchCoreRandom},
 	"softpatch-nearest":  {Method: detector.MethodSoftPatch, Discriminator: denoise.Nearest, SoftWeight: true},
@@ -61,6 +61,7 @@ type evalResult struct {
 	Test       int                `json:"test_images"`
 	BankSize   int                `json:"bank_size"`
 	Excluded   int                `json:"excluded_patches,omitempty"`
+	Filter     *filterResult      `json:"filter,omitempty"`
 	ImageAUROC float64            `json:"image_auroc"`
 	PixelAUROC float64            `json:"pixel_auroc"`
 	AUPRO      float64            `json:"aupro"`
@@ -91,7 +92,7 @@ func runEval(args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := runCell(p, cl, cf.method, cf.batch, cf.featureMemory, p.eachBatch, "")
+	res, err := runCell(p, cl, methodLabel(cl), cf.batch, cf.featureMemory, (*pipeline).eachBatch, "")
 	if err != nil {
 		return err
 	}
@@ -102,98 +103,83 @@ func runEval(args []string) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Printf("%s %s noise %g overlap %t: image AUROC %.4f, pixel AUROC %.4f, AUPRO %.4f (bank %d) -> %s\n",
-		res.Class, res.Method, res.Noise.Ratio, res.Noise.Overlap, res.ImageAUROC, res.PixelAUROC, res.AUPRO, res.BankSize, *out)
+	fmt.Printf("%s %s noise %g overlap %t: image AUROC %.4f, pixel AUROC %.4f, AUPRO %.4f (%d training images) -> %s\n",
+		res.Class, res.Method, res.Noise.Ratio, res.Noise.Overlap, res.ImageAUROC, res.PixelAUROC, res.AUPRO, res.Train, *out)
+	if f := res.Filter; f != nil {
+		fmt.Printf("filter %s dropped %d training images, %d of the %d injected: precision %.3f, recall %.3f\n",
+			f.Method, len(f.Dropped), f.DroppedNoise, f.Injected, f.Precision, f.Recall)
+	}
 	return nil
 }
 
-// featureSource yields the features of items batch images at a time (see
-// pipeline.eachBatch, which computes them).
-type featureSource func(label string, items []datasets.Item, batch int, fn func(lo, hi int, feats []float32, positions int) error) error
+// featureSource yields the features that pipeline p computes for items,
+// batch images at a time (see pipeline.eachBatch, which computes them).
+type featureSource func(p *pipeline, label string, items []datasets.Item, batch int, fn func(lo, hi int, feats []float32, positions int) error) error
 
-// runCell fits the cell's detector on its training items and evaluates it
-// on its test items, with features from src, keeping at most memMiB MiB of
-// training features in memory; method names the cell's method in the
-// result. With overlayDir set, the anomaly maps of the highest- and the
-// lowest-scored test image are written there as overlays.
+// runCell fits the cell's detector on its training items (behind its
+// image-level filter, if any) and evaluates it on its test items, with
+// features from src, keeping at most memMiB MiB of training features in
+// memory; method names the cell's method in the result. With overlayDir
+// set, the anomaly maps of the highest- and the lowest-scored test image
+// are written there as overlays, and a memory bank's 2-D view as
+// bank2d.json.
 func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src featureSource, overlayDir string) (*evalResult, error) {
 	c, n, train, test := cl.class, cl.noise, cl.train, cl.test
 	res := evalResult{Commit: commit(), Data: c.Root, Class: c.Name, Method: method, Noise: n, Backbone: p.id,
-		Train: len(train), Test: len(test), NoiseDrawn: cl.noiseFiles(), Seconds: map[string]float64{}}
+		Test: len(test), NoiseDrawn: cl.noiseFiles(), Seconds: map[string]float64{}}
 	if p.id.RandomInit {
 		res.Mark = randomInitMark
 	}
-	stage := func(name string, t0 time.Time) {
-		res.Seconds[name] = time.Since(t0).Seconds()
-		slog.Info("stage done", "stage", name, "seconds", fmt.Sprintf("%.2f", res.Seconds[name]))
-	}
-
-	t0 := time.Now()
-	fitter, positions, err := cl.fitTrain(batch, memMiB, src)
-	if err != nil {
-		return nil, err
-	}
-	defer fitter.Close()
-	trainSeconds := time.Since(t0).Seconds()
-
-	t0 = time.Now()
-	if err := fitter.Discriminate(); err != nil {
-		return nil, err
-	}
-	stage("discriminator", t0)
-	t0 = time.Now()
-	model, err := fitter.Fit()
-	if err != nil {
-		return nil, err
-	}
-	res.BankSize, res.Excluded = model.N, model.Excluded
-	stage("coreset", t0)
-	if overlayDir != "" {
-		if err := writeBank2D(filepath.Join(overlayDir, "bank2d.json"), model, positions, train, cl.drawn); err != nil {
+	st := stages(res.Seconds)
+	if cl.filter != nil {
+		var err error
+		if train, res.Filter, err = cl.applyFilter(p, batch, memMiB, src, st); err != nil {
 			return nil, err
+		}
+		if len(train) == 0 {
+			return nil, fmt.Errorf("the %s filter dropped all %d training images", cl.filter.method, len(cl.train))
+		}
+	}
+	res.Train = len(train)
+	t, err := fitOn(p, cl.method, cl.cfg, train, batch, memMiB, src, st, "")
+	if err != nil {
+		return nil, err
+	}
+	if m := t.bank; m != nil {
+		res.BankSize, res.Excluded = m.N, m.Excluded
+		if overlayDir != "" {
+			if err := writeBank2D(filepath.Join(overlayDir, "bank2d.json"), m, t.positions, train, cl.drawn); err != nil {
+				return nil, err
+			}
 		}
 	}
 
 	// Test features are scored batch by batch, so that only the patch
 	// scores of the whole test set are held.
-	t0 = time.Now()
-	var scoring time.Duration
-	patch := make([]float32, len(test)*positions)
-	err = src("features and scoring test", test, batch, func(lo, hi int, feats []float32, _ int) error {
-		ts := time.Now()
-		defer func() { scoring += time.Since(ts) }()
-		return model.Score(patch[lo*positions:hi*positions], feats, hi-lo, positions)
-	})
+	t0 := time.Now()
+	patch, scoring, err := t.score("features and scoring test", test, batch, src)
 	if err != nil {
 		return nil, err
 	}
-	res.Seconds["features"] = trainSeconds + (time.Since(t0) - scoring).Seconds()
-	res.Seconds["scoring"] = scoring.Seconds()
-	slog.Info("stage done", "stage", "features", "seconds", fmt.Sprintf("%.2f", res.Seconds["features"]))
-	slog.Info("stage done", "stage", "scoring", "seconds", fmt.Sprintf("%.2f", res.Seconds["scoring"]))
-	imageScores := detector.ImageScores(patch, len(test), positions)
+	st.add("features", time.Since(t0).Seconds()-scoring)
+	st.add("scoring", scoring)
 
 	t0 = time.Now()
-	size := p.pre.ImageSize
-	gh, gw, err := p.grid(positions)
+	anomalyMaps, err := t.maps(patch, len(test))
 	if err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
-	anomalyMaps := make([][]float32, len(test))
+	imageScores := t.imageScores(patch, anomalyMaps)
 	masks := make([][]uint8, len(test))
 	labels := make([]bool, len(test))
 	for i, it := range test {
-		anomalyMaps[i] = make([]float32, size*size)
-		detector.Map(anomalyMaps[i], patch[i*positions:(i+1)*positions], gh, gw, size)
 		labels[i] = it.Anomalous
-		if it.Anomalous {
-			if masks[i], err = p.pre.LoadMask(it.MaskPath); err != nil {
-				return nil, err
-			}
-		}
 		label := 0
 		if it.Anomalous {
 			label = 1
+			if masks[i], err = p.pre.LoadMask(it.MaskPath); err != nil {
+				return nil, err
+			}
 		}
 		res.PerImage = append(res.PerImage, evalImage{File: datasets.RelPath(c.Root, it), Label: label, Type: it.Type, Score: imageScores[i]})
 	}
@@ -202,9 +188,10 @@ func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src 
 			return nil, err
 		}
 	}
-	stage("maps", t0)
+	st.done("maps", t0)
 
 	t0 = time.Now()
+	size := p.pre.ImageSize
 	if res.ImageAUROC, err = experiments.AUROC(imageScores, labels); err != nil {
 		return nil, fmt.Errorf("eval: image AUROC: %w", err)
 	}
@@ -216,7 +203,7 @@ func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src 
 		return nil, fmt.Errorf("eval: pixel metrics: %w", err)
 	}
 	res.PixelAUROC, res.PixelF1Max, res.AUPRO = pm.AUROC, pm.F1Max, pm.AUPRO
-	stage("metrics", t0)
+	st.done("metrics", t0)
 
 	res.Date = time.Now().UTC().Format(time.RFC3339)
 	res.Device = compute.BLASInfo()
@@ -251,55 +238,6 @@ func (p *pipeline) eachBatch(label string, items []datasets.Item, batch int, fn 
 		bar.Add(hi - lo)
 	}
 	return nil
-}
-
-// fitTrain gives the features of the cell's training items (from src, batch
-// images at a time) to a Fitter for its detector, keeping at most memMiB
-// MiB of full features in memory, and returns it with the number of patch
-// positions per image. The caller closes the Fitter.
-func (cl *cell) fitTrain(batch int, memMiB int64, src featureSource) (*detector.Fitter, int, error) {
-	train := cl.train
-	var f *detector.Fitter
-	var positions int
-	err := src("features train", train, batch, func(lo, hi int, feats []float32, pos int) error {
-		if f == nil {
-			var err error
-			positions = pos
-			opts := detector.FitterOptions{MaxMemory: memMiB << 20, CoresetProgress: coresetBar()}
-			if f, err = detector.NewFitter(cl.cfg, len(train), pos, len(feats)/((hi-lo)*pos), opts); err != nil {
-				return err
-			}
-		}
-		return f.Add(feats, hi-lo)
-	})
-	if err != nil {
-		if f != nil {
-			f.Close()
-		}
-		return nil, 0, err
-	}
-	if f == nil {
-		return nil, 0, fmt.Errorf("%s: no training images", cl.class.Name)
-	}
-	if f.Spilled() {
-		slog.Info("training features above --feature-memory went to a temporary file", "MiB", memMiB)
-	}
-	return f, positions, nil
-}
-
-// coresetBar returns a coreset progress callback that shows a progress bar
-// once the selection has started.
-func coresetBar() func(done, total int) {
-	var bar *progress.Bar
-	return func(done, total int) {
-		if bar == nil {
-			bar = progress.New("coreset", total, "picks")
-		}
-		bar.Add(1)
-		if done == total {
-			bar.Finish()
-		}
-	}
 }
 
 // writeExtremes writes overlays of the highest- and lowest-scored test

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"slices"
 	"time"
 
@@ -34,34 +33,47 @@ func runFit(args []string) error {
 	if err != nil {
 		return err
 	}
-
-	t0 := time.Now()
-	fitter, positions, err := cl.fitTrain(cf.batch, cf.featureMemory, p.eachBatch)
+	st := stages{}
+	if cl.filter != nil {
+		if train, _, err = cl.applyFilter(p, cf.batch, cf.featureMemory, (*pipeline).eachBatch, st); err != nil {
+			return err
+		}
+	}
+	t, err := fitOn(p, cl.method, cl.cfg, train, cf.batch, cf.featureMemory, (*pipeline).eachBatch, st, "")
 	if err != nil {
 		return err
 	}
-	defer fitter.Close()
-	gh, gw, err := p.grid(positions)
+	gh, gw, err := t.p.grid(t.positions)
 	if err != nil {
 		return err
 	}
-	slog.Info("stage done", "stage", "features", "seconds", fmt.Sprintf("%.2f", time.Since(t0).Seconds()))
-	t0 = time.Now()
-	model, err := fitter.Fit()
-	if err != nil {
-		return err
-	}
-	slog.Info("stage done", "stage", "fit", "seconds", fmt.Sprintf("%.2f", time.Since(t0).Seconds()))
-
-	meta := p.meta(gh, gw)
-	meta.Method, meta.Data, meta.Class, meta.Train = cf.method, c.Root, c.Name, len(train)
+	meta := t.p.meta(gh, gw)
+	meta.Method, meta.Data, meta.Class, meta.Train = methodLabel(cl), c.Root, c.Name, len(train)
 	meta.NoiseFiles = cl.noiseFiles()
+	if m := t.padim; m != nil {
+		if err := m.SaveFile(*out, meta); err != nil {
+			return err
+		}
+		fmt.Printf("%s %s noise %g: %d positions x %d channels (%.2f GB), backbone %s -> %s\n",
+			c.Name, meta.Method, n.Ratio, m.Positions, m.Dim, float64(detector.PaDiMBytes(m.Positions, m.Dim))/1e9, p.id, *out)
+		return nil
+	}
+	model := t.bank
 	if err := model.SaveFile(*out, meta); err != nil {
 		return err
 	}
 	fmt.Printf("%s %s noise %g: bank %d x %d (%d excluded), backbone %s -> %s\n",
-		c.Name, cf.method, n.Ratio, model.N, model.D, model.Excluded, p.id, *out)
+		c.Name, meta.Method, n.Ratio, model.N, model.D, model.Excluded, p.id, *out)
 	return nil
+}
+
+// methodLabel is the cell's method as results name it: the detector, or
+// "FILTER+DETECTOR".
+func methodLabel(cl *cell) string {
+	if cl.filter != nil {
+		return cl.filter.method + "+" + cl.method
+	}
+	return cl.method
 }
 
 // grid returns the patch grid of one image at the pipeline's image size
@@ -82,9 +94,14 @@ func (p *pipeline) grid(positions int) (int, int, error) {
 
 // meta describes the pipeline for a model file.
 func (p *pipeline) meta(gh, gw int) detector.Meta {
+	emb := ""
+	if p.isPaDiM() {
+		emb = detector.MethodPaDiM
+	}
 	return detector.Meta{
+		Embedding: emb,
 		Backbone: p.id, Layers: slices.Clone(p.layers), Resize: p.pre.Resize, ImageSize: p.pre.ImageSize,
-		ResizeMode: p.pre.Mode.String(), GridH: gh, GridW: gw,
+		ResizeMode: p.pre.Mode.String(), GridH: gh, GridW: gw, Channels: p.channels(),
 		Created: time.Now().UTC().Format(time.RFC3339), SoftpatchVersion: version, Commit: commit(),
 	}
 }

@@ -18,6 +18,8 @@ type featureFlags struct {
 	weights, arch, mode, layers string
 	resize, imagesize, threads  int
 	checkpointBN                bool
+	padimKeep                   int
+	padimSeed                   uint64
 }
 
 func (f *featureFlags) register(fs *flag.FlagSet) {
@@ -29,17 +31,78 @@ func (f *featureFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.mode, "resize-mode", def.Mode.String(), "shorter (resize the shorter side to --resize, centre crop --imagesize) or square (resize straight to imagesize x imagesize, no crop)")
 	fs.StringVar(&f.layers, "layers", "layer2,layer3", "comma-separated backbone layers to embed, first sets the patch grid")
 	fs.IntVar(&f.threads, "threads", 0, "compute threads (0: GOMAXPROCS, normally all cores)")
+	pd := embed.DefaultPaDiM()
+	fs.IntVar(&f.padimKeep, "padim-channels", pd.Keep, "PaDiM: channels kept of layer1..3's concatenation (a model takes 4*positions*(c+c*(c+1)/2) bytes: 1.9 GB for 550 at 224 px)")
+	fs.Uint64Var(&f.padimSeed, "padim-seed", pd.Seed, "PaDiM: seed of the channel draw")
 	fs.BoolVar(&f.checkpointBN, "checkpoint-bn", false, "use the checkpoint's BatchNorm statistics as stored, instead of the published code's one train-mode pass of a ones image (see README)")
 }
 
-// pipeline is preprocessing, backbone and patch embedding, ready to run.
+// pipeline is preprocessing, backbone and one feature embedding, ready to
+// run: PatchCore's patch embedding, or PaDiM's channel selection (the
+// padim field of a PatchCore pipeline: the same backbone, layer1..3).
 type pipeline struct {
 	pre     datasets.Preprocess
 	net     *backbone.Backbone
 	id      backbone.Identity
 	layers  []string
 	deepest int // stage of the deepest layer
-	embed   embed.Config
+	embed   embedder
+	// padim is the PaDiM pipeline on the same backbone; nil on a PaDiM
+	// pipeline.
+	padim *pipeline
+}
+
+// embedder turns one forward pass's layer outputs into features
+// [n][positions][dim].
+type embedder interface {
+	Embed(feats []backbone.Feature) (data []float32, positions int, err error)
+	// Grid is the position grid for a first layer of h x w.
+	Grid(h, w int) (gh, gw int)
+}
+
+// padimEmbedder is PaDiM's selection of fixed channels (embed.PaDiMSelect).
+type padimEmbedder struct {
+	Channels []int
+}
+
+func (e padimEmbedder) Embed(feats []backbone.Feature) ([]float32, int, error) {
+	return embed.PaDiMSelect(feats, e.Channels)
+}
+
+func (e padimEmbedder) Grid(h, w int) (int, int) { return h, w }
+
+// isPaDiM reports whether the pipeline computes PaDiM features.
+func (p *pipeline) isPaDiM() bool { _, ok := p.embed.(padimEmbedder); return ok }
+
+// channels returns the PaDiM pipeline's channels (nil for PatchCore's).
+func (p *pipeline) channels() []int {
+	if e, ok := p.embed.(padimEmbedder); ok {
+		return e.Channels
+	}
+	return nil
+}
+
+// withPaDiM sets p.padim: PaDiM's layers on p's backbone, keeping the
+// given channels, or (channels nil) those embed.PaDiM{keep, seed} draws.
+func (p *pipeline) withPaDiM(keep int, seed uint64, channels []int) error {
+	if channels == nil {
+		var counts []int
+		for _, l := range embed.PaDiMLayers {
+			s, err := backbone.LayerIndex(l)
+			if err != nil {
+				return err
+			}
+			counts = append(counts, p.net.Arch.OutChannels(s))
+		}
+		var err error
+		if channels, err = (embed.PaDiM{Keep: keep, Seed: seed}).Channels(counts); err != nil {
+			return fmt.Errorf("padim: %w", err)
+		}
+	}
+	q := *p
+	q.layers, q.deepest, q.embed, q.padim = slices.Clone(embed.PaDiMLayers), 2, padimEmbedder{Channels: channels}, nil
+	p.padim = &q
+	return nil
 }
 
 // open checks the flags, then loads the backbone.
@@ -71,7 +134,9 @@ func (f *featureFlags) open() (*pipeline, error) {
 		deepest = max(deepest, s)
 	}
 	compute.SetThreads(f.threads)
-	net, id, err := backbone.Open(arch, backbone.Options{Weights: f.weights, PublishedBN: !f.checkpointBN, ImageSize: f.imagesize, Deepest: deepest})
+	// Built to layer3 at least, for PaDiM; a forward pass computes only
+	// what its layers need.
+	net, id, err := backbone.Open(arch, backbone.Options{Weights: f.weights, PublishedBN: !f.checkpointBN, ImageSize: f.imagesize, Deepest: max(deepest, 2)})
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +145,13 @@ func (f *featureFlags) open() (*pipeline, error) {
 	} else {
 		slog.Info("backbone", "identity", id.String())
 	}
-	return &pipeline{pre: pre, net: net, id: id, layers: layers, deepest: deepest, embed: embed.Default()}, nil
+	p := &pipeline{pre: pre, net: net, id: id, layers: layers, deepest: deepest, embed: embed.Default()}
+	if f.padimKeep > 0 {
+		if err := p.withPaDiM(f.padimKeep, f.padimSeed, nil); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 // features embeds a batch of n preprocessed images ([n][3][S][S]) and

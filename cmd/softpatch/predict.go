@@ -62,7 +62,7 @@ func runPredict(args []string) error {
 	if err := checkImages(images); err != nil {
 		return err
 	}
-	m, meta, err := detector.LoadFile(*model)
+	t, meta, err := loadTrained(*model)
 	if err != nil {
 		return err
 	}
@@ -83,6 +83,13 @@ func runPredict(args []string) error {
 	if err != nil {
 		return err
 	}
+	if t.padim != nil {
+		if err := p.withPaDiM(0, 0, meta.Channels); err != nil {
+			return fmt.Errorf("predict: %s: %w", *model, err)
+		}
+		p = p.padim
+	}
+	t.p = p
 	if err := sameBackbone(meta.Backbone, p.id); err != nil {
 		return fmt.Errorf("predict: %s: %w", *model, err)
 	}
@@ -113,21 +120,25 @@ func runPredict(args []string) error {
 			bar.Finish()
 			return err
 		}
-		if pos != positions || len(feats) != nb*pos*m.D {
+		if pos != positions || len(feats) != nb*pos*t.dim() {
 			bar.Finish()
 			return fmt.Errorf("predict: features of %d positions x %d dims, the model has a %dx%d grid of %d dims",
-				pos, len(feats)/(nb*pos), meta.GridH, meta.GridW, m.D)
+				pos, len(feats)/(nb*pos), meta.GridH, meta.GridW, t.dim())
 		}
 		patch := make([]float32, nb*positions)
-		if err := m.Score(patch, feats, nb, positions); err != nil {
+		if err := t.scoreBatch(patch, feats, nb); err != nil {
 			bar.Finish()
 			return err
 		}
-		scores := detector.ImageScores(patch, nb, positions)
+		bmaps, err := t.maps(patch, nb)
+		if err != nil {
+			bar.Finish()
+			return err
+		}
+		scores := t.imageScores(patch, bmaps)
 		for i := range nb {
 			k := lo + i
-			maps[k] = make([]float32, size*size)
-			detector.Map(maps[k], patch[i*positions:(i+1)*positions], meta.GridH, meta.GridW, size)
+			maps[k] = bmaps[i]
 			res.Scores = append(res.Scores, predictImage{File: images[k], Score: scores[i],
 				Map: stems[k] + "_map.npy", Overlay: stems[k] + "_overlay.png"})
 		}
@@ -164,6 +175,29 @@ func runPredict(args []string) error {
 	}
 	slog.Info("predicted", "images", len(images), "backbone", p.id.String(), "out", scoresPath)
 	return nil
+}
+
+// loadTrained reads a model file of either kind (memory bank or PaDiM).
+func loadTrained(path string) (*trained, detector.Meta, error) {
+	isPaDiM, err := detector.IsPaDiMFile(path)
+	if err != nil {
+		return nil, detector.Meta{}, err
+	}
+	if isPaDiM {
+		m, meta, err := detector.LoadPaDiMFile(path)
+		if err != nil {
+			return nil, meta, err
+		}
+		if len(meta.Channels) != m.Dim {
+			return nil, meta, fmt.Errorf("%s: the PaDiM model has %d dims but records %d channels", path, m.Dim, len(meta.Channels))
+		}
+		return &trained{padim: m, positions: m.Positions}, meta, nil
+	}
+	m, meta, err := detector.LoadFile(path)
+	if err != nil {
+		return nil, meta, err
+	}
+	return &trained{bank: m, positions: meta.GridH * meta.GridW}, meta, nil
 }
 
 // sameBackbone checks that got (the backbone opened now) is the network

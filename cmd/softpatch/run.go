@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/softpatch/softpatch/datasets"
@@ -112,7 +113,8 @@ func runRun(args []string) error {
 	}
 	ff := featureFlags{weights: cfg.Backbone.Weights, arch: cfg.Backbone.Arch, mode: cfg.Backbone.ResizeMode,
 		layers: strings.Join(cfg.Backbone.Layers, ","), resize: cfg.Backbone.Resize, imagesize: cfg.Backbone.ImageSize,
-		threads: cfg.Run.Threads, checkpointBN: cfg.Backbone.BNPass == "checkpoint"}
+		threads: cfg.Run.Threads, checkpointBN: cfg.Backbone.BNPass == "checkpoint",
+		padimKeep: cfg.Backbone.PaDiMChannels, padimSeed: cfg.Backbone.PaDiMSeed}
 	p, err := ff.open()
 	if err != nil {
 		return err
@@ -136,7 +138,7 @@ func runRun(args []string) error {
 	defer app.Close()
 	var (
 		class *datasets.Class
-		cache *classFeatures
+		cache classSources
 	)
 	bar := progress.New("sweep", len(todo), "cells")
 	defer bar.Finish()
@@ -146,11 +148,16 @@ func runRun(args []string) error {
 			if class, err = datasets.Load(cfg.Dataset.Root, c.Class, datasets.Layout{Format: format}, datasets.LoadOptions{}); err != nil {
 				return err
 			}
-			// The class's features are computed here, once, so that every
-			// cell's "features" time is only its own reading of them.
-			cache = newClassFeatures(p, class, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB<<20, disk)
-			if err := cache.fill(); err != nil {
-				return err
+			// The class's features are computed here, once per pipeline its
+			// cells use, so that every cell's "features" time is only its
+			// own reading of them.
+			cache = classSources{}
+			for _, q := range pipelinesFor(p, todo[i:], c.Class) {
+				cf := newClassFeatures(q, class, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB<<20, disk)
+				if err := cf.fill(); err != nil {
+					return err
+				}
+				cache[q] = cf
 			}
 		}
 		cl, err := sweepCell(class, c, cfg)
@@ -212,13 +219,49 @@ func reorder(fs *flag.FlagSet, args []string) []string {
 // sweepCell draws the split of sweep cell c of class and sets up its
 // detector from the sweep config.
 func sweepCell(class *datasets.Class, c experiments.Cell, cfg *experiments.Config) (*cell, error) {
-	base, ok := evalMethods[c.Method]
-	if !ok {
-		return nil, fmt.Errorf("unknown method %q", c.Method)
+	filter, method, err := experiments.SplitMethod(c.Method)
+	if err != nil {
+		return nil, err
 	}
 	d := cfg.Detector
+	fr := filterRule{method: filter, drop: experiments.DefaultDrop, threshold: cfg.Filter.Threshold}
+	if cfg.Filter.Drop != nil {
+		fr.drop = *cfg.Filter.Drop
+	}
 	noise := datasets.Noise{Ratio: c.Ratio, Overlap: c.Overlap, Fold: c.Fold, Augment: cfg.Noise.Augment}
-	return newCell(class, noise, base, detectorParams{d.Coreset, d.Threshold, d.LOFK, d.Seed, d.SoftWeight != nil && !*d.SoftWeight})
+	return newCell(class, noise, method, detectorParams{d.Coreset, d.Threshold, d.LOFK, d.Seed, d.SoftWeight != nil && !*d.SoftWeight, fr})
+}
+
+// pipelinesFor returns the pipelines (p or its PaDiM variant) that the
+// cells of class among cells use, as detector or as filter.
+func pipelinesFor(p *pipeline, cells []experiments.Cell, class string) []*pipeline {
+	var out []*pipeline
+	for _, c := range cells {
+		if c.Class != class {
+			continue
+		}
+		filter, method, _ := experiments.SplitMethod(c.Method)
+		for _, m := range []string{filter, method} {
+			if m == "" {
+				continue
+			}
+			if q, err := p.forMethod(m); err == nil && !slices.Contains(out, q) {
+				out = append(out, q)
+			}
+		}
+	}
+	return out
+}
+
+// classSources serves each pipeline's features of a class from its
+// classFeatures, and computes those of other pipelines.
+type classSources map[*pipeline]*classFeatures
+
+func (cs classSources) source(p *pipeline, label string, items []datasets.Item, batch int, fn func(lo, hi int, feats []float32, positions int) error) error {
+	if cf, ok := cs[p]; ok {
+		return cf.source(label, items, batch, fn)
+	}
+	return p.eachBatch(label, items, batch, fn)
 }
 
 // classFeatures computes the features of a class's images once and serves
