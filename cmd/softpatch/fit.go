@@ -100,7 +100,7 @@ func (p *pipeline) meta(gh, gw int) detector.Meta {
 	}
 	return detector.Meta{
 		Embedding: emb,
-		Backbone: p.id, Layers: slices.Clone(p.layers), Resize: p.pre.Resize, ImageSize: p.pre.ImageSize,
+		Backbone:  p.id, Layers: slices.Clone(p.layers), Resize: p.pre.Resize, ImageSize: p.pre.ImageSize,
 		ResizeMode: p.pre.Mode.String(), GridH: gh, GridW: gw, Channels: p.channels(),
 		Created: time.Now().UTC().Format(time.RFC3339), SoftpatchVersion: version, Commit: commit(),
 	}
