@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -44,9 +45,11 @@ func runBench(args []string) error {
 			return benchFeatures(args[1:])
 		case "coreset":
 			return benchCoreset(args[1:])
+		case "padim":
+			return benchPaDiM(args[1:])
 		}
 	}
-	return subverb(args, "features|coreset", "bench features|coreset [flags]")
+	return subverb(args, "features|coreset|padim", "bench features|coreset|padim [flags]")
 }
 
 // benchFeatures measures the backbone and the patch embedding.
@@ -211,4 +214,81 @@ func hashIndices(idx []int) string {
 		h.Write(b[:])
 	}
 	return fmt.Sprintf("%016x", h.Sum64())
+}
+
+// padimResult is one measured PaDiM fit and scoring.
+type padimResult struct {
+	Commit           string  `json:"commit"`
+	Train            int     `json:"train"`
+	Test             int     `json:"test"`
+	Positions        int     `json:"positions"`
+	Channels         int     `json:"channels"`
+	Threads          int     `json:"threads"`
+	BLAS             string  `json:"blas"`
+	FitSeconds       float64 `json:"fit_seconds"`
+	ScoreSeconds     float64 `json:"score_seconds"`
+	ModelGB          float64 `json:"model_gb"`
+	PeakRSSMB        float64 `json:"peak_rss_mb"`
+	DistanceChecksum float64 `json:"distance_sum"`
+}
+
+// benchPaDiM times PaDiM's fit and Mahalanobis scoring on seeded random
+// features of a given size (the cost does not depend on the values).
+func benchPaDiM(args []string) error {
+	fs := newFlags("bench padim", "bench padim [--train 220] [--test 80] [--positions 3136] [--channels 550] [--json]",
+		"softpatch bench padim --train 220 --test 80")
+	train := fs.Int("train", 220, "training images")
+	test := fs.Int("test", 80, "test images")
+	positions := fs.Int("positions", 3136, "patch positions per image (3136: 56x56, layer1 at 224 px)")
+	channels := fs.Int("channels", 550, "channels kept")
+	threads := fs.Int("threads", 0, "goroutines (0: all CPUs)")
+	asJSON := fs.Bool("json", false, "print the result as a JSON line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *train < 2 || *test < 1 || *positions < 1 || *channels < 1 || fs.NArg() > 0 {
+		return fmt.Errorf("bench padim: want --train >= 2, --test, --positions, --channels >= 1 and no arguments")
+	}
+	if *threads > 0 {
+		compute.SetThreads(*threads)
+	}
+	p, d := *positions, *channels
+	r := rand.New(rand.NewPCG(1, 2))
+	feats := func(n int) []float32 {
+		x := make([]float32, n*p*d)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		return x
+	}
+	x := feats(*train)
+	t0 := time.Now()
+	m, err := detector.FitPaDiM(x, *train, p, d)
+	if err != nil {
+		return err
+	}
+	fit := time.Since(t0).Seconds()
+	x = feats(min(*test, padimGroup))
+	dist := make([]float32, *test*p)
+	t0 = time.Now()
+	for lo := 0; lo < *test; lo += padimGroup {
+		n := min(padimGroup, *test-lo)
+		if err := m.Score(dist[lo*p:(lo+n)*p], x[:n*p*d], n, p); err != nil {
+			return err
+		}
+	}
+	res := padimResult{Commit: commit(), Train: *train, Test: *test, Positions: p, Channels: d, Threads: compute.Threads(),
+		BLAS: compute.BLASInfo(), FitSeconds: fit, ScoreSeconds: time.Since(t0).Seconds(),
+		ModelGB: float64(detector.PaDiMBytes(p, d)) / 1e9, PeakRSSMB: peakRSSMB()}
+	for _, v := range dist {
+		res.DistanceChecksum += float64(v)
+	}
+	if *asJSON {
+		b, _ := json.Marshal(res)
+		fmt.Println(string(b))
+		return nil
+	}
+	fmt.Printf("padim: fit %d images x %d positions x %d channels in %.2f s, scored %d images in %.2f s (%d threads, %s); model %.2f GB, peak RSS %.0f MB\n",
+		*train, p, d, res.FitSeconds, *test, res.ScoreSeconds, res.Threads, res.BLAS, res.ModelGB, res.PeakRSSMB)
+	return nil
 }

@@ -15,9 +15,13 @@ numpy and scipy:
     torch.index_select of the channels drawn by random.sample with
     random.seed(1024) (Python's order, not sorted);
   - per position: mean over the training images (torch.mean, float32),
-    np.cov(rowvar=False) + 0.01 * I (float64), np.linalg.inv;
+    np.cov(rowvar=False) + 0.01 * I, np.linalg.inv;
   - per test image and position: scipy.spatial.distance.mahalanobis of the
-    float32 feature and mean with the float64 inverse;
+    float32 feature and mean with the inverse.
+    "dist" keeps the covariance and its inverse in float64 (the exact
+    values); "dist_published" follows the published code's precision: it
+    stores the covariances in a float32 array (torch.zeros(...).numpy()),
+    so np.linalg.inv and the Mahalanobis products run in float32;
   - maps: F.interpolate(bilinear, align_corners=False) of the float64
     distances to the image size, scipy gaussian_filter(sigma=4); image
     score = max of the map (the published code min-max normalises the maps
@@ -25,8 +29,9 @@ numpy and scipy:
 
 Files: padim.json (cases: sizes, channels), padim_<case>_<array>.npy
 (float32): train_l1..l3 and test_l1..l3 [n][C][H][W], embed_train
-[N][positions][channels], mean [positions][channels], dist
-[M][positions], maps [M][size][size], scores [M].
+[N][positions][channels], mean [positions][channels], dist and
+dist_published [M][positions], maps [M][size][size] and scores [M] (from
+dist).
 """
 import json
 import random
@@ -88,14 +93,19 @@ for name, n, m, chans, grids, keep, size in [
     ev = et.view(b, c, h * w)
     mean = torch.mean(ev, dim=0).numpy()  # (C, P) float32
     cov = np.zeros((c, c, h * w))
+    cov32 = torch.zeros(c, c, h * w).numpy()  # the published array
     eye = np.identity(c)
     for i in range(h * w):
         cov[:, :, i] = np.cov(ev[:, :, i].numpy(), rowvar=False) + 0.01 * eye
+        cov32[:, :, i] = cov[:, :, i]
     es = embed(test, idx).view(m, c, h * w).numpy()
     dist = np.zeros((m, h * w))
+    dist_published = np.zeros((m, h * w))
     for i in range(h * w):
         inv = np.linalg.inv(cov[:, :, i])
         dist[:, i] = [mahalanobis(s[:, i], mean[:, i], inv) for s in es]
+        inv32 = np.linalg.inv(cov32[:, :, i])
+        dist_published[:, i] = [mahalanobis(s[:, i], mean[:, i], inv32) for s in es]
     d = torch.tensor(dist.reshape(m, h, w)).unsqueeze(1)
     maps = F.interpolate(d, size=size, mode="bilinear", align_corners=False).squeeze(1).numpy()
     for i in range(m):
@@ -105,6 +115,7 @@ for name, n, m, chans, grids, keep, size in [
         "embed_train": ev.numpy().transpose(0, 2, 1),
         "mean": mean.T,
         "dist": dist,
+        "dist_published": dist_published,
         "maps": maps,
         "scores": scores,
     }
