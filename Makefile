@@ -52,5 +52,5 @@ fixtures:
 	/usr/bin/python3 datasets/testdata/gen_affine.py
 	/usr/bin/python3 experiments/testdata/gen_metrics.py
 	/usr/bin/python3 engine/denoise/testdata/gen_golden.py
-	/usr/bin/python3 engine/detector/testdata/gen_golden.py
+	cd engine/detector/testdata && /usr/bin/python3 gen_golden.py && /usr/bin/python3 gen_padim.py
 	/usr/bin/python3 engine/coreset/testdata/gen_golden.py # imports the published sampler: $$SOFTPATCH_REF or /tmp/softpatch-ref/src

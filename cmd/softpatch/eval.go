@@ -92,7 +92,7 @@ func runEval(args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := runCell(p, cl, methodLabel(cl), cf.batch, cf.featureMemory, (*pipeline).eachBatch, "")
+	res, err := runCell(p, cl, methodLabel(cl), cf.batch, cf.featureMemory, (*pipeline).eachBatch, "", nil)
 	if err != nil {
 		return err
 	}
@@ -122,8 +122,8 @@ type featureSource func(p *pipeline, label string, items []datasets.Item, batch 
 // memory; method names the cell's method in the result. With overlayDir
 // set, the anomaly maps of the highest- and the lowest-scored test image
 // are written there as overlays, and a memory bank's 2-D view as
-// bank2d.json.
-func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src featureSource, overlayDir string) (*evalResult, error) {
+// bank2d.json. memo, when not nil, shares filter runs between cells.
+func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src featureSource, overlayDir string, memo filterMemo) (*evalResult, error) {
 	c, n, train, test := cl.class, cl.noise, cl.train, cl.test
 	res := evalResult{Commit: commit(), Data: c.Root, Class: c.Name, Method: method, Noise: n, Backbone: p.id,
 		Test: len(test), NoiseDrawn: cl.noiseFiles(), Seconds: map[string]float64{}}
@@ -133,7 +133,7 @@ func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src 
 	st := stages(res.Seconds)
 	if cl.filter != nil {
 		var err error
-		if train, res.Filter, err = cl.applyFilter(p, batch, memMiB, src, st); err != nil {
+		if train, res.Filter, err = cl.applyFilter(p, batch, memMiB, src, st, memo); err != nil {
 			return nil, err
 		}
 		if len(train) == 0 {

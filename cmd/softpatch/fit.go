@@ -35,7 +35,7 @@ func runFit(args []string) error {
 	}
 	st := stages{}
 	if cl.filter != nil {
-		if train, _, err = cl.applyFilter(p, cf.batch, cf.featureMemory, (*pipeline).eachBatch, st); err != nil {
+		if train, _, err = cl.applyFilter(p, cf.batch, cf.featureMemory, (*pipeline).eachBatch, st, nil); err != nil {
 			return err
 		}
 	}

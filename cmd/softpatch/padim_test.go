@@ -183,7 +183,7 @@ dataset:
   generate: {train: 6, test_good: 2, test_defect: 6, size: 64}
 backbone: {resize: 64, imagesize: 64, padim_channels: 16}
 noise: {ratios: [0.34], overlap: [true]}
-methods: [patchcore, padim+patchcore, padim]
+methods: [patchcore, padim+patchcore, padim, padim+padim]
 detector: {coreset: 0.25}
 filter: {drop: 0.25}
 `
@@ -196,24 +196,33 @@ filter: {drop: 0.25}
 		t.Fatal(err)
 	}
 	got, err := experiments.ReadResults(out)
-	if err != nil || len(got) != 3 {
+	if err != nil || len(got) != 4 {
 		t.Fatalf("%d cells (%v)", len(got), err)
 	}
+	filters := map[string]*filterResult{}
 	for _, rec := range got {
 		var r evalResult
 		if err := json.Unmarshal(rec.Result, &r); err != nil {
 			t.Fatal(err)
 		}
-		filtered := r.Method == "padim+patchcore"
+		filtered := strings.HasPrefix(r.Method, "padim+")
 		if (r.Filter != nil) != filtered || filtered && (len(r.Filter.Dropped) != 2 || r.Train != 6) || !filtered && r.Train != 8 {
 			t.Errorf("%s: %d train, filter %+v", r.Method, r.Train, r.Filter)
 		}
+		if filtered {
+			filters[r.Method] = r.Filter
+		}
 	}
-	b, err := os.ReadFile(filepath.Join(out, "tables.md"))
+	// The second filtered cell reuses the first one's filter run.
+	a, b := filters["padim+patchcore"], filters["padim+padim"]
+	if a == nil || b == nil || a.Reused || !b.Reused || !slices.Equal(a.Dropped, b.Dropped) {
+		t.Errorf("filters: %+v and %+v", a, b)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "tables.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(b)
+	s := string(md)
 	if i, j, k := strings.Index(s, "| padim "), strings.Index(s, "| patchcore "), strings.Index(s, "| padim+patchcore"); !(i >= 0 && i < j && j < k) {
 		t.Errorf("column order in tables.md:\n%s", s)
 	}

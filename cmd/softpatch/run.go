@@ -139,6 +139,7 @@ func runRun(args []string) error {
 	var (
 		class *datasets.Class
 		cache classSources
+		memo  filterMemo
 	)
 	bar := progress.New("sweep", len(todo), "cells")
 	defer bar.Finish()
@@ -151,7 +152,7 @@ func runRun(args []string) error {
 			// The class's features are computed here, once per pipeline its
 			// cells use, so that every cell's "features" time is only its
 			// own reading of them.
-			cache = classSources{}
+			cache, memo = classSources{}, filterMemo{}
 			for _, q := range pipelinesFor(p, todo[i:], c.Class) {
 				cf := newClassFeatures(q, class, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB<<20, disk)
 				if err := cf.fill(); err != nil {
@@ -165,7 +166,7 @@ func runRun(args []string) error {
 			return err
 		}
 		ovDir := filepath.Join(dir, "overlays", c.Dir())
-		res, err := runCell(p, cl, c.Method, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB, cache.source, ovDir)
+		res, err := runCell(p, cl, c.Method, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB, cache.source, ovDir, memo)
 		if err != nil {
 			return fmt.Errorf("cell %s: %w", c.Key(), err)
 		}

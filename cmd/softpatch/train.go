@@ -225,13 +225,46 @@ type filterResult struct {
 	DroppedNoise int     `json:"dropped_noise"`
 	Precision    float64 `json:"precision"`
 	Recall       float64 `json:"recall"`
+	// Reused is set when a sweep reused the filter run of an earlier cell
+	// with the same training set and filter.
+	Reused bool `json:"reused,omitempty"`
+}
+
+// filterMemo keeps the outcome of each filter a sweep has run, so that
+// cells sharing a noisy training set and a filter (padim+padim and
+// padim+patchcore of one setting) fit and score the filter once.
+type filterMemo map[string]filterOutcome
+
+type filterOutcome struct {
+	kept []datasets.Item
+	res  filterResult
+}
+
+// key identifies a cell's filter run: the class, the noise draw and the
+// filter with its rule.
+func (cl *cell) filterKey() string {
+	f := cl.filter
+	th := "-"
+	if f.threshold != nil {
+		th = fmt.Sprint(*f.threshold)
+	}
+	return fmt.Sprintf("%s|%s|%v|%v|%d|%v|%q|%s|%v|%s|%+v", cl.class.Root, cl.class.Name, cl.noise.Ratio, cl.noise.Overlap,
+		cl.noise.Fold, cl.noise.Augment, cl.noise.Files, f.method, f.drop, th, f.cfg)
 }
 
 // applyFilter fits the cell's filter on its training images, scores them,
-// and returns the images kept with what was dropped.
-func (cl *cell) applyFilter(p *pipeline, batch int, memMiB int64, src featureSource, st stages) ([]datasets.Item, *filterResult, error) {
+// and returns the images kept with what was dropped. With memo set, a
+// filter run before on the same training set is reused (Reused is set in
+// the result, and the "filter" stage takes no time).
+func (cl *cell) applyFilter(p *pipeline, batch int, memMiB int64, src featureSource, st stages, memo filterMemo) ([]datasets.Item, *filterResult, error) {
 	f := cl.filter
 	t0 := time.Now()
+	if o, ok := memo[cl.filterKey()]; ok {
+		res := o.res
+		res.Reused = true
+		st.done("filter", t0)
+		return o.kept, &res, nil
+	}
 	sub := stages{}
 	t, err := fitOn(p, f.method, f.cfg, cl.train, batch, memMiB, src, sub, "filter ")
 	if err != nil {
@@ -276,6 +309,9 @@ func (cl *cell) applyFilter(p *pipeline, batch int, memMiB int64, src featureSou
 		if !out[i] {
 			kept = append(kept, it)
 		}
+	}
+	if memo != nil {
+		memo[cl.filterKey()] = filterOutcome{kept: kept, res: *res}
 	}
 	st.done("filter", t0)
 	slog.Info("filter", "method", f.method, "dropped", len(drop), "of", len(cl.train), "injected dropped", res.DroppedNoise, "injected", res.Injected)
