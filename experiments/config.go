@@ -160,7 +160,8 @@ func defaults() Config {
 		Dataset:  DatasetConfig{Format: "auto"},
 		Backbone: BackboneConfig{Arch: "wide_resnet50_2", Layers: []string{"layer2", "layer3"}, Resize: 256, ImageSize: 224, ResizeMode: "shorter", BNPass: "published", PaDiMChannels: 550, PaDiMSeed: 1024},
 		Noise:    NoiseConfig{Ratios: []float64{0.1}, Overlap: []bool{false}, Folds: 1},
-		Methods:  slices.Clone(MethodNames[1:]), // the paper's noise tables: PatchCore and SoftPatch
+		// The paper's noise tables: PatchCore and SoftPatch.
+		Methods:  slices.DeleteFunc(slices.Clone(MethodNames), func(m string) bool { return m == "padim" }),
 		Detector: DetectorConfig{Coreset: 0.1, Threshold: 0.15, LOFK: 5, SoftWeight: &soft},
 		Run:      RunConfig{Batch: 8, FeatureMemoryMiB: 2048, CacheMaxGiB: 20},
 	}

@@ -308,8 +308,15 @@ func BankFigure(dir string, recs map[string]experiments.Record, class, base stri
 	if best.Ratio <= 0 {
 		return nil, fmt.Errorf("reports: no noisy cells of class %s", class)
 	}
+	var ms []string // the setting's methods, filtered ones included
+	for _, r := range recs {
+		if c := r.Cell; c.Class == class && c.Ratio == best.Ratio && c.Overlap == best.Overlap && !slices.Contains(ms, c.Method) {
+			ms = append(ms, c.Method)
+		}
+	}
+	slices.SortFunc(ms, func(a, b string) int { return cmp.Or(cmp.Compare(methodIndex(a), methodIndex(b)), cmp.Compare(a, b)) })
 	var panels []*plot.Plot
-	for _, m := range experiments.MethodNames {
+	for _, m := range ms {
 		c := best
 		c.Method, c.Fold = m, 0
 		b, err := os.ReadFile(filepath.Join(dir, "overlays", c.Dir(), "bank2d.json"))

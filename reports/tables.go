@@ -59,7 +59,8 @@ type setting struct {
 
 // Tables builds every table of recs: one per noise setting present (clean
 // first, then by ratio, no overlap before overlap) and metric. Methods are
-// ordered as experiments.MethodNames, classes by name.
+// ordered as experiments.MethodNames, each "X+Y" right after Y (the
+// paper's column order), classes by name.
 func Tables(recs map[string]experiments.Record) ([]Table, error) {
 	type key struct {
 		s      setting

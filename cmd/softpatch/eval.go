@@ -169,7 +169,7 @@ func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src 
 	if err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
-	imageScores := t.imageScores(patch, anomalyMaps)
+	imageScores := t.imageScores(patch, len(test), anomalyMaps)
 	masks := make([][]uint8, len(test))
 	labels := make([]bool, len(test))
 	for i, it := range test {

@@ -163,6 +163,7 @@ func TestDropped(t *testing.T) {
 		{0.1, nil, []int{}},
 		{0.3, nil, []int{1, 3}},
 		{0.5, nil, []int{1, 3, 6}},
+		{3.0 / 7, nil, []int{1, 3, 6}},
 		{0, &th, []int{1, 3, 6, 4}},
 	} {
 		if got := dropped(s, c.drop, c.threshold); !slices.Equal(got, c.want) {

@@ -31,9 +31,8 @@ func (f *featureFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.mode, "resize-mode", def.Mode.String(), "shorter (resize the shorter side to --resize, centre crop --imagesize) or square (resize straight to imagesize x imagesize, no crop)")
 	fs.StringVar(&f.layers, "layers", "layer2,layer3", "comma-separated backbone layers to embed, first sets the patch grid")
 	fs.IntVar(&f.threads, "threads", 0, "compute threads (0: GOMAXPROCS, normally all cores)")
-	pd := embed.DefaultPaDiM()
-	fs.IntVar(&f.padimKeep, "padim-channels", pd.Keep, "PaDiM: channels kept of layer1..3's concatenation (a model takes 4*positions*(c+c*(c+1)/2) bytes: 1.9 GB for 550 at 224 px)")
-	fs.Uint64Var(&f.padimSeed, "padim-seed", pd.Seed, "PaDiM: seed of the channel draw")
+	fs.IntVar(&f.padimKeep, "padim-channels", embed.DefaultPaDiMKeep, "PaDiM: channels kept of layer1..3's concatenation (a model takes 4*positions*(c+c*(c+1)/2) bytes: 1.9 GB for 550 at 224 px)")
+	fs.Uint64Var(&f.padimSeed, "padim-seed", embed.DefaultPaDiMSeed, "PaDiM: seed of the channel draw")
 	fs.BoolVar(&f.checkpointBN, "checkpoint-bn", false, "use the checkpoint's BatchNorm statistics as stored, instead of the published code's one train-mode pass of a ones image (see README)")
 }
 
@@ -47,9 +46,12 @@ type pipeline struct {
 	layers  []string
 	deepest int // stage of the deepest layer
 	embed   embedder
-	// padim is the PaDiM pipeline on the same backbone; nil on a PaDiM
-	// pipeline.
-	padim *pipeline
+	// padim is the PaDiM pipeline on the same backbone, built on first use
+	// (forMethod) with padimKeep channels drawn with padimSeed; nil on a
+	// PaDiM pipeline.
+	padim     *pipeline
+	padimKeep int
+	padimSeed uint64
 }
 
 // embedder turns one forward pass's layer outputs into features
@@ -60,23 +62,12 @@ type embedder interface {
 	Grid(h, w int) (gh, gw int)
 }
 
-// padimEmbedder is PaDiM's selection of fixed channels (embed.PaDiMSelect).
-type padimEmbedder struct {
-	Channels []int
-}
-
-func (e padimEmbedder) Embed(feats []backbone.Feature) ([]float32, int, error) {
-	return embed.PaDiMSelect(feats, e.Channels)
-}
-
-func (e padimEmbedder) Grid(h, w int) (int, int) { return h, w }
-
 // isPaDiM reports whether the pipeline computes PaDiM features.
-func (p *pipeline) isPaDiM() bool { _, ok := p.embed.(padimEmbedder); return ok }
+func (p *pipeline) isPaDiM() bool { _, ok := p.embed.(embed.PaDiM); return ok }
 
 // channels returns the PaDiM pipeline's channels (nil for PatchCore's).
 func (p *pipeline) channels() []int {
-	if e, ok := p.embed.(padimEmbedder); ok {
+	if e, ok := p.embed.(embed.PaDiM); ok {
 		return e.Channels
 	}
 	return nil
@@ -86,21 +77,21 @@ func (p *pipeline) channels() []int {
 // given channels, or (channels nil) those embed.PaDiM{keep, seed} draws.
 func (p *pipeline) withPaDiM(keep int, seed uint64, channels []int) error {
 	if channels == nil {
-		var counts []int
+		total := 0
 		for _, l := range embed.PaDiMLayers {
 			s, err := backbone.LayerIndex(l)
 			if err != nil {
 				return err
 			}
-			counts = append(counts, p.net.Arch.OutChannels(s))
+			total += p.net.Arch.OutChannels(s)
 		}
 		var err error
-		if channels, err = (embed.PaDiM{Keep: keep, Seed: seed}).Channels(counts); err != nil {
+		if channels, err = embed.PaDiMChannels(total, keep, seed); err != nil {
 			return fmt.Errorf("padim: %w", err)
 		}
 	}
 	q := *p
-	q.layers, q.deepest, q.embed, q.padim = slices.Clone(embed.PaDiMLayers), 2, padimEmbedder{Channels: channels}, nil
+	q.layers, q.deepest, q.embed, q.padim = slices.Clone(embed.PaDiMLayers), 2, embed.PaDiM{Channels: channels}, nil
 	p.padim = &q
 	return nil
 }
@@ -145,13 +136,8 @@ func (f *featureFlags) open() (*pipeline, error) {
 	} else {
 		slog.Info("backbone", "identity", id.String())
 	}
-	p := &pipeline{pre: pre, net: net, id: id, layers: layers, deepest: deepest, embed: embed.Default()}
-	if f.padimKeep > 0 {
-		if err := p.withPaDiM(f.padimKeep, f.padimSeed, nil); err != nil {
-			return nil, err
-		}
-	}
-	return p, nil
+	return &pipeline{pre: pre, net: net, id: id, layers: layers, deepest: deepest, embed: embed.Default(),
+		padimKeep: f.padimKeep, padimSeed: f.padimSeed}, nil
 }
 
 // features embeds a batch of n preprocessed images ([n][3][S][S]) and

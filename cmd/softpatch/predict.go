@@ -11,11 +11,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/backbone"
 	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/engine/embed"
 	"github.com/softpatch/softpatch/internal/atomicfile"
 	"github.com/softpatch/softpatch/internal/npy"
 	"github.com/softpatch/softpatch/internal/progress"
@@ -135,7 +137,7 @@ func runPredict(args []string) error {
 			bar.Finish()
 			return err
 		}
-		scores := t.imageScores(patch, bmaps)
+		scores := t.imageScores(patch, nb, bmaps)
 		for i := range nb {
 			k := lo + i
 			maps[k] = bmaps[i]
@@ -188,8 +190,13 @@ func loadTrained(path string) (*trained, detector.Meta, error) {
 		if err != nil {
 			return nil, meta, err
 		}
-		if len(meta.Channels) != m.Dim {
+		switch {
+		case meta.Embedding != detector.MethodPaDiM || !slices.Equal(meta.Layers, embed.PaDiMLayers):
+			return nil, meta, fmt.Errorf("%s: a PaDiM model must record the padim embedding of %v, not %q of %v", path, embed.PaDiMLayers, meta.Embedding, meta.Layers)
+		case len(meta.Channels) != m.Dim:
 			return nil, meta, fmt.Errorf("%s: the PaDiM model has %d dims but records %d channels", path, m.Dim, len(meta.Channels))
+		case meta.GridH*meta.GridW != m.Positions:
+			return nil, meta, fmt.Errorf("%s: the PaDiM model has %d positions but records a %dx%d grid", path, m.Positions, meta.GridH, meta.GridW)
 		}
 		return &trained{padim: m, positions: m.Positions}, meta, nil
 	}

@@ -119,6 +119,11 @@ func runRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	// Every pipeline the cells need is set up before the first cell runs,
+	// so that a bad setting (backbone.padim_channels) fails at once.
+	if _, err := pipelinesFor(p, todo, ""); err != nil {
+		return err
+	}
 	var disk *experiments.FeatureCache
 	if cfg.Run.CacheDir != "off" {
 		cdir := cfg.Run.CacheDir
@@ -153,8 +158,13 @@ func runRun(args []string) error {
 			// cells use, so that every cell's "features" time is only its
 			// own reading of them.
 			cache, memo = classSources{}, filterMemo{}
-			for _, q := range pipelinesFor(p, todo[i:], c.Class) {
-				cf := newClassFeatures(q, class, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB<<20, disk)
+			pipes, err := pipelinesFor(p, todo[i:], c.Class)
+			if err != nil {
+				return err
+			}
+			for _, q := range pipes {
+				// The bound is shared by the pipelines (PatchCore's, PaDiM's).
+				cf := newClassFeatures(q, class, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB<<20/int64(len(pipes)), disk)
 				if err := cf.fill(); err != nil {
 					return err
 				}
@@ -234,24 +244,32 @@ func sweepCell(class *datasets.Class, c experiments.Cell, cfg *experiments.Confi
 }
 
 // pipelinesFor returns the pipelines (p or its PaDiM variant) that the
-// cells of class among cells use, as detector or as filter.
-func pipelinesFor(p *pipeline, cells []experiments.Cell, class string) []*pipeline {
+// cells of class among cells use, as detector or as filter ("" for every
+// class).
+func pipelinesFor(p *pipeline, cells []experiments.Cell, class string) ([]*pipeline, error) {
 	var out []*pipeline
 	for _, c := range cells {
-		if c.Class != class {
+		if class != "" && c.Class != class {
 			continue
 		}
-		filter, method, _ := experiments.SplitMethod(c.Method)
+		filter, method, err := experiments.SplitMethod(c.Method)
+		if err != nil {
+			return nil, err
+		}
 		for _, m := range []string{filter, method} {
 			if m == "" {
 				continue
 			}
-			if q, err := p.forMethod(m); err == nil && !slices.Contains(out, q) {
+			q, err := p.forMethod(m)
+			if err != nil {
+				return nil, err
+			}
+			if !slices.Contains(out, q) {
 				out = append(out, q)
 			}
 		}
 	}
-	return out
+	return out, nil
 }
 
 // classSources serves each pipeline's features of a class from its
@@ -272,9 +290,12 @@ func (cs classSources) source(p *pipeline, label string, items []datasets.Item, 
 // contents and the pipeline) and stored after computing, so later runs
 // reuse them. They are kept in memory when they fit in max bytes; beyond
 // that they are read back from the disk cache batch by batch, or computed
-// per cell without one. Augmented images are always computed per cell. A
-// cell's Fitter may hold its own copy of its training features (up to the
-// same bound), so a sweep can use about twice run.feature_memory_mib.
+// per cell without one. Augmented images are always computed per cell.
+// When a class's cells use two pipelines (PatchCore's and PaDiM's), each
+// gets half of the bound. A cell's fitter may hold its own copy of its
+// training features (up to the same bound), so a sweep can use about twice
+// run.feature_memory_mib for features, plus a PaDiM model (1.9 GB at
+// 224 px, detector.PaDiMBytes).
 type classFeatures struct {
 	p         *pipeline
 	class     *datasets.Class

@@ -23,13 +23,18 @@ type trained struct {
 }
 
 // forMethod returns the pipeline computing the features of detector
-// method (a key of evalMethods).
+// method (a key of evalMethods), building the PaDiM pipeline on first use.
 func (p *pipeline) forMethod(method string) (*pipeline, error) {
 	if method != detector.MethodPaDiM {
 		return p, nil
 	}
 	if p.padim == nil {
-		return nil, errors.New("padim: this pipeline has no PaDiM features (--padim-channels 0)")
+		if p.isPaDiM() {
+			return nil, errors.New("padim: no PaDiM pipeline on a PaDiM pipeline")
+		}
+		if err := p.withPaDiM(p.padimKeep, p.padimSeed, nil); err != nil {
+			return nil, err
+		}
 	}
 	return p.padim, nil
 }
@@ -181,10 +186,11 @@ func (t *trained) score(label string, items []datasets.Item, batch int, src feat
 
 // imageScores returns the image scores of n images from their patch
 // scores and anomaly maps: the maximum patch score for memory banks (the
-// published PatchCore), the maximum of the smoothed map for PaDiM.
-func (t *trained) imageScores(patch []float32, maps [][]float32) []float32 {
+// published PatchCore; maps may be nil), the maximum of the smoothed map
+// for PaDiM.
+func (t *trained) imageScores(patch []float32, n int, maps [][]float32) []float32 {
 	if t.padim == nil {
-		return detector.ImageScores(patch, len(maps), t.positions)
+		return detector.ImageScores(patch, n, t.positions)
 	}
 	out := make([]float32, len(maps))
 	for i, m := range maps {
@@ -210,8 +216,10 @@ func (t *trained) maps(patch []float32, n int) ([][]float32, error) {
 
 // filterResult is what an image-level filter did, in a cell's JSON.
 type filterResult struct {
+	// Method is the filter's detector; Drop the fraction dropped, or
+	// Threshold the score above which images were dropped.
 	Method    string   `json:"method"`
-	Drop      float64  `json:"drop,omitempty"`
+	Drop      *float64 `json:"drop,omitempty"`
 	Threshold *float64 `json:"threshold,omitempty"`
 	// Dropped are the dropped training images (relative to the dataset
 	// root), highest score first, with their scores.
@@ -274,15 +282,17 @@ func (cl *cell) applyFilter(p *pipeline, batch int, memMiB int64, src featureSou
 	if err != nil {
 		return nil, nil, fmt.Errorf("filter %s: %w", f.method, err)
 	}
-	maps, err := t.maps(patch, len(cl.train))
-	if err != nil {
-		return nil, nil, err
+	var maps [][]float32 // PaDiM's image scores need them
+	if t.padim != nil {
+		if maps, err = t.maps(patch, len(cl.train)); err != nil {
+			return nil, nil, err
+		}
 	}
-	scores := t.imageScores(patch, maps)
+	scores := t.imageScores(patch, len(cl.train), maps)
 	drop := dropped(scores, f.drop, f.threshold)
 	res := &filterResult{Method: f.method, Threshold: f.threshold, Injected: len(cl.drawn)}
 	if f.threshold == nil {
-		res.Drop = f.drop
+		res.Drop = &f.drop
 	}
 	injected := map[string]bool{}
 	for _, it := range cl.drawn {
@@ -334,7 +344,8 @@ func dropped(scores []float32, drop float64, threshold *float64) []int {
 		}
 		return idx[:k]
 	}
-	return idx[:int(drop*float64(len(scores)))]
+	// floor(drop*n), forgiving the rounding of drop (0.29*100 is 28.99...).
+	return idx[:min(len(idx), int(drop*float64(len(scores))+1e-9))]
 }
 
 // stepBar returns a progress callback that shows a bar once the steps

@@ -10,15 +10,18 @@ package compute
 extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t);
 extern void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info, size_t, size_t);
 
-static int chol_inverse(double *a, int n) {
+// chol_inverse returns 0, or dpotrf's info (stage 1) or dtrtri's (stage 2).
+static int chol_inverse(double *a, int n, int *stage) {
 	int info = 0;
 	// Row-major lower = column-major upper: A = U^T U with U^T = L.
+	*stage = 1;
 	dpotrf_("U", &n, a, &n, &info, 1);
 	if (info != 0) {
 		return info;
 	}
+	*stage = 2;
 	dtrtri_("U", "N", &n, a, &n, &info, 1, 1);
-	return info == 0 ? 0 : -info;
+	return info;
 }
 */
 import "C"
@@ -91,11 +94,16 @@ func InverseCholesky(a []float64, n int) error {
 	if n == 0 {
 		return nil
 	}
-	switch info := int(C.chol_inverse((*C.double)(unsafe.Pointer(&a[0])), C.int(n))); {
-	case info > 0:
+	var stage C.int
+	info := int(C.chol_inverse((*C.double)(unsafe.Pointer(&a[0])), C.int(n), &stage))
+	switch {
+	case info == 0:
+		return nil
+	case stage == 1 && info > 0:
 		return NotPositiveDefiniteError{Order: info}
-	case info < 0:
-		return fmt.Errorf("compute.InverseCholesky: dtrtri failed (info %d)", -info)
+	case stage == 1:
+		return fmt.Errorf("compute.InverseCholesky: dpotrf failed (info %d)", info)
+	default:
+		return fmt.Errorf("compute.InverseCholesky: dtrtri failed (info %d)", info)
 	}
-	return nil
 }

@@ -84,27 +84,30 @@ func (m *PaDiM) SaveFile(path string, meta Meta) error {
 	return nil
 }
 
-// readFloatsInto fills dst with little-endian float32 values from r, a
-// chunk at a time.
-func readFloatsInto(r io.Reader, dst []float32, what string) error {
-	buf := make([]byte, 4*min(len(dst), readChunk))
-	for len(dst) > 0 {
-		k := min(len(dst), readChunk)
+// readFloatsN reads n little-endian float32 values from r, a chunk at a
+// time, into a slice of capacity capacity at first (n when the caller
+// knows the data is there; otherwise it grows with what is read, so that a
+// stream cut short fails before a header's claimed size is allocated).
+func readFloatsN(r io.Reader, n, capacity int, what string) ([]float32, error) {
+	out := make([]float32, 0, max(min(n, capacity), 0))
+	buf := make([]byte, 4*min(n, readChunk))
+	for len(out) < n {
+		k := min(n-len(out), readChunk)
 		if err := readFull(r, buf[:4*k], what); err != nil {
-			return err
+			return nil, err
 		}
-		for i := range dst[:k] {
-			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
+		for i := 0; i < k; i++ {
+			out = append(out, math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:])))
 		}
-		dst = dst[k:]
 	}
-	return nil
+	return out, nil
 }
 
 // LoadPaDiM reads a model written by PaDiM.Save, checking the magic string,
 // the version and every size; it fails (never panics) on a corrupt or
-// truncated file. From a file (r has a Stat method) the size is checked
-// against the header before the bulk is allocated.
+// truncated file, allocating no more than it has read unless r is a
+// regular file (it has a Stat method) of exactly the size the header
+// claims.
 func LoadPaDiM(r io.Reader) (*PaDiM, Meta, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	var pre [len(padimMagic) + 8]byte
@@ -136,25 +139,23 @@ func LoadPaDiM(r io.Reader) (*PaDiM, Meta, error) {
 	if h.Positions <= 0 || h.Dim <= 0 || h.Dim > 1<<14 || h.Positions > maxValues/(h.Dim+triangle(h.Dim)) || h.Images < 2 {
 		return nil, Meta{}, fmt.Errorf("detector: load: bad PaDiM sizes: %d positions x %d dims from %d images", h.Positions, h.Dim, h.Images)
 	}
+	// From a file of exactly the size the header claims, the arrays are
+	// allocated at once; from anything else they grow as they are read.
+	capacity := readChunk
 	if st, ok := r.(interface{ Stat() (os.FileInfo, error) }); ok {
-		// A file must have exactly the size its header claims.
 		want := int64(len(pre)) + int64(hlen) + PaDiMBytes(h.Positions, h.Dim)
-		if fi, err := st.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() != want {
-			return nil, Meta{}, fmt.Errorf("detector: load: the file has %d bytes, its header's sizes need %d", fi.Size(), want)
+		if fi, err := st.Stat(); err == nil && fi.Mode().IsRegular() {
+			if fi.Size() != want {
+				return nil, Meta{}, fmt.Errorf("detector: load: the file has %d bytes, its header's sizes need %d", fi.Size(), want)
+			}
+			capacity = math.MaxInt
 		}
 	}
 	m := &PaDiM{Positions: h.Positions, Dim: h.Dim, Images: h.Images, Ridge: h.Ridge}
-	// The mean is read first: a truncated file fails there, before the
-	// factor (the bulk) is allocated.
-	m.Mean = make([]float32, h.Positions*h.Dim)
-	if err := readFloatsInto(br, m.Mean, "means"); err != nil {
+	if m.Mean, err = readFloatsN(br, h.Positions*h.Dim, capacity, "means"); err != nil {
 		return nil, Meta{}, err
 	}
-	if _, err := br.Peek(1); err != nil {
-		return nil, Meta{}, fmt.Errorf("detector: load: %w while reading the factors", errTruncated)
-	}
-	m.Factor = make([]float32, h.Positions*triangle(h.Dim))
-	if err := readFloatsInto(br, m.Factor, "factors"); err != nil {
+	if m.Factor, err = readFloatsN(br, h.Positions*triangle(h.Dim), capacity, "factors"); err != nil {
 		return nil, Meta{}, err
 	}
 	if _, err := br.ReadByte(); err == nil {

@@ -189,6 +189,17 @@ func TestPaDiMSaveLoad(t *testing.T) {
 			t.Errorf("%s from a file: %v, want an error naming it", name, err)
 		}
 	}
+	// A header claiming 2^38 positions, from a stream: an error, not an
+	// allocation of the claimed size.
+	var huge bytes.Buffer
+	huge.WriteString(padimMagic)
+	h := []byte(`{"positions":274877906944,"dim":1,"images":2,"ridge":0.01,"meta":{}}`)
+	huge.Write([]byte{1, 0, 0, 0, byte(len(h)), 0, 0, 0})
+	huge.Write(h)
+	huge.Write(make([]byte, 1000))
+	if _, _, err := LoadPaDiM(&huge); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("huge header: %v", err)
+	}
 	if ok, _ := IsPaDiMFile(path + ".none"); ok {
 		t.Error("missing file is PaDiM")
 	}

@@ -13,20 +13,20 @@ import (
 // outputs are brought to the first layer's grid by nearest-neighbour
 // upsampling (the published embedding_concat, which for an integer ratio s
 // copies each deeper cell to an s x s block), concatenated along the
-// channels in layer order, and a seeded random subset of Keep channels is
-// kept. The zero value is not valid; see DefaultPaDiM.
+// channels in layer order, and Channels of them are kept (PaDiMSelect).
 type PaDiM struct {
-	// Keep is the number of channels kept (the published 550 for
-	// wide_resnet50_2's 1792).
-	Keep int
-	// Seed seeds the channel draw (PaDiMChannels).
-	Seed uint64
+	// Channels are the kept channels, indices into the concatenation (see
+	// PaDiMChannels).
+	Channels []int
 }
 
-// DefaultPaDiM is the published setting: 550 channels. The seed is ours
-// (the published code draws with Python's random.seed(1024); the draw is
-// recorded in every PaDiM model).
-func DefaultPaDiM() PaDiM { return PaDiM{Keep: 550, Seed: 1024} }
+// The published setting: 550 channels of wide_resnet50_2's 1792. The seed
+// is ours (the published code draws with Python's random.seed(1024)); the
+// draw is recorded in every PaDiM model.
+const (
+	DefaultPaDiMKeep        = 550
+	DefaultPaDiMSeed uint64 = 1024
+)
 
 // PaDiMLayers are the backbone layers PaDiM concatenates.
 var PaDiMLayers = []string{"layer1", "layer2", "layer3"}
@@ -53,33 +53,15 @@ func PaDiMChannels(total, keep int, seed uint64) ([]int, error) {
 	return out, nil
 }
 
-// Channels returns the channels kept from layers with channels[l] channels
-// each.
-func (c PaDiM) Channels(channels []int) ([]int, error) {
-	total := 0
-	for _, n := range channels {
-		total += n
-	}
-	return PaDiMChannels(total, c.Keep, c.Seed)
-}
-
 // Grid returns the position grid of a first-layer map of size h x w:
 // the map itself.
 func (c PaDiM) Grid(h, w int) (gh, gw int) { return h, w }
 
-// Embed returns the kept channels (Channels) of a batch's layer outputs
-// (from one Backbone.Forward call, the first layer setting the grid) as
-// [N][positions][Keep]; see PaDiMSelect.
+// Embed returns the kept channels of a batch's layer outputs (from one
+// Backbone.Forward call, the first layer setting the grid) as
+// [N][positions][len(Channels)]; see PaDiMSelect.
 func (c PaDiM) Embed(feats []backbone.Feature) (data []float32, positions int, err error) {
-	counts := make([]int, len(feats))
-	for i, f := range feats {
-		counts[i] = f.C
-	}
-	chans, err := c.Channels(counts)
-	if err != nil {
-		return nil, 0, err
-	}
-	return PaDiMSelect(feats, chans)
+	return PaDiMSelect(feats, c.Channels)
 }
 
 // PaDiMSelect returns the given channels of the layers' concatenation
