@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/softpatch/softpatch/datasets"
@@ -139,6 +140,10 @@ func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src 
 		if len(train) == 0 {
 			return nil, fmt.Errorf("the %s filter dropped all %d training images", cl.filter.method, len(cl.train))
 		}
+		// The filter's model and features (1.9 GB and more for PaDiM at
+		// 224 px) are garbage now: collect them before the detector's
+		// allocate, so that the two never add up.
+		runtime.GC()
 	}
 	res.Train = len(train)
 	t, err := fitOn(p, cl.method, cl.cfg, train, batch, memMiB, src, st, "")

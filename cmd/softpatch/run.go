@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -188,6 +189,7 @@ func runRun(args []string) error {
 			return err
 		}
 		fmt.Printf("%s: image AUROC %.4f, pixel AUROC %.4f, AUPRO %.4f\n", c.Key(), res.ImageAUROC, res.PixelAUROC, res.AUPRO)
+		runtime.GC() // the cell's model is garbage: free it before the next cell allocates its own
 		bar.Add(1)
 		if runHook != nil {
 			if err := runHook(i + 1); err != nil {

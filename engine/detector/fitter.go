@@ -271,8 +271,14 @@ func (s *featureStore) append(rows []float32) error {
 			// repeatedly, and the runtime cannot preempt those copies.
 			s.mem = make([]float32, 0, s.total*s.dim)
 		}
-		s.mem = append(s.mem, rows...)
+		// In pieces: one copy of a large batch cannot be preempted, and the
+		// collector spins (signals, yields) until it ends.
 		s.rows += len(rows) / s.dim
+		for len(rows) > 0 {
+			k := min(len(rows), 1<<18)
+			s.mem = append(s.mem, rows[:k]...)
+			rows = rows[k:]
+		}
 		return nil
 	}
 	if s.file == nil {

@@ -102,6 +102,12 @@ func (f *PaDiMFitter) Add(feats []float32, nImages int) error {
 	return nil
 }
 
+// keep takes all nImages images' features feats as the in-memory store
+// itself, without a copy (FitPaDiM, which owns feats for the fit).
+func (f *PaDiMFitter) keep(feats []float32) {
+	f.store.mem, f.store.rows, f.added = feats, f.images*f.positions, f.images
+}
+
 // Spilled reports whether the features went to a temporary file.
 func (f *PaDiMFitter) Spilled() bool { return f.store.spill }
 
@@ -237,10 +243,11 @@ func FitPaDiM(feats []float32, nImages, positions, dim int) (*PaDiM, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Add(feats, nImages); err != nil {
+	if len(feats) != nImages*positions*dim {
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("detector: %d features for %d images x %d positions x %d dims", len(feats), nImages, positions, dim)
 	}
+	f.keep(feats)
 	return f.Fit()
 }
 
