@@ -219,6 +219,15 @@ func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src 
 // images at a time and calls fn with each batch's features
 // [hi-lo][positions][dim], items[lo:hi]; feats is reused after fn returns.
 func (p *pipeline) eachBatch(label string, items []datasets.Item, batch int, fn func(lo, hi int, feats []float32, positions int) error) error {
+	return eachBatchOf([]*pipeline{p}, label, items, batch, func(lo, hi int, feats [][]float32, positions []int) error {
+		return fn(lo, hi, feats[0], positions[0])
+	})
+}
+
+// eachBatchOf is eachBatch for several pipelines on one backbone: one
+// forward pass per batch gives each pipeline's features (featuresOf).
+func eachBatchOf(pipes []*pipeline, label string, items []datasets.Item, batch int, fn func(lo, hi int, feats [][]float32, positions []int) error) error {
+	p := pipes[0]
 	s := p.pre.ImageSize
 	per := 3 * s * s
 	x := make([]float32, batch*per)
@@ -233,7 +242,7 @@ func (p *pipeline) eachBatch(label string, items []datasets.Item, batch int, fn 
 			}
 			copy(x[i*per:(i+1)*per], img)
 		}
-		feats, pos, err := p.features(x[:(hi-lo)*per], hi-lo)
+		feats, pos, err := featuresOf(pipes, x[:(hi-lo)*per], hi-lo)
 		if err != nil {
 			return err
 		}

@@ -214,6 +214,24 @@ filter: {drop: 0.25}
 			filters[r.Method] = r.Filter
 		}
 	}
+	// The sweep computed PatchCore's and PaDiM's features in one forward
+	// pass per image: its PaDiM cell must equal eval's, computed alone.
+	alone := filepath.Join(dir, "alone.json")
+	if err := runEval([]string{"--data", filepath.Join(dir, "data"), "--class", "nut", "--method", "padim", "--noise", "0.34", "--overlap",
+		"--resize", "64", "--imagesize", "64", "--padim-channels", "16", "--json", alone}); err != nil {
+		t.Fatal(err)
+	}
+	var swept evalResult
+	for _, rec := range got {
+		if rec.Cell.Method == "padim" {
+			if err := json.Unmarshal(rec.Result, &swept); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if a := readCell(t, alone); !slices.Equal(a.PerImage, swept.PerImage) || a.PixelAUROC != swept.PixelAUROC {
+		t.Errorf("padim in the sweep %v, alone %v", swept.PerImage, a.PerImage)
+	}
 	// The second filtered cell reuses the first one's filter run.
 	a, b := filters["padim+patchcore"], filters["padim+padim"]
 	if a == nil || b == nil || a.Reused || !b.Reused || !slices.Equal(a.Dropped, b.Dropped) {

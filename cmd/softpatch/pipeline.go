@@ -143,10 +143,43 @@ func (f *featureFlags) open() (*pipeline, error) {
 // features embeds a batch of n preprocessed images ([n][3][S][S]) and
 // returns [n][positions][dim].
 func (p *pipeline) features(x []float32, n int) ([]float32, int, error) {
-	s := p.pre.ImageSize
-	feats, err := p.net.Forward(x, n, s, s, p.layers)
+	outs, pos, err := featuresOf([]*pipeline{p}, x, n)
 	if err != nil {
 		return nil, 0, err
 	}
-	return p.embed.Embed(feats)
+	return outs[0], pos[0], nil
+}
+
+// featuresOf computes the features of every pipeline in pipes (on one
+// backbone and preprocessing, as p and p.padim) for a batch of n
+// preprocessed images from one forward pass through the union of their
+// layers.
+func featuresOf(pipes []*pipeline, x []float32, n int) ([][]float32, []int, error) {
+	var layers []string
+	for _, q := range pipes {
+		if q.net != pipes[0].net || q.pre != pipes[0].pre {
+			return nil, nil, fmt.Errorf("features: pipelines on different backbones")
+		}
+		for _, l := range q.layers {
+			if !slices.Contains(layers, l) {
+				layers = append(layers, l)
+			}
+		}
+	}
+	s := pipes[0].pre.ImageSize
+	feats, err := pipes[0].net.Forward(x, n, s, s, layers)
+	if err != nil {
+		return nil, nil, err
+	}
+	outs, pos := make([][]float32, len(pipes)), make([]int, len(pipes))
+	for i, q := range pipes {
+		sel := make([]backbone.Feature, len(q.layers))
+		for j, l := range q.layers {
+			sel[j] = feats[slices.Index(layers, l)]
+		}
+		if outs[i], pos[i], err = q.embed.Embed(sel); err != nil {
+			return nil, nil, err
+		}
+	}
+	return outs, pos, nil
 }

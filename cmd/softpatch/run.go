@@ -163,13 +163,15 @@ func runRun(args []string) error {
 			if err != nil {
 				return err
 			}
+			var cfs []*classFeatures
 			for _, q := range pipes {
 				// The bound is shared by the pipelines (PatchCore's, PaDiM's).
 				cf := newClassFeatures(q, class, cfg.Run.Batch, cfg.Run.FeatureMemoryMiB<<20/int64(len(pipes)), disk)
-				if err := cf.fill(); err != nil {
-					return err
-				}
 				cache[q] = cf
+				cfs = append(cfs, cf)
+			}
+			if err := fillClass(cfs); err != nil {
+				return err
 			}
 		}
 		cl, err := sweepCell(class, c, cfg)
@@ -331,13 +333,21 @@ func (p *pipeline) cacheKey() string {
 	return hex.EncodeToString(h[:])
 }
 
-// fill computes (or finds in the disk cache) every image's features once.
-func (cf *classFeatures) fill() error {
-	items := append(append([]datasets.Item{}, cf.class.Train...), cf.class.Test...)
+// fillState is one pipeline's part of fillClass.
+type fillState struct {
+	cf       *classFeatures
+	items    int // the class's images
+	feats    map[string][]float32
+	missing  map[string]bool
+	inMemory bool
+}
+
+// begin looks every item up in the disk cache and returns the state with
+// the items still to compute.
+func (cf *classFeatures) begin(items []datasets.Item) (*fillState, []datasets.Item, error) {
+	st := &fillState{cf: cf, items: len(items), feats: map[string][]float32{}, missing: map[string]bool{}, inMemory: true}
 	cf.keys = map[string]string{}
-	feats := map[string][]float32{}
 	var missing []datasets.Item
-	inMemory := true
 	for _, it := range items {
 		if cf.disk == nil {
 			missing = append(missing, it)
@@ -345,7 +355,7 @@ func (cf *classFeatures) fill() error {
 		}
 		b, err := os.ReadFile(it.Path)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		h := sha256.Sum256(append(b, cf.pipeKey...))
 		key := hex.EncodeToString(h[:])
@@ -356,33 +366,100 @@ func (cf *classFeatures) fill() error {
 			continue
 		}
 		cf.positions = pos
-		if inMemory && int64(len(f))*4*int64(len(items)) <= cf.max {
-			feats[it.Path] = f
+		if st.inMemory && int64(len(f))*4*int64(len(items)) <= cf.max {
+			st.feats[it.Path] = f
 		} else {
-			inMemory = false
+			st.inMemory = false
 		}
 	}
-	if len(missing) > 0 {
-		slog.Info("class features", "class", cf.class.Name, "computed", len(missing), "from disk cache", len(items)-len(missing))
+	for _, it := range missing {
+		st.missing[it.Path] = true
 	}
-	err := cf.p.eachBatch("features "+cf.class.Name, missing, cf.batch, func(lo, hi int, f []float32, pos int) error {
-		per := len(f) / (hi - lo)
-		cf.positions = pos
-		fits := int64(per)*4*int64(len(items)) <= cf.max
-		for i, it := range missing[lo:hi] {
-			one := f[i*per : (i+1)*per]
-			if cf.disk != nil {
-				if err := cf.disk.Put(cf.keys[it.Path], one, pos, per/pos); err != nil {
-					return err
+	return st, missing, nil
+}
+
+// put stores one computed item's features [positions][dim].
+func (st *fillState) put(it datasets.Item, one []float32, pos int) error {
+	cf := st.cf
+	cf.positions = pos
+	if cf.disk != nil {
+		if err := cf.disk.Put(cf.keys[it.Path], one, pos, len(one)/pos); err != nil {
+			return err
+		}
+	}
+	if st.inMemory && int64(len(one))*4*int64(st.items) <= cf.max {
+		st.feats[it.Path] = append([]float32(nil), one...)
+	} else {
+		st.inMemory = false
+	}
+	return nil
+}
+
+// useless reports whether computing more features serves this pipeline
+// nothing: they are neither kept nor cached.
+func (st *fillState) useless() bool { return !st.inMemory && st.cf.disk == nil }
+
+// finish trims the disk cache and keeps the features in memory when they
+// all fit.
+func (st *fillState) finish() error {
+	cf := st.cf
+	if cf.disk != nil {
+		if err := cf.disk.Trim(); err != nil {
+			return err
+		}
+	}
+	if st.inMemory {
+		cf.feats = st.feats
+	} else {
+		slog.Info("class features exceed their share of run.feature_memory_mib: read per cell", "class", cf.class.Name,
+			"padim", cf.p.isPaDiM(), "disk cache", cf.disk != nil)
+	}
+	return nil
+}
+
+// fillClass computes (or finds in the disk cache) every image's features
+// of the class once for each of cfs (pipelines on one backbone: one
+// forward pass per image serves them all).
+func fillClass(cfs []*classFeatures) error {
+	if len(cfs) == 0 {
+		return nil
+	}
+	class := cfs[0].class
+	items := append(append([]datasets.Item{}, class.Train...), class.Test...)
+	states := make([]*fillState, len(cfs))
+	pipes := make([]*pipeline, len(cfs))
+	var union []datasets.Item
+	seen := map[string]bool{}
+	for i, cf := range cfs {
+		st, missing, err := cf.begin(items)
+		if err != nil {
+			return err
+		}
+		states[i], pipes[i] = st, cf.p
+		for _, it := range missing {
+			if !seen[it.Path] {
+				seen[it.Path] = true
+				union = append(union, it)
+			}
+		}
+	}
+	if len(union) > 0 {
+		slog.Info("class features", "class", class.Name, "computed", len(union), "of", len(items), "pipelines", len(cfs))
+	}
+	err := eachBatchOf(pipes, "features "+class.Name, union, cfs[0].batch, func(lo, hi int, f [][]float32, pos []int) error {
+		stop := true
+		for i, st := range states {
+			per := len(f[i]) / (hi - lo)
+			for j, it := range union[lo:hi] {
+				if st.missing[it.Path] {
+					if err := st.put(it, f[i][j*per:(j+1)*per], pos[i]); err != nil {
+						return err
+					}
 				}
 			}
-			if inMemory && fits {
-				feats[it.Path] = append([]float32(nil), one...)
-			} else {
-				inMemory = false
-			}
+			stop = stop && st.useless()
 		}
-		if !inMemory && cf.disk == nil {
+		if stop {
 			return errTooBig
 		}
 		return nil
@@ -390,15 +467,10 @@ func (cf *classFeatures) fill() error {
 	if err != nil && err != errTooBig {
 		return err
 	}
-	if cf.disk != nil {
-		if err := cf.disk.Trim(); err != nil {
+	for _, st := range states {
+		if err := st.finish(); err != nil {
 			return err
 		}
-	}
-	if inMemory {
-		cf.feats = feats
-	} else {
-		slog.Info("class features exceed run.feature_memory_mib: read per cell", "class", cf.class.Name, "disk cache", cf.disk != nil)
 	}
 	return nil
 }
