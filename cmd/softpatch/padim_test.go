@@ -131,18 +131,7 @@ func TestPaDiMEvalFilterFitPredict(t *testing.T) {
 	for _, im := range r.PerImage {
 		images = append(images, filepath.Join(data, im.File))
 	}
-	pred := filepath.Join(dir, "pred")
-	if err := runPredict(append([]string{"--model", model, "--out", pred, "--batch", "3"}, images...)); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(pred, "scores.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pr predictResult
-	if err := json.Unmarshal(b, &pr); err != nil {
-		t.Fatal(err)
-	}
+	pr := predict(t, model, filepath.Join(dir, "pred"), 3, images)
 	for i, s := range pr.Scores {
 		if math.Abs(float64(s.Score/r.PerImage[i].Score)-1) > 1e-4 {
 			t.Errorf("%s: predict %v, eval %v", s.File, s.Score, r.PerImage[i].Score)

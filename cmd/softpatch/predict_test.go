@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -43,19 +44,9 @@ func TestFitPredict(t *testing.T) {
 		t.Fatalf("test images %v %v", images, err)
 	}
 	out := filepath.Join(dir, "pred")
-	if err := runPredict(append([]string{"--model", model, "--out", out, "--batch", "2"}, images...)); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(out, "scores.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r predictResult
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
+	r := predict(t, model, out, 2, images)
 	if len(r.Scores) != 3 || r.Mark != randomInitMark || !r.Backbone.RandomInit || !(r.MapMax >= r.MapMin) {
-		t.Fatalf("scores.json %s", b)
+		t.Fatalf("scores.json %+v", r)
 	}
 	for i, s := range r.Scores {
 		if s.File != images[i] || !(s.Score >= 0) {
@@ -114,4 +105,22 @@ func TestUniqueStems(t *testing.T) {
 	if got[0] == got[1] {
 		t.Errorf("stems %v", got)
 	}
+}
+
+// predict runs softpatch predict with model on images into out, batch
+// images at a time, and returns its scores.json.
+func predict(t *testing.T, model, out string, batch int, images []string) predictResult {
+	t.Helper()
+	if err := runPredict(append([]string{"--model", model, "--out", out, "--batch", fmt.Sprint(batch)}, images...)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "scores.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r predictResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -97,13 +97,7 @@ func BLASInfo() string {
 // when m is too small to split), computed concurrently by single-threaded
 // kernel calls on that many threads.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	if m < 0 || n < 0 || k < 0 {
-		panic(fmt.Sprintf("compute.Sgemm: negative size m=%d n=%d k=%d", m, n, k))
-	}
-	ar, ac, br, bc := storedShapes(m, n, k, transA, transB)
-	checkMat("Sgemm", "A", a, ar, ac, lda)
-	checkMat("Sgemm", "B", b, br, bc, ldb)
-	checkMat("Sgemm", "C", c, m, n, ldc)
+	checkGemm("Sgemm", transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 || n == 0 {
 		return
 	}
@@ -165,6 +159,18 @@ func splitUnits(n, parts, p, unit int) (lo, hi int) {
 		hi = n
 	}
 	return lo, hi
+}
+
+// checkGemm panics unless the sizes are non-negative and the arrays hold
+// the matrices of a GEMM (fn names the caller).
+func checkGemm(fn string, transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("compute.%s: negative size m=%d n=%d k=%d", fn, m, n, k))
+	}
+	ar, ac, br, bc := storedShapes(m, n, k, transA, transB)
+	checkMat(fn, "A", a, ar, ac, lda)
+	checkMat(fn, "B", b, br, bc, ldb)
+	checkMat(fn, "C", c, m, n, ldc)
 }
 
 // checkMat panics unless s can hold a rows x cols row-major matrix with row

@@ -35,13 +35,7 @@ import (
 // call, for callers that run many small independent products in parallel
 // themselves (Sgemm would split each of them across Threads()).
 func SgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	if m < 0 || n < 0 || k < 0 {
-		panic(fmt.Sprintf("compute.SgemmSerial: negative size m=%d n=%d k=%d", m, n, k))
-	}
-	ar, ac, br, bc := storedShapes(m, n, k, transA, transB)
-	checkMat("SgemmSerial", "A", a, ar, ac, lda)
-	checkMat("SgemmSerial", "B", b, br, bc, ldb)
-	checkMat("SgemmSerial", "C", c, m, n, ldc)
+	checkGemm("SgemmSerial", transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 || n == 0 || k == 0 {
 		Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) // the trivial cases, no threads
 		return

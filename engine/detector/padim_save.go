@@ -2,10 +2,8 @@ package detector
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -46,14 +44,7 @@ func (m *PaDiM) Save(w io.Writer, meta Meta) error {
 	if len(h) > maxHeader {
 		return fmt.Errorf("detector: save: header of %d bytes over %d", len(h), maxHeader)
 	}
-	bw := bufio.NewWriterSize(w, 1<<16)
-	bw.WriteString(padimMagic)
-	var u [4]byte
-	binary.LittleEndian.PutUint32(u[:], FormatVersion)
-	bw.Write(u[:])
-	binary.LittleEndian.PutUint32(u[:], uint32(len(h)))
-	bw.Write(u[:])
-	bw.Write(h)
+	bw := writePreamble(w, padimMagic, h)
 	writeFloats(bw, m.Mean)
 	writeFloats(bw, m.Factor)
 	if err := bw.Flush(); err != nil {
@@ -110,26 +101,8 @@ func readFloatsN(r io.Reader, n, capacity int, what string) ([]float32, error) {
 // claims.
 func LoadPaDiM(r io.Reader) (*PaDiM, Meta, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
-	var pre [len(padimMagic) + 8]byte
-	n, err := io.ReadFull(br, pre[:])
-	if n < len(padimMagic) || !bytes.Equal(pre[:len(padimMagic)], []byte(padimMagic)) {
-		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, Meta{}, fmt.Errorf("detector: load: %w", err)
-		}
-		return nil, Meta{}, errors.New("detector: load: not a softpatch PaDiM model file (bad magic)")
-	}
+	hb, err := readPreamble(br, padimMagic, "softpatch PaDiM model")
 	if err != nil {
-		return nil, Meta{}, fmt.Errorf("detector: load: %w while reading the preamble", errTruncated)
-	}
-	if v := binary.LittleEndian.Uint32(pre[len(padimMagic):]); v != FormatVersion {
-		return nil, Meta{}, fmt.Errorf("detector: load: model format version %d, this build reads version %d", v, FormatVersion)
-	}
-	hlen := binary.LittleEndian.Uint32(pre[len(padimMagic)+4:])
-	if hlen == 0 || hlen > maxHeader {
-		return nil, Meta{}, fmt.Errorf("detector: load: header length %d not in [1, %d]", hlen, maxHeader)
-	}
-	hb := make([]byte, hlen)
-	if err := readFull(br, hb, "header"); err != nil {
 		return nil, Meta{}, err
 	}
 	var h padimHeader
@@ -143,7 +116,7 @@ func LoadPaDiM(r io.Reader) (*PaDiM, Meta, error) {
 	// allocated at once; from anything else they grow as they are read.
 	capacity := readChunk
 	if st, ok := r.(interface{ Stat() (os.FileInfo, error) }); ok {
-		want := int64(len(pre)) + int64(hlen) + PaDiMBytes(h.Positions, h.Dim)
+		want := int64(len(padimMagic)+8+len(hb)) + PaDiMBytes(h.Positions, h.Dim)
 		if fi, err := st.Stat(); err == nil && fi.Mode().IsRegular() {
 			if fi.Size() != want {
 				return nil, Meta{}, fmt.Errorf("detector: load: the file has %d bytes, its header's sizes need %d", fi.Size(), want)
@@ -158,28 +131,15 @@ func LoadPaDiM(r io.Reader) (*PaDiM, Meta, error) {
 	if m.Factor, err = readFloatsN(br, h.Positions*triangle(h.Dim), capacity, "factors"); err != nil {
 		return nil, Meta{}, err
 	}
-	if _, err := br.ReadByte(); err == nil {
-		return nil, Meta{}, errors.New("detector: load: unexpected data after the factors")
-	} else if !errors.Is(err, io.EOF) {
-		return nil, Meta{}, fmt.Errorf("detector: load: %w", err)
+	if err := expectEOF(br, "factors"); err != nil {
+		return nil, Meta{}, err
 	}
 	return m, h.Meta, nil
 }
 
 // LoadPaDiMFile reads the PaDiM model file at path; its errors name the
 // file.
-func LoadPaDiMFile(path string) (*PaDiM, Meta, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, Meta{}, fmt.Errorf("detector: %w", err)
-	}
-	defer f.Close()
-	m, meta, err := LoadPaDiM(f)
-	if err != nil {
-		return nil, Meta{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return m, meta, nil
-}
+func LoadPaDiMFile(path string) (*PaDiM, Meta, error) { return loadFile(path, LoadPaDiM) }
 
 // IsPaDiMFile reports whether the file at path starts as a PaDiM model
 // file does (LoadPaDiMFile reads it) rather than as a memory-bank model

@@ -112,14 +112,8 @@ func (m *Model) Save(w io.Writer, meta Meta) error {
 	if len(h) > maxHeader {
 		return fmt.Errorf("detector: save: header of %d bytes over %d", len(h), maxHeader)
 	}
-	bw := bufio.NewWriterSize(w, 1<<16)
-	bw.WriteString(modelMagic)
+	bw := writePreamble(w, modelMagic, h)
 	var u [4]byte
-	binary.LittleEndian.PutUint32(u[:], FormatVersion)
-	bw.Write(u[:])
-	binary.LittleEndian.PutUint32(u[:], uint32(len(h)))
-	bw.Write(u[:])
-	bw.Write(h)
 	for _, v := range m.Bank {
 		binary.LittleEndian.PutUint32(u[:], math.Float32bits(v))
 		bw.Write(u[:])
@@ -146,6 +140,49 @@ func (m *Model) SaveFile(path string, meta Meta) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// writePreamble returns a buffered writer on w that has the preamble of a
+// model file written: magic, FormatVersion, the header's length and the
+// header h (errors surface at the writer's Flush).
+func writePreamble(w io.Writer, magic string, h []byte) *bufio.Writer {
+	bw := bufio.NewWriterSize(w, 1<<16)
+	bw.WriteString(magic)
+	var u [4]byte
+	binary.LittleEndian.PutUint32(u[:], FormatVersion)
+	bw.Write(u[:])
+	binary.LittleEndian.PutUint32(u[:], uint32(len(h)))
+	bw.Write(u[:])
+	bw.Write(h)
+	return bw
+}
+
+// readPreamble reads and checks the preamble writePreamble wrote (kind
+// names the file kind in errors) and returns the JSON header.
+func readPreamble(br *bufio.Reader, magic, kind string) ([]byte, error) {
+	pre := make([]byte, len(magic)+8)
+	n, err := io.ReadFull(br, pre)
+	if n < len(magic) || !bytes.Equal(pre[:len(magic)], []byte(magic)) {
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("detector: load: %w", err)
+		}
+		return nil, fmt.Errorf("detector: load: not a %s file (bad magic)", kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("detector: load: %w while reading the preamble", errTruncated)
+	}
+	if v := binary.LittleEndian.Uint32(pre[len(magic):]); v != FormatVersion {
+		return nil, fmt.Errorf("detector: load: model format version %d, this build reads version %d", v, FormatVersion)
+	}
+	hlen := binary.LittleEndian.Uint32(pre[len(magic)+4:])
+	if hlen == 0 || hlen > maxHeader {
+		return nil, fmt.Errorf("detector: load: header length %d not in [1, %d]", hlen, maxHeader)
+	}
+	hb := make([]byte, hlen)
+	if err := readFull(br, hb, "header"); err != nil {
+		return nil, err
+	}
+	return hb, nil
 }
 
 // errTruncated reports a file that ends early.
@@ -178,16 +215,14 @@ func readWords(r io.Reader, n int, what string) ([]uint32, error) {
 	return out, nil
 }
 
-func readFloats(r io.Reader, n int, what string) ([]float32, error) {
-	w, err := readWords(r, n, what)
-	if err != nil {
-		return nil, err
+// expectEOF checks that br has nothing left after the part named after.
+func expectEOF(br *bufio.Reader, after string) error {
+	if _, err := br.ReadByte(); err == nil {
+		return fmt.Errorf("detector: load: unexpected data after the %s", after)
+	} else if !errors.Is(err, io.EOF) {
+		return fmt.Errorf("detector: load: %w", err)
 	}
-	out := make([]float32, n)
-	for i, v := range w {
-		out[i] = math.Float32frombits(v)
-	}
-	return out, nil
+	return nil
 }
 
 // Load reads a model written by Save. It checks the magic string, the
@@ -195,26 +230,8 @@ func readFloats(r io.Reader, n int, what string) ([]float32, error) {
 // or truncated file.
 func Load(r io.Reader) (*Model, Meta, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
-	var pre [len(modelMagic) + 8]byte
-	n, err := io.ReadFull(br, pre[:])
-	if n < len(modelMagic) || !bytes.Equal(pre[:len(modelMagic)], []byte(modelMagic)) {
-		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, Meta{}, fmt.Errorf("detector: load: %w", err)
-		}
-		return nil, Meta{}, errors.New("detector: load: not a softpatch model file (bad magic)")
-	}
+	hb, err := readPreamble(br, modelMagic, "softpatch model")
 	if err != nil {
-		return nil, Meta{}, fmt.Errorf("detector: load: %w while reading the preamble", errTruncated)
-	}
-	if v := binary.LittleEndian.Uint32(pre[len(modelMagic):]); v != FormatVersion {
-		return nil, Meta{}, fmt.Errorf("detector: load: model format version %d, this build reads version %d", v, FormatVersion)
-	}
-	hlen := binary.LittleEndian.Uint32(pre[len(modelMagic)+4:])
-	if hlen == 0 || hlen > maxHeader {
-		return nil, Meta{}, fmt.Errorf("detector: load: header length %d not in [1, %d]", hlen, maxHeader)
-	}
-	hb := make([]byte, hlen)
-	if err := readFull(br, hb, "header"); err != nil {
 		return nil, Meta{}, err
 	}
 	var h fileHeader
@@ -228,11 +245,11 @@ func Load(r io.Reader) (*Model, Meta, error) {
 		Config: h.Config, N: h.N, D: h.D, CoresetSeed: h.CoresetSeed, DiscriminatorSeed: h.DiscriminatorSeed,
 		ScoreThreshold: h.ScoreThreshold, Excluded: h.Excluded,
 	}
-	if m.Bank, err = readFloats(br, h.N*h.D, "memory bank"); err != nil {
+	if m.Bank, err = readFloatsN(br, h.N*h.D, readChunk, "memory bank"); err != nil {
 		return nil, Meta{}, err
 	}
 	if h.HasWeights {
-		if m.Weights, err = readFloats(br, h.N, "soft weights"); err != nil {
+		if m.Weights, err = readFloatsN(br, h.N, readChunk, "soft weights"); err != nil {
 			return nil, Meta{}, err
 		}
 	}
@@ -247,24 +264,26 @@ func Load(r io.Reader) (*Model, Meta, error) {
 		}
 		m.Indices[i] = int(int32(v))
 	}
-	if _, err := br.ReadByte(); err == nil {
-		return nil, Meta{}, errors.New("detector: load: unexpected data after the indices")
-	} else if !errors.Is(err, io.EOF) {
-		return nil, Meta{}, fmt.Errorf("detector: load: %w", err)
+	if err := expectEOF(br, "indices"); err != nil {
+		return nil, Meta{}, err
 	}
 	return m, h.Meta, nil
 }
 
 // LoadFile reads the model file at path; its errors name the file.
-func LoadFile(path string) (*Model, Meta, error) {
+func LoadFile(path string) (*Model, Meta, error) { return loadFile(path, Load) }
+
+// loadFile opens path and reads it with load; its errors name the file.
+func loadFile[T any](path string, load func(io.Reader) (T, Meta, error)) (T, Meta, error) {
+	var zero T
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, Meta{}, fmt.Errorf("detector: %w", err)
+		return zero, Meta{}, fmt.Errorf("detector: %w", err)
 	}
 	defer f.Close()
-	m, meta, err := Load(f)
+	m, meta, err := load(f)
 	if err != nil {
-		return nil, Meta{}, fmt.Errorf("%s: %w", path, err)
+		return zero, Meta{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return m, meta, nil
 }
