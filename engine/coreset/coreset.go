@@ -271,9 +271,10 @@ func fullKeys(x []float32, n, dim int) []float64 {
 // bounded pass (see bound.go): a point's distance to the new centre is
 // computed only when the lower bound from its principal coordinates does
 // not prove it larger than the point's key, in which case the key could
-// not change. If a step still computes more than half of the distances
-// (data on which the bound does not prune, such as isotropic noise), the
-// remaining steps compute them all, without the bound.
+// not change. If the steps of a window (fallbackWindow) still compute more
+// than half of the distances on average (data on which the bound does not
+// prune, such as isotropic noise), the remaining steps compute them all,
+// without the bound.
 func run(x []float32, dim int, init []float64, weights []float32, picks int, progress func(done, total int)) []int {
 	if progress == nil {
 		progress = func(int, int) {}
@@ -316,6 +317,7 @@ func run(x []float32, dim int, init []float64, weights []float32, picks int, pro
 	bk := make([]float64, t)
 	bi := make([]int, t)
 	ev := make([]int, t)
+	windowEvals, windowSteps := 0, 0
 	for len(out) < picks {
 		out = append(out, c)
 		progress(len(out), picks)
@@ -350,12 +352,24 @@ func run(x []float32, dim int, init []float64, weights []float32, picks int, pro
 			}
 			evals += ev[w]
 		}
-		if bounded && forceMode == 0 && evals > n/2 {
-			bounded = false
+		if bounded && forceMode == 0 {
+			// Judged over windows of steps: the first steps, whose keys are
+			// still large, often compute most distances even where the
+			// bound prunes 99% later on.
+			windowEvals += evals
+			if windowSteps++; windowSteps == fallbackWindow {
+				bounded = windowEvals <= fallbackWindow*n/2
+				windowEvals, windowSteps = 0, 0
+			}
 		}
 	}
 	return out
 }
+
+// fallbackWindow is the number of selection steps over which run judges
+// the bounded pass: when they computed more than half of all distances on
+// average, the remaining steps compute them all without the bound.
+const fallbackWindow = 32
 
 // forceMode is for tests: 0 chooses between the bounded and the plain pass
 // automatically, 1 always bounds, 2 never does.
