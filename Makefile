@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/softpatch
 COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
-.PHONY: all deps build demo test vet fmt-check bench fixtures
+.PHONY: all deps build demo test vet fmt-check bench fixtures ptx gpu-bundle
 
 all: build
 
@@ -54,3 +54,20 @@ fixtures:
 	/usr/bin/python3 engine/denoise/testdata/gen_golden.py
 	cd engine/detector/testdata && /usr/bin/python3 gen_golden.py && /usr/bin/python3 gen_padim.py
 	/usr/bin/python3 engine/coreset/testdata/gen_golden.py # imports the published sampler: $$SOFTPATCH_REF or /tmp/softpatch-ref/src
+
+# Regenerate the GPU kernels' PTX (committed, embedded in the binary) with Debian's clang: no
+# CUDA toolkit needed. sm_70 is the baseline; the driver JIT-compiles for the GPU at hand.
+ptx:
+	clang -x cuda --cuda-device-only -nocudainc -nocudalib --cuda-gpu-arch=sm_70 -O3 -ffp-contract=off \
+		-S -o cuda/kernels.ptx cuda/kernels.cu
+
+# The device check's bundle (cuda/gpu-check.sh runs it on the GPU machine, which has no Go
+# toolchain): softpatch, the cuda package's test binary, and OpenBLAS with its Fortran runtime,
+# xz-compressed into .gpu/ (ignored by git; the device tool's carry takes it along).
+gpu-bundle: build
+	rm -rf .gpu && mkdir -p .gpu/stage/lib
+	cp bin/softpatch .gpu/stage/
+	$(GO) test -c -o .gpu/stage/cuda.test ./cuda
+	cp -L $$(ldd bin/softpatch | awk '/openblas|gfortran|quadmath/ {print $$3}') .gpu/stage/lib/
+	tar -cJf .gpu/bundle.tar.xz -C .gpu/stage . && rm -rf .gpu/stage
+	@ls -la .gpu/bundle.tar.xz

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"runtime/debug"
 
+	"github.com/softpatch/softpatch/cuda"
 	"github.com/softpatch/softpatch/engine/compute"
 )
 
@@ -44,7 +45,22 @@ func runVersion(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	fmt.Printf("softpatch %s\ncommit    %s\ngo        %s %s/%s\nblas      %s\nthreads   %d\ndevice    cpu (GPU backend not built yet)\n",
-		version, commit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, compute.BLASInfo(), compute.Threads())
+	fmt.Printf("softpatch %s\ncommit    %s\ngo        %s %s/%s\nblas      %s\nthreads   %d\ngpu       %s\n",
+		version, commit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, compute.BLASInfo(), compute.Threads(), gpuInfo())
 	return nil
+}
+
+// gpuInfo describes GPU 0 as the cuda package finds it, or why there is
+// none.
+func gpuInfo() string {
+	d, err := cuda.Open(0)
+	if err != nil {
+		return "none: " + err.Error()
+	}
+	defer d.Close()
+	s := "0: " + d.String()
+	if d.BLASError != nil {
+		s += "; " + d.BLASError.Error()
+	}
+	return s
 }

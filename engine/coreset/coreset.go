@@ -64,6 +64,14 @@ type Greedy struct {
 	// Progress, when set, is called after every selection with the number
 	// of selections made and the total, from one goroutine at a time.
 	Progress func(done, total int)
+	// Steps, when set, runs the selection loop instead of the CPU (a GPU
+	// backend: cuda.Device.CoresetSteps): given the projected points x
+	// [n][dim], the initial keys and the weights (nil: all 1), it returns
+	// the picks selections, the first being the largest initial key, each
+	// later one the largest key after the previous selection's distances
+	// (times the weights in the first step only) were folded in, lowest
+	// index on ties. Progress is not called then.
+	Steps func(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error)
 }
 
 func (g Greedy) dim() int {
@@ -219,6 +227,9 @@ func (g Greedy) selectProjected(x []float32, n, dim int) ([]int, error) {
 		for i, w := range g.Weights {
 			init[i] *= float64(w)
 		}
+	}
+	if g.Steps != nil {
+		return g.Steps(x, dim, init, g.Weights, picks)
 	}
 	return run(x, dim, init, g.Weights, picks, g.Progress), nil
 }

@@ -1,0 +1,336 @@
+package cuda
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/softpatch/softpatch/engine/compute"
+	"github.com/softpatch/softpatch/engine/coreset"
+	"github.com/softpatch/softpatch/engine/knn"
+)
+
+// openOrSkip opens GPU 0 or skips the test with the loader's reason.
+func openOrSkip(t *testing.T) *Device {
+	t.Helper()
+	d, err := Open(0)
+	if err != nil {
+		if err.Error() == "" {
+			t.Fatal("Open failed with an empty reason")
+		}
+		t.Skipf("no GPU: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Logf("device: %s", d)
+	return d
+}
+
+func randn(r *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	return x
+}
+
+// lowRank returns n points of dimension dim on 16 latent factors plus a
+// little noise, like projected patch features.
+func lowRank(r *rand.Rand, n, dim int) []float32 {
+	f := randn(r, 16*dim)
+	x := make([]float32, n*dim)
+	for i := 0; i < n; i++ {
+		z := randn(r, 16)
+		for j := 0; j < dim; j++ {
+			s := 0.1 * r.NormFloat64()
+			for k, zk := range z {
+				s += float64(zk) * float64(f[k*dim+j])
+			}
+			x[i*dim+j] = float32(s)
+		}
+	}
+	return x
+}
+
+// TestOpenReason checks that Open either opens a device or says why not.
+func TestOpenReason(t *testing.T) {
+	d, err := Open(0)
+	if err != nil {
+		if err.Error() == "" {
+			t.Fatal("empty reason")
+		}
+		t.Logf("no GPU here: %v", err)
+		return
+	}
+	defer d.Close()
+	if d.Name == "" || d.Memory <= 0 || d.SMs <= 0 || d.Major < 7 {
+		t.Errorf("device %+v", d)
+	}
+	if _, err := Open(1 << 20); err == nil {
+		t.Error("GPU 2^20 opened")
+	}
+}
+
+// TestCopies round-trips values through device memory and checks bounds.
+func TestCopies(t *testing.T) {
+	d := openOrSkip(t)
+	b, err := d.Alloc(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Free(b)
+	in := []float32{1, 2, 3, 4.5}
+	if err := Upload(d, b, 8, in); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, 4)
+	if err := Download(d, out, b, 8); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(in, out) {
+		t.Errorf("round trip %v", out)
+	}
+	if err := Upload(d, b, 60, in); err == nil {
+		t.Error("upload past the end accepted")
+	}
+}
+
+// TestSgemmParity compares the device SGEMM (cuBLAS) with the CPU's on
+// every transpose combination: within 1e-5 of the largest magnitude.
+func TestSgemmParity(t *testing.T) {
+	d := openOrSkip(t)
+	if !d.HasBLAS() {
+		t.Skipf("no cuBLAS: %v", d.BLASError)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	m, n, k := 77, 130, 300
+	for _, ta := range []bool{false, true} {
+		for _, tb := range []bool{false, true} {
+			a, b := randn(r, m*k), randn(r, n*k)
+			lda, ldb := k, n
+			if ta {
+				lda = m
+			}
+			if tb {
+				ldb = k
+			}
+			want := make([]float32, m*n)
+			compute.Sgemm(ta, tb, m, n, k, 1.5, a, lda, b, ldb, 0, want, n)
+			ab, _ := d.Alloc(int64(len(a)) * 4)
+			bb, _ := d.Alloc(int64(len(b)) * 4)
+			cb, _ := d.Alloc(int64(m*n) * 4)
+			Upload(d, ab, 0, a)
+			Upload(d, bb, 0, b)
+			if err := d.Sgemm(ta, tb, m, n, k, 1.5, ab, lda, bb, ldb, 0, cb, n); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]float32, m*n)
+			if err := Download(d, got, cb, 0); err != nil {
+				t.Fatal(err)
+			}
+			d.Free(ab)
+			d.Free(bb)
+			d.Free(cb)
+			if e := relErr(got, want); e > 1e-5 {
+				t.Errorf("transA %v transB %v: relative error %.3g", ta, tb, e)
+			}
+		}
+	}
+}
+
+func relErr(got, want []float32) float64 {
+	num, den := 0.0, 0.0
+	for i := range want {
+		num = max(num, math.Abs(float64(got[i])-float64(want[i])))
+		den = max(den, math.Abs(float64(want[i])))
+	}
+	return num / den
+}
+
+// TestKNNParity compares Search1 with engine/knn on 1,500 queries against
+// 20,000 bank rows of 128 dims, in several tiles (a small budget): every
+// distance within 1e-5 relative, every index the CPU's unless the CPU's
+// distances to both candidates are within that tolerance (a near tie).
+func TestKNNParity(t *testing.T) {
+	d := openOrSkip(t)
+	if !d.HasBLAS() {
+		t.Skipf("no cuBLAS: %v", d.BLASError)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	n, dim, nq := 20000, 128, 1500
+	bank, q := lowRank(r, n, dim), lowRank(r, nq, dim)
+	copy(q[:dim], bank[7*dim:8*dim]) // an exact match: distance 0
+	cpu := knn.NewIndex(bank, n, dim)
+	wd, wi := make([]float32, nq), make([]int32, nq)
+	if err := cpu.Search(wd, wi, q, nq, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	ix, err := d.NewIndex(bank, n, dim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	for _, budget := range []int64{0, 8 << 20} {
+		gd, gi := make([]float32, nq), make([]int32, nq)
+		if err := ix.Search1(gd, gi, q, nq, budget); err != nil {
+			t.Fatal(err)
+		}
+		ties := 0
+		for i := range wd {
+			if math.Abs(float64(gd[i]-wd[i])) > 1e-5*max(1, math.Abs(float64(wd[i]))) {
+				t.Fatalf("budget %d query %d: distance %v, CPU %v", budget, i, gd[i], wd[i])
+			}
+			if gi[i] != wi[i] {
+				other := sqDist(q[i*dim:(i+1)*dim], bank[int(gi[i])*dim:(int(gi[i])+1)*dim])
+				if math.Abs(other-float64(wd[i])) > 1e-5*max(1, float64(wd[i])) {
+					t.Fatalf("budget %d query %d: index %d, CPU %d", budget, i, gi[i], wi[i])
+				}
+				ties++
+			}
+		}
+		if gi[0] != 7 || gd[0] != 0 {
+			t.Errorf("exact match: %d at %v", gi[0], gd[0])
+		}
+		t.Logf("budget %d: %d of %d indices differ from the CPU's on near ties", budget, ties, nq)
+	}
+}
+
+func sqDist(a, b []float32) float64 {
+	s := 0.0
+	for i := range a {
+		d := float64(a[i]) - float64(b[i])
+		s += d * d
+	}
+	return s
+}
+
+// TestCoresetParity runs the greedy selection on the GPU (Greedy.Steps)
+// and on the CPU: identical selections, with and without weights.
+func TestCoresetParity(t *testing.T) {
+	d := openOrSkip(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	n, dim := 30000, 128
+	x := lowRank(r, n, dim)
+	w := make([]float32, n)
+	for i := range w {
+		if r.Float64() > 0.15 {
+			w[i] = 1
+		}
+	}
+	for _, weights := range [][]float32{nil, w} {
+		g := coreset.Greedy{Ratio: 0.1, Seed: 9, Weights: weights, Starts: coreset.SoftPatchStarts}
+		want, err := g.SelectProjected(x, n, dim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Steps = d.CoresetSteps
+		got, err := g.SelectProjected(x, n, dim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			first := 0
+			for first < len(got) && got[first] == want[first] {
+				first++
+			}
+			t.Errorf("weights %v: selections differ from pick %d of %d", weights != nil, first, len(want))
+		}
+	}
+}
+
+// TestEmbeddedKernels checks, without a GPU, that the embedded PTX has an
+// entry for every kernel the package launches (kernels.ptx is regenerated
+// by make ptx from kernels.cu).
+func TestEmbeddedKernels(t *testing.T) {
+	for _, k := range []string{"sq_norms", "top1_tile", "coreset_step"} {
+		if !strings.Contains(kernelsPTX, ".entry "+k+"(") {
+			t.Errorf("kernels.ptx has no entry %s: run make ptx", k)
+		}
+	}
+	if !strings.Contains(kernelsPTX, ".target sm_70") {
+		t.Error("kernels.ptx is not built for the sm_70 baseline")
+	}
+}
+
+// BenchmarkSearch1 scores 100 images' patches (78,400 queries) against a
+// 16,000-entry bank of 1024 dims (2.6 TFLOP), and reports GFLOP/s.
+func BenchmarkSearch1(b *testing.B) {
+	d := openBench(b, true)
+	r := rand.New(rand.NewPCG(7, 8))
+	n, dim, nq := 16000, 1024, 78400
+	bank, q := randn(r, n*dim), randn(r, nq*dim)
+	ix, err := d.NewIndex(bank, n, dim)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ix.Close()
+	dist, idx := make([]float32, nq), make([]int32, nq)
+	b.ResetTimer()
+	for range b.N {
+		if err := ix.Search1(dist, idx, q, nq, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(2*float64(n)*float64(dim)*float64(nq)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+// BenchmarkSgemmSameShape is the bare cuBLAS SGEMM of BenchmarkSearch1's
+// shape (device-resident operands), for the ratio the issue asks for.
+func BenchmarkSgemmSameShape(b *testing.B) {
+	d := openBench(b, true)
+	n, dim, nq := 16000, 1024, 78400
+	qb, _ := d.Alloc(int64(nq) * int64(dim) * 4)
+	bb, _ := d.Alloc(int64(n) * int64(dim) * 4)
+	cb, err := d.Alloc(int64(nq) * int64(n) * 4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Free(qb)
+	defer d.Free(bb)
+	defer d.Free(cb)
+	b.ResetTimer()
+	for range b.N {
+		if err := d.Sgemm(false, true, nq, n, dim, -2, qb, dim, bb, dim, 0, cb, n); err != nil {
+			b.Fatal(err)
+		}
+		if err := d.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(2*float64(n)*float64(dim)*float64(nq)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+// BenchmarkCoreset selects 16,000 of 160,000 points of 128 dims (the
+// issue's device check), including the upload.
+func BenchmarkCoreset(b *testing.B) {
+	d := openBench(b, false)
+	r := rand.New(rand.NewPCG(9, 10))
+	n, dim := 160000, 128
+	x := lowRank(r, n, dim)
+	g := coreset.Greedy{Ratio: 0.1, Seed: 1, Steps: d.CoresetSteps}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := g.SelectProjected(x, n, dim); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// openBench opens GPU 0 for a benchmark (closed at its end), or skips it
+// with the reason; needBLAS skips without cuBLAS too.
+func openBench(b *testing.B, needBLAS bool) *Device {
+	d, err := Open(0)
+	if err != nil {
+		b.Skipf("no GPU: %v", err)
+	}
+	b.Cleanup(func() { d.Close() })
+	if needBLAS && !d.HasBLAS() {
+		b.Skipf("no cuBLAS: %v", d.BLASError)
+	}
+	return d
+}

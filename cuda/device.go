@@ -1,0 +1,340 @@
+package cuda
+
+/*
+#include <stdlib.h>
+#include "driver.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+)
+
+// Device attributes (CUdevice_attribute).
+const (
+	attrMultiprocessors = 16
+	attrCCMajor         = 75
+	attrCCMinor         = 76
+)
+
+// Device is one GPU through the driver API: its primary context and one
+// non-blocking stream on which every copy and launch of this package runs
+// in order. A Device is used from one goroutine at a time.
+type Device struct {
+	// Ordinal is the device's index, Name its name, Memory its global
+	// memory in bytes, Major.Minor its compute capability, SMs its number
+	// of multiprocessors and Driver the driver's CUDA version (e.g. 13000).
+	Ordinal      int
+	Name         string
+	Memory       int64
+	Major, Minor int
+	SMs          int
+	Driver       int
+
+	dev    C.CUdevice
+	ctx    C.CUcontext
+	stream C.CUstream
+	blas   *blasHandle // nil: cuBLAS not found (see BLASError)
+	// BLASError says why cuBLAS is not used, when it is not.
+	BLASError error
+	kernels   *Module
+}
+
+// Open opens GPU ordinal: it loads the driver library (libcuda.so.1) at
+// run time, retains the device's primary context, creates a stream, loads
+// this package's kernels and, when found, cuBLAS. Without a driver or a
+// device it returns an error that says which, for a one-line fallback
+// message.
+func Open(ordinal int) (*Device, error) {
+	if err := loadDriver(); err != nil {
+		return nil, err
+	}
+	var n C.int
+	if err := driverErr("cuDeviceGetCount", C.sp_cuDeviceGetCount(&n)); err != nil {
+		return nil, err
+	}
+	if ordinal < 0 || ordinal >= int(n) {
+		return nil, fmt.Errorf("cuda: no GPU %d (the driver sees %d)", ordinal, int(n))
+	}
+	d := &Device{Ordinal: ordinal}
+	if err := driverErr("cuDeviceGet", C.sp_cuDeviceGet(&d.dev, C.int(ordinal))); err != nil {
+		return nil, err
+	}
+	var name [256]C.char
+	if err := driverErr("cuDeviceGetName", C.sp_cuDeviceGetName(&name[0], C.int(len(name)), d.dev)); err != nil {
+		return nil, err
+	}
+	d.Name = C.GoString(&name[0])
+	var mem C.size_t
+	if err := driverErr("cuDeviceTotalMem", C.sp_cuDeviceTotalMem(&mem, d.dev)); err != nil {
+		return nil, err
+	}
+	d.Memory = int64(mem)
+	for _, a := range []struct {
+		attr int
+		dst  *int
+	}{{attrCCMajor, &d.Major}, {attrCCMinor, &d.Minor}, {attrMultiprocessors, &d.SMs}} {
+		var v C.int
+		if err := driverErr("cuDeviceGetAttribute", C.sp_cuDeviceGetAttribute(&v, C.int(a.attr), d.dev)); err != nil {
+			return nil, err
+		}
+		*a.dst = int(v)
+	}
+	var v C.int
+	if err := driverErr("cuDriverGetVersion", C.sp_cuDriverGetVersion(&v)); err != nil {
+		return nil, err
+	}
+	d.Driver = int(v)
+	if err := driverErr("cuDevicePrimaryCtxRetain", C.sp_cuDevicePrimaryCtxRetain(&d.ctx, d.dev)); err != nil {
+		return nil, err
+	}
+	if err := d.bind(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := driverErr("cuStreamCreate", C.sp_cuStreamCreate(&d.stream)); err != nil {
+		d.Close()
+		return nil, err
+	}
+	var err error
+	if d.kernels, err = d.LoadModule(kernelsPTX); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("cuda: loading the embedded kernels: %w", err)
+	}
+	d.blas, d.BLASError = openBLAS(d)
+	return d, nil
+}
+
+// bind makes the device's context current on the calling OS thread; every
+// call of this package binds first, since goroutines move between threads.
+func (d *Device) bind() error {
+	return driverErr("cuCtxSetCurrent", C.sp_cuCtxSetCurrent(d.ctx))
+}
+
+// String describes the device, e.g. "NVIDIA H200 (sm_90, 132 SMs, 140 GiB,
+// driver 13.0, cuBLAS)".
+func (d *Device) String() string {
+	blas := "cuBLAS"
+	if d.blas == nil {
+		blas = "no cuBLAS"
+	}
+	return fmt.Sprintf("%s (sm_%d%d, %d SMs, %.0f GiB, driver %d.%d, %s)", d.Name, d.Major, d.Minor, d.SMs,
+		float64(d.Memory)/(1<<30), d.Driver/1000, d.Driver%1000/10, blas)
+}
+
+// Close releases the stream, the kernels, cuBLAS and the primary context.
+func (d *Device) Close() error {
+	var first error
+	keep := func(err error) {
+		if first == nil {
+			first = err
+		}
+	}
+	if d.ctx == nil {
+		return nil
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	keep(d.bind())
+	if d.blas != nil {
+		keep(d.blas.close())
+		d.blas = nil
+	}
+	if d.kernels != nil {
+		keep(driverErr("cuModuleUnload", C.sp_cuModuleUnload(d.kernels.m)))
+		d.kernels = nil
+	}
+	if d.stream != nil {
+		keep(driverErr("cuStreamDestroy", C.sp_cuStreamDestroy(d.stream)))
+		d.stream = nil
+	}
+	keep(driverErr("cuDevicePrimaryCtxRelease", C.sp_cuDevicePrimaryCtxRelease(d.dev)))
+	d.ctx = nil
+	return first
+}
+
+// Buffer is device memory: Bytes bytes at Ptr.
+type Buffer struct {
+	Ptr   uint64
+	Bytes int64
+}
+
+// Alloc allocates bytes of device memory (cuMemAlloc: plain, not managed).
+func (d *Device) Alloc(bytes int64) (Buffer, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.bind(); err != nil {
+		return Buffer{}, err
+	}
+	var p C.CUdeviceptr
+	if err := driverErr(fmt.Sprintf("cuMemAlloc(%d bytes)", bytes), C.sp_cuMemAlloc(&p, C.size_t(max(bytes, 1)))); err != nil {
+		return Buffer{}, err
+	}
+	return Buffer{Ptr: uint64(p), Bytes: bytes}, nil
+}
+
+// Free releases b (a zero Buffer is ignored).
+func (d *Device) Free(b Buffer) error {
+	if b.Ptr == 0 {
+		return nil
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.bind(); err != nil {
+		return err
+	}
+	return driverErr("cuMemFree", C.sp_cuMemFree(C.CUdeviceptr(b.Ptr)))
+}
+
+// Upload copies src into dst at byte offset off and waits for the copy.
+func Upload[T float32 | float64 | int32 | uint32 | uint64](d *Device, dst Buffer, off int64, src []T) error {
+	n := int64(len(src)) * int64(unsafe.Sizeof(src[0]))
+	if len(src) == 0 {
+		return nil
+	}
+	if off < 0 || off+n > dst.Bytes {
+		return fmt.Errorf("cuda: upload of %d bytes at %d into a buffer of %d", n, off, dst.Bytes)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.bind(); err != nil {
+		return err
+	}
+	if err := driverErr("cuMemcpyHtoDAsync", C.sp_cuMemcpyHtoD(C.CUdeviceptr(dst.Ptr+uint64(off)), unsafe.Pointer(&src[0]), C.size_t(n), d.stream)); err != nil {
+		return err
+	}
+	return d.syncBound() // src must stay put until the copy is done
+}
+
+// Download copies len(dst) values from src at byte offset off into dst,
+// after everything queued before it.
+func Download[T float32 | float64 | int32 | uint32 | uint64](d *Device, dst []T, src Buffer, off int64) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	n := int64(len(dst)) * int64(unsafe.Sizeof(dst[0]))
+	if off < 0 || off+n > src.Bytes {
+		return fmt.Errorf("cuda: download of %d bytes at %d from a buffer of %d", n, off, src.Bytes)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.bind(); err != nil {
+		return err
+	}
+	if err := driverErr("cuMemcpyDtoHAsync", C.sp_cuMemcpyDtoH(unsafe.Pointer(&dst[0]), C.CUdeviceptr(src.Ptr+uint64(off)), C.size_t(n), d.stream)); err != nil {
+		return err
+	}
+	return d.syncBound()
+}
+
+// Zero sets b's bytes to 0 (queued on the stream).
+func (d *Device) Zero(b Buffer) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.bind(); err != nil {
+		return err
+	}
+	return driverErr("cuMemsetD8Async", C.sp_cuMemsetD8(C.CUdeviceptr(b.Ptr), 0, C.size_t(b.Bytes), d.stream))
+}
+
+// Sync waits for everything queued on the device's stream.
+func (d *Device) Sync() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.bind(); err != nil {
+		return err
+	}
+	return d.syncBound()
+}
+
+func (d *Device) syncBound() error {
+	return driverErr("cuStreamSynchronize", C.sp_cuStreamSynchronize(d.stream))
+}
+
+// Module is loaded PTX (JIT-compiled by the driver for the device).
+type Module struct {
+	m C.CUmodule
+}
+
+// LoadModule loads PTX text.
+func (d *Device) LoadModule(ptx string) (*Module, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.bind(); err != nil {
+		return nil, err
+	}
+	img := C.CString(ptx)
+	defer C.free(unsafe.Pointer(img))
+	var m C.CUmodule
+	if err := driverErr("cuModuleLoadData", C.sp_cuModuleLoadData(&m, unsafe.Pointer(img))); err != nil {
+		return nil, err
+	}
+	return &Module{m: m}, nil
+}
+
+// Function is a kernel of a module.
+type Function struct {
+	name string
+	f    C.CUfunction
+}
+
+// Function looks a kernel up by name.
+func (m *Module) Function(name string) (Function, error) {
+	cs := C.CString(name)
+	defer C.free(unsafe.Pointer(cs))
+	var f C.CUfunction
+	if err := driverErr("cuModuleGetFunction("+name+")", C.sp_cuModuleGetFunction(&f, m.m, cs)); err != nil {
+		return Function{}, err
+	}
+	return Function{name: name, f: f}, nil
+}
+
+// kernel returns one of this package's kernels.
+func (d *Device) kernel(name string) (Function, error) { return d.kernels.Function(name) }
+
+// Launch queues fn on the device's stream with grid x block threads and
+// shared bytes of dynamic shared memory. Arguments are Buffers (passed as
+// their device pointers; a zero Buffer is a null pointer), int (as a
+// 32-bit int), int32, int64 (a C long), uint32, uint64, float32 or
+// float64, in the kernel's parameter order.
+func (d *Device) Launch(fn Function, grid, block [3]uint32, shared uint32, args ...any) error {
+	vals := C.malloc(C.size_t(8 * max(len(args), 1)))
+	ptrs := C.malloc(C.size_t(unsafe.Sizeof(uintptr(0))) * C.size_t(max(len(args), 1)))
+	defer C.free(vals)
+	defer C.free(ptrs)
+	vs := unsafe.Slice((*[8]byte)(vals), max(len(args), 1))
+	ps := unsafe.Slice((*unsafe.Pointer)(ptrs), max(len(args), 1))
+	for i, a := range args {
+		p := unsafe.Pointer(&vs[i][0])
+		switch v := a.(type) {
+		case Buffer:
+			*(*uint64)(p) = v.Ptr
+		case int:
+			*(*int32)(p) = int32(v)
+		case int32:
+			*(*int32)(p) = v
+		case int64:
+			*(*int64)(p) = v
+		case uint32:
+			*(*uint32)(p) = v
+		case uint64:
+			*(*uint64)(p) = v
+		case float32:
+			*(*float32)(p) = v
+		case float64:
+			*(*float64)(p) = v
+		default:
+			return fmt.Errorf("cuda: launch %s: argument %d has unsupported type %T", fn.name, i, a)
+		}
+		ps[i] = p
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.bind(); err != nil {
+		return err
+	}
+	return driverErr("cuLaunchKernel("+fn.name+")", C.sp_cuLaunchKernel(fn.f, C.uint(grid[0]), C.uint(grid[1]), C.uint(grid[2]),
+		C.uint(block[0]), C.uint(block[1]), C.uint(block[2]), C.uint(shared), d.stream, (*unsafe.Pointer)(ptrs)))
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The GPU device check, run on the device machine from the repo root, from binaries built here
+# (the device has no Go toolchain): `make gpu-bundle` writes .gpu/bundle.tar.xz (softpatch, the
+# cuda package's test binary, OpenBLAS and its Fortran runtime); the device tool then runs
+#
+#   bash cuda/gpu-check.sh          with carry [".gpu"]
+#
+# It writes to $OUT (or /tmp/gpu-check): probe.txt (driver, GPU, library paths), version.txt,
+# parity.txt (the parity suite, go test -v), bench.txt (kNN against the bare cuBLAS SGEMM of the
+# same shape, the 16k-of-160k coreset) and results.json (the numbers, parsed).
+set -uo pipefail
+out=${OUT:-/tmp/gpu-check}
+mkdir -p "$out"
+root=/tmp/softpatch-gpu
+rm -rf "$root" && mkdir -p "$root"
+tar -xJf .gpu/bundle.tar.xz -C "$root" || { echo "no .gpu/bundle.tar.xz: run make gpu-bundle and carry .gpu"; exit 2; }
+export LD_LIBRARY_PATH="$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# cuBLAS: the CUDA toolkit's, else the nvidia-cublas wheel's.
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+	"$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null)"; do
+	if [ -n "$d" ] && ls "$d"/libcublas.so* >/dev/null 2>&1; then
+		export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+		break
+	fi
+done
+{
+	date -u
+	nvidia-smi
+	echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+	ldconfig -p | grep -E 'libcuda\.so|libcublas' || true
+	ls /usr/local/cuda/lib64/libcublas* 2>/dev/null || true
+} >"$out/probe.txt" 2>&1
+"$root/softpatch" version >"$out/version.txt" 2>&1
+timeout 240 "$root/cuda.test" -test.v -test.count=1 >"$out/parity.txt" 2>&1
+echo "parity exit $?" >>"$out/parity.txt"
+timeout 180 "$root/cuda.test" -test.run '^$' -test.bench . -test.benchtime 3x >"$out/bench.txt" 2>&1
+echo "bench exit $?" >>"$out/bench.txt"
+python3 - "$out" <<'PY'
+import json, re, sys
+out = sys.argv[1]
+res = {"version": open(f"{out}/version.txt").read()}
+par = open(f"{out}/parity.txt").read()
+res["parity"] = {m[1]: m[0] for m in re.findall(r"--- (PASS|FAIL|SKIP): (\w+)", par)}
+res["parity_notes"] = re.findall(r"cuda_test.go:\d+: (.*)", par)
+bench = {}
+for line in open(f"{out}/bench.txt"):
+    f = line.split()
+    if f and f[0].startswith("Benchmark"):
+        b = {"ns_per_op": float(f[2])}
+        for v, u in zip(f[3::2], f[4::2]):
+            b[u] = float(v)
+        bench[re.sub(r"-\d+$", "", f[0])] = b
+res["bench"] = bench
+k, s = bench.get("BenchmarkSearch1", {}), bench.get("BenchmarkSgemmSameShape", {})
+if "GFLOP/s" in k and "GFLOP/s" in s:
+    res["knn_fraction_of_sgemm"] = k["GFLOP/s"] / s["GFLOP/s"]
+json.dump(res, open(f"{out}/results.json", "w"), indent=1)
+print(json.dumps(res, indent=1))
+PY

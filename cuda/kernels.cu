@@ -1,0 +1,179 @@
+// softpatch's CUDA kernels, compiled to PTX for a baseline architecture
+// (sm_70) by `make ptx` with Debian's clang (no CUDA toolkit needed) and
+// JIT-compiled by the driver for the GPU at hand. Each kernel computes what
+// its CPU counterpart computes, in the same arithmetic order where the CPU
+// result is defined bit for bit (the coreset distance, the squared norms,
+// the nearest-neighbour fold).
+#include <__clang_cuda_builtin_vars.h>
+
+#define __global__ __attribute__((global))
+#define __device__ __attribute__((device))
+#define __shared__ __attribute__((shared))
+
+static __device__ __inline__ void sync_threads() { __nvvm_bar_sync(0); }
+
+// sq_norms: out[i] = float32(sum over j of double(x[i][j])^2), summed in
+// order (knn.sqNorms).
+extern "C" __global__ void sq_norms(const float *x, int n, int d, float *out) {
+	for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+		const float *r = x + i * d;
+		double s = 0;
+		for (int j = 0; j < d; j++) {
+			double v = r[j];
+			s += v * v;
+		}
+		out[i] = (float)s;
+	}
+}
+
+// top1_tile folds one tile of inner-product terms c[r][j] = -2 q_r.b_j
+// (rows x cols, row stride ldc; bank rows base+j) into each query's running
+// nearest neighbour (dist[q0+r], idx[q0+r]), as knn.top1 does: the value
+// (qn + norm_j) + c in float32, clamped at 0, the lowest index on ties (the
+// running best, from earlier tiles, has lower indices). One block per row.
+extern "C" __global__ void top1_tile(const float *c, int rows, int cols, int ldc, const float *qn, const float *norms,
+	int base, int q0, float *dist, int *idx) {
+	__shared__ float sv[256];
+	__shared__ int si[256];
+	for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+		float q = qn[q0 + r];
+		float bv = __builtin_inff();
+		int bi = 0x7fffffff;
+		for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+			float v = (q + norms[base + j]) + c[(long)r * ldc + j];
+			v = v < 0 ? 0 : v;
+			if (v < bv) { // j increases: strict keeps the lower index
+				bv = v;
+				bi = base + j;
+			}
+		}
+		sv[threadIdx.x] = bv;
+		si[threadIdx.x] = bi;
+		sync_threads();
+		for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+			if (threadIdx.x < s) {
+				float ov = sv[threadIdx.x + s];
+				int oi = si[threadIdx.x + s];
+				if (ov < sv[threadIdx.x] || (ov == sv[threadIdx.x] && oi < si[threadIdx.x])) {
+					sv[threadIdx.x] = ov;
+					si[threadIdx.x] = oi;
+				}
+			}
+			sync_threads();
+		}
+		if (threadIdx.x == 0 && sv[0] < dist[q0 + r]) {
+			dist[q0 + r] = sv[0];
+			idx[q0 + r] = si[0];
+		}
+		sync_threads();
+	}
+}
+
+// coreset_dist is engine/coreset's distance: float64 accumulation in eight
+// lanes (lane l takes the dimensions j with j % 8 == l, acc = fma(d, d,
+// acc), d = double(a) - double(b)), reduced ((l0+l1)+(l2+l3))+((l4+l5)+
+// (l6+l7)), then sqrt, between points i and c of xt, the points
+// transposed ([dim][n]).
+static __device__ __inline__ double coreset_dist(const float *xt, long n, long i, long c, int dim) {
+	double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+	for (int j = 0; j < dim; j++) {
+		double d = (double)xt[(long)j * n + i] - (double)xt[(long)j * n + c];
+		l[j & 7] = __builtin_fma(d, d, l[j & 7]);
+	}
+	return __builtin_sqrt(((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])));
+}
+
+// coreset_step is one selection step of the approximate greedy coreset
+// (engine/coreset.run) in one launch: the centre is sel[step-1]; every key
+// becomes min(key, distance to the centre) (first step: min(init,
+// distance * weight), computed for every point; later steps skip keys of
+// 0, as the CPU does); sel[step] is the point with the largest key, the
+// lowest index on ties. Blocks write their best to pk/pi; the last block to
+// finish (counted in *count, reset for the next step) reduces them. xt is
+// the points transposed, [dim][n].
+extern "C" __global__ void coreset_step(const float *xt, int dim, long n, double *keys, const double *init,
+	const float *weights, int first, int *sel, int step, double *pk, long *pi, unsigned *count) {
+	__shared__ double sk[256];
+	__shared__ long si[256];
+	__shared__ int last;
+	const long c = sel[step - 1];
+	double bk = -1;
+	long bi = n;
+	for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+		double k;
+		if (first) {
+			double d = coreset_dist(xt, n, i, c, dim);
+			if (weights) {
+				d *= (double)weights[i];
+			}
+			k = init[i] < d ? init[i] : d;
+			keys[i] = k;
+		} else {
+			k = keys[i];
+			if (k > 0) {
+				double d = coreset_dist(xt, n, i, c, dim);
+				if (d < k) {
+					keys[i] = k = d;
+				}
+			}
+		}
+		if (k > bk) {
+			bk = k;
+			bi = i;
+		}
+	}
+	sk[threadIdx.x] = bk;
+	si[threadIdx.x] = bi;
+	sync_threads();
+	for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+		if (threadIdx.x < s) {
+			double ok = sk[threadIdx.x + s];
+			long oi = si[threadIdx.x + s];
+			if (ok > sk[threadIdx.x] || (ok == sk[threadIdx.x] && oi < si[threadIdx.x])) {
+				sk[threadIdx.x] = ok;
+				si[threadIdx.x] = oi;
+			}
+		}
+		sync_threads();
+	}
+	if (threadIdx.x == 0) {
+		pk[blockIdx.x] = sk[0];
+		pi[blockIdx.x] = si[0];
+		__nvvm_membar_gl();
+		unsigned t = __nvvm_atom_inc_gen_ui(count, gridDim.x);
+		last = t == gridDim.x - 1;
+	}
+	sync_threads();
+	if (!last) {
+		return;
+	}
+	// The last block: reduce the blocks' bests.
+	bk = -1;
+	bi = n;
+	for (unsigned b = threadIdx.x; b < gridDim.x; b += blockDim.x) {
+		double k = ((volatile double *)pk)[b];
+		long i = ((volatile long *)pi)[b];
+		if (k > bk || (k == bk && i < bi)) {
+			bk = k;
+			bi = i;
+		}
+	}
+	sk[threadIdx.x] = bk;
+	si[threadIdx.x] = bi;
+	sync_threads();
+	for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+		if (threadIdx.x < s) {
+			double ok = sk[threadIdx.x + s];
+			long oi = si[threadIdx.x + s];
+			if (ok > sk[threadIdx.x] || (ok == sk[threadIdx.x] && oi < si[threadIdx.x])) {
+				sk[threadIdx.x] = ok;
+				si[threadIdx.x] = oi;
+			}
+		}
+		sync_threads();
+	}
+	if (threadIdx.x == 0) {
+		sel[step] = (int)si[0];
+		*count = 0;
+	}
+}

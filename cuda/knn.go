@@ -1,0 +1,161 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+)
+
+// DefaultKNNBudget bounds the device memory of a Search's inner-product
+// tile and query block, in bytes.
+const DefaultKNNBudget = 1 << 30
+
+// Index is an exact L2 nearest-neighbour index (k = 1) over a bank of n
+// vectors of dimension dim held on the GPU with their squared norms: the
+// device version of engine/knn.Index for k = 1.
+type Index struct {
+	d           *Device
+	bank, norms Buffer
+	n, dim      int
+	norm, fold  Function
+}
+
+// NewIndex uploads the bank [n][dim] and computes its squared norms on the
+// device (float64 sums, as engine/knn does). Close frees it.
+func (d *Device) NewIndex(bank []float32, n, dim int) (*Index, error) {
+	if n <= 0 || dim <= 0 || len(bank) != n*dim || n >= 1<<31 {
+		return nil, fmt.Errorf("cuda: index of %d values for %d x %d", len(bank), n, dim)
+	}
+	if !d.HasBLAS() {
+		return nil, fmt.Errorf("cuda: the nearest-neighbour search needs cuBLAS: %v", d.BLASError)
+	}
+	ix := &Index{d: d, n: n, dim: dim}
+	var err error
+	if ix.norm, err = d.kernel("sq_norms"); err != nil {
+		return nil, err
+	}
+	if ix.fold, err = d.kernel("top1_tile"); err != nil {
+		return nil, err
+	}
+	if ix.bank, err = d.Alloc(int64(n) * int64(dim) * 4); err != nil {
+		return nil, err
+	}
+	if ix.norms, err = d.Alloc(int64(n) * 4); err != nil {
+		ix.Close()
+		return nil, err
+	}
+	if err := Upload(d, ix.bank, 0, bank); err != nil {
+		ix.Close()
+		return nil, err
+	}
+	if err := ix.d.Launch(ix.norm, grid1(n, 256), [3]uint32{256, 1, 1}, 0, ix.bank, n, dim, ix.norms); err != nil {
+		ix.Close()
+		return nil, err
+	}
+	return ix, nil
+}
+
+// grid1 is a one-dimensional grid for n items of block threads, capped.
+func grid1(n, block int) [3]uint32 {
+	return [3]uint32{uint32(min((n+block-1)/block, 1<<16)), 1, 1}
+}
+
+// Close frees the index's device memory.
+func (ix *Index) Close() error {
+	err := ix.d.Free(ix.bank)
+	if e := ix.d.Free(ix.norms); err == nil {
+		err = e
+	}
+	ix.bank, ix.norms = Buffer{}, Buffer{}
+	return err
+}
+
+// Search1 writes each of the nq queries' ([nq][dim]) nearest bank row into
+// idx and its squared L2 distance, (|q|^2 + |b|^2) - 2 q.b in float32
+// clamped at 0, into dist, the lowest index on ties (engine/knn's
+// Search with k = 1; the inner products come from cuBLAS, so distances
+// may differ from the CPU's in the last bits). budget bounds the device
+// memory of a block of queries and its tile of inner products (0:
+// DefaultKNNBudget).
+func (ix *Index) Search1(dist []float32, idx []int32, queries []float32, nq int, budget int64) (err error) {
+	if nq < 0 || len(queries) < nq*ix.dim || len(dist) < nq || len(idx) < nq {
+		return fmt.Errorf("cuda: search of %d queries with %d values, %d dist, %d idx", nq, len(queries), len(dist), len(idx))
+	}
+	if nq == 0 {
+		return nil
+	}
+	if budget <= 0 {
+		budget = DefaultKNNBudget
+	}
+	d, n, dim := ix.d, ix.n, ix.dim
+	// A block of qb queries and a tile of qb x bb inner products: all the
+	// bank at once when it fits, else tiles of at least 4096 rows.
+	bb := n
+	qb := int(min(int64(nq), budget/int64(4*(bb+dim+2))))
+	if qb < 256 {
+		bb = min(n, 4096)
+		qb = int(max(1, min(int64(nq), budget/int64(4*(bb+dim+2)))))
+	}
+	var bufs []Buffer
+	alloc := func(bytes int64) Buffer {
+		if err != nil {
+			return Buffer{}
+		}
+		var b Buffer
+		b, err = d.Alloc(bytes)
+		bufs = append(bufs, b)
+		return b
+	}
+	defer func() {
+		for _, b := range bufs {
+			if ferr := d.Free(b); err == nil {
+				err = ferr
+			}
+		}
+	}()
+	q := alloc(int64(qb) * int64(dim) * 4)
+	qn := alloc(int64(qb) * 4)
+	tile := alloc(int64(qb) * int64(bb) * 4)
+	bd := alloc(int64(qb) * 4)
+	bi := alloc(int64(qb) * 4)
+	if err != nil {
+		return err
+	}
+	inf := make([]float32, qb)
+	none := make([]int32, qb)
+	for i := range inf {
+		inf[i], none[i] = math.MaxFloat32, -1
+	}
+	for q0 := 0; q0 < nq; q0 += qb {
+		rows := min(qb, nq-q0)
+		if err := Upload(d, q, 0, queries[q0*dim:(q0+rows)*dim]); err != nil {
+			return err
+		}
+		if err := Upload(d, bd, 0, inf[:rows]); err != nil {
+			return err
+		}
+		if err := Upload(d, bi, 0, none[:rows]); err != nil {
+			return err
+		}
+		if err := d.Launch(ix.norm, grid1(rows, 256), [3]uint32{256, 1, 1}, 0, q, rows, dim, qn); err != nil {
+			return err
+		}
+		for b0 := 0; b0 < n; b0 += bb {
+			cols := min(bb, n-b0)
+			bank := Buffer{Ptr: ix.bank.Ptr + uint64(b0)*uint64(dim)*4, Bytes: int64(cols) * int64(dim) * 4}
+			if err := d.Sgemm(false, true, rows, cols, dim, -2, q, dim, bank, dim, 0, tile, cols); err != nil {
+				return err
+			}
+			if err := d.Launch(ix.fold, [3]uint32{uint32(min(rows, 1<<16)), 1, 1}, [3]uint32{256, 1, 1}, 0,
+				tile, rows, cols, cols, qn, ix.norms, b0, 0, bd, bi); err != nil {
+				return err
+			}
+		}
+		if err := Download(d, dist[q0:q0+rows], bd, 0); err != nil {
+			return err
+		}
+		if err := Download(d, idx[q0:q0+rows], bi, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
