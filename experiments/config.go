@@ -114,6 +114,8 @@ const DefaultDrop = 0.1
 type RunConfig struct {
 	Batch   int `yaml:"batch" json:"batch"`
 	Threads int `yaml:"threads" json:"threads"`
+	// Device is auto (a GPU when one is found), cpu or gpu.
+	Device string `yaml:"device" json:"device"`
 	// FeatureMemoryMiB bounds the features a class keeps in memory, and
 	// those a cell's fit keeps (beyond it they go to a temporary file).
 	FeatureMemoryMiB int64 `yaml:"feature_memory_mib" json:"feature_memory_mib"`
@@ -163,7 +165,7 @@ func defaults() Config {
 		// The paper's noise tables: PatchCore and SoftPatch.
 		Methods:  slices.DeleteFunc(slices.Clone(MethodNames), func(m string) bool { return m == "padim" }),
 		Detector: DetectorConfig{Coreset: 0.1, Threshold: 0.15, LOFK: 5, SoftWeight: &soft},
-		Run:      RunConfig{Batch: 8, FeatureMemoryMiB: 2048, CacheMaxGiB: 20},
+		Run:      RunConfig{Batch: 8, Device: "auto", FeatureMemoryMiB: 2048, CacheMaxGiB: 20},
 	}
 }
 
@@ -506,6 +508,7 @@ func (c *Config) check(d *decoder) error {
 	if c.Run.Batch < 1 {
 		add(d.errorf("run.batch", "%d is not at least 1", c.Run.Batch))
 	}
+	add(oneOf("run.device", c.Run.Device, []string{"auto", "cpu", "gpu"}))
 	if c.Run.Threads < 0 {
 		add(d.errorf("run.threads", "%d is negative (0: all cores)", c.Run.Threads))
 	}

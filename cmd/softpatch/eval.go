@@ -50,7 +50,7 @@ type evalOverlay struct {
 type evalResult struct {
 	Commit     string             `json:"commit"`
 	Date       string             `json:"date"`   // when the cell finished, UTC RFC 3339
-	Device     string             `json:"device"` // BLAS, kernels and threads
+	Device     string             `json:"device"` // BLAS, kernels and threads; the GPU when one ran the coreset and the search
 	Data       string             `json:"data"`
 	Class      string             `json:"class"`
 	Method     string             `json:"method"`
@@ -150,6 +150,7 @@ func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src 
 	if err != nil {
 		return nil, err
 	}
+	defer t.close()
 	if m := t.bank; m != nil {
 		res.BankSize, res.Excluded = m.N, m.Excluded
 		if overlayDir != "" {
@@ -212,6 +213,9 @@ func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src 
 
 	res.Date = time.Now().UTC().Format(time.RFC3339)
 	res.Device = compute.BLASInfo()
+	if p.gpu != nil {
+		res.Device += "; GPU " + p.gpu.String()
+	}
 	return &res, nil
 }
 

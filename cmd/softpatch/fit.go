@@ -43,6 +43,7 @@ func runFit(args []string) error {
 	if err != nil {
 		return err
 	}
+	defer t.close()
 	gh, gw, err := t.p.grid(t.positions)
 	if err != nil {
 		return err

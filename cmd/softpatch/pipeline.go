@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/softpatch/softpatch/cuda"
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/backbone"
 	"github.com/softpatch/softpatch/engine/compute"
@@ -16,6 +17,7 @@ import (
 // featureFlags are the flags every verb that computes features shares.
 type featureFlags struct {
 	weights, arch, mode, layers string
+	device                      string
 	resize, imagesize, threads  int
 	checkpointBN                bool
 	padimKeep                   int
@@ -30,6 +32,7 @@ func (f *featureFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.imagesize, "imagesize", def.ImageSize, "side of the square image fed to the network")
 	fs.StringVar(&f.mode, "resize-mode", def.Mode.String(), "shorter (resize the shorter side to --resize, centre crop --imagesize) or square (resize straight to imagesize x imagesize, no crop)")
 	fs.StringVar(&f.layers, "layers", "layer2,layer3", "comma-separated backbone layers to embed, first sets the patch grid")
+	fs.StringVar(&f.device, "device", "auto", "auto (a GPU when the driver finds one, else the CPU), cpu or gpu (fail without one); see softpatch version")
 	fs.IntVar(&f.threads, "threads", 0, "compute threads (0: GOMAXPROCS, normally all cores)")
 	fs.IntVar(&f.padimKeep, "padim-channels", embed.DefaultPaDiMKeep, "PaDiM: channels kept of layer1..3's concatenation (a model takes 4*positions*(c+c*(c+1)/2) bytes: 1.9 GB for 550 at 224 px)")
 	fs.Uint64Var(&f.padimSeed, "padim-seed", embed.DefaultPaDiMSeed, "PaDiM: seed of the channel draw")
@@ -46,6 +49,9 @@ type pipeline struct {
 	layers  []string
 	deepest int // stage of the deepest layer
 	embed   embedder
+	// gpu, when set, runs the coreset selection and the nearest-neighbour
+	// search (package cuda); the PaDiM variant shares it.
+	gpu *cuda.Device
 	// padim is the PaDiM pipeline on the same backbone, built on first use
 	// (forMethod) with padimKeep channels drawn with padimSeed; nil on a
 	// PaDiM pipeline.
@@ -124,6 +130,10 @@ func (f *featureFlags) open() (*pipeline, error) {
 		layers = append(layers, l)
 		deepest = max(deepest, s)
 	}
+	gpu, err := openDevice(f.device) // before the backbone: a bad --device fails at once
+	if err != nil {
+		return nil, err
+	}
 	compute.SetThreads(f.threads)
 	// Built to layer3 at least, for PaDiM; a forward pass computes only
 	// what its layers need.
@@ -137,7 +147,29 @@ func (f *featureFlags) open() (*pipeline, error) {
 		slog.Info("backbone", "identity", id.String())
 	}
 	return &pipeline{pre: pre, net: net, id: id, layers: layers, deepest: deepest, embed: embed.Default(),
-		padimKeep: f.padimKeep, padimSeed: f.padimSeed}, nil
+		padimKeep: f.padimKeep, padimSeed: f.padimSeed, gpu: gpu}, nil
+}
+
+// openDevice opens GPU 0 for --device gpu (an error without one) or auto
+// (the CPU, with a one-line reason, without one); cpu opens none.
+func openDevice(device string) (*cuda.Device, error) {
+	switch device {
+	case "cpu":
+		return nil, nil
+	case "auto", "", "gpu":
+	default:
+		return nil, fmt.Errorf("--device %q: want auto, cpu or gpu", device)
+	}
+	d, err := cuda.Open(0)
+	if err != nil {
+		if device == "gpu" {
+			return nil, fmt.Errorf("--device gpu: %w", err)
+		}
+		slog.Info("running on the CPU", "gpu", err.Error())
+		return nil, nil
+	}
+	slog.Info("GPU", "device", d.String())
+	return d, nil
 }
 
 // features embeds a batch of n preprocessed images ([n][3][S][S]) and

@@ -50,6 +50,7 @@ func runPredict(args []string) error {
 	out := fs.String("out", "", "output folder (required): scores.json, <stem>_map.npy, <stem>_overlay.png")
 	weights := fs.String("weights", "", "checkpoint of the model's backbone; default: the path the model records if it exists, then the usual search (see fit -h)")
 	threads := fs.Int("threads", 0, "compute threads (0: GOMAXPROCS, normally all cores)")
+	device := fs.String("device", "auto", "auto, cpu or gpu (see eval -h)")
 	batch := fs.Int("batch", 8, "images per forward pass")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -80,6 +81,7 @@ func runPredict(args []string) error {
 	ff := featureFlags{
 		weights: w, arch: meta.Backbone.Arch, mode: meta.ResizeMode, layers: strings.Join(meta.Layers, ","),
 		resize: meta.Resize, imagesize: meta.ImageSize, threads: *threads, checkpointBN: meta.Backbone.BNPass == "checkpoint",
+		device: *device,
 	}
 	p, err := ff.open()
 	if err != nil {
@@ -92,6 +94,10 @@ func runPredict(args []string) error {
 		p = p.padim
 	}
 	t.p = p
+	if err := t.useGPU(); err != nil {
+		return err
+	}
+	defer t.close()
 	if err := sameBackbone(meta.Backbone, p.id); err != nil {
 		return fmt.Errorf("predict: %s: %w", *model, err)
 	}

@@ -115,7 +115,7 @@ func runRun(args []string) error {
 	ff := featureFlags{weights: cfg.Backbone.Weights, arch: cfg.Backbone.Arch, mode: cfg.Backbone.ResizeMode,
 		layers: strings.Join(cfg.Backbone.Layers, ","), resize: cfg.Backbone.Resize, imagesize: cfg.Backbone.ImageSize,
 		threads: cfg.Run.Threads, checkpointBN: cfg.Backbone.BNPass == "checkpoint",
-		padimKeep: cfg.Backbone.PaDiMChannels, padimSeed: cfg.Backbone.PaDiMSeed}
+		padimKeep: cfg.Backbone.PaDiMChannels, padimSeed: cfg.Backbone.PaDiMSeed, device: cfg.Run.Device}
 	p, err := ff.open()
 	if err != nil {
 		return err

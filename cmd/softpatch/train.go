@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/softpatch/softpatch/cuda"
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/internal/progress"
@@ -20,6 +21,33 @@ type trained struct {
 	bank      *detector.Model
 	padim     *detector.PaDiM
 	positions int
+	gpuIndex  *cuda.Index // the bank on the GPU, when one is used
+}
+
+// useGPU puts a memory bank on the pipeline's GPU for scoring, when there
+// is one with cuBLAS.
+func (t *trained) useGPU() error {
+	g := t.p.gpu
+	if g == nil || t.bank == nil || !g.HasBLAS() {
+		return nil
+	}
+	ix, err := g.NewIndex(t.bank.Bank, t.bank.N, t.bank.D)
+	if err != nil {
+		return err
+	}
+	t.gpuIndex = ix
+	t.bank.UseSearcher(ix)
+	return nil
+}
+
+// close frees the detector's GPU memory.
+func (t *trained) close() error {
+	if t.gpuIndex == nil {
+		return nil
+	}
+	err := t.gpuIndex.Close()
+	t.gpuIndex = nil
+	return err
 }
 
 // forMethod returns the pipeline computing the features of detector
@@ -64,6 +92,9 @@ func fitOn(p *pipeline, method string, cfg detector.Config, items []datasets.Ite
 	}
 	t := &trained{p: q}
 	opts := detector.FitterOptions{MaxMemory: memMiB << 20}
+	if q.gpu != nil {
+		opts.CoresetSteps = q.gpu.CoresetSteps
+	}
 	var (
 		bank  *detector.Fitter
 		padim *detector.PaDiMFitter
@@ -122,6 +153,9 @@ func fitOn(p *pipeline, method string, cfg detector.Config, items []datasets.Ite
 		return nil, err
 	}
 	st.done(prefix+"coreset", t0)
+	if err := t.useGPU(); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -278,6 +312,7 @@ func (cl *cell) applyFilter(p *pipeline, batch int, memMiB int64, src featureSou
 	if err != nil {
 		return nil, nil, fmt.Errorf("filter %s: %w", f.method, err)
 	}
+	defer t.close()
 	patch, _, err := t.score("filter scoring train", cl.train, batch, src)
 	if err != nil {
 		return nil, nil, fmt.Errorf("filter %s: %w", f.method, err)

@@ -102,8 +102,28 @@ type Model struct {
 	ScoreThreshold float64
 	Excluded       int
 
-	mu sync.Mutex
-	ix *knn.Index
+	mu       sync.Mutex
+	ix       *knn.Index
+	searcher Searcher
+}
+
+// Searcher finds each query's nearest bank entry (k = 1) as knn.Index
+// does: an alternative to the CPU search for Score, such as the GPU's
+// (cuda.Index).
+type Searcher interface {
+	// Search1 writes the squared L2 distance of each of the nq queries
+	// ([nq][D]) to its nearest bank entry into dist and the entry into idx
+	// (lowest index on ties); budget bounds its scratch memory in bytes (0:
+	// its default).
+	Search1(dist []float32, idx []int32, queries []float32, nq int, budget int64) error
+}
+
+// UseSearcher makes Score search with s, which must have been built on
+// the model's bank, instead of the CPU index.
+func (m *Model) UseSearcher(s Searcher) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.searcher = s
 }
 
 // projDim is the dimension of SoftPatch's discriminator projection.
@@ -178,7 +198,15 @@ func (m *Model) Score(dst []float32, feats []float32, nImages, positions int) er
 		return fmt.Errorf("detector: %d features and %d outputs for %d images x %d positions x %d dims", len(feats), len(dst), nImages, positions, m.D)
 	}
 	idx := make([]int32, nq)
-	if err := ix.Search(dst[:nq], idx, feats, nq, 1, 0); err != nil {
+	m.mu.Lock()
+	s := m.searcher
+	m.mu.Unlock()
+	if s != nil {
+		err = s.Search1(dst[:nq], idx, feats, nq, 0)
+	} else {
+		err = ix.Search(dst[:nq], idx, feats, nq, 1, 0)
+	}
+	if err != nil {
 		return err
 	}
 	if m.Weights != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/softpatch/softpatch/engine/coreset"
 	"github.com/softpatch/softpatch/engine/denoise"
+	"github.com/softpatch/softpatch/engine/knn"
 )
 
 func randFeats(r *rand.Rand, n int) []float32 {
@@ -319,5 +320,43 @@ func BenchmarkMap(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		Map(dst, patch, 28, 28, 224)
+	}
+}
+
+// countingSearcher is a Searcher on the CPU index that counts its calls.
+type countingSearcher struct {
+	ix    *knn.Index
+	calls int
+}
+
+func (s *countingSearcher) Search1(dist []float32, idx []int32, q []float32, nq int, budget int64) error {
+	s.calls++
+	return s.ix.Search(dist, idx, q, nq, 1, int(budget))
+}
+
+// TestUseSearcher checks that Score goes through a Searcher set by
+// UseSearcher (a GPU's, in the binary) and applies the soft weights to its
+// results as to the CPU index's.
+func TestUseSearcher(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	const nImg, pos, dim = 5, 9, 16
+	m, err := Fit(Config{Method: MethodSoftPatch, Coreset: 0.3, Threshold: 0.15, Discriminator: denoise.LOF, LOFK: 3, SoftWeight: true, Seed: 1},
+		randFeats(r, nImg*pos*dim), nImg, pos, dim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test := randFeats(r, 2*pos*dim)
+	want := make([]float32, 2*pos)
+	if err := m.Score(want, test, 2, pos); err != nil {
+		t.Fatal(err)
+	}
+	s := &countingSearcher{ix: knn.NewIndex(m.Bank, m.N, m.D)}
+	m.UseSearcher(s)
+	got := make([]float32, 2*pos)
+	if err := m.Score(got, test, 2, pos); err != nil {
+		t.Fatal(err)
+	}
+	if s.calls != 1 || !slices.Equal(got, want) {
+		t.Errorf("searcher called %d times; scores %v, want %v", s.calls, got, want)
 	}
 }

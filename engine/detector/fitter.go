@@ -21,6 +21,9 @@ type FitterOptions struct {
 	// TempDir is the directory of that temporary file ("" means
 	// os.TempDir()).
 	TempDir string
+	// CoresetSteps, when set, runs the coreset's selection loop on another
+	// backend (coreset.Greedy.Steps; a GPU: cuda.Device.CoresetSteps).
+	CoresetSteps func(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error)
 	// Progress, when set, is called as the slow stage of fitting advances:
 	// after every coreset selection (see coreset.Greedy.Progress), after
 	// every PaDiM position.
@@ -48,6 +51,7 @@ type Fitter struct {
 	coreX, discX          []float32 // [images*positions][128]
 	store                 featureStore
 	progress              func(done, total int)
+	steps                 func(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error)
 	m                     *Model
 	scores, weights       []float32
 	discriminated, closed bool
@@ -67,7 +71,7 @@ func NewFitter(cfg Config, nImages, positions, dim int, opts FitterOptions) (*Fi
 		return nil, fmt.Errorf("detector: coreset ratio %v not in (0, 1)", cfg.Coreset)
 	}
 	n := nImages * positions
-	f := &Fitter{cfg: cfg, images: nImages, positions: positions, dim: dim, progress: opts.Progress,
+	f := &Fitter{cfg: cfg, images: nImages, positions: positions, dim: dim, progress: opts.Progress, steps: opts.CoresetSteps,
 		m: &Model{Config: cfg, D: dim, CoresetSeed: cfg.Seed},
 		store: featureStore{dim: dim, dir: opts.TempDir, total: n,
 			spill: opts.MaxMemory > 0 && int64(n)*int64(dim)*4 > opts.MaxMemory}}
@@ -204,7 +208,7 @@ func (f *Fitter) Fit() (*Model, error) {
 	}
 	m, cfg := f.m, f.cfg
 	n := f.images * f.positions
-	g := coreset.Greedy{Ratio: cfg.Coreset, Seed: cfg.Seed, Progress: f.progress}
+	g := coreset.Greedy{Ratio: cfg.Coreset, Seed: cfg.Seed, Progress: f.progress, Steps: f.steps}
 	var err error
 	switch cfg.Method {
 	case MethodPatchCoreRandom:
