@@ -90,11 +90,7 @@ func Open(ordinal int) (*Device, error) {
 	if err := driverErr("cuDevicePrimaryCtxRetain", C.sp_cuDevicePrimaryCtxRetain(&d.ctx, d.dev)); err != nil {
 		return nil, err
 	}
-	if err := d.bind(); err != nil {
-		d.Close()
-		return nil, err
-	}
-	if err := driverErr("cuStreamCreate", C.sp_cuStreamCreate(&d.stream)); err != nil {
+	if err := d.createStream(); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -105,6 +101,16 @@ func Open(ordinal int) (*Device, error) {
 	}
 	d.blas, d.BLASError = openBLAS(d)
 	return d, nil
+}
+
+// createStream creates the device's stream with its context current.
+func (d *Device) createStream() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.bind(); err != nil {
+		return err
+	}
+	return driverErr("cuStreamCreate", C.sp_cuStreamCreate(&d.stream))
 }
 
 // bind makes the device's context current on the calling OS thread; every
@@ -268,7 +274,11 @@ func (d *Device) LoadModule(ptx string) (*Module, error) {
 	img := C.CString(ptx)
 	defer C.free(unsafe.Pointer(img))
 	var m C.CUmodule
-	if err := driverErr("cuModuleLoadData", C.sp_cuModuleLoadData(&m, unsafe.Pointer(img))); err != nil {
+	var log [4096]C.char
+	if err := driverErr("cuModuleLoadDataEx", C.sp_cuModuleLoadDataLog(&m, unsafe.Pointer(img), &log[0], C.uint(len(log)))); err != nil {
+		if s := C.GoString(&log[0]); s != "" {
+			err = fmt.Errorf("%w: %s", err, s)
+		}
 		return nil, err
 	}
 	return &Module{m: m}, nil
@@ -280,8 +290,13 @@ type Function struct {
 	f    C.CUfunction
 }
 
-// Function looks a kernel up by name.
-func (m *Module) Function(name string) (Function, error) {
+// Function looks a kernel of m up by name.
+func (d *Device) Function(m *Module, name string) (Function, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.bind(); err != nil {
+		return Function{}, err
+	}
 	cs := C.CString(name)
 	defer C.free(unsafe.Pointer(cs))
 	var f C.CUfunction
@@ -292,7 +307,7 @@ func (m *Module) Function(name string) (Function, error) {
 }
 
 // kernel returns one of this package's kernels.
-func (d *Device) kernel(name string) (Function, error) { return d.kernels.Function(name) }
+func (d *Device) kernel(name string) (Function, error) { return d.Function(d.kernels, name) }
 
 // Launch queues fn on the device's stream with grid x block threads and
 // shared bytes of dynamic shared memory. Arguments are Buffers (passed as
@@ -312,6 +327,9 @@ func (d *Device) Launch(fn Function, grid, block [3]uint32, shared uint32, args 
 		case Buffer:
 			*(*uint64)(p) = v.Ptr
 		case int:
+			if v != int(int32(v)) {
+				return fmt.Errorf("cuda: launch %s: argument %d = %d does not fit a 32-bit int", fn.name, i, v)
+			}
 			*(*int32)(p) = int32(v)
 		case int32:
 			*(*int32)(p) = v

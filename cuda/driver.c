@@ -26,7 +26,7 @@ static void *libcuda;
 	X(CUresult, cuMemcpyHtoDAsync_v2, (CUdeviceptr, const void *, size_t, CUstream)) \
 	X(CUresult, cuMemcpyDtoHAsync_v2, (void *, CUdeviceptr, size_t, CUstream)) \
 	X(CUresult, cuMemsetD8Async, (CUdeviceptr, unsigned char, size_t, CUstream)) \
-	X(CUresult, cuModuleLoadData, (CUmodule *, const void *)) \
+	X(CUresult, cuModuleLoadDataEx, (CUmodule *, const void *, unsigned int, int *, void **)) \
 	X(CUresult, cuModuleUnload, (CUmodule)) \
 	X(CUresult, cuModuleGetFunction, (CUfunction *, CUmodule, const char *)) \
 	X(CUresult, cuLaunchKernel, (CUfunction, unsigned int, unsigned int, unsigned int, unsigned int, unsigned int, unsigned int, unsigned int, CUstream, void **, void **)) \
@@ -71,7 +71,14 @@ CUresult sp_cuMemFree(CUdeviceptr p) { return p_cuMemFree_v2(p); }
 CUresult sp_cuMemcpyHtoD(CUdeviceptr d, const void *h, size_t n, CUstream s) { return p_cuMemcpyHtoDAsync_v2(d, h, n, s); }
 CUresult sp_cuMemcpyDtoH(void *h, CUdeviceptr d, size_t n, CUstream s) { return p_cuMemcpyDtoHAsync_v2(h, d, n, s); }
 CUresult sp_cuMemsetD8(CUdeviceptr d, unsigned char v, size_t n, CUstream s) { return p_cuMemsetD8Async(d, v, n, s); }
-CUresult sp_cuModuleLoadData(CUmodule *m, const void *img) { return p_cuModuleLoadData(m, img); }
+// sp_cuModuleLoadDataLog loads PTX, with the JIT's error log in log
+// (CU_JIT_ERROR_LOG_BUFFER = 5, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6).
+CUresult sp_cuModuleLoadDataLog(CUmodule *m, const void *img, char *log, unsigned int size) {
+	int opts[2] = {5, 6};
+	void *vals[2] = {log, (void *)(size_t)size};
+	log[0] = 0;
+	return p_cuModuleLoadDataEx(m, img, 2, opts, vals);
+}
 CUresult sp_cuModuleUnload(CUmodule m) { return p_cuModuleUnload(m); }
 CUresult sp_cuModuleGetFunction(CUfunction *f, CUmodule m, const char *name) { return p_cuModuleGetFunction(f, m, name); }
 CUresult sp_cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,

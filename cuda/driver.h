@@ -33,7 +33,7 @@ CUresult sp_cuMemFree(CUdeviceptr p);
 CUresult sp_cuMemcpyHtoD(CUdeviceptr d, const void *h, size_t n, CUstream s);
 CUresult sp_cuMemcpyDtoH(void *h, CUdeviceptr d, size_t n, CUstream s);
 CUresult sp_cuMemsetD8(CUdeviceptr d, unsigned char v, size_t n, CUstream s);
-CUresult sp_cuModuleLoadData(CUmodule *m, const void *img);
+CUresult sp_cuModuleLoadDataLog(CUmodule *m, const void *img, char *log, unsigned int size);
 CUresult sp_cuModuleUnload(CUmodule m);
 CUresult sp_cuModuleGetFunction(CUfunction *f, CUmodule m, const char *name);
 CUresult sp_cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,

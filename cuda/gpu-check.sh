@@ -15,18 +15,19 @@ root=/tmp/softpatch-gpu
 rm -rf "$root" && mkdir -p "$root"
 tar -xJf .gpu/bundle.tar.xz -C "$root" || { echo "no .gpu/bundle.tar.xz: run make gpu-bundle and carry .gpu"; exit 2; }
 export LD_LIBRARY_PATH="$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-# cuBLAS: the CUDA toolkit's, else the nvidia-cublas wheel's.
-for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
-	"$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null)"; do
-	if [ -n "$d" ] && ls "$d"/libcublas.so* >/dev/null 2>&1; then
-		export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
-		break
-	fi
-done
+# cuBLAS: the CUDA toolkit's, else a Python wheel's (nvidia-cublas, any layout).
+cublas=$( (ls /usr/local/cuda/lib64/libcublas.so* /usr/local/cuda/targets/x86_64-linux/lib/libcublas.so* 2>/dev/null;
+	python3 -c 'import site, glob; [print(p) for d in site.getsitepackages() for p in glob.glob(d + "/nvidia/**/libcublas.so*", recursive=True)]' 2>/dev/null) | head -1)
+if [ -n "$cublas" ]; then
+	export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$cublas")"
+else
+	echo "no libcublas found: the kNN and SGEMM checks will skip" >&2
+fi
 {
 	date -u
 	nvidia-smi
 	echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+	echo "cublas=${cublas:-none}"
 	ldconfig -p | grep -E 'libcuda\.so|libcublas' || true
 	ls /usr/local/cuda/lib64/libcublas* 2>/dev/null || true
 } >"$out/probe.txt" 2>&1
@@ -46,8 +47,8 @@ bench = {}
 for line in open(f"{out}/bench.txt"):
     f = line.split()
     if f and f[0].startswith("Benchmark"):
-        b = {"ns_per_op": float(f[2])}
-        for v, u in zip(f[3::2], f[4::2]):
+        b = {}
+        for v, u in zip(f[2::2], f[3::2]):
             b[u] = float(v)
         bench[re.sub(r"-\d+$", "", f[0])] = b
 res["bench"] = bench

@@ -74,14 +74,36 @@ extern "C" __global__ void top1_tile(const float *c, int rows, int cols, int ldc
 // acc), d = double(a) - double(b)), reduced ((l0+l1)+(l2+l3))+((l4+l5)+
 // (l6+l7)), then sqrt, between points i and c of xt, the points
 // transposed ([dim][n]).
+#define LANE(k)                                                                  \
+	do {                                                                         \
+		double d = (double)xt[(long)(j + k) * n + i] - (double)xt[(long)(j + k) * n + c]; \
+		l##k = __builtin_fma(d, d, l##k);                                        \
+	} while (0)
 static __device__ __inline__ double coreset_dist(const float *xt, long n, long i, long c, int dim) {
-	double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-	for (int j = 0; j < dim; j++) {
-		double d = (double)xt[(long)j * n + i] - (double)xt[(long)j * n + c];
-		l[j & 7] = __builtin_fma(d, d, l[j & 7]);
+	// Eight scalar lanes (an array would live in local memory).
+	double l0 = 0, l1 = 0, l2 = 0, l3 = 0, l4 = 0, l5 = 0, l6 = 0, l7 = 0;
+	int j = 0;
+	for (; j + 8 <= dim; j += 8) {
+		LANE(0);
+		LANE(1);
+		LANE(2);
+		LANE(3);
+		LANE(4);
+		LANE(5);
+		LANE(6);
+		LANE(7);
 	}
-	return __builtin_sqrt(((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])));
+	int rest = dim - j; // the tail: lane t takes dimension j + t
+	if (rest > 0) LANE(0);
+	if (rest > 1) LANE(1);
+	if (rest > 2) LANE(2);
+	if (rest > 3) LANE(3);
+	if (rest > 4) LANE(4);
+	if (rest > 5) LANE(5);
+	if (rest > 6) LANE(6);
+	return __builtin_sqrt(((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)));
 }
+#undef LANE
 
 // coreset_step is one selection step of the approximate greedy coreset
 // (engine/coreset.run) in one launch: the centre is sel[step-1]; every key
@@ -147,6 +169,7 @@ extern "C" __global__ void coreset_step(const float *xt, int dim, long n, double
 	if (!last) {
 		return;
 	}
+	__nvvm_membar_gl(); // acquire: the other blocks' bests are visible
 	// The last block: reduce the blocks' bests.
 	bk = -1;
 	bi = n;
@@ -173,7 +196,8 @@ extern "C" __global__ void coreset_step(const float *xt, int dim, long n, double
 		sync_threads();
 	}
 	if (threadIdx.x == 0) {
-		sel[step] = (int)si[0];
+		// All keys NaN (NaN features): point 0, as the CPU's scan ends.
+		sel[step] = si[0] < n ? (int)si[0] : 0;
 		*count = 0;
 	}
 }

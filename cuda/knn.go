@@ -91,7 +91,7 @@ func (ix *Index) Search1(dist []float32, idx []int32, queries []float32, nq int,
 	// bank at once when it fits, else tiles of at least 4096 rows.
 	bb := n
 	qb := int(min(int64(nq), budget/int64(4*(bb+dim+2))))
-	if qb < 256 {
+	if qb < min(256, nq) {
 		bb = min(n, 4096)
 		qb = int(max(1, min(int64(nq), budget/int64(4*(bb+dim+2)))))
 	}

@@ -52,6 +52,9 @@ type pipeline struct {
 	// gpu, when set, runs the coreset selection and the nearest-neighbour
 	// search (package cuda); the PaDiM variant shares it.
 	gpu *cuda.Device
+	// gpuStrict (--device gpu) makes a GPU failure an error; with auto
+	// the work falls back to the CPU with a warning.
+	gpuStrict bool
 	// padim is the PaDiM pipeline on the same backbone, built on first use
 	// (forMethod) with padimKeep channels drawn with padimSeed; nil on a
 	// PaDiM pipeline.
@@ -147,7 +150,7 @@ func (f *featureFlags) open() (*pipeline, error) {
 		slog.Info("backbone", "identity", id.String())
 	}
 	return &pipeline{pre: pre, net: net, id: id, layers: layers, deepest: deepest, embed: embed.Default(),
-		padimKeep: f.padimKeep, padimSeed: f.padimSeed, gpu: gpu}, nil
+		padimKeep: f.padimKeep, padimSeed: f.padimSeed, gpu: gpu, gpuStrict: f.device == "gpu"}, nil
 }
 
 // openDevice opens GPU 0 for --device gpu (an error without one) or auto

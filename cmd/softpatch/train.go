@@ -10,6 +10,7 @@ import (
 
 	"github.com/softpatch/softpatch/cuda"
 	"github.com/softpatch/softpatch/datasets"
+	"github.com/softpatch/softpatch/engine/coreset"
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/internal/progress"
 )
@@ -33,7 +34,11 @@ func (t *trained) useGPU() error {
 	}
 	ix, err := g.NewIndex(t.bank.Bank, t.bank.N, t.bank.D)
 	if err != nil {
-		return err
+		if t.p.gpuStrict {
+			return err
+		}
+		slog.Warn("scoring on the CPU: the GPU failed", "err", err)
+		return nil
 	}
 	t.gpuIndex = ix
 	t.bank.UseSearcher(ix)
@@ -93,7 +98,14 @@ func fitOn(p *pipeline, method string, cfg detector.Config, items []datasets.Ite
 	t := &trained{p: q}
 	opts := detector.FitterOptions{MaxMemory: memMiB << 20}
 	if q.gpu != nil {
-		opts.CoresetSteps = q.gpu.CoresetSteps
+		opts.CoresetSteps = func(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error) {
+			sel, err := q.gpu.CoresetSteps(x, dim, init, weights, picks)
+			if err != nil && !q.gpuStrict {
+				slog.Warn("coreset on the CPU: the GPU failed", "err", err)
+				return coreset.RunSteps(x, dim, init, weights, picks), nil
+			}
+			return sel, err
+		}
 	}
 	var (
 		bank  *detector.Fitter

@@ -382,6 +382,13 @@ func run(x []float32, dim int, init []float64, weights []float32, picks int, pro
 // average, the remaining steps compute them all without the bound.
 const fallbackWindow = 32
 
+// RunSteps is the CPU's selection loop that Greedy.Steps replaces: the
+// picks selections from the projected points x [len(init)][dim], given the
+// initial keys and the weights (nil: all 1).
+func RunSteps(x []float32, dim int, init []float64, weights []float32, picks int) []int {
+	return run(x, dim, init, weights, picks, nil)
+}
+
 // forceMode is for tests: 0 chooses between the bounded and the plain pass
 // automatically, 1 always bounds, 2 never does.
 var forceMode = 0

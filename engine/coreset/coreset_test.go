@@ -372,3 +372,38 @@ func TestRunNonFinite(t *testing.T) {
 		}
 	}
 }
+
+// TestSteps checks the Steps hook: RunSteps as Steps gives the selection
+// of the built-in loop, and Steps receives the initial keys and weights.
+func TestSteps(t *testing.T) {
+	r := rand.New(rand.NewPCG(51, 52))
+	n, dim := 3000, 16
+	x := make([]float32, n*dim)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	w := make([]float32, n)
+	for i := range w {
+		w[i] = float32(i % 2)
+	}
+	g := Greedy{Ratio: 0.05, Seed: 3, Weights: w}
+	want, err := g.SelectProjected(x, n, dim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	g.Steps = func(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error) {
+		calls++
+		if len(init) != n || len(weights) != n || picks != 150 {
+			t.Errorf("Steps got %d keys, %d weights, %d picks", len(init), len(weights), picks)
+		}
+		return RunSteps(x, dim, init, weights, picks), nil
+	}
+	got, err := g.SelectProjected(x, n, dim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 || !slices.Equal(got, want) {
+		t.Errorf("Steps called %d times; selections differ", calls)
+	}
+}
