@@ -7,13 +7,17 @@
 #
 # It writes to $OUT (or /tmp/gpu-check): probe.txt (driver, GPU, library paths), version.txt,
 # parity.txt (the parity suite, go test -v), bench.txt (kNN against the bare cuBLAS SGEMM of the
-# same shape, the 16k-of-160k coreset) and results.json (the numbers, parsed).
+# same shape, the 16k-of-160k coreset), cell.txt with cell_gpu.json and cell_cpu.json (one
+# SoftPatch-lof cell with and without the GPU) and results.json (the numbers, parsed). About 6
+# minutes at most (each step has a timeout).
 set -uo pipefail
 out=${OUT:-/tmp/gpu-check}
 mkdir -p "$out"
 root=/tmp/softpatch-gpu
 rm -rf "$root" && mkdir -p "$root"
-tar -xJf .gpu/bundle.tar.xz -C "$root" || { echo "no .gpu/bundle.tar.xz: run make gpu-bundle and carry .gpu"; exit 2; }
+[ -f .gpu/bundle.tar.xz ] || { echo "no .gpu/bundle.tar.xz: run make gpu-bundle and carry .gpu"; exit 2; }
+tar -xJf .gpu/bundle.tar.xz -C "$root" 2>/dev/null ||
+	python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" .gpu/bundle.tar.xz "$root" || exit 2
 export LD_LIBRARY_PATH="$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # cuBLAS: the CUDA toolkit's, else a Python wheel's (nvidia-cublas, any layout).
 cublas=$( (ls /usr/local/cuda/lib64/libcublas.so* /usr/local/cuda/targets/x86_64-linux/lib/libcublas.so* 2>/dev/null;
@@ -36,6 +40,17 @@ timeout 240 "$root/cuda.test" -test.v -test.count=1 >"$out/parity.txt" 2>&1
 echo "parity exit $?" >>"$out/parity.txt"
 timeout 180 "$root/cuda.test" -test.run '^$' -test.bench . -test.benchtime 3x >"$out/bench.txt" 2>&1
 echo "bench exit $?" >>"$out/bench.txt"
+# One SoftPatch-lof cell on a generated class (200 training + 80 test images, noise 0.1 with
+# overlap), the backbone on the machine's CPUs, coreset and scoring on the GPU; and the same cell
+# on the CPU alone, for the comparison.
+timeout 120 "$root/softpatch" synth --out /tmp/sp-data --classes wood >"$out/cell.txt" 2>&1
+tv=""
+[ -x /usr/bin/time ] && tv="/usr/bin/time -v"
+for dev in gpu cpu; do
+	$tv timeout 150 "$root/softpatch" eval --data /tmp/sp-data --class wood --method softpatch-lof --noise 0.1 \
+		--overlap --device "$dev" --json "$out/cell_$dev.json" >>"$out/cell.txt" 2>&1
+	echo "cell $dev exit $?" >>"$out/cell.txt"
+done
 python3 - "$out" <<'PY'
 import json, re, sys
 out = sys.argv[1]
@@ -55,6 +70,12 @@ res["bench"] = bench
 k, s = bench.get("BenchmarkSearch1", {}), bench.get("BenchmarkSgemmSameShape", {})
 if "GFLOP/s" in k and "GFLOP/s" in s:
     res["knn_fraction_of_sgemm"] = k["GFLOP/s"] / s["GFLOP/s"]
+for dev in ("gpu", "cpu"):
+    try:
+        c = json.load(open(f"{out}/cell_{dev}.json"))
+        res[f"cell_{dev}"] = {k: c[k] for k in ("device", "seconds", "image_auroc", "pixel_auroc", "bank_size")}
+    except Exception as e:
+        res[f"cell_{dev}"] = f"no result: {e}"
 json.dump(res, open(f"{out}/results.json", "w"), indent=1)
 print(json.dumps(res, indent=1))
 PY
