@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/softpatch/softpatch/engine/backbone"
 	"github.com/softpatch/softpatch/engine/compute"
 	"github.com/softpatch/softpatch/engine/coreset"
 	"github.com/softpatch/softpatch/engine/knn"
@@ -255,7 +256,7 @@ func TestCoresetParity(t *testing.T) {
 // entry for every kernel the package launches (kernels.ptx is regenerated
 // by make ptx from kernels.cu).
 func TestEmbeddedKernels(t *testing.T) {
-	for _, k := range []string{"sq_norms", "top1_tile", "coreset_step"} {
+	for _, k := range []string{"sq_norms", "top1_tile", "coreset_step", "im2col", "bias_act", "max_pool"} {
 		if !strings.Contains(kernelsPTX, ".entry "+k+"(") {
 			t.Errorf("kernels.ptx has no entry %s: run make ptx", k)
 		}
@@ -341,4 +342,75 @@ func openBench(b *testing.B, needBLAS bool) *Device {
 		b.Skipf("no cuBLAS: %v", d.BLASError)
 	}
 	return d
+}
+
+// TestBackboneParity runs a random-init wide_resnet50_2 (BatchNorm folded)
+// up to layer3 on the GPU and on the CPU for 2 images of 96 px: every
+// layer within 1e-4 of its largest magnitude (cuBLAS and our SGEMM sum in
+// different orders).
+func TestBackboneParity(t *testing.T) {
+	d := openOrSkip(t)
+	if !d.HasBLAS() {
+		t.Skipf("no cuBLAS: %v", d.BLASError)
+	}
+	net, err := backbone.New(backbone.WideResNet50_2, backbone.RandomInit(backbone.WideResNet50_2, 0), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := d.NewBackbone(net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	r := rand.New(rand.NewPCG(11, 12))
+	n, s := 2, 96
+	x := randn(r, n*3*s*s)
+	layers := []string{"layer1", "layer2", "layer3"}
+	want, err := net.Forward(x, n, s, s, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := g.Forward(x, n, s, s, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range layers {
+		w, o := want[i], got[i]
+		if o.C != w.C || o.H != w.H || o.W != w.W {
+			t.Fatalf("%s: shape %dx%dx%d, CPU %dx%dx%d", layers[i], o.C, o.H, o.W, w.C, w.H, w.W)
+		}
+		if e := relErr(o.Data, w.Data); e > 1e-4 {
+			t.Errorf("%s: relative error %.3g", layers[i], e)
+		} else {
+			t.Logf("%s: relative error %.3g", layers[i], e)
+		}
+	}
+}
+
+// BenchmarkBackbone runs wide_resnet50_2 to layer3 at 224 px, batch 32, on
+// the GPU (layer outputs copied back), and reports images per second.
+func BenchmarkBackbone(b *testing.B) {
+	d := openBench(b, true)
+	net, err := backbone.New(backbone.WideResNet50_2, backbone.RandomInit(backbone.WideResNet50_2, 0), 2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := d.NewBackbone(net)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	n, s := 32, 224
+	x := randn(rand.New(rand.NewPCG(13, 14)), n*3*s*s)
+	layers := []string{"layer2", "layer3"}
+	if _, err := g.Forward(x, n, s, s, layers); err != nil { // warm-up
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := g.Forward(x, n, s, s, layers); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "images/s")
 }

@@ -201,3 +201,63 @@ extern "C" __global__ void coreset_step(const float *xt, int dim, long n, double
 		*count = 0;
 	}
 }
+
+// im2col writes the columns of one image x [c][h][w] for a k x k
+// convolution (stride, zero padding pad) into col [c*k*k][oh*ow], rows in
+// torch's (channel, ky, kx) order.
+extern "C" __global__ void im2col(const float *x, int c, int h, int w, int k, int stride, int pad, int oh, int ow, float *col) {
+	long total = (long)c * k * k * oh * ow;
+	for (long t = blockIdx.x * (long)blockDim.x + threadIdx.x; t < total; t += (long)gridDim.x * blockDim.x) {
+		int ox = (int)(t % ow);
+		long r = t / ow;
+		int oy = (int)(r % oh);
+		r /= oh;
+		int kx = (int)(r % k);
+		r /= k;
+		int ky = (int)(r % k);
+		int ch = (int)(r / k);
+		int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+		col[t] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[((long)ch * h + iy) * w + ix] : 0.0f;
+	}
+}
+
+// bias_act finishes a convolution's output y [n][out][hw] in place: plus
+// the channel's bias, plus residual (same shape; may be null), then ReLU
+// when relu is set (the CPU epilogue's order).
+extern "C" __global__ void bias_act(float *y, const float *bias, const float *residual, long n, int out, int hw, int relu) {
+	long total = n * out * hw;
+	for (long t = blockIdx.x * (long)blockDim.x + threadIdx.x; t < total; t += (long)gridDim.x * blockDim.x) {
+		float v = y[t] + bias[(t / hw) % out];
+		if (residual) {
+			v += residual[t];
+		}
+		if (relu && !(v > 0)) {
+			v = v != v ? v : 0.0f; // NaN stays NaN, as max(v, 0) in torch
+		}
+		y[t] = v;
+	}
+}
+
+// max_pool is torch's max_pool2d (k x k, stride, padding as -inf) on
+// planes [p][h][w] -> [p][oh][ow].
+extern "C" __global__ void max_pool(const float *x, long planes, int h, int w, int k, int stride, int pad, int oh, int ow, float *y) {
+	long total = planes * oh * ow;
+	for (long t = blockIdx.x * (long)blockDim.x + threadIdx.x; t < total; t += (long)gridDim.x * blockDim.x) {
+		int ox = (int)(t % ow);
+		long r = t / ow;
+		int oy = (int)(r % oh);
+		long p = r / oh;
+		float m = -__builtin_inff();
+		for (int ky = 0; ky < k; ky++) {
+			int iy = oy * stride - pad + ky;
+			if (iy < 0 || iy >= h) continue;
+			for (int kx = 0; kx < k; kx++) {
+				int ix = ox * stride - pad + kx;
+				if (ix < 0 || ix >= w) continue;
+				float v = x[(p * h + iy) * w + ix];
+				if (v > m || v != v) m = v;
+			}
+		}
+		y[t] = m;
+	}
+}

@@ -52,6 +52,9 @@ type pipeline struct {
 	// gpu, when set, runs the coreset selection and the nearest-neighbour
 	// search (package cuda); the PaDiM variant shares it.
 	gpu *cuda.Device
+	// gnet is the backbone on the GPU (nil: the CPU's), shared by the
+	// PaDiM variant.
+	gnet *cuda.Backbone
 	// gpuStrict (--device gpu) makes a GPU failure an error; with auto
 	// the work falls back to the CPU with a warning.
 	gpuStrict bool
@@ -149,8 +152,17 @@ func (f *featureFlags) open() (*pipeline, error) {
 	} else {
 		slog.Info("backbone", "identity", id.String())
 	}
-	return &pipeline{pre: pre, net: net, id: id, layers: layers, deepest: deepest, embed: embed.Default(),
-		padimKeep: f.padimKeep, padimSeed: f.padimSeed, gpu: gpu, gpuStrict: f.device == "gpu"}, nil
+	p := &pipeline{pre: pre, net: net, id: id, layers: layers, deepest: deepest, embed: embed.Default(),
+		padimKeep: f.padimKeep, padimSeed: f.padimSeed, gpu: gpu, gpuStrict: f.device == "gpu"}
+	if gpu != nil && gpu.HasBLAS() {
+		if p.gnet, err = gpu.NewBackbone(net); err != nil {
+			if p.gpuStrict {
+				return nil, err
+			}
+			slog.Warn("backbone on the CPU: the GPU failed", "err", err)
+		}
+	}
+	return p, nil
 }
 
 // openDevice opens GPU 0 for --device gpu (an error without one) or auto
@@ -201,8 +213,24 @@ func featuresOf(pipes []*pipeline, x []float32, n int) ([][]float32, []int, erro
 			}
 		}
 	}
-	s := pipes[0].pre.ImageSize
-	feats, err := pipes[0].net.Forward(x, n, s, s, layers)
+	p, s := pipes[0], pipes[0].pre.ImageSize
+	var feats []backbone.Feature
+	var err error
+	if p.gnet != nil {
+		if feats, err = p.gnet.Forward(x, n, s, s, layers); err != nil && !p.gpuStrict {
+			slog.Warn("backbone on the CPU from now on: the GPU failed", "err", err)
+			for _, q := range pipes {
+				q.gnet = nil
+			}
+			if p.padim != nil {
+				p.padim.gnet = nil
+			}
+			err = nil
+		}
+	}
+	if feats == nil && err == nil {
+		feats, err = p.net.Forward(x, n, s, s, layers)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -278,3 +278,24 @@ func (b *Backbone) block(apply applyFunc, blk bottleneck, x *G.Node, n, h, w int
 	}
 	return y3, oh, ow, nil
 }
+
+// Block is one bottleneck block's convolutions with BatchNorm folded in:
+// conv1 (1x1) and conv2 (3x3, the block's stride) with ReLU, conv3 (1x1)
+// whose output gets the identity (Downsample's output when it is not nil)
+// added before its ReLU.
+type Block struct {
+	Conv1, Conv2, Conv3, Downsample *compute.Conv
+}
+
+// Blocks returns the stem convolution (7x7, stride 2, ReLU; a 3x3 stride-2
+// max-pool follows it) and the blocks of each built stage (layer1.. up to
+// Deepest), for another backend to run the same network (package cuda).
+// The Convs are the Backbone's own: they must not be modified.
+func (b *Backbone) Blocks() (stem *compute.Conv, stages [4][]Block) {
+	for s, blks := range b.stages {
+		for _, blk := range blks {
+			stages[s] = append(stages[s], Block{Conv1: blk.conv1, Conv2: blk.conv2, Conv3: blk.conv3, Downsample: blk.downsample})
+		}
+	}
+	return b.stem, stages
+}

@@ -1,0 +1,243 @@
+package cuda
+
+import (
+	"fmt"
+
+	"github.com/softpatch/softpatch/engine/backbone"
+	"github.com/softpatch/softpatch/engine/compute"
+)
+
+// conv is a convolution with its folded weights and bias on the device.
+type conv struct {
+	c            *compute.Conv
+	weight, bias Buffer
+}
+
+// Backbone runs a backbone.Backbone's network (its folded convolutions) on
+// the GPU: each convolution as im2col (none for 1x1 stride-1) plus a cuBLAS
+// SGEMM per image, then bias, residual and ReLU in one kernel; the stem's
+// max-pool in another. The layer outputs are copied back for the CPU's
+// patch embedding.
+type Backbone struct {
+	d       *Device
+	deepest int
+	stem    conv
+	stages  [4][][4]*conv // conv1, conv2, conv3, downsample (nil)
+	bufs    []Buffer
+	fns     map[string]Function
+}
+
+// NewBackbone uploads the weights of b (every stage it was built to).
+func (d *Device) NewBackbone(b *backbone.Backbone) (*Backbone, error) {
+	if !d.HasBLAS() {
+		return nil, fmt.Errorf("cuda: the backbone needs cuBLAS: %v", d.BLASError)
+	}
+	g := &Backbone{d: d, deepest: b.Deepest, fns: map[string]Function{}}
+	for _, k := range []string{"im2col", "bias_act", "max_pool"} {
+		f, err := d.kernel(k)
+		if err != nil {
+			return nil, err
+		}
+		g.fns[k] = f
+	}
+	up := func(c *compute.Conv) (*conv, error) {
+		if c == nil {
+			return nil, nil
+		}
+		w, err := d.Alloc(int64(len(c.Weight)) * 4)
+		if err != nil {
+			return nil, err
+		}
+		g.bufs = append(g.bufs, w)
+		bb, err := d.Alloc(int64(len(c.Bias)) * 4)
+		if err != nil {
+			return nil, err
+		}
+		g.bufs = append(g.bufs, bb)
+		if err := Upload(d, w, 0, c.Weight); err != nil {
+			return nil, err
+		}
+		if err := Upload(d, bb, 0, c.Bias); err != nil {
+			return nil, err
+		}
+		return &conv{c: c, weight: w, bias: bb}, nil
+	}
+	stem, stages := b.Blocks()
+	s, err := up(stem)
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	g.stem = *s
+	for i, blks := range stages {
+		for _, blk := range blks {
+			var cs [4]*conv
+			for j, c := range []*compute.Conv{blk.Conv1, blk.Conv2, blk.Conv3, blk.Downsample} {
+				if cs[j], err = up(c); err != nil {
+					g.Close()
+					return nil, err
+				}
+			}
+			g.stages[i] = append(g.stages[i], cs)
+		}
+	}
+	return g, nil
+}
+
+// Close frees the weights.
+func (g *Backbone) Close() error {
+	var first error
+	for _, b := range g.bufs {
+		if err := g.d.Free(b); first == nil {
+			first = err
+		}
+	}
+	g.bufs = nil
+	return first
+}
+
+// grid is a grid-stride launch for total items.
+func grid(total int64) [3]uint32 {
+	return [3]uint32{uint32(min((total+255)/256, 1<<16)), 1, 1}
+}
+
+// forwardConv runs c on x [n][In][h][w] into y [n][Out][oh][ow] (plus
+// residual before the activation, when it is not zero), using col as
+// im2col scratch.
+func (g *Backbone) forwardConv(c *conv, x, y, residual, col Buffer, n, h, w int) (int, int, error) {
+	oh, ow := c.c.OutputSize(h, w)
+	k, in, out := c.c.Kernel, c.c.In, c.c.Out
+	kdim, p := in*k*k, oh*ow
+	for i := 0; i < n; i++ {
+		xi := Buffer{Ptr: x.Ptr + uint64(i*in*h*w)*4, Bytes: int64(in*h*w) * 4}
+		yi := Buffer{Ptr: y.Ptr + uint64(i*out*p)*4, Bytes: int64(out*p) * 4}
+		b := xi
+		if k != 1 || c.c.Stride != 1 || c.c.Pad != 0 {
+			if err := g.d.Launch(g.fns["im2col"], grid(int64(kdim*p)), [3]uint32{256, 1, 1}, 0,
+				xi, in, h, w, k, c.c.Stride, c.c.Pad, oh, ow, col); err != nil {
+				return 0, 0, err
+			}
+			b = col
+		}
+		if err := g.d.Sgemm(false, false, out, p, kdim, 1, c.weight, kdim, b, p, 0, yi, p); err != nil {
+			return 0, 0, err
+		}
+	}
+	relu := 0
+	if c.c.ReLU {
+		relu = 1
+	}
+	err := g.d.Launch(g.fns["bias_act"], grid(int64(n*out*p)), [3]uint32{256, 1, 1}, 0, y, c.bias, residual, int64(n), out, p, relu)
+	return oh, ow, err
+}
+
+// Forward runs the batch x ([n][3][h][w], normalised) up to the deepest of
+// layers and returns those layers' outputs, as backbone.Backbone.Forward
+// does.
+func (g *Backbone) Forward(x []float32, n, h, w int, layers []string) (out []backbone.Feature, err error) {
+	if n <= 0 || h <= 0 || w <= 0 || len(x) != n*3*h*w {
+		return nil, fmt.Errorf("cuda: backbone input has %d values, want %dx3x%dx%d", len(x), n, h, w)
+	}
+	want := map[int]int{}
+	deepest := 0
+	for i, l := range layers {
+		s, err := backbone.LayerIndex(l)
+		if err != nil {
+			return nil, err
+		}
+		if s > g.deepest {
+			return nil, fmt.Errorf("cuda: layer %s is deeper than the backbone was built to", l)
+		}
+		want[s] = i
+		deepest = max(deepest, s)
+	}
+	// Scratch: the largest activation and im2col sizes of this input.
+	var bufs []Buffer
+	defer func() {
+		for _, b := range bufs {
+			if e := g.d.Free(b); err == nil {
+				err = e
+			}
+		}
+	}()
+	maxAct, maxCol := int64(n*3*h*w), int64(0)
+	{
+		ch, cw := g.stem.c.OutputSize(h, w)
+		maxAct = max(maxAct, int64(n*g.stem.c.Out*ch*cw))
+		maxCol = max(maxCol, int64(g.stem.c.In*g.stem.c.Kernel*g.stem.c.Kernel*ch*cw))
+		ch, cw = compute.MaxPoolOutputSize(ch, cw, 3, 2, 1)
+		for s := 0; s <= deepest; s++ {
+			for _, cs := range g.stages[s] {
+				for _, c := range cs {
+					if c == nil {
+						continue
+					}
+					oh, ow := c.c.OutputSize(ch, cw)
+					maxAct = max(maxAct, int64(n*c.c.Out*max(oh*ow, ch*cw)), int64(n*c.c.In*ch*cw))
+					maxCol = max(maxCol, int64(c.c.In*c.c.Kernel*c.c.Kernel*oh*ow))
+				}
+				ch, cw = cs[1].c.OutputSize(ch, cw)
+			}
+		}
+	}
+	for range 4 {
+		b, aerr := g.d.Alloc(maxAct * 4)
+		if aerr != nil {
+			return nil, aerr
+		}
+		bufs = append(bufs, b)
+	}
+	col, err := g.d.Alloc(max(maxCol, 1) * 4)
+	if err != nil {
+		return nil, err
+	}
+	bufs = append(bufs, col)
+	a, t1, t2, id := bufs[0], bufs[1], bufs[2], bufs[3]
+	if err := Upload(g.d, a, 0, x); err != nil {
+		return nil, err
+	}
+	// stem -> t1, max-pool -> a
+	ch, cw, err := g.forwardConv(&g.stem, a, t1, Buffer{}, col, n, h, w)
+	if err != nil {
+		return nil, err
+	}
+	ph, pw := compute.MaxPoolOutputSize(ch, cw, 3, 2, 1)
+	if err := g.d.Launch(g.fns["max_pool"], grid(int64(n*g.stem.c.Out*ph*pw)), [3]uint32{256, 1, 1}, 0,
+		t1, int64(n*g.stem.c.Out), ch, cw, 3, 2, 1, ph, pw, a); err != nil {
+		return nil, err
+	}
+	h, w, c := ph, pw, g.stem.c.Out
+	out = make([]backbone.Feature, len(layers))
+	for s := 0; s <= deepest; s++ {
+		for _, cs := range g.stages[s] {
+			if _, _, err := g.forwardConv(cs[0], a, t1, Buffer{}, col, n, h, w); err != nil {
+				return nil, err
+			}
+			oh, ow, err := g.forwardConv(cs[1], t1, t2, Buffer{}, col, n, h, w)
+			if err != nil {
+				return nil, err
+			}
+			identity := a
+			if cs[3] != nil {
+				if _, _, err := g.forwardConv(cs[3], a, id, Buffer{}, col, n, h, w); err != nil {
+					return nil, err
+				}
+				identity = id
+			}
+			// conv3's output replaces the block input: into t1, then swap.
+			if _, _, err := g.forwardConv(cs[2], t2, t1, identity, col, n, oh, ow); err != nil {
+				return nil, err
+			}
+			a, t1 = t1, a
+			h, w, c = oh, ow, cs[2].c.Out
+		}
+		if i, ok := want[s]; ok {
+			f := backbone.Feature{Layer: layers[i], N: n, C: c, H: h, W: w, Data: make([]float32, n*c*h*w)}
+			if err := Download(g.d, f.Data, a, 0); err != nil {
+				return nil, err
+			}
+			out[i] = f
+		}
+	}
+	return out, nil
+}
