@@ -138,12 +138,18 @@ func (g *Backbone) Forward(x []float32, n, h, w int, layers []string) (out []bac
 	if n <= 0 || h <= 0 || w <= 0 || len(x) != n*3*h*w {
 		return nil, fmt.Errorf("cuda: backbone input has %d values, want %dx3x%dx%d", len(x), n, h, w)
 	}
+	if len(layers) == 0 {
+		return nil, fmt.Errorf("cuda: backbone: no layers requested")
+	}
 	want := map[int]int{}
 	deepest := 0
 	for i, l := range layers {
 		s, err := backbone.LayerIndex(l)
 		if err != nil {
 			return nil, err
+		}
+		if _, dup := want[s]; dup {
+			return nil, fmt.Errorf("cuda: backbone: layer %s requested twice", l)
 		}
 		if s > g.deepest {
 			return nil, fmt.Errorf("cuda: layer %s is deeper than the backbone was built to", l)
@@ -160,23 +166,31 @@ func (g *Backbone) Forward(x []float32, n, h, w int, layers []string) (out []bac
 			}
 		}
 	}()
+	// Scratch sizes: every activation (the block input, conv1's and conv2's
+	// outputs, the downsampled identity, conv3's output) and im2col matrix
+	// of this input size.
 	maxAct, maxCol := int64(n*3*h*w), int64(0)
+	needCol := func(c *compute.Conv, oh, ow int) {
+		if c.Kernel != 1 || c.Stride != 1 || c.Pad != 0 {
+			maxCol = max(maxCol, int64(c.In*c.Kernel*c.Kernel*oh*ow))
+		}
+	}
 	{
 		ch, cw := g.stem.c.OutputSize(h, w)
 		maxAct = max(maxAct, int64(n*g.stem.c.Out*ch*cw))
-		maxCol = max(maxCol, int64(g.stem.c.In*g.stem.c.Kernel*g.stem.c.Kernel*ch*cw))
+		needCol(g.stem.c, ch, cw)
 		ch, cw = compute.MaxPoolOutputSize(ch, cw, 3, 2, 1)
 		for s := 0; s <= deepest; s++ {
 			for _, cs := range g.stages[s] {
-				for _, c := range cs {
-					if c == nil {
-						continue
-					}
-					oh, ow := c.c.OutputSize(ch, cw)
-					maxAct = max(maxAct, int64(n*c.c.Out*max(oh*ow, ch*cw)), int64(n*c.c.In*ch*cw))
-					maxCol = max(maxCol, int64(c.c.In*c.c.Kernel*c.c.Kernel*oh*ow))
+				c1, c2, c3, ds := cs[0].c, cs[1].c, cs[2].c, cs[3]
+				maxAct = max(maxAct, int64(n*c1.In*ch*cw), int64(n*c1.Out*ch*cw))
+				oh, ow := c2.OutputSize(ch, cw)
+				needCol(c2, oh, ow)
+				maxAct = max(maxAct, int64(n*c2.Out*oh*ow), int64(n*c3.Out*oh*ow))
+				if ds != nil {
+					needCol(ds.c, oh, ow)
 				}
-				ch, cw = cs[1].c.OutputSize(ch, cw)
+				ch, cw = oh, ow
 			}
 		}
 	}

@@ -52,9 +52,9 @@ type pipeline struct {
 	// gpu, when set, runs the coreset selection and the nearest-neighbour
 	// search (package cuda); the PaDiM variant shares it.
 	gpu *cuda.Device
-	// gnet is the backbone on the GPU (nil: the CPU's), shared by the
-	// PaDiM variant.
-	gnet *cuda.Backbone
+	// gnet holds the backbone on the GPU (b nil: the CPU's); the PaDiM
+	// variant shares the holder, so that a failure turns it off for both.
+	gnet *gpuNet
 	// gpuStrict (--device gpu) makes a GPU failure an error; with auto
 	// the work falls back to the CPU with a warning.
 	gpuStrict bool
@@ -154,8 +154,9 @@ func (f *featureFlags) open() (*pipeline, error) {
 	}
 	p := &pipeline{pre: pre, net: net, id: id, layers: layers, deepest: deepest, embed: embed.Default(),
 		padimKeep: f.padimKeep, padimSeed: f.padimSeed, gpu: gpu, gpuStrict: f.device == "gpu"}
-	if gpu != nil && gpu.HasBLAS() {
-		if p.gnet, err = gpu.NewBackbone(net); err != nil {
+	p.gnet = &gpuNet{}
+	if gpu != nil {
+		if p.gnet.b, err = gpu.NewBackbone(net); err != nil {
 			if p.gpuStrict {
 				return nil, err
 			}
@@ -163,6 +164,17 @@ func (f *featureFlags) open() (*pipeline, error) {
 		}
 	}
 	return p, nil
+}
+
+// gpuNet is the backbone on the GPU, when there is one.
+type gpuNet struct{ b *cuda.Backbone }
+
+// off frees the GPU backbone after a failure, for every pipeline sharing
+// it.
+func (g *gpuNet) off(err error) {
+	slog.Warn("backbone on the CPU from now on: the GPU failed", "err", err)
+	g.b.Close()
+	g.b = nil
 }
 
 // openDevice opens GPU 0 for --device gpu (an error without one) or auto
@@ -216,16 +228,10 @@ func featuresOf(pipes []*pipeline, x []float32, n int) ([][]float32, []int, erro
 	p, s := pipes[0], pipes[0].pre.ImageSize
 	var feats []backbone.Feature
 	var err error
-	if p.gnet != nil {
-		if feats, err = p.gnet.Forward(x, n, s, s, layers); err != nil && !p.gpuStrict {
-			slog.Warn("backbone on the CPU from now on: the GPU failed", "err", err)
-			for _, q := range pipes {
-				q.gnet = nil
-			}
-			if p.padim != nil {
-				p.padim.gnet = nil
-			}
-			err = nil
+	if p.gnet != nil && p.gnet.b != nil {
+		if feats, err = p.gnet.b.Forward(x, n, s, s, layers); err != nil && !p.gpuStrict {
+			p.gnet.off(err)
+			feats, err = nil, nil
 		}
 	}
 	if feats == nil && err == nil {
