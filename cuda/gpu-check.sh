@@ -41,8 +41,8 @@ echo "parity exit $?" >>"$out/parity.txt"
 timeout 180 "$root/cuda.test" -test.run '^$' -test.bench . -test.benchtime 3x >"$out/bench.txt" 2>&1
 echo "bench exit $?" >>"$out/bench.txt"
 # One SoftPatch-lof cell on a generated class (200 training + 80 test images, noise 0.1 with
-# overlap), the backbone on the machine's CPUs, coreset and scoring on the GPU; and the same cell
-# on the CPU alone, for the comparison.
+# overlap) with the backbone, coreset and scoring on the GPU (decoding, patch embedding,
+# discriminator and maps on the machine's CPUs), and the same cell on the CPU alone.
 timeout 120 "$root/softpatch" synth --out /tmp/sp-data --classes wood >"$out/cell.txt" 2>&1
 tv=""
 [ -x /usr/bin/time ] && tv="/usr/bin/time -v"

@@ -3,6 +3,7 @@ package cuda
 import (
 	"fmt"
 	"math"
+	"sync"
 )
 
 // DefaultKNNBudget bounds the device memory of a Search's inner-product
@@ -17,6 +18,12 @@ type Index struct {
 	bank, norms Buffer
 	n, dim      int
 	norm, fold  Function
+	// scratch of Search1, kept between calls (a scoring run calls it once
+	// per batch of test images): queries, their norms, the tile of inner
+	// products, the running distances and indices; mu serialises the
+	// calls that share it.
+	q, qn, tile, bd, bi Buffer
+	mu                  sync.Mutex
 }
 
 // NewIndex uploads the bank [n][dim] and computes its squared norms on the
@@ -61,12 +68,31 @@ func grid1(n, block int) [3]uint32 {
 
 // Close frees the index's device memory.
 func (ix *Index) Close() error {
-	err := ix.d.Free(ix.bank)
-	if e := ix.d.Free(ix.norms); err == nil {
-		err = e
+	var err error
+	for _, b := range []*Buffer{&ix.bank, &ix.norms, &ix.q, &ix.qn, &ix.tile, &ix.bd, &ix.bi} {
+		if e := ix.d.Free(*b); err == nil {
+			err = e
+		}
+		*b = Buffer{}
 	}
-	ix.bank, ix.norms = Buffer{}, Buffer{}
 	return err
+}
+
+// ensure makes *b hold at least bytes, reallocating it when it is smaller.
+func (ix *Index) ensure(b *Buffer, bytes int64) error {
+	if b.Bytes >= bytes && b.Ptr != 0 {
+		return nil
+	}
+	if err := ix.d.Free(*b); err != nil {
+		return err
+	}
+	*b = Buffer{}
+	nb, err := ix.d.Alloc(bytes)
+	if err != nil {
+		return err
+	}
+	*b = nb
+	return nil
 }
 
 // Search1 writes each of the nq queries' ([nq][dim]) nearest bank row into
@@ -75,8 +101,8 @@ func (ix *Index) Close() error {
 // Search with k = 1; the inner products come from cuBLAS, so distances
 // may differ from the CPU's in the last bits). budget bounds the device
 // memory of a block of queries and its tile of inner products (0:
-// DefaultKNNBudget).
-func (ix *Index) Search1(dist []float32, idx []int32, queries []float32, nq int, budget int64) (err error) {
+// DefaultKNNBudget), which the Index keeps for the next call until Close.
+func (ix *Index) Search1(dist []float32, idx []int32, queries []float32, nq int, budget int64) error {
 	if nq < 0 || len(queries) < nq*ix.dim || len(dist) < nq || len(idx) < nq {
 		return fmt.Errorf("cuda: search of %d queries with %d values, %d dist, %d idx", nq, len(queries), len(dist), len(idx))
 	}
@@ -86,6 +112,8 @@ func (ix *Index) Search1(dist []float32, idx []int32, queries []float32, nq int,
 	if budget <= 0 {
 		budget = DefaultKNNBudget
 	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
 	d, n, dim := ix.d, ix.n, ix.dim
 	// A block of qb queries and a tile of qb x bb inner products: all the
 	// bank at once when it fits, else tiles of at least 4096 rows.
@@ -95,31 +123,16 @@ func (ix *Index) Search1(dist []float32, idx []int32, queries []float32, nq int,
 		bb = min(n, 4096)
 		qb = int(max(1, min(int64(nq), budget/int64(4*(bb+dim+2)))))
 	}
-	var bufs []Buffer
-	alloc := func(bytes int64) Buffer {
-		if err != nil {
-			return Buffer{}
+	for _, a := range []struct {
+		b     *Buffer
+		bytes int64
+	}{{&ix.q, int64(qb) * int64(dim) * 4}, {&ix.qn, int64(qb) * 4}, {&ix.tile, int64(qb) * int64(bb) * 4},
+		{&ix.bd, int64(qb) * 4}, {&ix.bi, int64(qb) * 4}} {
+		if err := ix.ensure(a.b, a.bytes); err != nil {
+			return err
 		}
-		var b Buffer
-		b, err = d.Alloc(bytes)
-		bufs = append(bufs, b)
-		return b
 	}
-	defer func() {
-		for _, b := range bufs {
-			if ferr := d.Free(b); err == nil {
-				err = ferr
-			}
-		}
-	}()
-	q := alloc(int64(qb) * int64(dim) * 4)
-	qn := alloc(int64(qb) * 4)
-	tile := alloc(int64(qb) * int64(bb) * 4)
-	bd := alloc(int64(qb) * 4)
-	bi := alloc(int64(qb) * 4)
-	if err != nil {
-		return err
-	}
+	q, qn, tile, bd, bi := ix.q, ix.qn, ix.tile, ix.bd, ix.bi
 	inf := make([]float32, qb)
 	none := make([]int32, qb)
 	for i := range inf {
