@@ -116,25 +116,38 @@ func runPredict(args []string) error {
 	stems := uniqueStems(images)
 	maps := make([][]float32, len(images))
 	bar := progress.New("predict", len(images), "images")
-	for lo := 0; lo < len(images); lo += *batch {
-		hi := min(lo+*batch, len(images))
+	// Images are scored a group at a time: a batch for memory banks,
+	// padimGroup images for PaDiM (its scoring expands every position's
+	// triangle once per call); the backbone runs --batch images at a time.
+	group := *batch
+	if t.padim != nil {
+		group = max(group, padimGroup)
+	}
+	var gfeats []float32
+	for lo := 0; lo < len(images); lo += group {
+		hi := min(lo+group, len(images))
 		nb := hi - lo
-		if err := p.loadBatch(x[:nb*per], images[lo:hi]); err != nil {
-			bar.Finish()
-			return err
-		}
-		feats, pos, err := p.features(x[:nb*per], nb)
-		if err != nil {
-			bar.Finish()
-			return err
-		}
-		if pos != positions || len(feats) != nb*pos*t.dim() {
-			bar.Finish()
-			return fmt.Errorf("predict: features of %d positions x %d dims, the model has a %dx%d grid of %d dims",
-				pos, len(feats)/(nb*pos), meta.GridH, meta.GridW, t.dim())
+		gfeats = gfeats[:0]
+		for b0 := lo; b0 < hi; b0 += *batch {
+			b1 := min(b0+*batch, hi)
+			if err := p.loadBatch(x[:(b1-b0)*per], images[b0:b1]); err != nil {
+				bar.Finish()
+				return err
+			}
+			feats, pos, err := p.features(x[:(b1-b0)*per], b1-b0)
+			if err != nil {
+				bar.Finish()
+				return err
+			}
+			if pos != positions || len(feats) != (b1-b0)*pos*t.dim() {
+				bar.Finish()
+				return fmt.Errorf("predict: features of %d positions x %d dims, the model has a %dx%d grid of %d dims",
+					pos, len(feats)/((b1-b0)*pos), meta.GridH, meta.GridW, t.dim())
+			}
+			gfeats = append(gfeats, feats...)
 		}
 		patch := make([]float32, nb*positions)
-		if err := t.scoreBatch(patch, feats, nb); err != nil {
+		if err := t.scoreBatch(patch, gfeats, nb); err != nil {
 			bar.Finish()
 			return err
 		}
