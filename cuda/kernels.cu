@@ -105,6 +105,26 @@ static __device__ __inline__ double coreset_dist(const float *xt, long n, long i
 }
 #undef LANE
 
+// block_argmax reduces each thread's (key, index) over the block into
+// sk[0], si[0]: the largest key, the lowest index on ties (blockDim.x a
+// power of two, at most 256).
+static __device__ __inline__ void block_argmax(double *sk, long *si, double bk, long bi) {
+	sk[threadIdx.x] = bk;
+	si[threadIdx.x] = bi;
+	sync_threads();
+	for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+		if (threadIdx.x < s) {
+			double ok = sk[threadIdx.x + s];
+			long oi = si[threadIdx.x + s];
+			if (ok > sk[threadIdx.x] || (ok == sk[threadIdx.x] && oi < si[threadIdx.x])) {
+				sk[threadIdx.x] = ok;
+				si[threadIdx.x] = oi;
+			}
+		}
+		sync_threads();
+	}
+}
+
 // coreset_step is one selection step of the approximate greedy coreset
 // (engine/coreset.run) in one launch: the centre is sel[step-1]; every key
 // becomes min(key, distance to the centre) (first step: min(init,
@@ -144,20 +164,7 @@ extern "C" __global__ void coreset_step(const float *xt, int dim, long n, double
 			bi = i;
 		}
 	}
-	sk[threadIdx.x] = bk;
-	si[threadIdx.x] = bi;
-	sync_threads();
-	for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-		if (threadIdx.x < s) {
-			double ok = sk[threadIdx.x + s];
-			long oi = si[threadIdx.x + s];
-			if (ok > sk[threadIdx.x] || (ok == sk[threadIdx.x] && oi < si[threadIdx.x])) {
-				sk[threadIdx.x] = ok;
-				si[threadIdx.x] = oi;
-			}
-		}
-		sync_threads();
-	}
+	block_argmax(sk, si, bk, bi);
 	if (threadIdx.x == 0) {
 		pk[blockIdx.x] = sk[0];
 		pi[blockIdx.x] = si[0];
@@ -181,20 +188,7 @@ extern "C" __global__ void coreset_step(const float *xt, int dim, long n, double
 			bi = i;
 		}
 	}
-	sk[threadIdx.x] = bk;
-	si[threadIdx.x] = bi;
-	sync_threads();
-	for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-		if (threadIdx.x < s) {
-			double ok = sk[threadIdx.x + s];
-			long oi = si[threadIdx.x + s];
-			if (ok > sk[threadIdx.x] || (ok == sk[threadIdx.x] && oi < si[threadIdx.x])) {
-				sk[threadIdx.x] = ok;
-				si[threadIdx.x] = oi;
-			}
-		}
-		sync_threads();
-	}
+	block_argmax(sk, si, bk, bi);
 	if (threadIdx.x == 0) {
 		// All keys NaN (NaN features): point 0, as the CPU's scan ends.
 		sel[step] = si[0] < n ? (int)si[0] : 0;
