@@ -60,40 +60,38 @@ type cell struct {
 	filter *imageFilter
 }
 
-// imageFilter is image-level denoising (SOFTPATCH.md section 6): method,
-// fitted on the noisy training set, scores the training images themselves
-// and drops the floor(drop*N) highest-scored, or with threshold set those
-// scoring above it.
+// imageFilter is image-level denoising (SOFTPATCH.md section 6): the
+// rule's method, fitted on the noisy training set with configuration cfg,
+// scores the training images themselves and drops the floor(drop*N)
+// highest-scored, or with threshold set those scoring above it.
 type imageFilter struct {
-	method    string
-	cfg       detector.Config
-	drop      float64
-	threshold *float64
+	filterRule
+	cfg detector.Config
 }
 
 // parseFilter parses --filter: METHOD, METHOD:DROP or METHOD:>SCORE.
-func parseFilter(s string) (method string, drop float64, threshold *float64, err error) {
+func parseFilter(s string) (filterRule, error) {
 	method, arg, _ := strings.Cut(s, ":")
 	if _, ok := evalMethods[method]; !ok {
-		return "", 0, nil, fmt.Errorf("--filter %q: unknown method %q (known: %s)", s, method, strings.Join(experiments.MethodNames, ", "))
+		return filterRule{}, fmt.Errorf("--filter %q: unknown method %q (known: %s)", s, method, strings.Join(experiments.MethodNames, ", "))
 	}
-	drop = experiments.DefaultDrop
+	fr := filterRule{method: method, drop: experiments.DefaultDrop}
 	switch {
 	case arg == "":
 	case strings.HasPrefix(arg, ">"):
-		t, perr := strconv.ParseFloat(arg[1:], 64)
-		if perr != nil || math.IsNaN(t) {
-			return "", 0, nil, fmt.Errorf("--filter %q: %q is not a score", s, arg[1:])
+		t, err := strconv.ParseFloat(arg[1:], 64)
+		if err != nil || math.IsNaN(t) {
+			return filterRule{}, fmt.Errorf("--filter %q: %q is not a score", s, arg[1:])
 		}
-		threshold = &t
+		fr.threshold = &t
 	default:
-		d, perr := strconv.ParseFloat(arg, 64)
-		if perr != nil || !(d >= 0 && d < 1) {
-			return "", 0, nil, fmt.Errorf("--filter %q: the fraction dropped %q is not in [0, 1)", s, arg)
+		d, err := strconv.ParseFloat(arg, 64)
+		if err != nil || !(d >= 0 && d < 1) {
+			return filterRule{}, fmt.Errorf("--filter %q: the fraction dropped %q is not in [0, 1)", s, arg)
 		}
-		drop = d
+		fr.drop = d
 	}
-	return method, drop, threshold, nil
+	return fr, nil
 }
 
 // load checks the flags, loads the class and draws the noisy split; verb
@@ -103,18 +101,15 @@ func (cf *cellFlags) load(verb string) (*cell, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: --method: %w", verb, err)
 	}
-	var fr filterRule
+	fr := filterRule{method: filter, drop: experiments.DefaultDrop}
 	if cf.filter != "" {
 		if filter != "" {
 			return nil, fmt.Errorf("%s: --method %s already names a filter; give --filter with a plain method", verb, cf.method)
 		}
-		if filter, fr.drop, fr.threshold, err = parseFilter(cf.filter); err != nil {
+		if fr, err = parseFilter(cf.filter); err != nil {
 			return nil, fmt.Errorf("%s: %w", verb, err)
 		}
-	} else {
-		fr.drop = experiments.DefaultDrop
 	}
-	fr.method = filter
 	if cf.root == "" || cf.class == "" {
 		return nil, fmt.Errorf("%s: --data and --class are required", verb)
 	}
@@ -172,7 +167,7 @@ func newCell(class *datasets.Class, noise datasets.Noise, method string, params 
 		return nil, err
 	}
 	if fr := params.filter; fr.method != "" {
-		c.filter = &imageFilter{method: fr.method, drop: fr.drop, threshold: fr.threshold}
+		c.filter = &imageFilter{filterRule: fr}
 		if c.filter.cfg, err = params.config(fr.method); err != nil {
 			return nil, err
 		}
