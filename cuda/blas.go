@@ -9,7 +9,6 @@ import "C"
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"unsafe"
 )
 
@@ -27,18 +26,19 @@ func openBLAS(d *Device) (*blasHandle, error) {
 	if e := C.sp_load_cublas(path); e != nil {
 		return nil, fmt.Errorf("cuda: no cuBLAS: %s", C.GoString(e))
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := d.bind(); err != nil {
-		return nil, err
-	}
 	b := &blasHandle{}
-	if s := C.sp_cublasCreate(&b.h); s != 0 {
-		return nil, fmt.Errorf("cuda: cublasCreate: status %d", int(s))
-	}
-	if s := C.sp_cublasSetStream(b.h, d.stream); s != 0 {
-		C.sp_cublasDestroy(b.h)
-		return nil, fmt.Errorf("cuda: cublasSetStream: status %d", int(s))
+	err := d.bound(func() error {
+		if s := C.sp_cublasCreate(&b.h); s != 0 {
+			return fmt.Errorf("cuda: cublasCreate: status %d", int(s))
+		}
+		if s := C.sp_cublasSetStream(b.h, d.stream); s != 0 {
+			C.sp_cublasDestroy(b.h)
+			return fmt.Errorf("cuda: cublasSetStream: status %d", int(s))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return b, nil
 }
@@ -67,14 +67,11 @@ func (d *Device) Sgemm(transA, transB bool, m, n, k int, alpha float32, a Buffer
 		}
 		return 0
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := d.bind(); err != nil {
-		return err
-	}
-	if s := C.sp_cublasSgemm(d.blas.h, op(transB), op(transA), C.int(n), C.int(m), C.int(k), C.float(alpha),
-		C.CUdeviceptr(b.Ptr), C.int(ldb), C.CUdeviceptr(a.Ptr), C.int(lda), C.float(beta), C.CUdeviceptr(c.Ptr), C.int(ldc)); s != 0 {
-		return fmt.Errorf("cuda: cublasSgemm(%dx%dx%d): status %d", m, n, k, int(s))
-	}
-	return nil
+	return d.bound(func() error {
+		if s := C.sp_cublasSgemm(d.blas.h, op(transB), op(transA), C.int(n), C.int(m), C.int(k), C.float(alpha),
+			C.CUdeviceptr(b.Ptr), C.int(ldb), C.CUdeviceptr(a.Ptr), C.int(lda), C.float(beta), C.CUdeviceptr(c.Ptr), C.int(ldc)); s != 0 {
+			return fmt.Errorf("cuda: cublasSgemm(%dx%dx%d): status %d", m, n, k, int(s))
+		}
+		return nil
+	})
 }

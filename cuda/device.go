@@ -103,20 +103,22 @@ func Open(ordinal int) (*Device, error) {
 	return d, nil
 }
 
-// createStream creates the device's stream with its context current.
+// createStream creates the device's stream.
 func (d *Device) createStream() error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := d.bind(); err != nil {
-		return err
-	}
-	return driverErr("cuStreamCreate", C.sp_cuStreamCreate(&d.stream))
+	return d.bound(func() error { return driverErr("cuStreamCreate", C.sp_cuStreamCreate(&d.stream)) })
 }
 
-// bind makes the device's context current on the calling OS thread; every
-// call of this package binds first, since goroutines move between threads.
-func (d *Device) bind() error {
-	return driverErr("cuCtxSetCurrent", C.sp_cuCtxSetCurrent(d.ctx))
+// bound runs fn on a locked OS thread with the device's context current:
+// the driver's current context belongs to a thread, and goroutines move
+// between threads, so every call of this package into the driver or
+// cuBLAS goes through bound.
+func (d *Device) bound(fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := driverErr("cuCtxSetCurrent", C.sp_cuCtxSetCurrent(d.ctx)); err != nil {
+		return err
+	}
+	return fn()
 }
 
 // String describes the device, e.g. "NVIDIA H200 (sm_90, 132 SMs, 140 GiB,
@@ -141,21 +143,21 @@ func (d *Device) Close() error {
 	if d.ctx == nil {
 		return nil
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	keep(d.bind())
-	if d.blas != nil {
-		keep(d.blas.close())
-		d.blas = nil
-	}
-	if d.kernels != nil {
-		keep(driverErr("cuModuleUnload", C.sp_cuModuleUnload(d.kernels.m)))
-		d.kernels = nil
-	}
-	if d.stream != nil {
-		keep(driverErr("cuStreamDestroy", C.sp_cuStreamDestroy(d.stream)))
-		d.stream = nil
-	}
+	keep(d.bound(func() error {
+		if d.blas != nil {
+			keep(d.blas.close())
+			d.blas = nil
+		}
+		if d.kernels != nil {
+			keep(driverErr("cuModuleUnload", C.sp_cuModuleUnload(d.kernels.m)))
+			d.kernels = nil
+		}
+		if d.stream != nil {
+			keep(driverErr("cuStreamDestroy", C.sp_cuStreamDestroy(d.stream)))
+			d.stream = nil
+		}
+		return nil
+	}))
 	keep(driverErr("cuDevicePrimaryCtxRelease", C.sp_cuDevicePrimaryCtxRelease(d.dev)))
 	d.ctx = nil
 	return first
@@ -169,13 +171,11 @@ type Buffer struct {
 
 // Alloc allocates bytes of device memory (cuMemAlloc: plain, not managed).
 func (d *Device) Alloc(bytes int64) (Buffer, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := d.bind(); err != nil {
-		return Buffer{}, err
-	}
 	var p C.CUdeviceptr
-	if err := driverErr(fmt.Sprintf("cuMemAlloc(%d bytes)", bytes), C.sp_cuMemAlloc(&p, C.size_t(max(bytes, 1)))); err != nil {
+	err := d.bound(func() error {
+		return driverErr(fmt.Sprintf("cuMemAlloc(%d bytes)", bytes), C.sp_cuMemAlloc(&p, C.size_t(max(bytes, 1))))
+	})
+	if err != nil {
 		return Buffer{}, err
 	}
 	return Buffer{Ptr: uint64(p), Bytes: bytes}, nil
@@ -186,12 +186,7 @@ func (d *Device) Free(b Buffer) error {
 	if b.Ptr == 0 {
 		return nil
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := d.bind(); err != nil {
-		return err
-	}
-	return driverErr("cuMemFree", C.sp_cuMemFree(C.CUdeviceptr(b.Ptr)))
+	return d.bound(func() error { return driverErr("cuMemFree", C.sp_cuMemFree(C.CUdeviceptr(b.Ptr))) })
 }
 
 // Upload copies src into dst at byte offset off and waits for the copy.
@@ -203,15 +198,12 @@ func Upload[T float32 | float64 | int32 | uint32 | uint64](d *Device, dst Buffer
 	if off < 0 || off+n > dst.Bytes {
 		return fmt.Errorf("cuda: upload of %d bytes at %d into a buffer of %d", n, off, dst.Bytes)
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := d.bind(); err != nil {
-		return err
-	}
-	if err := driverErr("cuMemcpyHtoDAsync", C.sp_cuMemcpyHtoD(C.CUdeviceptr(dst.Ptr+uint64(off)), unsafe.Pointer(&src[0]), C.size_t(n), d.stream)); err != nil {
-		return err
-	}
-	return d.syncBound() // src must stay put until the copy is done
+	return d.bound(func() error {
+		if err := driverErr("cuMemcpyHtoDAsync", C.sp_cuMemcpyHtoD(C.CUdeviceptr(dst.Ptr+uint64(off)), unsafe.Pointer(&src[0]), C.size_t(n), d.stream)); err != nil {
+			return err
+		}
+		return d.syncBound() // src must stay put until the copy is done
+	})
 }
 
 // Download copies len(dst) values from src at byte offset off into dst,
@@ -224,37 +216,25 @@ func Download[T float32 | float64 | int32 | uint32 | uint64](d *Device, dst []T,
 	if off < 0 || off+n > src.Bytes {
 		return fmt.Errorf("cuda: download of %d bytes at %d from a buffer of %d", n, off, src.Bytes)
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := d.bind(); err != nil {
-		return err
-	}
-	if err := driverErr("cuMemcpyDtoHAsync", C.sp_cuMemcpyDtoH(unsafe.Pointer(&dst[0]), C.CUdeviceptr(src.Ptr+uint64(off)), C.size_t(n), d.stream)); err != nil {
-		return err
-	}
-	return d.syncBound()
+	return d.bound(func() error {
+		if err := driverErr("cuMemcpyDtoHAsync", C.sp_cuMemcpyDtoH(unsafe.Pointer(&dst[0]), C.CUdeviceptr(src.Ptr+uint64(off)), C.size_t(n), d.stream)); err != nil {
+			return err
+		}
+		return d.syncBound()
+	})
 }
 
 // Zero sets b's bytes to 0 (queued on the stream).
 func (d *Device) Zero(b Buffer) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := d.bind(); err != nil {
-		return err
-	}
-	return driverErr("cuMemsetD8Async", C.sp_cuMemsetD8(C.CUdeviceptr(b.Ptr), 0, C.size_t(b.Bytes), d.stream))
+	return d.bound(func() error {
+		return driverErr("cuMemsetD8Async", C.sp_cuMemsetD8(C.CUdeviceptr(b.Ptr), 0, C.size_t(b.Bytes), d.stream))
+	})
 }
 
 // Sync waits for everything queued on the device's stream.
-func (d *Device) Sync() error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := d.bind(); err != nil {
-		return err
-	}
-	return d.syncBound()
-}
+func (d *Device) Sync() error { return d.bound(d.syncBound) }
 
+// syncBound waits for the stream, inside bound.
 func (d *Device) syncBound() error {
 	return driverErr("cuStreamSynchronize", C.sp_cuStreamSynchronize(d.stream))
 }
@@ -266,16 +246,14 @@ type Module struct {
 
 // LoadModule loads PTX text.
 func (d *Device) LoadModule(ptx string) (*Module, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := d.bind(); err != nil {
-		return nil, err
-	}
 	img := C.CString(ptx)
 	defer C.free(unsafe.Pointer(img))
 	var m C.CUmodule
 	var log [4096]C.char
-	if err := driverErr("cuModuleLoadDataEx", C.sp_cuModuleLoadDataLog(&m, unsafe.Pointer(img), &log[0], C.uint(len(log)))); err != nil {
+	err := d.bound(func() error {
+		return driverErr("cuModuleLoadDataEx", C.sp_cuModuleLoadDataLog(&m, unsafe.Pointer(img), &log[0], C.uint(len(log))))
+	})
+	if err != nil {
 		if s := C.GoString(&log[0]); s != "" {
 			err = fmt.Errorf("%w: %s", err, s)
 		}
@@ -292,15 +270,12 @@ type Function struct {
 
 // Function looks a kernel of m up by name.
 func (d *Device) Function(m *Module, name string) (Function, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := d.bind(); err != nil {
-		return Function{}, err
-	}
 	cs := C.CString(name)
 	defer C.free(unsafe.Pointer(cs))
 	var f C.CUfunction
-	if err := driverErr("cuModuleGetFunction("+name+")", C.sp_cuModuleGetFunction(&f, m.m, cs)); err != nil {
+	if err := d.bound(func() error {
+		return driverErr("cuModuleGetFunction("+name+")", C.sp_cuModuleGetFunction(&f, m.m, cs))
+	}); err != nil {
 		return Function{}, err
 	}
 	return Function{name: name, f: f}, nil
@@ -348,11 +323,8 @@ func (d *Device) Launch(fn Function, grid, block [3]uint32, shared uint32, args 
 		}
 		ps[i] = p
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := d.bind(); err != nil {
-		return err
-	}
-	return driverErr("cuLaunchKernel("+fn.name+")", C.sp_cuLaunchKernel(fn.f, C.uint(grid[0]), C.uint(grid[1]), C.uint(grid[2]),
-		C.uint(block[0]), C.uint(block[1]), C.uint(block[2]), C.uint(shared), d.stream, (*unsafe.Pointer)(ptrs)))
+	return d.bound(func() error {
+		return driverErr("cuLaunchKernel("+fn.name+")", C.sp_cuLaunchKernel(fn.f, C.uint(grid[0]), C.uint(grid[1]), C.uint(grid[2]),
+			C.uint(block[0]), C.uint(block[1]), C.uint(block[2]), C.uint(shared), d.stream, (*unsafe.Pointer)(ptrs)))
+	})
 }
