@@ -167,8 +167,9 @@ func Fit(cfg Config, feats []float32, nImages, positions, dim int) (*Model, erro
 	return f.Fit()
 }
 
-// index returns the model's nearest-neighbour index, built on first use.
-func (m *Model) index() (*knn.Index, error) {
+// searcher1 returns what Score searches with: the Searcher set by
+// UseSearcher, else the model's CPU index, built on first use.
+func (m *Model) searcher1() (Searcher, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.N <= 0 || m.D <= 0 || len(m.Bank) != m.N*m.D {
@@ -177,10 +178,20 @@ func (m *Model) index() (*knn.Index, error) {
 	if m.Weights != nil && len(m.Weights) != m.N {
 		return nil, fmt.Errorf("detector: %d soft weights for %d bank entries", len(m.Weights), m.N)
 	}
+	if m.searcher != nil {
+		return m.searcher, nil
+	}
 	if m.ix == nil {
 		m.ix = knn.NewIndex(m.Bank, m.N, m.D)
 	}
-	return m.ix, nil
+	return cpuSearcher{m.ix}, nil
+}
+
+// cpuSearcher is a knn.Index as a Searcher.
+type cpuSearcher struct{ ix *knn.Index }
+
+func (c cpuSearcher) Search1(dist []float32, idx []int32, queries []float32, nq int, budget int64) error {
+	return c.ix.Search(dist, idx, queries, nq, 1, int(budget))
 }
 
 // Score writes the patch scores of the test features feats
@@ -189,7 +200,7 @@ func (m *Model) index() (*knn.Index, error) {
 // knn.Index computes it), times Weights[j] in float32 when soft weights are
 // on. The bank must not be modified after the first Score.
 func (m *Model) Score(dst []float32, feats []float32, nImages, positions int) error {
-	ix, err := m.index()
+	s, err := m.searcher1()
 	if err != nil {
 		return err
 	}
@@ -198,15 +209,7 @@ func (m *Model) Score(dst []float32, feats []float32, nImages, positions int) er
 		return fmt.Errorf("detector: %d features and %d outputs for %d images x %d positions x %d dims", len(feats), len(dst), nImages, positions, m.D)
 	}
 	idx := make([]int32, nq)
-	m.mu.Lock()
-	s := m.searcher
-	m.mu.Unlock()
-	if s != nil {
-		err = s.Search1(dst[:nq], idx, feats, nq, 0)
-	} else {
-		err = ix.Search(dst[:nq], idx, feats, nq, 1, 0)
-	}
-	if err != nil {
+	if err := s.Search1(dst[:nq], idx, feats, nq, 0); err != nil {
 		return err
 	}
 	if m.Weights != nil {
