@@ -25,16 +25,9 @@ func TestEvalRunsOneCell(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r evalResult
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
+	r := readCell(t, out)
 	if r.Mark != randomInitMark || len(r.PerImage) != 5 || r.Train != 8 || len(r.NoiseDrawn) != 2 || r.BankSize != 8*64/4 {
-		t.Errorf("cell %s", b)
+		t.Errorf("cell %+v", r)
 	}
 	for name, v := range map[string]float64{"image_auroc": r.ImageAUROC, "pixel_auroc": r.PixelAUROC, "aupro": r.AUPRO} {
 		if !(v >= 0 && v <= 1) {
@@ -60,13 +53,7 @@ func TestEvalRunsOneCell(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r2 evalResult
-	if b, err = os.ReadFile(out2); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &r2); err != nil {
-		t.Fatal(err)
-	}
+	r2 := readCell(t, out2)
 	if r2.PixelAUROC != r.PixelAUROC || r2.AUPRO != r.AUPRO || !slices.Equal(r2.PerImage, r.PerImage) {
 		t.Errorf("spilled features changed the cell: %v vs %v", r2.PerImage, r.PerImage)
 	}
@@ -76,4 +63,18 @@ func TestEvalRunsOneCell(t *testing.T) {
 	if err := runEval([]string{"--data", data, "--class", "nut", "--method", "magic", "--json", out}); err == nil {
 		t.Error("unknown method accepted")
 	}
+}
+
+// readCell reads a cell's JSON written by eval.
+func readCell(t *testing.T, path string) evalResult {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r evalResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -14,19 +14,6 @@ import (
 	"github.com/softpatch/softpatch/experiments"
 )
 
-func readCell(t *testing.T, path string) evalResult {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r evalResult
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 // TestPaDiMEvalFilterFitPredict runs PaDiM end to end on a tiny generated
 // class (random-init backbone, 64 px, 20 channels): eval, eval behind an
 // image-level filter (PaDiM dropping 20% of the noisy training set before
