@@ -101,13 +101,10 @@ func readFloatsN(r io.Reader, n, capacity int, what string) ([]float32, error) {
 // claims.
 func LoadPaDiM(r io.Reader) (*PaDiM, Meta, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
-	hb, err := readPreamble(br, padimMagic, "softpatch PaDiM model")
+	var h padimHeader
+	pre, err := readHeader(br, padimMagic, "softpatch PaDiM model", &h)
 	if err != nil {
 		return nil, Meta{}, err
-	}
-	var h padimHeader
-	if err := json.Unmarshal(hb, &h); err != nil {
-		return nil, Meta{}, fmt.Errorf("detector: load: header: %w", err)
 	}
 	if h.Positions <= 0 || h.Dim <= 0 || h.Dim > 1<<14 || h.Positions > maxValues/(h.Dim+triangle(h.Dim)) || h.Images < 2 {
 		return nil, Meta{}, fmt.Errorf("detector: load: bad PaDiM sizes: %d positions x %d dims from %d images", h.Positions, h.Dim, h.Images)
@@ -116,7 +113,7 @@ func LoadPaDiM(r io.Reader) (*PaDiM, Meta, error) {
 	// allocated at once; from anything else they grow as they are read.
 	capacity := readChunk
 	if st, ok := r.(interface{ Stat() (os.FileInfo, error) }); ok {
-		want := int64(len(padimMagic)+8+len(hb)) + PaDiMBytes(h.Positions, h.Dim)
+		want := pre + PaDiMBytes(h.Positions, h.Dim)
 		if fi, err := st.Stat(); err == nil && fi.Mode().IsRegular() {
 			if fi.Size() != want {
 				return nil, Meta{}, fmt.Errorf("detector: load: the file has %d bytes, its header's sizes need %d", fi.Size(), want)

@@ -157,32 +157,36 @@ func writePreamble(w io.Writer, magic string, h []byte) *bufio.Writer {
 	return bw
 }
 
-// readPreamble reads and checks the preamble writePreamble wrote (kind
-// names the file kind in errors) and returns the JSON header.
-func readPreamble(br *bufio.Reader, magic, kind string) ([]byte, error) {
+// readHeader reads and checks the preamble writePreamble wrote (kind names
+// the file kind in errors), decodes its JSON header into h and returns the
+// preamble's length in bytes.
+func readHeader(br *bufio.Reader, magic, kind string, h any) (int64, error) {
 	pre := make([]byte, len(magic)+8)
 	n, err := io.ReadFull(br, pre)
 	if n < len(magic) || !bytes.Equal(pre[:len(magic)], []byte(magic)) {
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("detector: load: %w", err)
+			return 0, fmt.Errorf("detector: load: %w", err)
 		}
-		return nil, fmt.Errorf("detector: load: not a %s file (bad magic)", kind)
+		return 0, fmt.Errorf("detector: load: not a %s file (bad magic)", kind)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("detector: load: %w while reading the preamble", errTruncated)
+		return 0, fmt.Errorf("detector: load: %w while reading the preamble", errTruncated)
 	}
 	if v := binary.LittleEndian.Uint32(pre[len(magic):]); v != FormatVersion {
-		return nil, fmt.Errorf("detector: load: model format version %d, this build reads version %d", v, FormatVersion)
+		return 0, fmt.Errorf("detector: load: model format version %d, this build reads version %d", v, FormatVersion)
 	}
 	hlen := binary.LittleEndian.Uint32(pre[len(magic)+4:])
 	if hlen == 0 || hlen > maxHeader {
-		return nil, fmt.Errorf("detector: load: header length %d not in [1, %d]", hlen, maxHeader)
+		return 0, fmt.Errorf("detector: load: header length %d not in [1, %d]", hlen, maxHeader)
 	}
 	hb := make([]byte, hlen)
 	if err := readFull(br, hb, "header"); err != nil {
-		return nil, err
+		return 0, err
 	}
-	return hb, nil
+	if err := json.Unmarshal(hb, h); err != nil {
+		return 0, fmt.Errorf("detector: load: header: %w", err)
+	}
+	return int64(len(magic) + 8 + len(hb)), nil
 }
 
 // errTruncated reports a file that ends early.
@@ -230,13 +234,10 @@ func expectEOF(br *bufio.Reader, after string) error {
 // or truncated file.
 func Load(r io.Reader) (*Model, Meta, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
-	hb, err := readPreamble(br, modelMagic, "softpatch model")
+	var h fileHeader
+	_, err := readHeader(br, modelMagic, "softpatch model", &h)
 	if err != nil {
 		return nil, Meta{}, err
-	}
-	var h fileHeader
-	if err := json.Unmarshal(hb, &h); err != nil {
-		return nil, Meta{}, fmt.Errorf("detector: load: header: %w", err)
 	}
 	if h.N <= 0 || h.D <= 0 || h.N > maxValues/h.D || h.N > math.MaxInt32 {
 		return nil, Meta{}, fmt.Errorf("detector: load: bad bank size N=%d D=%d", h.N, h.D)
