@@ -129,9 +129,7 @@ func (f *Fitter) add(feats []float32, nImages int, copyFeats bool) error {
 	lo, hi := f.added*f.positions, (f.added+nImages)*f.positions
 	project(f.coreX, feats, lo, hi, f.dim, f.coreProj)
 	project(f.discX, feats, lo, hi, f.dim, f.discProj)
-	if !copyFeats && f.added == 0 && !f.store.spill {
-		f.store.mem, f.store.rows = feats, nImages*f.positions
-	} else if err := f.store.append(feats); err != nil {
+	if err := f.store.add(feats, !copyFeats); err != nil {
 		f.failed = err // a partial write leaves the spill file's layout unknown
 		return err
 	}
@@ -266,6 +264,16 @@ type featureStore struct {
 	file     *os.File
 	unlinked bool
 	rows     int
+}
+
+// add appends rows; with keep set, an empty in-memory store takes rows
+// itself instead of a copy (its owner hands them over for good).
+func (s *featureStore) add(rows []float32, keep bool) error {
+	if keep && s.rows == 0 && !s.spill {
+		s.mem, s.rows = rows, len(rows)/s.dim
+		return nil
+	}
+	return s.append(rows)
 }
 
 func (s *featureStore) append(rows []float32) error {

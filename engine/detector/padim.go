@@ -81,7 +81,11 @@ func NewPaDiMFitter(nImages, positions, dim int, opts FitterOptions) (*PaDiMFitt
 
 // Add takes the features [nImages][positions][dim] of the next nImages
 // training images. It does not keep feats.
-func (f *PaDiMFitter) Add(feats []float32, nImages int) error {
+func (f *PaDiMFitter) Add(feats []float32, nImages int) error { return f.add(feats, nImages, true) }
+
+// add is Add; with copyFeats false an in-memory store keeps feats itself
+// (FitPaDiM's single call, which owns feats for the fit).
+func (f *PaDiMFitter) add(feats []float32, nImages int, copyFeats bool) error {
 	if f.failed != nil {
 		return f.failed
 	}
@@ -94,18 +98,12 @@ func (f *PaDiMFitter) Add(feats []float32, nImages int) error {
 	if f.added+nImages > f.images {
 		return fmt.Errorf("detector: %d images added to a PaDiMFitter for %d", f.added+nImages, f.images)
 	}
-	if err := f.store.append(feats); err != nil {
+	if err := f.store.add(feats, !copyFeats); err != nil {
 		f.failed = err
 		return err
 	}
 	f.added += nImages
 	return nil
-}
-
-// keep takes all nImages images' features feats as the in-memory store
-// itself, without a copy (FitPaDiM, which owns feats for the fit).
-func (f *PaDiMFitter) keep(feats []float32) {
-	f.store.mem, f.store.rows, f.added = feats, f.images*f.positions, f.images
 }
 
 // Spilled reports whether the features went to a temporary file.
@@ -243,11 +241,10 @@ func FitPaDiM(feats []float32, nImages, positions, dim int) (*PaDiM, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(feats) != nImages*positions*dim {
+	if err := f.add(feats, nImages, false); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("detector: %d features for %d images x %d positions x %d dims", len(feats), nImages, positions, dim)
+		return nil, err
 	}
-	f.keep(feats)
 	return f.Fit()
 }
 
