@@ -23,7 +23,7 @@ type Backbone struct {
 	deepest int
 	stem    conv
 	stages  [4][][4]*conv // conv1, conv2, conv3, downsample (nil)
-	bufs    []Buffer
+	weights buffers
 	fns     map[string]Function
 }
 
@@ -32,7 +32,7 @@ func (d *Device) NewBackbone(b *backbone.Backbone) (*Backbone, error) {
 	if !d.HasBLAS() {
 		return nil, fmt.Errorf("cuda: the backbone needs cuBLAS: %v", d.BLASError)
 	}
-	g := &Backbone{d: d, deepest: b.Deepest, fns: map[string]Function{}}
+	g := &Backbone{d: d, deepest: b.Deepest, weights: buffers{d: d}, fns: map[string]Function{}}
 	for _, k := range []string{"im2col", "bias_act", "max_pool"} {
 		f, err := d.kernel(k)
 		if err != nil {
@@ -44,16 +44,10 @@ func (d *Device) NewBackbone(b *backbone.Backbone) (*Backbone, error) {
 		if c == nil {
 			return nil, nil
 		}
-		w, err := d.Alloc(int64(len(c.Weight)) * 4)
-		if err != nil {
-			return nil, err
+		w, bb := g.weights.alloc(int64(len(c.Weight))*4), g.weights.alloc(int64(len(c.Bias))*4)
+		if g.weights.err != nil {
+			return nil, g.weights.err
 		}
-		g.bufs = append(g.bufs, w)
-		bb, err := d.Alloc(int64(len(c.Bias)) * 4)
-		if err != nil {
-			return nil, err
-		}
-		g.bufs = append(g.bufs, bb)
 		if err := Upload(d, w, 0, c.Weight); err != nil {
 			return nil, err
 		}
@@ -85,16 +79,7 @@ func (d *Device) NewBackbone(b *backbone.Backbone) (*Backbone, error) {
 }
 
 // Close frees the weights.
-func (g *Backbone) Close() error {
-	var first error
-	for _, b := range g.bufs {
-		if err := g.d.Free(b); first == nil {
-			first = err
-		}
-	}
-	g.bufs = nil
-	return first
-}
+func (g *Backbone) Close() error { return g.weights.free() }
 
 // grid is a grid-stride launch for total items.
 func grid(total int64) [3]uint32 {
@@ -157,13 +142,10 @@ func (g *Backbone) Forward(x []float32, n, h, w int, layers []string) (out []bac
 		want[s] = i
 		deepest = max(deepest, s)
 	}
-	// Scratch: the largest activation and im2col sizes of this input.
-	var bufs []Buffer
+	scratch := &buffers{d: g.d}
 	defer func() {
-		for _, b := range bufs {
-			if e := g.d.Free(b); err == nil {
-				err = e
-			}
+		if e := scratch.free(); err == nil {
+			err = e
 		}
 	}()
 	// Scratch sizes: every activation (the block input, conv1's and conv2's
@@ -194,19 +176,11 @@ func (g *Backbone) Forward(x []float32, n, h, w int, layers []string) (out []bac
 			}
 		}
 	}
-	for range 4 {
-		b, aerr := g.d.Alloc(maxAct * 4)
-		if aerr != nil {
-			return nil, aerr
-		}
-		bufs = append(bufs, b)
+	a, t1, t2, id := scratch.alloc(maxAct*4), scratch.alloc(maxAct*4), scratch.alloc(maxAct*4), scratch.alloc(maxAct*4)
+	col := scratch.alloc(max(maxCol, 1) * 4)
+	if scratch.err != nil {
+		return nil, scratch.err
 	}
-	col, err := g.d.Alloc(max(maxCol, 1) * 4)
-	if err != nil {
-		return nil, err
-	}
-	bufs = append(bufs, col)
-	a, t1, t2, id := bufs[0], bufs[1], bufs[2], bufs[3]
 	if err := Upload(g.d, a, 0, x); err != nil {
 		return nil, err
 	}

@@ -40,23 +40,13 @@ func (d *Device) CoresetSteps(x []float32, dim int, init []float64, weights []fl
 		return nil, err
 	}
 	blocks := min((n+coresetBlock-1)/coresetBlock, 4*max(d.SMs, 1))
-	var bufs []Buffer
-	alloc := func(bytes int64) Buffer {
-		if err != nil {
-			return Buffer{}
-		}
-		var b Buffer
-		b, err = d.Alloc(bytes)
-		bufs = append(bufs, b)
-		return b
-	}
+	bs := &buffers{d: d}
 	defer func() {
-		for _, b := range bufs {
-			if ferr := d.Free(b); err == nil {
-				err = ferr
-			}
+		if ferr := bs.free(); err == nil {
+			err = ferr
 		}
 	}()
+	alloc := bs.alloc
 	xt := alloc(int64(n) * int64(dim) * 4)
 	keys := alloc(int64(n) * 8)
 	initB := alloc(int64(n) * 8)
@@ -68,8 +58,8 @@ func (d *Device) CoresetSteps(x []float32, dim int, init []float64, weights []fl
 	if weights != nil {
 		wB = alloc(int64(n) * 4)
 	}
-	if err != nil {
-		return nil, err
+	if bs.err != nil {
+		return nil, bs.err
 	}
 	t := make([]float32, n*dim)
 	for i := 0; i < n; i++ {

@@ -189,6 +189,39 @@ func (d *Device) Free(b Buffer) error {
 	return d.bound(func() error { return driverErr("cuMemFree", C.sp_cuMemFree(C.CUdeviceptr(b.Ptr))) })
 }
 
+// buffers are device allocations freed together: alloc records the first
+// error and skips the allocations after it, free releases them all.
+type buffers struct {
+	d    *Device
+	list []Buffer
+	err  error
+}
+
+func (bs *buffers) alloc(bytes int64) Buffer {
+	if bs.err != nil {
+		return Buffer{}
+	}
+	b, err := bs.d.Alloc(bytes)
+	if err != nil {
+		bs.err = err
+		return Buffer{}
+	}
+	bs.list = append(bs.list, b)
+	return b
+}
+
+// free releases every buffer and returns the first error.
+func (bs *buffers) free() error {
+	var first error
+	for _, b := range bs.list {
+		if err := bs.d.Free(b); first == nil {
+			first = err
+		}
+	}
+	bs.list = nil
+	return first
+}
+
 // Upload copies src into dst at byte offset off and waits for the copy.
 func Upload[T float32 | float64 | int32 | uint32 | uint64](d *Device, dst Buffer, off int64, src []T) error {
 	n := int64(len(src)) * int64(unsafe.Sizeof(src[0]))
