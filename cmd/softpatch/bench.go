@@ -86,14 +86,14 @@ func benchFeatures(args []string) error {
 		for i := range x {
 			x[i] = float32((i*7919)%2001)/1000 - 1
 		}
-		if _, err := p.net.Forward(x, n, s, s, p.layers); err != nil { // warm-up: builds the graph
+		if _, err := p.forward(x, n, p.layers); err != nil { // warm-up: builds the graph
 			return err
 		}
 		rounds := max(1, *images/n)
 		var fwd, emb time.Duration
 		for r := 0; r < rounds; r++ {
 			t0 := time.Now()
-			feats, err := p.net.Forward(x, n, s, s, p.layers)
+			feats, err := p.forward(x, n, p.layers)
 			if err != nil {
 				return err
 			}

@@ -209,6 +209,21 @@ func (p *pipeline) features(x []float32, n int) ([]float32, int, error) {
 	return outs[0], pos[0], nil
 }
 
+// forward runs the backbone on a batch of n preprocessed images up to
+// layers: on the GPU when the pipeline has one (with --device auto a GPU
+// failure turns it off and the CPU takes over), else on the CPU.
+func (p *pipeline) forward(x []float32, n int, layers []string) ([]backbone.Feature, error) {
+	s := p.pre.ImageSize
+	if p.gnet != nil && p.gnet.b != nil {
+		feats, err := p.gnet.b.Forward(x, n, s, s, layers)
+		if err == nil || p.gpuStrict {
+			return feats, err
+		}
+		p.gnet.off(err)
+	}
+	return p.net.Forward(x, n, s, s, layers)
+}
+
 // featuresOf computes the features of every pipeline in pipes (on one
 // backbone and preprocessing, as p and p.padim) for a batch of n
 // preprocessed images from one forward pass through the union of their
@@ -225,18 +240,7 @@ func featuresOf(pipes []*pipeline, x []float32, n int) ([][]float32, []int, erro
 			}
 		}
 	}
-	p, s := pipes[0], pipes[0].pre.ImageSize
-	var feats []backbone.Feature
-	var err error
-	if p.gnet != nil && p.gnet.b != nil {
-		if feats, err = p.gnet.b.Forward(x, n, s, s, layers); err != nil && !p.gpuStrict {
-			p.gnet.off(err)
-			feats, err = nil, nil
-		}
-	}
-	if feats == nil && err == nil {
-		feats, err = p.net.Forward(x, n, s, s, layers)
-	}
+	feats, err := pipes[0].forward(x, n, layers)
 	if err != nil {
 		return nil, nil, err
 	}
