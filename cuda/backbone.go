@@ -81,7 +81,8 @@ func (d *Device) NewBackbone(b *backbone.Backbone) (*Backbone, error) {
 // Close frees the weights.
 func (g *Backbone) Close() error { return g.weights.free() }
 
-// grid is a grid-stride launch for total items.
+// grid is the grid of a grid-stride launch of 256-thread blocks over total
+// items (capped at 2^16 blocks).
 func grid(total int64) [3]uint32 {
 	return [3]uint32{uint32(min((total+255)/256, 1<<16)), 1, 1}
 }

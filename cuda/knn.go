@@ -54,17 +54,13 @@ func (d *Device) NewIndex(bank []float32, n, dim int) (*Index, error) {
 		ix.Close()
 		return nil, err
 	}
-	if err := ix.d.Launch(ix.norm, grid1(n, 256), [3]uint32{256, 1, 1}, 0, ix.bank, n, dim, ix.norms); err != nil {
+	if err := ix.d.Launch(ix.norm, grid(int64(n)), [3]uint32{256, 1, 1}, 0, ix.bank, n, dim, ix.norms); err != nil {
 		ix.Close()
 		return nil, err
 	}
 	return ix, nil
 }
 
-// grid1 is a one-dimensional grid for n items of block threads, capped.
-func grid1(n, block int) [3]uint32 {
-	return [3]uint32{uint32(min((n+block-1)/block, 1<<16)), 1, 1}
-}
 
 // Close frees the index's device memory.
 func (ix *Index) Close() error {
@@ -149,7 +145,7 @@ func (ix *Index) Search1(dist []float32, idx []int32, queries []float32, nq int,
 		if err := Upload(d, bi, 0, none[:rows]); err != nil {
 			return err
 		}
-		if err := d.Launch(ix.norm, grid1(rows, 256), [3]uint32{256, 1, 1}, 0, q, rows, dim, qn); err != nil {
+		if err := d.Launch(ix.norm, grid(int64(rows)), [3]uint32{256, 1, 1}, 0, q, rows, dim, qn); err != nil {
 			return err
 		}
 		for b0 := 0; b0 < n; b0 += bb {
