@@ -61,7 +61,6 @@ func (d *Device) NewIndex(bank []float32, n, dim int) (*Index, error) {
 	return ix, nil
 }
 
-
 // Close frees the index's device memory.
 func (ix *Index) Close() error {
 	var err error
