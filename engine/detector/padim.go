@@ -262,8 +262,9 @@ func (m *PaDiM) check() error {
 // sqrt(|W_p (x - m_p)|^2), the difference in float32 (as the published code
 // subtracts the float32 mean), the product in float32 (SGEMM), the sum of
 // squares in float64. Positions are split across compute.Threads()
-// workers; each expands a position's triangle once per call, so a call
-// with a few dozen images costs little more than the products.
+// goroutines (compute.ParallelFor); each position's triangle is expanded
+// once per call, so a call with a few dozen images costs little more than
+// the products.
 func (m *PaDiM) Score(dst []float32, feats []float32, nImages, positions int) error {
 	if err := m.check(); err != nil {
 		return err
@@ -276,42 +277,33 @@ func (m *PaDiM) Score(dst []float32, feats []float32, nImages, positions int) er
 	if nImages == 0 {
 		return nil
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(compute.Threads(), positions) {
-		wg.Go(func() {
-			w := make([]float32, d*d) // upper triangle stays 0
-			diff := make([]float32, nImages*d)
-			y := make([]float32, nImages*d)
-			for {
-				q := int(next.Add(1) - 1)
-				if q >= positions {
-					return
-				}
-				tri := m.Factor[q*triangle(d):][:triangle(d)]
-				for i := 0; i < d; i++ {
-					copy(w[i*d:i*d+i+1], tri[triangle(i):triangle(i)+i+1])
-				}
-				mean := m.Mean[q*d : (q+1)*d]
-				for i := 0; i < nImages; i++ {
-					x := feats[(i*positions+q)*d:][:d]
-					dr := diff[i*d : (i+1)*d]
-					for c := range dr {
-						dr[c] = x[c] - mean[c]
-					}
-				}
-				compute.SgemmSerial(false, true, nImages, d, d, 1, diff, d, w, d, 0, y, d)
-				for i := 0; i < nImages; i++ {
-					s := 0.0
-					for _, v := range y[i*d : (i+1)*d] {
-						s += float64(v) * float64(v)
-					}
-					dst[i*positions+q] = float32(math.Sqrt(s))
+	compute.ParallelFor(positions, 1, func(lo, hi int) {
+		w := make([]float32, d*d) // upper triangle stays 0
+		diff := make([]float32, nImages*d)
+		y := make([]float32, nImages*d)
+		for q := lo; q < hi; q++ {
+			tri := m.Factor[q*triangle(d):][:triangle(d)]
+			for i := 0; i < d; i++ {
+				copy(w[i*d:i*d+i+1], tri[triangle(i):triangle(i)+i+1])
+			}
+			mean := m.Mean[q*d : (q+1)*d]
+			for i := 0; i < nImages; i++ {
+				x := feats[(i*positions+q)*d:][:d]
+				dr := diff[i*d : (i+1)*d]
+				for c := range dr {
+					dr[c] = x[c] - mean[c]
 				}
 			}
-		})
-	}
-	wg.Wait()
+			compute.SgemmSerial(false, true, nImages, d, d, 1, diff, d, w, d, 0, y, d)
+			for i := 0; i < nImages; i++ {
+				s := 0.0
+				for _, v := range y[i*d : (i+1)*d] {
+					s += float64(v) * float64(v)
+				}
+				dst[i*positions+q] = float32(math.Sqrt(s))
+			}
+		}
+	})
 	return nil
 }
 
