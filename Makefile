@@ -57,9 +57,11 @@ fixtures:
 
 # Regenerate the GPU kernels' PTX (committed, embedded in the binary) with Debian's clang: no
 # CUDA toolkit needed. sm_70 is the baseline; the driver JIT-compiles for the GPU at hand.
-ptx:
+ptx: cuda/kernels.ptx
+
+cuda/kernels.ptx: cuda/kernels.cu cuda/*.cuh
 	clang -x cuda --cuda-device-only -nocudainc -nocudalib --cuda-gpu-arch=sm_70 -O3 -ffp-contract=off \
-		-S -o cuda/kernels.ptx cuda/kernels.cu
+		-S -o $@ cuda/kernels.cu
 
 # The device check's bundle (cuda/gpu-check.sh runs it on the GPU machine, which has no Go
 # toolchain): softpatch, the cuda package's test binary, and OpenBLAS with its Fortran runtime,

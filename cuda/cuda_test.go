@@ -3,6 +3,9 @@ package cuda
 import (
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -260,7 +263,27 @@ func TestCoresetParity(t *testing.T) {
 // entry for every kernel the package launches (kernels.ptx is regenerated
 // by make ptx from kernels.cu).
 func TestEmbeddedKernels(t *testing.T) {
-	for _, k := range []string{"sq_norms", "top1_tile", "coreset_step", "im2col", "bias_act", "max_pool"} {
+	// Every kernel of the sources (kernels.cu and the .cuh files it
+	// includes) must be in the embedded PTX: a stale PTX fails here.
+	srcs, err := filepath.Glob("*.cuh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := regexp.MustCompile(`extern "C" __global__ void (\w+)\(`)
+	var names []string
+	for _, f := range append([]string{"kernels.cu"}, srcs...) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range entry.FindAllStringSubmatch(string(b), -1) {
+			names = append(names, m[1])
+		}
+	}
+	if len(names) < 6 {
+		t.Fatalf("found only the kernels %v in the sources", names)
+	}
+	for _, k := range names {
 		if !strings.Contains(kernelsPTX, ".entry "+k+"(") {
 			t.Errorf("kernels.ptx has no entry %s: run make ptx", k)
 		}

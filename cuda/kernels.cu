@@ -255,3 +255,6 @@ extern "C" __global__ void max_pool(const float *x, long planes, int h, int w, i
 		y[t] = m;
 	}
 }
+
+#include "denoise.cuh"
+#include "embed.cuh"

@@ -1,0 +1,1 @@
+// Patch-level noise discriminators on the GPU (engine/denoise); included by kernels.cu.
