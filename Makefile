@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/softpatch
 COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
-.PHONY: all deps build demo test vet fmt-check bench fixtures ptx gpu-bundle
+.PHONY: all deps build demo test test-emulated emulator vet fmt-check bench fixtures ptx gpu-bundle
 
 all: build
 
@@ -28,9 +28,23 @@ build: deps
 demo: build
 	./$(BIN) run configs/quickstart.yaml --out runs/quickstart
 
-# Everything CI checks: formatting, vet, and the test suite.
+# Everything CI checks: formatting, vet, the test suite, and the GPU package's tests once more
+# on the CPU emulator of the CUDA driver (test-emulated).
 test: deps fmt-check vet
 	$(GO) test -count=1 ./...
+	$(MAKE) test-emulated
+
+# The cuda package's parity tests (and the CLI's GPU path) on the CPU emulator of the driver and
+# cuBLAS (cuda/emulator): the kernels' own source compiled for the host, no GPU needed.
+EMULATOR := build/emulator/libcuda.so.1
+emulator: $(EMULATOR)
+
+$(EMULATOR): cuda/emulator/emulator.cc cuda/emulator/prelude.h cuda/emulator/kernels.inc cuda/kernels.cu $(wildcard cuda/*.cuh)
+	mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O2 -fPIC -shared -ffp-contract=off -o $@ cuda/emulator/emulator.cc -lopenblas
+
+test-emulated: deps $(EMULATOR)
+	SOFTPATCH_LIBCUDA=$(CURDIR)/$(EMULATOR) SOFTPATCH_CUBLAS=$(CURDIR)/$(EMULATOR) $(GO) test -count=1 ./cuda
 
 vet: deps
 	$(GO) vet ./...

@@ -35,6 +35,10 @@ func openOrSkip(t *testing.T) *Device {
 	return d
 }
 
+// emulated reports whether d is the CPU emulator of cuda/emulator, which
+// runs every thread on one core: tests shrink their largest sizes there.
+func emulated(d *Device) bool { return strings.Contains(d.Name, "emulator") }
+
 func randn(r *rand.Rand, n int) []float32 {
 	x := make([]float32, n)
 	for i := range x {
@@ -231,6 +235,9 @@ func TestCoresetParity(t *testing.T) {
 	d := openOrSkip(t)
 	r := rand.New(rand.NewPCG(5, 6))
 	n, dim := 30000, 128
+	if emulated(d) {
+		n = 6000
+	}
 	x := lowRank(r, n, dim)
 	w := make([]float32, n)
 	for i := range w {
@@ -287,6 +294,24 @@ func TestEmbeddedKernels(t *testing.T) {
 		if !strings.Contains(kernelsPTX, ".entry "+k+"(") {
 			t.Errorf("kernels.ptx has no entry %s: run make ptx", k)
 		}
+	}
+	// ... and registered with the CPU emulator (cuda/emulator).
+	inc, err := os.ReadFile("emulator/kernels.inc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := regexp.MustCompile(`(?m)^REG(?:_SYNC)?\((\w+)\)`).FindAllStringSubmatch(string(inc), -1)
+	registered := map[string]bool{}
+	for _, m := range reg {
+		registered[m[1]] = true
+	}
+	for _, k := range names {
+		if !registered[k] {
+			t.Errorf("emulator/kernels.inc does not register %s", k)
+		}
+	}
+	if len(reg) != len(names) {
+		t.Errorf("emulator/kernels.inc registers %d kernels, the sources have %d", len(reg), len(names))
 	}
 	if !strings.Contains(kernelsPTX, ".target sm_70") {
 		t.Error("kernels.ptx is not built for the sm_70 baseline")

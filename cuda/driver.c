@@ -34,16 +34,16 @@ static void *libcuda;
 
 SP_DRIVER(SP_FN)
 
-// sp_load opens libcuda.so.1 and resolves every entry point; it returns
-// NULL, or what is missing.
-const char *sp_load(void) {
+// sp_load opens path (libcuda.so.1 when empty) and resolves every entry
+// point; it returns NULL, or what is missing.
+const char *sp_load(const char *path) {
 	if (libcuda) {
 		return NULL;
 	}
-	void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+	void *h = dlopen(path && path[0] ? path : "libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		const char *e = dlerror();
-		return e ? e : "dlopen libcuda.so.1 failed";
+		return e ? e : "dlopen of the driver library failed";
 	}
 #define SP_SYM(ret, name, args) \
 	p_##name = (ret(*) args)dlsym(h, #name); \

@@ -2,13 +2,16 @@ package cuda
 
 /*
 #cgo LDFLAGS: -ldl
+#include <stdlib.h>
 #include "driver.h"
 */
 import "C"
 
 import (
 	"fmt"
+	"os"
 	"sync"
+	"unsafe"
 )
 
 // driverErr turns a driver API status into an error naming the call, or
@@ -25,10 +28,13 @@ var (
 	loadErr  error
 )
 
-// loadDriver opens libcuda.so.1 and initialises the driver, once.
+// loadDriver opens libcuda.so.1 (or the file $SOFTPATCH_LIBCUDA, e.g. the
+// CPU emulator of cuda/emulator) and initialises the driver, once.
 func loadDriver() error {
 	loadOnce.Do(func() {
-		if e := C.sp_load(); e != nil {
+		path := C.CString(os.Getenv("SOFTPATCH_LIBCUDA"))
+		defer C.free(unsafe.Pointer(path))
+		if e := C.sp_load(path); e != nil {
 			loadErr = fmt.Errorf("cuda: no usable NVIDIA driver library: %s", C.GoString(e))
 			return
 		}

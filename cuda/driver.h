@@ -13,7 +13,7 @@ typedef void *CUmodule;
 typedef void *CUfunction;
 typedef unsigned long long CUdeviceptr;
 
-const char *sp_load(void);
+const char *sp_load(const char *path);
 const char *sp_cuGetErrorName(CUresult r);
 CUresult sp_cuInit(void);
 CUresult sp_cuDriverGetVersion(int *v);

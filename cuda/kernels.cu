@@ -4,6 +4,11 @@
 // its CPU counterpart computes, in the same arithmetic order where the CPU
 // result is defined bit for bit (the coreset distance, the squared norms,
 // the nearest-neighbour fold).
+#ifdef SOFTPATCH_EMULATOR
+// Built for the host by cuda/emulator (a CPU stand-in for the driver, for
+// tests): the prelude defines the CUDA names for the host compiler.
+#include "emulator/prelude.h"
+#else
 #include <__clang_cuda_builtin_vars.h>
 
 #define __global__ __attribute__((global))
@@ -11,6 +16,7 @@
 #define __shared__ __attribute__((shared))
 
 static __device__ __inline__ void sync_threads() { __nvvm_bar_sync(0); }
+#endif
 
 // sq_norms: out[i] = float32(sum over j of double(x[i][j])^2), summed in
 // order (knn.sqNorms).

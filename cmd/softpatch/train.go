@@ -11,6 +11,7 @@ import (
 	"github.com/softpatch/softpatch/cuda"
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/coreset"
+	"github.com/softpatch/softpatch/engine/denoise"
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/internal/progress"
 )
@@ -43,6 +44,33 @@ func (t *trained) useGPU() error {
 	t.gpuIndex = ix
 	t.bank.UseSearcher(ix)
 	return nil
+}
+
+// gpuAccel is the GPU as the engine's compute.Accelerator: unless strict
+// (--device gpu), a step that fails on the GPU warns and runs on the CPU.
+type gpuAccel struct {
+	d      *cuda.Device
+	strict bool
+}
+
+// CoresetSteps selects on the GPU (see gpuAccel).
+func (g gpuAccel) CoresetSteps(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error) {
+	sel, err := g.d.CoresetSteps(x, dim, init, weights, picks)
+	if err != nil && !g.strict {
+		slog.Warn("coreset on the CPU: the GPU failed", "err", err)
+		return coreset.RunSteps(x, dim, init, weights, picks), nil
+	}
+	return sel, err
+}
+
+// NoiseScores discriminates on the GPU (see gpuAccel).
+func (g gpuAccel) NoiseScores(method string, feats []float32, n, p, d, k int) ([]float32, error) {
+	s, err := g.d.NoiseScores(method, feats, n, p, d, k)
+	if err != nil && !g.strict {
+		slog.Warn("discriminator on the CPU: the GPU failed", "err", err)
+		return denoise.Scores(denoise.Method(method), feats, n, p, d, k)
+	}
+	return s, err
 }
 
 // close frees the detector's GPU memory.
@@ -98,14 +126,7 @@ func fitOn(p *pipeline, method string, cfg detector.Config, items []datasets.Ite
 	t := &trained{p: q}
 	opts := detector.FitterOptions{MaxMemory: memMiB << 20}
 	if q.gpu != nil {
-		opts.CoresetSteps = func(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error) {
-			sel, err := q.gpu.CoresetSteps(x, dim, init, weights, picks)
-			if err != nil && !q.gpuStrict {
-				slog.Warn("coreset on the CPU: the GPU failed", "err", err)
-				return coreset.RunSteps(x, dim, init, weights, picks), nil
-			}
-			return sel, err
-		}
+		opts.Accelerator = gpuAccel{q.gpu, q.gpuStrict}
 	}
 	var (
 		bank  *detector.Fitter

@@ -93,7 +93,7 @@ func ParseMethod(s string) (Method, error) {
 // for an unknown method, non-positive sizes, len(feats) != n*p*d, n < 2 (no
 // group has another member) or, for the LOF methods, k < 1.
 func Scores(method Method, feats []float32, n, p, d, k int) ([]float32, error) {
-	if err := check(method, feats, n, p, d, k); err != nil {
+	if err := Check(method, feats, n, p, d, k); err != nil {
 		return nil, err
 	}
 	out := make([]float32, n*p)
@@ -127,8 +127,9 @@ func Scores(method Method, feats []float32, n, p, d, k int) ([]float32, error) {
 	return out, nil
 }
 
-// check validates Scores' arguments.
-func check(method Method, feats []float32, n, p, d, k int) error {
+// Check returns the error Scores returns for these arguments, if any: for
+// other backends that compute the same scores.
+func Check(method Method, feats []float32, n, p, d, k int) error {
 	switch method {
 	case Nearest, Gaussian, LOF, LOFDense:
 	default:

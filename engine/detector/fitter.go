@@ -7,6 +7,7 @@ import (
 	"slices"
 	"unsafe"
 
+	"github.com/softpatch/softpatch/engine/compute"
 	"github.com/softpatch/softpatch/engine/coreset"
 	"github.com/softpatch/softpatch/engine/denoise"
 )
@@ -21,9 +22,9 @@ type FitterOptions struct {
 	// TempDir is the directory of that temporary file ("" means
 	// os.TempDir()).
 	TempDir string
-	// CoresetSteps, when set, runs the coreset's selection loop on another
-	// backend (coreset.Greedy.Steps; a GPU: cuda.Device.CoresetSteps).
-	CoresetSteps func(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error)
+	// Accelerator, when set, runs SoftPatch's noise discriminator and the
+	// coreset's selection loop on another device (a GPU: cuda.Device).
+	Accelerator compute.Accelerator
 	// Progress, when set, is called as the slow stage of fitting advances:
 	// after every coreset selection (see coreset.Greedy.Progress), after
 	// every PaDiM position.
@@ -51,7 +52,7 @@ type Fitter struct {
 	coreX, discX          []float32 // [images*positions][128]
 	store                 featureStore
 	progress              func(done, total int)
-	steps                 func(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error)
+	accel                 compute.Accelerator
 	m                     *Model
 	scores, weights       []float32
 	discriminated, closed bool
@@ -71,7 +72,7 @@ func NewFitter(cfg Config, nImages, positions, dim int, opts FitterOptions) (*Fi
 		return nil, fmt.Errorf("detector: coreset ratio %v not in (0, 1)", cfg.Coreset)
 	}
 	n := nImages * positions
-	f := &Fitter{cfg: cfg, images: nImages, positions: positions, dim: dim, progress: opts.Progress, steps: opts.CoresetSteps,
+	f := &Fitter{cfg: cfg, images: nImages, positions: positions, dim: dim, progress: opts.Progress, accel: opts.Accelerator,
 		m: &Model{Config: cfg, D: dim, CoresetSeed: cfg.Seed},
 		store: featureStore{dim: dim, dir: opts.TempDir, total: n,
 			spill: opts.MaxMemory > 0 && int64(n)*int64(dim)*4 > opts.MaxMemory}}
@@ -176,7 +177,16 @@ func (f *Fitter) Discriminate() error {
 	if k == 0 {
 		k = denoise.DefaultK
 	}
-	scores, err := denoise.Scores(f.cfg.Discriminator, f.discX, f.images, f.positions, projDim, k)
+	var scores []float32
+	var err error
+	if f.accel != nil {
+		scores, err = f.accel.NoiseScores(string(f.cfg.Discriminator), f.discX, f.images, f.positions, projDim, k)
+	} else {
+		scores, err = denoise.Scores(f.cfg.Discriminator, f.discX, f.images, f.positions, projDim, k)
+	}
+	if err == nil && len(scores) != f.images*f.positions {
+		err = fmt.Errorf("detector: the discriminator returned %d scores for %d images x %d positions", len(scores), f.images, f.positions)
+	}
 	if err != nil {
 		f.failed = err
 		return err
@@ -206,7 +216,10 @@ func (f *Fitter) Fit() (*Model, error) {
 	}
 	m, cfg := f.m, f.cfg
 	n := f.images * f.positions
-	g := coreset.Greedy{Ratio: cfg.Coreset, Seed: cfg.Seed, Progress: f.progress, Steps: f.steps}
+	g := coreset.Greedy{Ratio: cfg.Coreset, Seed: cfg.Seed, Progress: f.progress}
+	if f.accel != nil {
+		g.Steps = f.accel.CoresetSteps
+	}
 	var err error
 	switch cfg.Method {
 	case MethodPatchCoreRandom:

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/softpatch/softpatch/engine/coreset"
 	"github.com/softpatch/softpatch/engine/denoise"
 )
 
@@ -165,5 +166,67 @@ func TestFitterStreamsLarge(t *testing.T) {
 	}
 	if !slices.Equal(got.Indices, want.Indices) || !slices.Equal(got.Bank, want.Bank) || !slices.Equal(got.Weights, want.Weights) {
 		t.Error("streamed model differs from Fit's")
+	}
+}
+
+// cpuAccel is a compute.Accelerator that runs the CPU's code and counts
+// the calls; short returns one score too few.
+type cpuAccel struct {
+	steps, scores int
+	short         bool
+}
+
+func (a *cpuAccel) CoresetSteps(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error) {
+	a.steps++
+	return coreset.RunSteps(x, dim, init, weights, picks), nil
+}
+
+func (a *cpuAccel) NoiseScores(method string, feats []float32, n, p, d, k int) ([]float32, error) {
+	a.scores++
+	s, err := denoise.Scores(denoise.Method(method), feats, n, p, d, k)
+	if a.short {
+		s = s[1:]
+	}
+	return s, err
+}
+
+// TestFitterAccelerator checks that a Fitter hands the discriminator and
+// the coreset's selection to FitterOptions.Accelerator (once each), builds
+// Fit's model from what it returns, and rejects a wrong number of scores.
+func TestFitterAccelerator(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	const nImg, pos, d = 10, 9, 24
+	feats, _ := plantedFeats(r, nImg, pos, d)
+	cfg := Config{Method: MethodSoftPatch, Coreset: 0.2, Threshold: 0.15, Discriminator: denoise.Nearest, SoftWeight: true, Seed: 3}
+	want, err := Fit(cfg, feats, nImg, pos, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, short := range []bool{false, true} {
+		a := &cpuAccel{short: short}
+		f, err := NewFitter(cfg, nImg, pos, d, FitterOptions{Accelerator: a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Add(feats, nImg); err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.Fit()
+		f.Close()
+		if short {
+			if err == nil || !strings.Contains(err.Error(), "scores") {
+				t.Errorf("short scores: err = %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.steps != 1 || a.scores != 1 {
+			t.Errorf("accelerator called %d times for the coreset, %d for the discriminator; want 1 and 1", a.steps, a.scores)
+		}
+		if !slices.Equal(got.Indices, want.Indices) || !slices.Equal(got.Weights, want.Weights) || got.Excluded != want.Excluded {
+			t.Errorf("model differs from Fit's: indices %v vs %v", got.Indices, want.Indices)
+		}
 	}
 }
