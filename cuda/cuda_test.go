@@ -216,6 +216,66 @@ func TestKNNParity(t *testing.T) {
 	}
 }
 
+// TestKNNParityK checks Search for k > 1 against engine/knn's: at every
+// rank the distance within the float32 cancellation tolerance of
+// TestKNNParity and the CPU's index unless a near tie; ranks past a small
+// bank's size -1 and math.MaxFloat32; a budget that splits the bank into
+// tiles, so that tiles merge into the running lists.
+func TestKNNParityK(t *testing.T) {
+	d := openOrSkip(t)
+	if !d.HasBLAS() {
+		t.Skipf("no cuBLAS: %v", d.BLASError)
+	}
+	r := rand.New(rand.NewPCG(15, 16))
+	type cse struct {
+		n, nq, k int
+		budget int64
+	}
+	dim := 64
+	for _, c := range []cse{{5000, 300, 5, 0}, {5000, 300, 32, 1 << 20}, {7, 20, 10, 0}, {9000, 40, 3, 1 << 20}} {
+		bank, q := lowRank(r, c.n, dim), lowRank(r, c.nq, dim)
+		copy(q[:dim], bank[3*dim:4*dim])
+		cpu := knn.NewIndex(bank, c.n, dim)
+		wd, wi := make([]float32, c.nq*c.k), make([]int32, c.nq*c.k)
+		if err := cpu.Search(wd, wi, q, c.nq, c.k, 0); err != nil {
+			t.Fatal(err)
+		}
+		ix, err := d.NewIndex(bank, c.n, dim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gd, gi := make([]float32, c.nq*c.k), make([]int32, c.nq*c.k)
+		if err := ix.Search(gd, gi, q, c.nq, c.k, c.budget); err != nil {
+			t.Fatal(err)
+		}
+		ix.Close()
+		ties := 0
+		for i := range wd {
+			qi := q[i/c.k*dim : (i/c.k+1)*dim]
+			if wi[i] < 0 {
+				if gi[i] != -1 || gd[i] != math.MaxFloat32 {
+					t.Fatalf("%+v: rank %d of query %d past the bank: %d at %v", c, i%c.k, i/c.k, gi[i], gd[i])
+				}
+				continue
+			}
+			tol := 1e-6 * (sqDist(qi, nil) + sqDist(bank[int(wi[i])*dim:(int(wi[i])+1)*dim], nil))
+			if math.Abs(float64(gd[i]-wd[i])) > tol {
+				t.Fatalf("%+v: rank %d of query %d: distance %v, CPU %v (tolerance %.3g)", c, i%c.k, i/c.k, gd[i], wd[i], tol)
+			}
+			if gi[i] != wi[i] {
+				if gi[i] < 0 || math.Abs(sqDist(qi, bank[int(gi[i])*dim:(int(gi[i])+1)*dim])-float64(wd[i])) > tol {
+					t.Fatalf("%+v: rank %d of query %d: index %d, CPU %d", c, i%c.k, i/c.k, gi[i], wi[i])
+				}
+				ties++
+			}
+		}
+		if gi[0] != 3 {
+			t.Errorf("%+v: exact match found at %d", c, gi[0])
+		}
+		t.Logf("%+v: %d of %d indices differ from the CPU's on near ties", c, ties, len(wi))
+	}
+}
+
 // sqDist is |a - b|^2 in float64 (|a|^2 for a nil b).
 func sqDist(a, b []float32) float64 {
 	s := 0.0

@@ -75,6 +75,88 @@ extern "C" __global__ void top1_tile(const float *c, int rows, int cols, int ldc
 	}
 }
 
+// topk_less orders (value, index) pairs: by value, then by index.
+static __device__ __inline__ bool topk_less(float av, int ai, float bv, int bi) {
+	return av < bv || (av == bv && ai < bi);
+}
+
+// topk_insert puts (v, i) into the sorted list lv/li of m entries (at most
+// k kept), as engine/knn.topK does.
+static __device__ __inline__ void topk_insert(float *lv, int *li, int &m, int k, float v, int i) {
+	if (m == k) {
+		if (!topk_less(v, i, lv[k - 1], li[k - 1])) return;
+		m--;
+	}
+	int p = m;
+	while (p > 0 && topk_less(v, i, lv[p - 1], li[p - 1])) {
+		lv[p] = lv[p - 1];
+		li[p] = li[p - 1];
+		p--;
+	}
+	lv[p] = v;
+	li[p] = i;
+	m++;
+}
+
+// TOPK_MAX is the largest k of topk_tile.
+#define TOPK_MAX 32
+
+// topk_tile is top1_tile for 1 < k <= TOPK_MAX: it folds one tile into each
+// query's running k nearest (dist/idx [q][k], ascending; unfilled ranks
+// hold FLT_MAX and -1), as engine/knn.topK does: values (q + norm_j) + c,
+// NaN and values not below FLT_MAX skipped, clamped at 0, ordered by
+// (value, index). Each thread keeps the k best of its columns (thread 0
+// also the running list); k rounds of a block argmin merge them. One block
+// of at most 128 threads per row.
+extern "C" __global__ void topk_tile(const float *c, int rows, int cols, int ldc, const float *qn, const float *norms,
+	int base, int q0, int k, float *dist, int *idx) {
+	__shared__ float sv[128];
+	__shared__ int si[128];
+	__shared__ int st[128];
+	const float maxf = 3.40282346638528859812e+38f;
+	float lv[TOPK_MAX];
+	int li[TOPK_MAX];
+	for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+		float *rd = dist + (long)(q0 + r) * k;
+		int *ri = idx + (long)(q0 + r) * k;
+		float q = qn[q0 + r];
+		int m = 0;
+		if (threadIdx.x == 0) {
+			for (int s = 0; s < k; s++) {
+				if (rd[s] < maxf) topk_insert(lv, li, m, k, rd[s], ri[s]);
+			}
+		}
+		for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+			float v = (q + norms[base + j]) + c[(long)r * ldc + j];
+			if (!(v < maxf)) continue; // NaN, FLT_MAX, +inf
+			v = v < 0 ? 0 : v;
+			topk_insert(lv, li, m, k, v, base + j);
+		}
+		int pos = 0;
+		for (int s = 0; s < k; s++) {
+			sv[threadIdx.x] = pos < m ? lv[pos] : __builtin_inff();
+			si[threadIdx.x] = pos < m ? li[pos] : 0x7fffffff;
+			st[threadIdx.x] = threadIdx.x;
+			sync_threads();
+			for (int h = blockDim.x / 2; h > 0; h >>= 1) {
+				if (threadIdx.x < h && topk_less(sv[threadIdx.x + h], si[threadIdx.x + h], sv[threadIdx.x], si[threadIdx.x])) {
+					sv[threadIdx.x] = sv[threadIdx.x + h];
+					si[threadIdx.x] = si[threadIdx.x + h];
+					st[threadIdx.x] = st[threadIdx.x + h];
+				}
+				sync_threads();
+			}
+			bool some = si[0] != 0x7fffffff;
+			if (threadIdx.x == 0) {
+				rd[s] = some ? sv[0] : maxf;
+				ri[s] = some ? si[0] : -1;
+			}
+			if (some && threadIdx.x == st[0]) pos++;
+			sync_threads();
+		}
+	}
+}
+
 // coreset_dist is engine/coreset's distance: float64 accumulation in eight
 // lanes (lane l takes the dimensions j with j % 8 == l, acc = fma(d, d,
 // acc), d = double(a) - double(b)), reduced ((l0+l1)+(l2+l3))+((l4+l5)+
