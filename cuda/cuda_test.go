@@ -229,7 +229,7 @@ func TestKNNParityK(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
 	type cse struct {
 		n, nq, k int
-		budget int64
+		budget   int64
 	}
 	dim := 64
 	for _, c := range []cse{{5000, 300, 5, 0}, {5000, 300, 32, 1 << 20}, {7, 20, 10, 0}, {9000, 40, 3, 1 << 20}} {
