@@ -16,8 +16,8 @@ type conv struct {
 // Backbone runs a backbone.Backbone's network (its folded convolutions) on
 // the GPU: each convolution as im2col (none for 1x1 stride-1) plus a cuBLAS
 // SGEMM per image, then bias, residual and ReLU in one kernel; the stem's
-// max-pool in another. The layer outputs are copied back for the CPU's
-// patch embedding.
+// max-pool in another. Run keeps the requested layers' outputs on the
+// device (for Embedder); Forward copies them back.
 type Backbone struct {
 	d       *Device
 	deepest int
@@ -33,7 +33,7 @@ func (d *Device) NewBackbone(b *backbone.Backbone) (*Backbone, error) {
 		return nil, fmt.Errorf("cuda: the backbone needs cuBLAS: %v", d.BLASError)
 	}
 	g := &Backbone{d: d, deepest: b.Deepest, weights: buffers{d: d}, fns: map[string]Function{}}
-	for _, k := range []string{"im2col", "bias_act", "max_pool"} {
+	for _, k := range []string{"im2col", "bias_act", "max_pool", "copy_f32"} {
 		f, err := d.kernel(k)
 		if err != nil {
 			return nil, err
@@ -117,10 +117,62 @@ func (g *Backbone) forwardConv(c *conv, x, y, residual, col Buffer, n, h, w int)
 	return oh, ow, err
 }
 
+// Activations are a batch's layer outputs kept in device memory, as
+// Backbone.Run returns them. Layers describes them (name and shape; Data is
+// nil), in the order they were requested.
+type Activations struct {
+	Layers []backbone.Feature
+	d      *Device
+	bufs   []Buffer // bufs[i] holds Layers[i], [N][C][H][W]
+}
+
+// Download copies the layers to the host: what Backbone.Forward returns.
+func (a *Activations) Download() ([]backbone.Feature, error) {
+	if a.bufs == nil {
+		return nil, fmt.Errorf("cuda: download of closed activations")
+	}
+	out := make([]backbone.Feature, len(a.Layers))
+	for i, f := range a.Layers {
+		f.Data = make([]float32, f.N*f.C*f.H*f.W)
+		if err := Download(a.d, f.Data, a.bufs[i], 0); err != nil {
+			return nil, err
+		}
+		out[i] = f
+	}
+	return out, nil
+}
+
+// Close frees the device memory; closing again does nothing.
+func (a *Activations) Close() error {
+	var first error
+	for _, b := range a.bufs {
+		if err := a.d.Free(b); first == nil {
+			first = err
+		}
+	}
+	a.bufs = nil
+	return first
+}
+
 // Forward runs the batch x ([n][3][h][w], normalised) up to the deepest of
 // layers and returns those layers' outputs, as backbone.Backbone.Forward
-// does.
+// does: Run, then Download.
 func (g *Backbone) Forward(x []float32, n, h, w int, layers []string) (out []backbone.Feature, err error) {
+	a, err := g.Run(x, n, h, w, layers)
+	if err != nil {
+		return nil, err
+	}
+	out, err = a.Download()
+	if e := a.Close(); err == nil && e != nil {
+		return nil, e
+	}
+	return out, err
+}
+
+// Run runs the batch x ([n][3][h][w], normalised) up to the deepest of
+// layers and keeps those layers' outputs on the device, in the order
+// asked. The caller closes the result.
+func (g *Backbone) Run(x []float32, n, h, w int, layers []string) (act *Activations, err error) {
 	if n <= 0 || h <= 0 || w <= 0 || len(x) != n*3*h*w {
 		return nil, fmt.Errorf("cuda: backbone input has %d values, want %dx3x%dx%d", len(x), n, h, w)
 	}
@@ -143,10 +195,20 @@ func (g *Backbone) Forward(x []float32, n, h, w int, layers []string) (out []bac
 		want[s] = i
 		deepest = max(deepest, s)
 	}
+	res := &Activations{Layers: make([]backbone.Feature, len(layers)), d: g.d, bufs: make([]Buffer, len(layers))}
 	scratch := &buffers{d: g.d}
 	defer func() {
+		// The queued work (the layers' copies) finishes before the scratch
+		// is freed.
+		if e := g.d.Sync(); err == nil {
+			err = e
+		}
 		if e := scratch.free(); err == nil {
 			err = e
+		}
+		if err != nil {
+			res.Close()
+			act = nil
 		}
 	}()
 	// Scratch sizes: every activation (the block input, conv1's and conv2's
@@ -196,7 +258,6 @@ func (g *Backbone) Forward(x []float32, n, h, w int, layers []string) (out []bac
 		return nil, err
 	}
 	h, w, c := ph, pw, g.stem.c.Out
-	out = make([]backbone.Feature, len(layers))
 	for s := 0; s <= deepest; s++ {
 		for _, cs := range g.stages[s] {
 			if _, _, err := g.forwardConv(cs[0], a, t1, Buffer{}, col, n, h, w); err != nil {
@@ -221,12 +282,18 @@ func (g *Backbone) Forward(x []float32, n, h, w int, layers []string) (out []bac
 			h, w, c = oh, ow, cs[2].c.Out
 		}
 		if i, ok := want[s]; ok {
-			f := backbone.Feature{Layer: layers[i], N: n, C: c, H: h, W: w, Data: make([]float32, n*c*h*w)}
-			if err := Download(g.d, f.Data, a, 0); err != nil {
+			// The layer gets its own buffer, copied out of the rotating scratch.
+			size := int64(n) * int64(c*h*w)
+			b, err := g.d.Alloc(size * 4)
+			if err != nil {
 				return nil, err
 			}
-			out[i] = f
+			res.bufs[i] = b
+			res.Layers[i] = backbone.Feature{Layer: layers[i], N: n, C: c, H: h, W: w}
+			if err := g.d.Launch(g.fns["copy_f32"], grid(size), [3]uint32{256, 1, 1}, 0, a, size, b); err != nil {
+				return nil, err
+			}
 		}
 	}
-	return out, nil
+	return res, nil
 }

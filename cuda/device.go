@@ -329,6 +329,12 @@ func (d *Device) Launch(fn Function, grid, block [3]uint32, shared uint32, args 
 	defer C.free(ptrs)
 	vs := unsafe.Slice((*[8]byte)(vals), max(len(args), 1))
 	ps := unsafe.Slice((*unsafe.Pointer)(ptrs), max(len(args), 1))
+	for i := range vs {
+		// Poison: a 32-bit argument that the kernel declares 64-bit reads
+		// as a huge value (on the CPU emulator, which reads 8 bytes), not
+		// as a plausible one.
+		vs[i] = [8]byte{0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5}
+	}
 	for i, a := range args {
 		p := unsafe.Pointer(&vs[i][0])
 		switch v := a.(type) {

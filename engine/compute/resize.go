@@ -18,40 +18,41 @@ func ResizeBilinear(dst, src []float32, planes, h, w, oh, ow int) {
 		panic(fmt.Sprintf("compute.ResizeBilinear: len(src)=%d len(dst)=%d, want planes*h*w=%d*%d*%d and planes*oh*ow=%d*%d*%d",
 			len(src), len(dst), planes, h, w, planes, oh, ow))
 	}
-	ys := linearTaps(h, oh)
-	xs := linearTaps(w, ow)
+	ys := LinearTaps(h, oh)
+	xs := LinearTaps(w, ow)
 	ParallelFor(planes, max(1, 16384/(oh*ow)), func(lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
 			s := src[pl*h*w : (pl+1)*h*w]
 			d := dst[pl*oh*ow : (pl+1)*oh*ow]
 			for oy, ty := range ys {
-				r0 := s[ty.i0*w : (ty.i0+1)*w]
-				r1 := s[ty.i1*w : (ty.i1+1)*w]
+				r0 := s[ty.I0*w : (ty.I0+1)*w]
+				r1 := s[ty.I1*w : (ty.I1+1)*w]
 				drow := d[oy*ow : (oy+1)*ow]
 				for ox, tx := range xs {
-					t0 := float32(r0[tx.i0]*tx.l0) + float32(r0[tx.i1]*tx.l1)
-					t1 := float32(r1[tx.i0]*tx.l0) + float32(r1[tx.i1]*tx.l1)
-					drow[ox] = float32(t0*ty.l0) + float32(t1*ty.l1)
+					t0 := float32(r0[tx.I0]*tx.L0) + float32(r0[tx.I1]*tx.L1)
+					t1 := float32(r1[tx.I0]*tx.L0) + float32(r1[tx.I1]*tx.L1)
+					drow[ox] = float32(t0*ty.L0) + float32(t1*ty.L1)
 				}
 			}
 		}
 	})
 }
 
-// linearTap is one output position of a linear interpolation axis: inputs
-// i0 and i1 with weights l0 and l1.
-type linearTap struct {
-	i0, i1 int
-	l0, l1 float32
+// LinearTap is one output position of a linear interpolation axis: inputs
+// I0 and I1 with weights L0 and L1.
+type LinearTap struct {
+	I0, I1 int
+	L0, L1 float32
 }
 
-// linearTaps returns torch's (align_corners=False) taps for resizing an
-// axis of length in to length out.
-func linearTaps(in, out int) []linearTap {
-	taps := make([]linearTap, out)
+// LinearTaps returns torch's (align_corners=False) taps for resizing an
+// axis of length in to length out, as ResizeBilinear uses them (for other
+// backends that resize the same way).
+func LinearTaps(in, out int) []LinearTap {
+	taps := make([]LinearTap, out)
 	if in == out {
 		for i := range taps {
-			taps[i] = linearTap{i0: i, i1: i, l0: 1}
+			taps[i] = LinearTap{I0: i, I1: i, L0: 1}
 		}
 		return taps
 	}
@@ -69,7 +70,7 @@ func linearTaps(in, out int) []linearTap {
 			i1 = i0 + 1
 		}
 		l1 := min(max(real-float32(i0), 0), 1)
-		taps[i] = linearTap{i0: i0, i1: i1, l0: 1 - l1, l1: l1}
+		taps[i] = LinearTap{I0: i0, I1: i1, L0: 1 - l1, L1: l1}
 	}
 	return taps
 }

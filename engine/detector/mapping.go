@@ -38,6 +38,11 @@ func gaussKernel(sigma float64) []float64 {
 	return half
 }
 
+// GaussKernel returns the half kernel w[0..r] (w[j] weighs the values at
+// distance j) with which GaussianFilter smooths for standard deviation
+// sigma: scipy's weights, r = int(4*sigma + 0.5).
+func GaussKernel(sigma float64) []float64 { return gaussKernel(sigma) }
+
 // pairwiseSum is numpy's pairwise_sum for float64.
 func pairwiseSum(a []float64) float64 {
 	n := len(a)
