@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/softpatch/softpatch/engine/backbone"
 	"github.com/softpatch/softpatch/engine/compute"
@@ -124,6 +125,7 @@ type Activations struct {
 	Layers []backbone.Feature
 	d      *Device
 	bufs   []Buffer // bufs[i] holds Layers[i], [N][C][H][W]
+	view   bool     // Pick's: the buffers belong to another Activations
 }
 
 // Download copies the layers to the host: what Backbone.Forward returns.
@@ -142,8 +144,27 @@ func (a *Activations) Download() ([]backbone.Feature, error) {
 	return out, nil
 }
 
+// Pick returns the named layers, in that order, as Activations that share
+// a's device memory: valid until a is closed; closing them frees nothing.
+func (a *Activations) Pick(layers []string) (*Activations, error) {
+	v := &Activations{d: a.d, view: true}
+	for _, l := range layers {
+		i := slices.IndexFunc(a.Layers, func(f backbone.Feature) bool { return f.Layer == l })
+		if i < 0 || a.bufs == nil {
+			return nil, fmt.Errorf("cuda: activations have no layer %s", l)
+		}
+		v.Layers = append(v.Layers, a.Layers[i])
+		v.bufs = append(v.bufs, a.bufs[i])
+	}
+	return v, nil
+}
+
 // Close frees the device memory; closing again does nothing.
 func (a *Activations) Close() error {
+	if a.view {
+		a.bufs = nil
+		return nil
+	}
 	var first error
 	for _, b := range a.bufs {
 		if err := a.d.Free(b); first == nil {

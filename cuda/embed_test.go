@@ -246,6 +246,27 @@ func TestActivationsRoundTrip(t *testing.T) {
 	if diff := firstDiff(emb, wantEmb); diff != "" {
 		t.Errorf("embedding: %s", diff)
 	}
+	// Pick: one layer as a view; closing it leaves a intact.
+	v, err := a.Pick([]string{"layer1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := v.Download()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := firstDiff(one[0].Data, want[1].Data); len(one) != 1 || diff != "" {
+		t.Errorf("picked layer1: %d layers, %s", len(one), diff)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Download(); err != nil {
+		t.Errorf("download after closing a view: %v", err)
+	}
+	if _, err := a.Pick([]string{"layer3"}); err == nil {
+		t.Error("picked a layer that was not run")
+	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/backbone"
-	"github.com/softpatch/softpatch/engine/compute"
 	"github.com/softpatch/softpatch/engine/denoise"
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/experiments"
@@ -50,7 +49,7 @@ type evalOverlay struct {
 type evalResult struct {
 	Commit     string             `json:"commit"`
 	Date       string             `json:"date"`   // when the cell finished, UTC RFC 3339
-	Device     string             `json:"device"` // BLAS, kernels and threads; the GPU when one ran the coreset and the search
+	Device     string             `json:"device"` // BLAS, kernels and threads; the GPU when one was used
 	Data       string             `json:"data"`
 	Class      string             `json:"class"`
 	Method     string             `json:"method"`
@@ -212,10 +211,7 @@ func runCell(p *pipeline, cl *cell, method string, batch int, memMiB int64, src 
 	st.done("metrics", t0)
 
 	res.Date = time.Now().UTC().Format(time.RFC3339)
-	res.Device = compute.BLASInfo()
-	if p.gpu != nil {
-		res.Device += "; GPU " + p.gpu.String()
-	}
+	res.Device = p.deviceName()
 	return &res, nil
 }
 

@@ -156,7 +156,7 @@ func (f *featureFlags) open() (*pipeline, error) {
 		padimKeep: f.padimKeep, padimSeed: f.padimSeed, gpu: gpu, gpuStrict: f.device == "gpu"}
 	p.gnet = &gpuNet{}
 	if gpu != nil {
-		if p.gnet.b, err = gpu.NewBackbone(net); err != nil {
+		if err := p.gnet.open(gpu, net); err != nil {
 			if p.gpuStrict {
 				return nil, err
 			}
@@ -166,15 +166,42 @@ func (f *featureFlags) open() (*pipeline, error) {
 	return p, nil
 }
 
-// gpuNet is the backbone on the GPU, when there is one.
-type gpuNet struct{ b *cuda.Backbone }
+// gpuNet is the backbone on the GPU, when there is one, with the patch
+// embedding (PatchCore's; PaDiM's channel selection runs on the CPU from
+// the downloaded layers).
+type gpuNet struct {
+	b *cuda.Backbone
+	e *cuda.Embedder // embeds embed.Default()
+}
+
+// open puts net and the default patch embedding on gpu.
+func (g *gpuNet) open(gpu *cuda.Device, net *backbone.Backbone) error {
+	e, err := gpu.NewEmbedder(embed.Default())
+	if err != nil {
+		return err
+	}
+	if g.b, err = gpu.NewBackbone(net); err != nil {
+		return err
+	}
+	g.e = e
+	return nil
+}
 
 // off frees the GPU backbone after a failure, for every pipeline sharing
 // it.
 func (g *gpuNet) off(err error) {
 	slog.Warn("backbone on the CPU from now on: the GPU failed", "err", err)
 	g.b.Close()
-	g.b = nil
+	g.b, g.e = nil, nil
+}
+
+// deviceName describes where the pipeline computes, for results: the CPU's
+// BLAS, kernels and threads, and the GPU when it has one.
+func (p *pipeline) deviceName() string {
+	if p.gpu != nil {
+		return compute.BLASInfo() + "; GPU " + p.gpu.String()
+	}
+	return compute.BLASInfo()
 }
 
 // openDevice opens GPU 0 for --device gpu (an error without one) or auto
@@ -227,7 +254,8 @@ func (p *pipeline) forward(x []float32, n int, layers []string) ([]backbone.Feat
 // featuresOf computes the features of every pipeline in pipes (on one
 // backbone and preprocessing, as p and p.padim) for a batch of n
 // preprocessed images from one forward pass through the union of their
-// layers.
+// layers: on the GPU when the pipelines have one (with --device auto a GPU
+// failure turns it off and the CPU takes over), else on the CPU.
 func featuresOf(pipes []*pipeline, x []float32, n int) ([][]float32, []int, error) {
 	var layers []string
 	for _, q := range pipes {
@@ -240,17 +268,71 @@ func featuresOf(pipes []*pipeline, x []float32, n int) ([][]float32, []int, erro
 			}
 		}
 	}
-	feats, err := pipes[0].forward(x, n, layers)
+	if g := pipes[0].gnet; g != nil && g.b != nil {
+		outs, pos, err := gpuFeaturesOf(pipes, x, n, layers)
+		if err == nil || pipes[0].gpuStrict {
+			return outs, pos, err
+		}
+		g.off(err)
+	}
+	s := pipes[0].pre.ImageSize
+	feats, err := pipes[0].net.Forward(x, n, s, s, layers)
 	if err != nil {
 		return nil, nil, err
 	}
-	outs, pos := make([][]float32, len(pipes)), make([]int, len(pipes))
-	for i, q := range pipes {
-		sel := make([]backbone.Feature, len(q.layers))
-		for j, l := range q.layers {
-			sel[j] = feats[slices.Index(layers, l)]
+	return embedAll(pipes, feats, layers, nil, nil)
+}
+
+// gpuFeaturesOf is featuresOf on the GPU: the backbone's layers stay on
+// the device for PatchCore's embedding; PaDiM's runs on the CPU from the
+// downloaded layers.
+func gpuFeaturesOf(pipes []*pipeline, x []float32, n int, layers []string) (outs [][]float32, pos []int, err error) {
+	g, s := pipes[0].gnet, pipes[0].pre.ImageSize
+	a, err := g.b.Run(x, n, s, s, layers)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if e := a.Close(); err == nil {
+			err = e
 		}
-		if outs[i], pos[i], err = q.embed.Embed(sel); err != nil {
+	}()
+	var host []backbone.Feature
+	onGPU := func(q *pipeline) bool { c, ok := q.embed.(embed.Config); return ok && c == embed.Default() }
+	for _, q := range pipes {
+		if !onGPU(q) && host == nil {
+			if host, err = a.Download(); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	return embedAll(pipes, host, layers, onGPU, func(q *pipeline) ([]float32, int, error) {
+		v, err := a.Pick(q.layers)
+		if err != nil {
+			return nil, 0, err
+		}
+		return g.e.Embed(v)
+	})
+}
+
+// embedAll embeds each pipeline's layers (a subset of feats, which hold
+// layers in that order): with gpuEmbed for the pipelines onGPU accepts,
+// else on the CPU.
+func embedAll(pipes []*pipeline, feats []backbone.Feature, layers []string, onGPU func(*pipeline) bool,
+	gpuEmbed func(*pipeline) ([]float32, int, error)) ([][]float32, []int, error) {
+	outs, pos := make([][]float32, len(pipes)), make([]int, len(pipes))
+	var err error
+	for i, q := range pipes {
+		if onGPU != nil && onGPU(q) {
+			outs[i], pos[i], err = gpuEmbed(q)
+		} else {
+			sel := make([]backbone.Feature, len(q.layers))
+			for j, l := range q.layers {
+				sel[j] = feats[slices.Index(layers, l)]
+			}
+			outs[i], pos[i], err = q.embed.Embed(sel)
+		}
+		if err != nil {
 			return nil, nil, err
 		}
 	}

@@ -37,6 +37,8 @@ type predictResult struct {
 	Method   string            `json:"method,omitempty"`
 	Backbone backbone.Identity `json:"backbone"`
 	Mark     string            `json:"mark,omitempty"`
+	// Device is where the scores were computed (pipeline.deviceName).
+	Device string `json:"device"`
 	// MapMin and MapMax are the range the overlays' colour map spans.
 	MapMin float32        `json:"map_min"`
 	MapMax float32        `json:"map_max"`
@@ -109,7 +111,7 @@ func runPredict(args []string) error {
 	positions := meta.GridH * meta.GridW
 	per := 3 * size * size
 	x := make([]float32, *batch*per)
-	res := predictResult{Model: *model, Method: meta.Method, Backbone: p.id}
+	res := predictResult{Model: *model, Method: meta.Method, Backbone: p.id, Device: p.deviceName()}
 	if p.id.RandomInit {
 		res.Mark = randomInitMark
 	}

@@ -274,6 +274,19 @@ func (t *trained) maps(patch []float32, n int) ([][]float32, error) {
 	}
 	size := t.p.pre.ImageSize
 	out := make([][]float32, n)
+	if g := t.p.gpu; g != nil {
+		flat, err := g.Maps(patch[:n*t.positions], n, gh, gw, size, detector.Smoothing)
+		if err == nil {
+			for i := range out {
+				out[i] = flat[i*size*size : (i+1)*size*size : (i+1)*size*size]
+			}
+			return out, nil
+		}
+		if t.p.gpuStrict {
+			return nil, err
+		}
+		slog.Warn("maps on the CPU: the GPU failed", "err", err)
+	}
 	for i := range out {
 		out[i] = make([]float32, size*size)
 		detector.Map(out[i], patch[i*t.positions:(i+1)*t.positions], gh, gw, size)
