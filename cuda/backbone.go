@@ -16,7 +16,7 @@ type conv struct {
 
 // Backbone runs a backbone.Backbone's network (its folded convolutions) on
 // the GPU: each convolution as im2col (none for 1x1 stride-1) plus a cuBLAS
-// SGEMM per image, then bias, residual and ReLU in one kernel; the stem's
+// strided batched SGEMM over the batch's images, then bias, residual and ReLU in one kernel; the stem's
 // max-pool in another. Run keeps the requested layers' outputs on the
 // device (for Embedder); Forward copies them back.
 type Backbone struct {
@@ -26,6 +26,8 @@ type Backbone struct {
 	stages  [4][][4]*conv // conv1, conv2, conv3, downsample (nil)
 	weights buffers
 	fns     map[string]Function
+	// colBudget is im2colBudget (tests lower it to make groups).
+	colBudget int64
 }
 
 // NewBackbone uploads the weights of b (every stage it was built to).
@@ -33,7 +35,7 @@ func (d *Device) NewBackbone(b *backbone.Backbone) (*Backbone, error) {
 	if !d.HasBLAS() {
 		return nil, fmt.Errorf("cuda: the backbone needs cuBLAS: %v", d.BLASError)
 	}
-	g := &Backbone{d: d, deepest: b.Deepest, weights: buffers{d: d}, fns: map[string]Function{}}
+	g := &Backbone{d: d, deepest: b.Deepest, weights: buffers{d: d}, fns: map[string]Function{}, colBudget: im2colBudget}
 	for _, k := range []string{"im2col", "bias_act", "max_pool", "copy_f32"} {
 		f, err := d.kernel(k)
 		if err != nil {
@@ -88,25 +90,39 @@ func grid(total int64) [3]uint32 {
 	return [3]uint32{uint32(min((total+255)/256, 1<<16)), 1, 1}
 }
 
+// im2colBudget bounds the im2col scratch of a forward pass, in bytes: a
+// convolution's images go through im2col and the batched GEMM in groups
+// whose column matrices fit (at least one image at a time).
+const im2colBudget = 1 << 30
+
 // forwardConv runs c on x [n][In][h][w] into y [n][Out][oh][ow] (plus
-// residual before the activation, when it is not zero), using col as
-// im2col scratch.
-func (g *Backbone) forwardConv(c *conv, x, y, residual, col Buffer, n, h, w int) (int, int, error) {
+// residual before the activation, when it is not zero), using col
+// (colFloats floats) as im2col scratch: groups of images as large as col
+// holds go through im2col and one strided batched SGEMM (the weights
+// shared, stride 0); a 1x1 stride-1 convolution needs no im2col, and all
+// its images go through one GEMM.
+func (g *Backbone) forwardConv(c *conv, x, y, residual, col Buffer, colFloats int64, n, h, w int) (int, int, error) {
 	oh, ow := c.c.OutputSize(h, w)
 	k, in, out := c.c.Kernel, c.c.In, c.c.Out
 	kdim, p := in*k*k, oh*ow
-	for i := 0; i < n; i++ {
-		xi := Buffer{Ptr: x.Ptr + uint64(i*in*h*w)*4, Bytes: int64(in*h*w) * 4}
-		yi := Buffer{Ptr: y.Ptr + uint64(i*out*p)*4, Bytes: int64(out*p) * 4}
-		b := xi
-		if k != 1 || c.c.Stride != 1 || c.c.Pad != 0 {
-			if err := g.d.Launch(g.fns["im2col"], grid(int64(kdim*p)), [3]uint32{256, 1, 1}, 0,
-				xi, in, h, w, k, c.c.Stride, c.c.Pad, oh, ow, col); err != nil {
+	direct := k == 1 && c.c.Stride == 1 && c.c.Pad == 0
+	group := n
+	if !direct {
+		group = int(min(int64(n), max(1, colFloats/int64(kdim*p))))
+	}
+	for i0 := 0; i0 < n; i0 += group {
+		gn := min(group, n-i0)
+		xi := Buffer{Ptr: x.Ptr + uint64(i0)*uint64(in*h*w)*4, Bytes: int64(gn) * int64(in*h*w) * 4}
+		yi := Buffer{Ptr: y.Ptr + uint64(i0)*uint64(out*p)*4, Bytes: int64(gn) * int64(out*p) * 4}
+		b, strideB := xi, int64(in*h*w)
+		if !direct {
+			if err := g.d.Launch(g.fns["im2col"], grid(int64(gn)*int64(kdim*p)), [3]uint32{256, 1, 1}, 0,
+				xi, int64(gn), in, h, w, k, c.c.Stride, c.c.Pad, oh, ow, col); err != nil {
 				return 0, 0, err
 			}
-			b = col
+			b, strideB = col, int64(kdim*p)
 		}
-		if err := g.d.Sgemm(false, false, out, p, kdim, 1, c.weight, kdim, b, p, 0, yi, p); err != nil {
+		if err := g.d.SgemmStridedBatched(false, false, out, p, kdim, 1, c.weight, kdim, 0, b, p, strideB, 0, yi, p, int64(out*p), gn); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -261,7 +277,10 @@ func (g *Backbone) Run(x []float32, n, h, w int, layers []string) (act *Activati
 		}
 	}
 	a, t1, t2, id := scratch.alloc(maxAct*4), scratch.alloc(maxAct*4), scratch.alloc(maxAct*4), scratch.alloc(maxAct*4)
-	col := scratch.alloc(max(maxCol, 1) * 4)
+	// The largest im2col matrix for all n images, or as many images' as
+	// fit in im2colBudget (at least one).
+	colFloats := max(min(int64(n)*maxCol, g.colBudget/4), maxCol, 1)
+	col := scratch.alloc(colFloats * 4)
 	if scratch.err != nil {
 		return nil, scratch.err
 	}
@@ -269,7 +288,7 @@ func (g *Backbone) Run(x []float32, n, h, w int, layers []string) (act *Activati
 		return nil, err
 	}
 	// stem -> t1, max-pool -> a
-	ch, cw, err := g.forwardConv(&g.stem, a, t1, Buffer{}, col, n, h, w)
+	ch, cw, err := g.forwardConv(&g.stem, a, t1, Buffer{}, col, colFloats, n, h, w)
 	if err != nil {
 		return nil, err
 	}
@@ -281,22 +300,22 @@ func (g *Backbone) Run(x []float32, n, h, w int, layers []string) (act *Activati
 	h, w, c := ph, pw, g.stem.c.Out
 	for s := 0; s <= deepest; s++ {
 		for _, cs := range g.stages[s] {
-			if _, _, err := g.forwardConv(cs[0], a, t1, Buffer{}, col, n, h, w); err != nil {
+			if _, _, err := g.forwardConv(cs[0], a, t1, Buffer{}, col, colFloats, n, h, w); err != nil {
 				return nil, err
 			}
-			oh, ow, err := g.forwardConv(cs[1], t1, t2, Buffer{}, col, n, h, w)
+			oh, ow, err := g.forwardConv(cs[1], t1, t2, Buffer{}, col, colFloats, n, h, w)
 			if err != nil {
 				return nil, err
 			}
 			identity := a
 			if cs[3] != nil {
-				if _, _, err := g.forwardConv(cs[3], a, id, Buffer{}, col, n, h, w); err != nil {
+				if _, _, err := g.forwardConv(cs[3], a, id, Buffer{}, col, colFloats, n, h, w); err != nil {
 					return nil, err
 				}
 				identity = id
 			}
 			// conv3's output replaces the block input: into t1, then swap.
-			if _, _, err := g.forwardConv(cs[2], t2, t1, identity, col, n, oh, ow); err != nil {
+			if _, _, err := g.forwardConv(cs[2], t2, t1, identity, col, colFloats, n, oh, ow); err != nil {
 				return nil, err
 			}
 			a, t1 = t1, a

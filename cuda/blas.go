@@ -75,3 +75,27 @@ func (d *Device) Sgemm(transA, transB bool, m, n, k int, alpha float32, a Buffer
 		return nil
 	})
 }
+
+// SgemmStridedBatched computes count products C_i = alpha*op(A_i)*op(B_i) +
+// beta*C_i as Sgemm does, with X_i at X + i*strideX elements (a stride of
+// 0 reuses one matrix), in one cuBLAS call.
+func (d *Device) SgemmStridedBatched(transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, strideA int64,
+	b Buffer, ldb int, strideB int64, beta float32, c Buffer, ldc int, strideC int64, count int) error {
+	if d.blas == nil {
+		return fmt.Errorf("cuda: SgemmStridedBatched needs cuBLAS: %v", d.BLASError)
+	}
+	op := func(t bool) C.int {
+		if t {
+			return 1
+		}
+		return 0
+	}
+	return d.bound(func() error {
+		if s := C.sp_cublasSgemmStridedBatched(d.blas.h, op(transB), op(transA), C.int(n), C.int(m), C.int(k), C.float(alpha),
+			C.CUdeviceptr(b.Ptr), C.int(ldb), C.longlong(strideB), C.CUdeviceptr(a.Ptr), C.int(lda), C.longlong(strideA),
+			C.float(beta), C.CUdeviceptr(c.Ptr), C.int(ldc), C.longlong(strideC), C.int(count)); s != 0 {
+			return fmt.Errorf("cuda: cublasSgemmStridedBatched(%d x %dx%dx%d): status %d", count, m, n, k, int(s))
+		}
+		return nil
+	})
+}

@@ -475,26 +475,31 @@ func TestBackboneParity(t *testing.T) {
 	}
 	defer g.Close()
 	r := rand.New(rand.NewPCG(11, 12))
-	n, s := 2, 96
+	n, s := 3, 96
 	x := randn(r, n*3*s*s)
 	layers := []string{"layer3", "layer1", "layer2"} // any order, as the CPU's
 	want, err := net.Forward(x, n, s, s, layers)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := g.Forward(x, n, s, s, layers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range layers {
-		w, o := want[i], got[i]
-		if o.N != w.N || o.C != w.C || o.H != w.H || o.W != w.W {
-			t.Fatalf("%s: shape %dx%dx%d, CPU %dx%dx%d", layers[i], o.C, o.H, o.W, w.C, w.H, w.W)
+	// The whole batch in each GEMM, then (a small im2col budget) the
+	// batch in groups of one or two images.
+	for _, budget := range []int64{im2colBudget, 1 << 20} {
+		g.colBudget = budget
+		got, err := g.Forward(x, n, s, s, layers)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if e := relErr(o.Data, w.Data); e > 1e-4 {
-			t.Errorf("%s: relative error %.3g", layers[i], e)
-		} else {
-			t.Logf("%s: relative error %.3g", layers[i], e)
+		for i := range layers {
+			w, o := want[i], got[i]
+			if o.N != w.N || o.C != w.C || o.H != w.H || o.W != w.W {
+				t.Fatalf("%s: shape %dx%dx%d, CPU %dx%dx%d", layers[i], o.C, o.H, o.W, w.C, w.H, w.W)
+			}
+			if e := relErr(o.Data, w.Data); e > 1e-4 {
+				t.Errorf("im2col budget %d: %s: relative error %.3g", budget, layers[i], e)
+			} else {
+				t.Logf("im2col budget %d: %s: relative error %.3g", budget, layers[i], e)
+			}
 		}
 	}
 }

@@ -101,6 +101,8 @@ static int (*p_cublasDestroy_v2)(void *);
 static int (*p_cublasSetStream_v2)(void *, CUstream);
 static int (*p_cublasSgemm_v2)(void *, int, int, int, int, int, const float *, const float *, int, const float *, int,
 	const float *, float *, int);
+static int (*p_cublasSgemmStridedBatched)(void *, int, int, int, int, int, const float *, const float *, int, long long,
+	const float *, int, long long, const float *, float *, int, long long, int);
 
 const char *sp_load_cublas(const char *path) {
 	if (libcublas) {
@@ -126,6 +128,7 @@ const char *sp_load_cublas(const char *path) {
 	SP_BLAS(cublasDestroy_v2)
 	SP_BLAS(cublasSetStream_v2)
 	SP_BLAS(cublasSgemm_v2)
+	SP_BLAS(cublasSgemmStridedBatched)
 	libcublas = h;
 	return NULL;
 }
@@ -136,4 +139,9 @@ int sp_cublasSetStream(void *h, CUstream s) { return p_cublasSetStream_v2(h, s);
 int sp_cublasSgemm(void *h, int ta, int tb, int m, int n, int k, float alpha, CUdeviceptr a, int lda, CUdeviceptr b,
 		int ldb, float beta, CUdeviceptr c, int ldc) {
 	return p_cublasSgemm_v2(h, ta, tb, m, n, k, &alpha, (const float *)a, lda, (const float *)b, ldb, &beta, (float *)c, ldc);
+}
+int sp_cublasSgemmStridedBatched(void *h, int ta, int tb, int m, int n, int k, float alpha, CUdeviceptr a, int lda,
+		long long sa, CUdeviceptr b, int ldb, long long sb, float beta, CUdeviceptr c, int ldc, long long sc, int count) {
+	return p_cublasSgemmStridedBatched(h, ta, tb, m, n, k, &alpha, (const float *)a, lda, sa, (const float *)b, ldb, sb, &beta,
+		(float *)c, ldc, sc, count);
 }

@@ -45,5 +45,7 @@ int sp_cublasDestroy(void *h);
 int sp_cublasSetStream(void *h, CUstream s);
 int sp_cublasSgemm(void *h, int ta, int tb, int m, int n, int k, float alpha, CUdeviceptr a, int lda, CUdeviceptr b,
 		int ldb, float beta, CUdeviceptr c, int ldc);
+int sp_cublasSgemmStridedBatched(void *h, int ta, int tb, int m, int n, int k, float alpha, CUdeviceptr a, int lda,
+		long long sa, CUdeviceptr b, int ldb, long long sb, float beta, CUdeviceptr c, int ldc, long long sc, int count);
 
 #endif

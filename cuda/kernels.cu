@@ -284,14 +284,16 @@ extern "C" __global__ void coreset_step(const float *xt, int dim, long n, double
 	}
 }
 
-// im2col writes the columns of one image x [c][h][w] for a k x k
-// convolution (stride, zero padding pad) into col [c*k*k][oh*ow], rows in
-// torch's (channel, ky, kx) order.
-extern "C" __global__ void im2col(const float *x, int c, int h, int w, int k, int stride, int pad, int oh, int ow, float *col) {
-	long total = (long)c * k * k * oh * ow;
+// im2col writes the columns of n images x [n][c][h][w] for a k x k
+// convolution (stride, zero padding pad) into col [n][c*k*k][oh*ow], rows
+// in torch's (channel, ky, kx) order.
+extern "C" __global__ void im2col(const float *x, long n, int c, int h, int w, int k, int stride, int pad, int oh, int ow, float *col) {
+	long per = (long)c * k * k * oh * ow;
+	long total = n * per;
 	for (long t = blockIdx.x * (long)blockDim.x + threadIdx.x; t < total; t += (long)gridDim.x * blockDim.x) {
-		int ox = (int)(t % ow);
-		long r = t / ow;
+		long img = t / per, u = t % per;
+		int ox = (int)(u % ow);
+		long r = u / ow;
 		int oy = (int)(r % oh);
 		r /= oh;
 		int kx = (int)(r % k);
@@ -299,7 +301,7 @@ extern "C" __global__ void im2col(const float *x, int c, int h, int w, int k, in
 		int ky = (int)(r % k);
 		int ch = (int)(r / k);
 		int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
-		col[t] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[((long)ch * h + iy) * w + ix] : 0.0f;
+		col[t] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[((img * c + ch) * h + iy) * w + ix] : 0.0f;
 	}
 }
 

@@ -378,4 +378,16 @@ int cublasSgemm_v2(void *, int ta, int tb, int m, int n, int k, const float *alp
 	return 0;
 }
 
+// cublasSgemmStridedBatched: count cublasSgemm_v2 products, operand i at
+// X + i*strideX.
+int cublasSgemmStridedBatched(void *h, int ta, int tb, int m, int n, int k, const float *alpha, const float *a, int lda,
+	long long sa, const float *b, int ldb, long long sb, const float *beta, float *c, int ldc, long long sc, int count) {
+	if (count < 0 || sa < 0 || sb < 0 || sc < 0) return 7;
+	for (int i = 0; i < count; i++) {
+		int s = cublasSgemm_v2(h, ta, tb, m, n, k, alpha, a + i * sa, lda, b + i * sb, ldb, beta, c + i * sc, ldc);
+		if (s) return s;
+	}
+	return 0;
+}
+
 } // extern "C"
