@@ -352,6 +352,7 @@ func TestPlanErrors(t *testing.T) {
 // int an int, long an int64, float a float32, double a float64) and in
 // the embedded PTX (a stale kernels.ptx fails).
 func TestKernelCallsMatchSources(t *testing.T) {
+	sourcesOrSkip(t)
 	src, err := os.ReadFile("embed.cuh")
 	if err != nil {
 		t.Fatal(err)

@@ -7,9 +7,10 @@
 #
 # It writes to $OUT (or /tmp/gpu-check): probe.txt (driver, GPU, library paths), version.txt,
 # parity.txt (the parity suite, go test -v), bench.txt (kNN against the bare cuBLAS SGEMM of the
-# same shape, the 16k-of-160k coreset), cell.txt with cell_gpu.json and cell_cpu.json (one
-# SoftPatch-lof cell with and without the GPU) and results.json (the numbers, parsed). About 6
-# minutes at most (each step has a timeout).
+# same shape, the 16k-of-160k coreset, the backbone, the embedding, the discriminators),
+# features.json (softpatch bench features: backbone and backbone + embedding, 224 px, batch 32),
+# cell.txt with cell_gpu.json and cell_cpu.json (one SoftPatch-lof cell with and without the GPU)
+# and results.json (the numbers, parsed). About 6 minutes at most (each step has a timeout).
 set -uo pipefail
 out=${OUT:-/tmp/gpu-check}
 mkdir -p "$out"
@@ -38,11 +39,13 @@ fi
 "$root/softpatch" version >"$out/version.txt" 2>&1
 timeout 240 "$root/cuda.test" -test.v -test.count=1 >"$out/parity.txt" 2>&1
 echo "parity exit $?" >>"$out/parity.txt"
-timeout 180 "$root/cuda.test" -test.run '^$' -test.bench . -test.benchtime 3x >"$out/bench.txt" 2>&1
+timeout 150 "$root/cuda.test" -test.run '^$' -test.bench . -test.benchtime 3x >"$out/bench.txt" 2>&1
 echo "bench exit $?" >>"$out/bench.txt"
+timeout 60 "$root/softpatch" bench features --device gpu --batches 32 --images 512 --json >"$out/features.json" 2>"$out/features.log"
+echo "features exit $?" >>"$out/features.log"
 # One SoftPatch-lof cell on a generated class (200 training + 80 test images, noise 0.1 with
-# overlap) with the backbone, coreset and scoring on the GPU (decoding, patch embedding,
-# discriminator and maps on the machine's CPUs), and the same cell on the CPU alone.
+# overlap) with the backbone, patch embedding, discriminator, coreset, scoring and maps on the
+# GPU (decoding and metrics on the machine's CPUs), and the same cell on the CPU alone.
 timeout 120 "$root/softpatch" synth --out /tmp/sp-data --classes wood >"$out/cell.txt" 2>&1
 tv=""
 [ -x /usr/bin/time ] && tv="/usr/bin/time -v"
@@ -67,6 +70,10 @@ for line in open(f"{out}/bench.txt"):
             b[u] = float(v)
         bench[re.sub(r"-\d+$", "", f[0])] = b
 res["bench"] = bench
+try:
+    res["features"] = [json.loads(l) for l in open(f"{out}/features.json") if l.strip()]
+except Exception as e:
+    res["features"] = f"no result: {e}"
 k, s = bench.get("BenchmarkSearch1", {}), bench.get("BenchmarkSgemmSameShape", {})
 if "GFLOP/s" in k and "GFLOP/s" in s:
     res["knn_fraction_of_sgemm"] = k["GFLOP/s"] / s["GFLOP/s"]
