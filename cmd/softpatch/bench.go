@@ -163,24 +163,30 @@ type coresetResult struct {
 	ProjectSeconds float64 `json:"project_seconds"`
 	SelectSeconds  float64 `json:"select_seconds"`
 	Selection      string  `json:"selection_fnv64a"` // hash of the selected indices in order, to compare runs
+	Device         string  `json:"device"`           // where the selection ran
 	PeakRSSMB      float64 `json:"peak_rss_mb"`
 }
 
 // benchCoreset times the approximate greedy coreset on saved features.
 func benchCoreset(args []string) error {
-	fs := newFlags("bench coreset", "bench coreset --features FILE.npy [--ratio 0.1] [--starts 10] [--seed S] [--json]",
+	fs := newFlags("bench coreset", "bench coreset --features FILE.npy [--ratio 0.1] [--starts 10] [--seed S] [--device cpu|gpu] [--json]",
 		"softpatch bench coreset --features wood.npy --ratio 0.1")
 	file := fs.String("features", "", "float32 .npy of patch features, [images][positions][dim] (softpatch embed) or [n][dim] (required)")
 	ratio := fs.Float64("ratio", detector.DefaultCoreset, "fraction of the patches selected")
 	starts := fs.Int("starts", coreset.PatchCoreStarts, "random start points (10 PatchCore, 128 SoftPatch)")
 	seed := fs.Uint64("seed", 0, "seed of the projection and the start points")
 	threads := fs.Int("threads", 0, "goroutines (0: all CPUs)")
+	device := fs.String("device", "cpu", "cpu, gpu or auto: where the selection loop runs")
 	asJSON := fs.Bool("json", false, "print the result as a JSON line")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *file == "" || fs.NArg() > 0 {
 		return fmt.Errorf("bench coreset: --features FILE is required and it takes no arguments")
+	}
+	gpu, err := openDevice(*device)
+	if err != nil {
+		return err
 	}
 	if *threads > 0 {
 		compute.SetThreads(*threads)
@@ -195,6 +201,10 @@ func benchCoreset(args []string) error {
 	d := a.Shape[len(a.Shape)-1]
 	n := a.Len() / d
 	g := coreset.Greedy{Ratio: *ratio, Starts: *starts, Seed: *seed}
+	where := compute.BLASInfo()
+	if gpu != nil {
+		g.Steps, where = gpu.CoresetSteps, "GPU "+gpu.String()
+	}
 	x := a.F32
 	t0 := time.Now()
 	if d != coreset.DefaultDim {
@@ -207,14 +217,14 @@ func benchCoreset(args []string) error {
 		return err
 	}
 	res := coresetResult{Commit: commit(), Features: *file, N: n, Dim: d, Picks: len(sel), Starts: *starts, Threads: compute.Threads(),
-		ProjectSeconds: t1.Sub(t0).Seconds(), SelectSeconds: time.Since(t1).Seconds(), Selection: hashIndices(sel), PeakRSSMB: peakRSSMB()}
+		ProjectSeconds: t1.Sub(t0).Seconds(), SelectSeconds: time.Since(t1).Seconds(), Selection: hashIndices(sel), Device: where, PeakRSSMB: peakRSSMB()}
 	if *asJSON {
 		b, _ := json.Marshal(res)
 		fmt.Println(string(b))
 		return nil
 	}
-	fmt.Printf("coreset of %s: %d of %d patches (dim %d, %d start points, %d threads): projection %.2f s, selection %.2f s (selection hash %s); peak RSS %.0f MB\n",
-		*file, res.Picks, n, d, *starts, res.Threads, res.ProjectSeconds, res.SelectSeconds, res.Selection, res.PeakRSSMB)
+	fmt.Printf("coreset of %s: %d of %d patches (dim %d, %d start points, %d threads, %s): projection %.2f s, selection %.2f s (selection hash %s); peak RSS %.0f MB\n",
+		*file, res.Picks, n, d, *starts, res.Threads, res.Device, res.ProjectSeconds, res.SelectSeconds, res.Selection, res.PeakRSSMB)
 	return nil
 }
 
