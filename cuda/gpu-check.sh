@@ -10,8 +10,8 @@
 # same shape, the 16k-of-160k coreset, the backbone, the embedding, the discriminators),
 # features.json (softpatch bench features: backbone and backbone + embedding, 224 px, batch 32),
 # cell.txt with cell_gpu.json and cell_cpu.json (one SoftPatch-lof cell with and without the GPU)
-# and results.json (the numbers, parsed). At most 9 min 15 s, when every step runs into its
-# timeout (150 + 120 + 45 + 60 + 2 x 90 s): give the device tool's run a timeout_s of 600.
+# and results.json (the numbers, parsed). At most 6 minutes, when every step runs into its
+# timeout (90 + 90 + 30 + 30 + 2 x 60 s); a step cut short leaves what it wrote.
 set -uo pipefail
 out=${OUT:-/tmp/gpu-check}
 mkdir -p "$out"
@@ -39,20 +39,20 @@ fi
 	ls /usr/local/cuda/lib64/libcublas* 2>/dev/null || true
 } >"$out/probe.txt" 2>&1
 "$root/softpatch" version >"$out/version.txt" 2>&1
-timeout 150 "$root/cuda.test" -test.v -test.count=1 >"$out/parity.txt" 2>&1
+timeout 90 "$root/cuda.test" -test.v -test.count=1 >"$out/parity.txt" 2>&1
 echo "parity exit $?" >>"$out/parity.txt"
-timeout 120 "$root/cuda.test" -test.run '^$' -test.bench . -test.benchtime 3x >"$out/bench.txt" 2>&1
+timeout 90 "$root/cuda.test" -test.run '^$' -test.bench . -test.benchtime 3x >"$out/bench.txt" 2>&1
 echo "bench exit $?" >>"$out/bench.txt"
-timeout 45 "$root/softpatch" bench features --device gpu --batches 32 --images 512 --json >"$out/features.json" 2>"$out/features.log"
+timeout 30 "$root/softpatch" bench features --device gpu --batches 32 --images 512 --json >"$out/features.json" 2>"$out/features.log"
 echo "features exit $?" >>"$out/features.log"
 # One SoftPatch-lof cell on a generated class (200 training + 80 test images, noise 0.1 with
 # overlap) with the backbone, patch embedding, discriminator, coreset, scoring and maps on the
 # GPU (decoding and metrics on the machine's CPUs), and the same cell on the CPU alone.
-timeout 60 "$root/softpatch" synth --out /tmp/sp-data --classes wood >"$out/cell.txt" 2>&1
+timeout 30 "$root/softpatch" synth --out /tmp/sp-data --classes wood >"$out/cell.txt" 2>&1
 tv=""
 [ -x /usr/bin/time ] && tv="/usr/bin/time -v"
 for dev in gpu cpu; do
-	$tv timeout 90 "$root/softpatch" eval --data /tmp/sp-data --class wood --method softpatch-lof --noise 0.1 \
+	$tv timeout 60 "$root/softpatch" eval --data /tmp/sp-data --class wood --method softpatch-lof --noise 0.1 \
 		--overlap --device "$dev" --json "$out/cell_$dev.json" >>"$out/cell.txt" 2>&1
 	echo "cell $dev exit $?" >>"$out/cell.txt"
 done
