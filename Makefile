@@ -45,7 +45,7 @@ $(EMULATOR): cuda/emulator/emulator.cc cuda/emulator/prelude.h cuda/emulator/ker
 
 test-emulated: deps $(EMULATOR)
 	SOFTPATCH_LIBCUDA=$(CURDIR)/$(EMULATOR) SOFTPATCH_CUBLAS=$(CURDIR)/$(EMULATOR) $(GO) test -count=1 ./cuda
-	SOFTPATCH_LIBCUDA=$(CURDIR)/$(EMULATOR) SOFTPATCH_CUBLAS=$(CURDIR)/$(EMULATOR) $(GO) test -count=1 -run 'OnGPU' ./cmd/softpatch
+	SOFTPATCH_LIBCUDA=$(CURDIR)/$(EMULATOR) SOFTPATCH_CUBLAS=$(CURDIR)/$(EMULATOR) $(GO) test -count=1 -run 'OnGPU|GPUFallback' ./cmd/softpatch
 
 vet: deps
 	$(GO) vet ./...

@@ -28,6 +28,13 @@ type Backbone struct {
 	fns     map[string]Function
 	// colBudget is im2colBudget (tests lower it to make groups).
 	colBudget int64
+	// scratch of Run, kept for the next call (the same batch shape
+	// needs the same sizes): four activations of actFloats floats and the
+	// im2col matrix of colFloats; empty until the first Run.
+	scratch              buffers
+	act                  [4]Buffer
+	col                  Buffer
+	actFloats, colFloats int64
 }
 
 // NewBackbone uploads the weights of b (every stage it was built to).
@@ -35,7 +42,7 @@ func (d *Device) NewBackbone(b *backbone.Backbone) (*Backbone, error) {
 	if !d.HasBLAS() {
 		return nil, fmt.Errorf("cuda: the backbone needs cuBLAS: %v", d.BLASError)
 	}
-	g := &Backbone{d: d, deepest: b.Deepest, weights: buffers{d: d}, fns: map[string]Function{}, colBudget: im2colBudget}
+	g := &Backbone{d: d, deepest: b.Deepest, weights: buffers{d: d}, scratch: buffers{d: d}, fns: map[string]Function{}, colBudget: im2colBudget}
 	for _, k := range []string{"im2col", "bias_act", "max_pool", "copy_f32"} {
 		f, err := d.kernel(k)
 		if err != nil {
@@ -81,8 +88,14 @@ func (d *Device) NewBackbone(b *backbone.Backbone) (*Backbone, error) {
 	return g, nil
 }
 
-// Close frees the weights.
-func (g *Backbone) Close() error { return g.weights.free() }
+// Close frees the weights and Run's scratch.
+func (g *Backbone) Close() error {
+	err := g.scratch.free()
+	if e := g.weights.free(); err == nil {
+		err = e
+	}
+	return err
+}
 
 // grid is the grid of a grid-stride launch of 256-thread blocks over total
 // items (capped at 2^16 blocks).
@@ -134,6 +147,30 @@ func (g *Backbone) forwardConv(c *conv, x, y, residual, col Buffer, colFloats in
 	return oh, ow, err
 }
 
+// ensureScratch makes Run's scratch hold four activations of actFloats
+// floats and an im2col matrix of colFloats floats: the kept buffers when
+// they are as large, else new ones (the old freed first).
+func (g *Backbone) ensureScratch(actFloats, colFloats int64) error {
+	if g.scratch.list != nil && g.actFloats >= actFloats && g.colFloats >= colFloats {
+		return nil
+	}
+	if err := g.scratch.free(); err != nil {
+		return err
+	}
+	g.scratch.err = nil
+	for i := range g.act {
+		g.act[i] = g.scratch.alloc(actFloats * 4)
+	}
+	g.col = g.scratch.alloc(colFloats * 4)
+	if err := g.scratch.err; err != nil {
+		g.scratch.free()
+		g.actFloats, g.colFloats = 0, 0
+		return err
+	}
+	g.actFloats, g.colFloats = actFloats, colFloats
+	return nil
+}
+
 // Activations are a batch's layer outputs kept in device memory, as
 // Backbone.Run returns them. Layers describes them (name and shape; Data is
 // nil), in the order they were requested.
@@ -141,12 +178,12 @@ type Activations struct {
 	Layers []backbone.Feature
 	d      *Device
 	bufs   []Buffer // bufs[i] holds Layers[i], [N][C][H][W]
-	view   bool     // Pick's: the buffers belong to another Activations
+	parent *Activations // Pick's view: the buffers belong to parent
 }
 
 // Download copies the layers to the host: what Backbone.Forward returns.
 func (a *Activations) Download() ([]backbone.Feature, error) {
-	if a.bufs == nil {
+	if !a.live() {
 		return nil, fmt.Errorf("cuda: download of closed activations")
 	}
 	out := make([]backbone.Feature, len(a.Layers))
@@ -160,13 +197,23 @@ func (a *Activations) Download() ([]backbone.Feature, error) {
 	return out, nil
 }
 
+// live reports whether a's device memory is still there: a is not closed,
+// nor, for a view, its parent.
+func (a *Activations) live() bool {
+	return a != nil && a.bufs != nil && (a.parent == nil || a.parent.bufs != nil)
+}
+
 // Pick returns the named layers, in that order, as Activations that share
-// a's device memory: valid until a is closed; closing them frees nothing.
+// a's device memory: usable until a is closed (they then fail as closed
+// Activations do); closing them frees nothing.
 func (a *Activations) Pick(layers []string) (*Activations, error) {
-	v := &Activations{d: a.d, view: true}
+	if !a.live() {
+		return nil, fmt.Errorf("cuda: pick from closed activations")
+	}
+	v := &Activations{d: a.d, parent: a}
 	for _, l := range layers {
 		i := slices.IndexFunc(a.Layers, func(f backbone.Feature) bool { return f.Layer == l })
-		if i < 0 || a.bufs == nil {
+		if i < 0 {
 			return nil, fmt.Errorf("cuda: activations have no layer %s", l)
 		}
 		v.Layers = append(v.Layers, a.Layers[i])
@@ -177,7 +224,7 @@ func (a *Activations) Pick(layers []string) (*Activations, error) {
 
 // Close frees the device memory; closing again does nothing.
 func (a *Activations) Close() error {
-	if a.view {
+	if a.parent != nil {
 		a.bufs = nil
 		return nil
 	}
@@ -233,16 +280,7 @@ func (g *Backbone) Run(x []float32, n, h, w int, layers []string) (act *Activati
 		deepest = max(deepest, s)
 	}
 	res := &Activations{Layers: make([]backbone.Feature, len(layers)), d: g.d, bufs: make([]Buffer, len(layers))}
-	scratch := &buffers{d: g.d}
 	defer func() {
-		// The queued work (the layers' copies) finishes before the scratch
-		// is freed.
-		if e := g.d.Sync(); err == nil {
-			err = e
-		}
-		if e := scratch.free(); err == nil {
-			err = e
-		}
 		if err != nil {
 			res.Close()
 			act = nil
@@ -276,14 +314,13 @@ func (g *Backbone) Run(x []float32, n, h, w int, layers []string) (act *Activati
 			}
 		}
 	}
-	a, t1, t2, id := scratch.alloc(maxAct*4), scratch.alloc(maxAct*4), scratch.alloc(maxAct*4), scratch.alloc(maxAct*4)
 	// The largest im2col matrix for all n images, or as many images' as
 	// fit in im2colBudget (at least one).
 	colFloats := max(min(int64(n)*maxCol, g.colBudget/4), maxCol, 1)
-	col := scratch.alloc(colFloats * 4)
-	if scratch.err != nil {
-		return nil, scratch.err
+	if err := g.ensureScratch(maxAct, colFloats); err != nil {
+		return nil, err
 	}
+	a, t1, t2, id, col := g.act[0], g.act[1], g.act[2], g.act[3], g.col
 	if err := Upload(g.d, a, 0, x); err != nil {
 		return nil, err
 	}

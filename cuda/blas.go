@@ -61,6 +61,9 @@ func (d *Device) Sgemm(transA, transB bool, m, n, k int, alpha float32, a Buffer
 	if d.blas == nil {
 		return fmt.Errorf("cuda: Sgemm needs cuBLAS: %v", d.BLASError)
 	}
+	if err := fitInt32("Sgemm", m, n, k, lda, ldb, ldc); err != nil {
+		return err
+	}
 	op := func(t bool) C.int {
 		if t {
 			return 1
@@ -84,6 +87,9 @@ func (d *Device) SgemmStridedBatched(transA, transB bool, m, n, k int, alpha flo
 	if d.blas == nil {
 		return fmt.Errorf("cuda: SgemmStridedBatched needs cuBLAS: %v", d.BLASError)
 	}
+	if err := fitInt32("SgemmStridedBatched", m, n, k, lda, ldb, ldc, count); err != nil {
+		return err
+	}
 	op := func(t bool) C.int {
 		if t {
 			return 1
@@ -98,4 +104,14 @@ func (d *Device) SgemmStridedBatched(transA, transB bool, m, n, k int, alpha flo
 		}
 		return nil
 	})
+}
+
+// fitInt32 checks that cuBLAS's int arguments fit 32 bits.
+func fitInt32(call string, vs ...int) error {
+	for _, v := range vs {
+		if v != int(int32(v)) {
+			return fmt.Errorf("cuda: %s: size %d does not fit a 32-bit int", call, v)
+		}
+	}
+	return nil
 }

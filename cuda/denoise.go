@@ -80,15 +80,25 @@ func (d *Device) noiseScores(method denoise.Method, feats []float32, n, p, dim, 
 		return nil, bs.err
 	}
 	block := [3]uint32{256, 1, 1}
+	var host []float32 // a chunk's features, when they are not all of feats
+	if chunk < p {
+		host = make([]float32, n*chunk*dim)
+	}
 	for q0 := 0; q0 < p; q0 += chunk {
 		nq := min(chunk, p-q0)
-		// The chunk's features, [n][nq][dim]: the kernels read them as a
-		// feature array of nq positions.
-		for i := 0; i < n; i++ {
-			src := feats[(i*p+q0)*dim : (i*p+q0+nq)*dim]
-			if err := Upload(d, x, int64(i*nq*dim)*4, src); err != nil {
-				return nil, err
+		// The chunk's features, [n][nq][dim], gathered on the host and
+		// uploaded at once: the kernels read them as a feature array of
+		// nq positions.
+		if chunk == p {
+			host = feats
+		} else {
+			host = host[:n*nq*dim]
+			for i := 0; i < n; i++ {
+				copy(host[i*nq*dim:(i+1)*nq*dim], feats[(i*p+q0)*dim:(i*p+q0+nq)*dim])
 			}
+		}
+		if err := Upload(d, x, 0, host); err != nil {
+			return nil, err
 		}
 		rows, pairs := int64(nq)*n64, int64(nq)*n64*n64
 		var launches []error

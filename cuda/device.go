@@ -210,9 +210,11 @@ func (bs *buffers) alloc(bytes int64) Buffer {
 	return b
 }
 
-// free releases every buffer and returns the first error.
+// free waits for the work queued on the stream (which may still use the
+// buffers, on an error path too), releases every buffer and returns the
+// first error.
 func (bs *buffers) free() error {
-	var first error
+	first := bs.d.Sync()
 	for _, b := range bs.list {
 		if err := bs.d.Free(b); first == nil {
 			first = err

@@ -50,7 +50,7 @@ func (e *Embedder) Close() error { return nil }
 // [N][positions][TargetDim], row-major, positions in row-major order of
 // the first layer's patch grid. a stays open.
 func (e *Embedder) Embed(a *Activations) (data []float32, positions int, err error) {
-	if a == nil || a.bufs == nil {
+	if !a.live() {
 		return nil, 0, fmt.Errorf("cuda: embed: closed or nil activations")
 	}
 	if a.d != e.d {
@@ -67,7 +67,7 @@ func (e *Embedder) Embed(a *Activations) (data []float32, positions int, err err
 	}
 	bs := &buffers{d: e.d}
 	defer func() {
-		if ferr := freeAfterSync(bs); err == nil && ferr != nil {
+		if ferr := bs.free(); err == nil && ferr != nil {
 			data, positions, err = nil, 0, ferr
 		}
 	}()
@@ -102,15 +102,6 @@ func checkEmbedConfig(c embed.Config) error {
 		return fmt.Errorf("cuda: embed: invalid config %+v: every field must be positive", c)
 	}
 	return nil
-}
-
-// freeAfterSync waits for the queued work, then frees bs: the first error.
-func freeAfterSync(bs *buffers) error {
-	err := bs.d.Sync()
-	if e := bs.free(); err == nil {
-		err = e
-	}
-	return err
 }
 
 // kernelCall is one kernel launch: the kernel, the number of items its
@@ -299,7 +290,7 @@ func (d *Device) Maps(scores []float32, n, gh, gw, size int, sigma float64) (map
 	}
 	bs := &buffers{d: d}
 	defer func() {
-		if ferr := freeAfterSync(bs); err == nil && ferr != nil {
+		if ferr := bs.free(); err == nil && ferr != nil {
 			maps, err = nil, ferr
 		}
 	}()

@@ -267,11 +267,21 @@ func TestActivationsRoundTrip(t *testing.T) {
 	if _, err := a.Pick([]string{"layer3"}); err == nil {
 		t.Error("picked a layer that was not run")
 	}
+	v2, err := a.Pick([]string{"layer2"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+	if _, err := v2.Download(); err == nil {
+		t.Error("download from a view of closed activations accepted")
+	}
+	if _, _, err := e.Embed(v2); err == nil {
+		t.Error("embedding of a view of closed activations accepted")
 	}
 	if _, err := a.Download(); err == nil {
 		t.Error("download of closed activations accepted")

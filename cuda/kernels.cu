@@ -1,9 +1,10 @@
 // softpatch's CUDA kernels, compiled to PTX for a baseline architecture
 // (sm_70) by `make ptx` with Debian's clang (no CUDA toolkit needed) and
 // JIT-compiled by the driver for the GPU at hand. Each kernel computes what
-// its CPU counterpart computes, in the same arithmetic order where the CPU
-// result is defined bit for bit (the coreset distance, the squared norms,
-// the nearest-neighbour fold).
+// its CPU counterpart computes, in the same arithmetic order wherever the
+// CPU result is defined bit for bit (the squared norms, the nearest-
+// neighbour folds, the coreset distance, and all of denoise.cuh and
+// embed.cuh); the backbone's GEMMs are cuBLAS's.
 #ifdef SOFTPATCH_EMULATOR
 // Built for the host by cuda/emulator (a CPU stand-in for the driver, for
 // tests): the prelude defines the CUDA names for the host compiler.
@@ -236,7 +237,8 @@ extern "C" __global__ void coreset_step(const float *xt, int dim, long n, double
 			if (weights) {
 				d *= (double)weights[i];
 			}
-			k = init[i] < d ? init[i] : d;
+			// Go's min: NaN when either is NaN.
+			k = (d != d || init[i] != init[i] || init[i] < d) ? (d != d ? d : init[i]) : d;
 			keys[i] = k;
 		} else {
 			k = keys[i];

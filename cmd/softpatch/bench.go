@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -184,7 +185,7 @@ func benchCoreset(args []string) error {
 	if *file == "" || fs.NArg() > 0 {
 		return fmt.Errorf("bench coreset: --features FILE is required and it takes no arguments")
 	}
-	gpu, err := openDevice(*device)
+	gpu, err := openGPU(*device)
 	if err != nil {
 		return err
 	}
@@ -201,9 +202,8 @@ func benchCoreset(args []string) error {
 	d := a.Shape[len(a.Shape)-1]
 	n := a.Len() / d
 	g := coreset.Greedy{Ratio: *ratio, Starts: *starts, Seed: *seed}
-	where := compute.BLASInfo()
-	if gpu != nil {
-		g.Steps, where = gpu.CoresetSteps, "GPU "+gpu.String()
+	if gpu.device() != nil {
+		g.Steps = gpuAccel{gpu}.CoresetSteps
 	}
 	x := a.F32
 	t0 := time.Now()
@@ -217,7 +217,7 @@ func benchCoreset(args []string) error {
 		return err
 	}
 	res := coresetResult{Commit: commit(), Features: *file, N: n, Dim: d, Picks: len(sel), Starts: *starts, Threads: compute.Threads(),
-		ProjectSeconds: t1.Sub(t0).Seconds(), SelectSeconds: time.Since(t1).Seconds(), Selection: hashIndices(sel), Device: where, PeakRSSMB: peakRSSMB()}
+		ProjectSeconds: t1.Sub(t0).Seconds(), SelectSeconds: time.Since(t1).Seconds(), Selection: hashIndices(sel), Device: cmp.Or(gpu.describe(), compute.BLASInfo()), PeakRSSMB: peakRSSMB()}
 	if *asJSON {
 		b, _ := json.Marshal(res)
 		fmt.Println(string(b))

@@ -49,15 +49,9 @@ type pipeline struct {
 	layers  []string
 	deepest int // stage of the deepest layer
 	embed   embedder
-	// gpu, when set, runs the coreset selection and the nearest-neighbour
-	// search (package cuda); the PaDiM variant shares it.
-	gpu *cuda.Device
-	// gnet holds the backbone on the GPU (b nil: the CPU's); the PaDiM
-	// variant shares the holder, so that a failure turns it off for both.
-	gnet *gpuNet
-	// gpuStrict (--device gpu) makes a GPU failure an error; with auto
-	// the work falls back to the CPU with a warning.
-	gpuStrict bool
+	// gpu is the GPU (its state is shared with the PaDiM variant, so that
+	// a failure turns it off for both); never nil.
+	gpu *gpuState
 	// padim is the PaDiM pipeline on the same backbone, built on first use
 	// (forMethod) with padimKeep channels drawn with padimSeed; nil on a
 	// PaDiM pipeline.
@@ -136,7 +130,7 @@ func (f *featureFlags) open() (*pipeline, error) {
 		layers = append(layers, l)
 		deepest = max(deepest, s)
 	}
-	gpu, err := openDevice(f.device) // before the backbone: a bad --device fails at once
+	gpu, err := openGPU(f.device) // before the backbone: a bad --device fails at once
 	if err != nil {
 		return nil, err
 	}
@@ -153,53 +147,18 @@ func (f *featureFlags) open() (*pipeline, error) {
 		slog.Info("backbone", "identity", id.String())
 	}
 	p := &pipeline{pre: pre, net: net, id: id, layers: layers, deepest: deepest, embed: embed.Default(),
-		padimKeep: f.padimKeep, padimSeed: f.padimSeed, gpu: gpu, gpuStrict: f.device == "gpu"}
-	p.gnet = &gpuNet{}
-	if gpu != nil {
-		if err := p.gnet.open(gpu, net); err != nil {
-			if p.gpuStrict {
-				return nil, err
-			}
-			slog.Warn("backbone on the CPU: the GPU failed", "err", err)
-		}
+		padimKeep: f.padimKeep, padimSeed: f.padimSeed, gpu: gpu}
+	if err := gpu.load(net); err != nil {
+		return nil, err
 	}
 	return p, nil
-}
-
-// gpuNet is the backbone on the GPU, when there is one, with the patch
-// embedding (PatchCore's; PaDiM's channel selection runs on the CPU from
-// the downloaded layers).
-type gpuNet struct {
-	b *cuda.Backbone
-	e *cuda.Embedder // embeds embed.Default()
-}
-
-// open puts net and the default patch embedding on gpu.
-func (g *gpuNet) open(gpu *cuda.Device, net *backbone.Backbone) error {
-	e, err := gpu.NewEmbedder(embed.Default())
-	if err != nil {
-		return err
-	}
-	if g.b, err = gpu.NewBackbone(net); err != nil {
-		return err
-	}
-	g.e = e
-	return nil
-}
-
-// off frees the GPU backbone after a failure, for every pipeline sharing
-// it.
-func (g *gpuNet) off(err error) {
-	slog.Warn("backbone on the CPU from now on: the GPU failed", "err", err)
-	g.b.Close()
-	g.b, g.e = nil, nil
 }
 
 // deviceName describes where the pipeline computes, for results: the CPU's
 // BLAS, kernels and threads, and the GPU when it has one.
 func (p *pipeline) deviceName() string {
-	if p.gpu != nil {
-		return compute.BLASInfo() + "; GPU " + p.gpu.String()
+	if g := p.gpu.describe(); g != "" {
+		return compute.BLASInfo() + "; " + g
 	}
 	return compute.BLASInfo()
 }
@@ -241,12 +200,14 @@ func (p *pipeline) features(x []float32, n int) ([]float32, int, error) {
 // failure turns it off and the CPU takes over), else on the CPU.
 func (p *pipeline) forward(x []float32, n int, layers []string) ([]backbone.Feature, error) {
 	s := p.pre.ImageSize
-	if p.gnet != nil && p.gnet.b != nil {
-		feats, err := p.gnet.b.Forward(x, n, s, s, layers)
-		if err == nil || p.gpuStrict {
-			return feats, err
+	if b, _ := p.gpu.backbone(); b != nil {
+		feats, err := b.Forward(x, n, s, s, layers)
+		if err == nil {
+			return feats, nil
 		}
-		p.gnet.off(err)
+		if err := p.gpu.fail("backbone", err); err != nil {
+			return nil, err
+		}
 	}
 	return p.net.Forward(x, n, s, s, layers)
 }
@@ -268,12 +229,14 @@ func featuresOf(pipes []*pipeline, x []float32, n int) ([][]float32, []int, erro
 			}
 		}
 	}
-	if g := pipes[0].gnet; g != nil && g.b != nil {
-		outs, pos, err := gpuFeaturesOf(pipes, x, n, layers)
-		if err == nil || pipes[0].gpuStrict {
-			return outs, pos, err
+	if b, e := pipes[0].gpu.backbone(); b != nil {
+		outs, pos, err := gpuFeaturesOf(b, e, pipes, x, n, layers)
+		if err == nil {
+			return outs, pos, nil
 		}
-		g.off(err)
+		if err := pipes[0].gpu.fail("features", err); err != nil {
+			return nil, nil, err
+		}
 	}
 	s := pipes[0].pre.ImageSize
 	feats, err := pipes[0].net.Forward(x, n, s, s, layers)
@@ -286,9 +249,9 @@ func featuresOf(pipes []*pipeline, x []float32, n int) ([][]float32, []int, erro
 // gpuFeaturesOf is featuresOf on the GPU: the backbone's layers stay on
 // the device for PatchCore's embedding; PaDiM's runs on the CPU from the
 // downloaded layers.
-func gpuFeaturesOf(pipes []*pipeline, x []float32, n int, layers []string) (outs [][]float32, pos []int, err error) {
-	g, s := pipes[0].gnet, pipes[0].pre.ImageSize
-	a, err := g.b.Run(x, n, s, s, layers)
+func gpuFeaturesOf(b *cuda.Backbone, e *cuda.Embedder, pipes []*pipeline, x []float32, n int, layers []string) (outs [][]float32, pos []int, err error) {
+	s := pipes[0].pre.ImageSize
+	a, err := b.Run(x, n, s, s, layers)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -311,7 +274,7 @@ func gpuFeaturesOf(pipes []*pipeline, x []float32, n int, layers []string) (outs
 		if err != nil {
 			return nil, 0, err
 		}
-		return g.e.Embed(v)
+		return e.Embed(v)
 	})
 }
 

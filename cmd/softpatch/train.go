@@ -10,8 +10,6 @@ import (
 
 	"github.com/softpatch/softpatch/cuda"
 	"github.com/softpatch/softpatch/datasets"
-	"github.com/softpatch/softpatch/engine/coreset"
-	"github.com/softpatch/softpatch/engine/denoise"
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/internal/progress"
 )
@@ -29,48 +27,17 @@ type trained struct {
 // useGPU puts a memory bank on the pipeline's GPU for scoring, when there
 // is one with cuBLAS.
 func (t *trained) useGPU() error {
-	g := t.p.gpu
-	if g == nil || t.bank == nil || !g.HasBLAS() {
+	d := t.p.gpu.device()
+	if d == nil || t.bank == nil || !d.HasBLAS() {
 		return nil
 	}
-	ix, err := g.NewIndex(t.bank.Bank, t.bank.N, t.bank.D)
+	ix, err := d.NewIndex(t.bank.Bank, t.bank.N, t.bank.D)
 	if err != nil {
-		if t.p.gpuStrict {
-			return err
-		}
-		slog.Warn("scoring on the CPU: the GPU failed", "err", err)
-		return nil
+		return t.p.gpu.fail("scoring", err)
 	}
 	t.gpuIndex = ix
-	t.bank.UseSearcher(ix)
+	t.bank.UseSearcher(&gpuSearcher{g: t.p.gpu, ix: ix, m: t.bank})
 	return nil
-}
-
-// gpuAccel is the GPU as the engine's compute.Accelerator: unless strict
-// (--device gpu), a step that fails on the GPU warns and runs on the CPU.
-type gpuAccel struct {
-	d      *cuda.Device
-	strict bool
-}
-
-// CoresetSteps selects on the GPU (see gpuAccel).
-func (g gpuAccel) CoresetSteps(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error) {
-	sel, err := g.d.CoresetSteps(x, dim, init, weights, picks)
-	if err != nil && !g.strict {
-		slog.Warn("coreset on the CPU: the GPU failed", "err", err)
-		return coreset.RunSteps(x, dim, init, weights, picks), nil
-	}
-	return sel, err
-}
-
-// NoiseScores discriminates on the GPU (see gpuAccel).
-func (g gpuAccel) NoiseScores(method string, feats []float32, n, p, d, k int) ([]float32, error) {
-	s, err := g.d.NoiseScores(method, feats, n, p, d, k)
-	if err != nil && !g.strict {
-		slog.Warn("discriminator on the CPU: the GPU failed", "err", err)
-		return denoise.Scores(denoise.Method(method), feats, n, p, d, k)
-	}
-	return s, err
 }
 
 // close frees the detector's GPU memory.
@@ -125,8 +92,8 @@ func fitOn(p *pipeline, method string, cfg detector.Config, items []datasets.Ite
 	}
 	t := &trained{p: q}
 	opts := detector.FitterOptions{MaxMemory: memMiB << 20}
-	if q.gpu != nil {
-		opts.Accelerator = gpuAccel{q.gpu, q.gpuStrict}
+	if q.gpu.device() != nil {
+		opts.Accelerator = gpuAccel{q.gpu}
 	}
 	var (
 		bank  *detector.Fitter
@@ -274,18 +241,17 @@ func (t *trained) maps(patch []float32, n int) ([][]float32, error) {
 	}
 	size := t.p.pre.ImageSize
 	out := make([][]float32, n)
-	if g := t.p.gpu; g != nil {
-		flat, err := g.Maps(patch[:n*t.positions], n, gh, gw, size, detector.Smoothing)
+	if d := t.p.gpu.device(); d != nil {
+		flat, err := d.Maps(patch[:n*t.positions], n, gh, gw, size, detector.Smoothing)
 		if err == nil {
 			for i := range out {
 				out[i] = flat[i*size*size : (i+1)*size*size : (i+1)*size*size]
 			}
 			return out, nil
 		}
-		if t.p.gpuStrict {
+		if err := t.p.gpu.fail("maps", err); err != nil {
 			return nil, err
 		}
-		slog.Warn("maps on the CPU: the GPU failed", "err", err)
 	}
 	for i := range out {
 		out[i] = make([]float32, size*size)

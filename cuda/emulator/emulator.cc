@@ -10,6 +10,9 @@
 // at a page boundary followed by an inaccessible page, so a kernel that
 // reads or writes past the end of a buffer faults at once.
 //
+// $SOFTPATCH_EMULATOR_FAIL names a kernel whose launches fail
+// (CUDA_ERROR_LAUNCH_FAILED), to test the callers' fallbacks.
+//
 // What it checks: each kernel's indexing and arithmetic, the host code's
 // launch arguments, copies and buffer sizes, block barriers and the
 // block-to-block reduction order of one-launch kernels. What it cannot:
@@ -57,14 +60,15 @@ void invoke(void (*f)(A...), void **p, std::index_sequence<I...>) {
 }
 
 struct Kernel {
+	const char *name;
 	bool sync; // uses sync_threads: run as fibers
 	void (*call)(void *fn, void **params);
 	void *fn;
 };
 
 template <typename... A>
-Kernel make_kernel(void (*f)(A...), bool sync) {
-	return Kernel{sync,
+Kernel make_kernel(const char *name, void (*f)(A...), bool sync) {
+	return Kernel{name, sync,
 		[](void *fn, void **p) { invoke(reinterpret_cast<void (*)(A...)>(fn), p, std::index_sequence_for<A...>{}); },
 		reinterpret_cast<void *>(f)};
 }
@@ -73,8 +77,8 @@ Kernel make_kernel(void (*f)(A...), bool sync) {
 // calls sync_threads.
 const std::map<std::string, Kernel> &kernels() {
 	static const std::map<std::string, Kernel> m = {
-#define REG(k) {#k, make_kernel(k, false)},
-#define REG_SYNC(k) {#k, make_kernel(k, true)},
+#define REG(k) {#k, make_kernel(#k, k, false)},
+#define REG_SYNC(k) {#k, make_kernel(#k, k, true)},
 #include "kernels.inc"
 #undef REG
 #undef REG_SYNC
@@ -331,6 +335,10 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
 		return kInvalidValue;
 	}
 	const Kernel &k = *static_cast<const Kernel *>(f);
+	// Fault injection for tests of the fallback paths: launches of the
+	// kernel named by $SOFTPATCH_EMULATOR_FAIL fail.
+	const char *fail = getenv("SOFTPATCH_EMULATOR_FAIL");
+	if (fail && strcmp(fail, k.name) == 0) return kLaunchFailed;
 	gridDim = emu_dim3{gx, gy, gz};
 	blockDim = emu_dim3{bx, by, bz};
 	for (unsigned z = 0; z < gz; z++)
@@ -347,6 +355,7 @@ CUresult cuGetErrorName(CUresult r, const char **s) {
 	case kInvalidValue: *s = "CUDA_ERROR_INVALID_VALUE"; break;
 	case kOutOfMemory: *s = "CUDA_ERROR_OUT_OF_MEMORY"; break;
 	case kNotFound: *s = "CUDA_ERROR_NOT_FOUND"; break;
+	case kLaunchFailed: *s = "CUDA_ERROR_LAUNCH_FAILED"; break;
 	default: *s = "CUDA_ERROR_UNKNOWN"; break;
 	}
 	return kSuccess;

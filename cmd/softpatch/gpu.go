@@ -1,0 +1,198 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/softpatch/softpatch/cuda"
+	"github.com/softpatch/softpatch/engine/backbone"
+	"github.com/softpatch/softpatch/engine/coreset"
+	"github.com/softpatch/softpatch/engine/denoise"
+	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/engine/embed"
+	"github.com/softpatch/softpatch/engine/knn"
+)
+
+// gpuState is a pipeline's GPU, shared with its PaDiM variant: the device,
+// the backbone and the patch embedding on it, and what a failure does.
+// With --device gpu (strict) a GPU failure is an error; with auto the
+// first failure turns the GPU off for the rest of the run (every later
+// step runs on the CPU) and is recorded in the results' device.
+type gpuState struct {
+	mu     sync.Mutex
+	dev    *cuda.Device   // nil: no GPU, or turned off
+	net    *cuda.Backbone // nil: the backbone runs on the CPU
+	emb    *cuda.Embedder // embeds embed.Default()
+	strict bool
+	name   string // the device, for results
+	failed error  // what turned the GPU off
+}
+
+// openGPU opens the GPU for --device (see openDevice). Without the cuBLAS
+// that the backbone and the nearest-neighbour search need, --device gpu
+// is an error and auto runs them on the CPU.
+func openGPU(device string) (*gpuState, error) {
+	g := &gpuState{strict: device == "gpu"}
+	d, err := openDevice(device)
+	if err != nil || d == nil {
+		return g, err
+	}
+	if !d.HasBLAS() && g.strict {
+		return nil, fmt.Errorf("--device gpu: %w", d.BLASError)
+	}
+	g.dev, g.name = d, d.String()
+	return g, nil
+}
+
+// load puts net and the default patch embedding on the GPU, when there is
+// one with cuBLAS.
+func (g *gpuState) load(net *backbone.Backbone) error {
+	d := g.device()
+	if d == nil {
+		return nil
+	}
+	if !d.HasBLAS() {
+		slog.Warn("backbone and scoring on the CPU: no cuBLAS", "err", d.BLASError)
+		return nil
+	}
+	e, err := d.NewEmbedder(embed.Default())
+	var b *cuda.Backbone
+	if err == nil {
+		b, err = d.NewBackbone(net)
+	}
+	if err != nil {
+		if g.strict {
+			return err
+		}
+		slog.Warn("backbone on the CPU: the GPU failed", "err", err)
+		return nil
+	}
+	g.mu.Lock()
+	g.net, g.emb = b, e
+	g.mu.Unlock()
+	return nil
+}
+
+// device returns the GPU, or nil when there is none or it was turned off.
+// The methods of a nil *gpuState report no GPU.
+func (g *gpuState) device() *cuda.Device {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.dev
+}
+
+// backbone returns the GPU backbone and embedding, or nil.
+func (g *gpuState) backbone() (*cuda.Backbone, *cuda.Embedder) {
+	if g == nil {
+		return nil, nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.dev == nil {
+		return nil, nil
+	}
+	return g.net, g.emb
+}
+
+// fail handles a GPU failure in stage: strict, it returns err; otherwise
+// it turns the GPU off for every later step (once, with a warning) and
+// returns nil, and the caller runs the stage on the CPU.
+func (g *gpuState) fail(stage string, err error) error {
+	if g == nil || g.strict {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.dev == nil {
+		return nil
+	}
+	slog.Warn("the GPU failed: "+stage+" and everything after it on the CPU", "err", err)
+	if g.net != nil {
+		g.net.Close()
+	}
+	g.dev, g.net, g.emb, g.failed = nil, nil, nil, fmt.Errorf("%s: %w", stage, err)
+	return nil
+}
+
+// describe names the GPU for results ("" when there was none): the
+// device, and the failure that turned it off.
+func (g *gpuState) describe() string {
+	if g == nil {
+		return ""
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.name == "":
+		return ""
+	case g.failed != nil:
+		return "GPU " + g.name + " until it failed (" + g.failed.Error() + "), then the CPU"
+	}
+	return "GPU " + g.name
+}
+
+// gpuAccel is the GPU as the engine's compute.Accelerator, with gpuState's
+// failure policy.
+type gpuAccel struct{ g *gpuState }
+
+// CoresetSteps selects on the GPU, or on the CPU when it is off or fails.
+func (a gpuAccel) CoresetSteps(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error) {
+	if d := a.g.device(); d != nil {
+		sel, err := d.CoresetSteps(x, dim, init, weights, picks)
+		if err == nil {
+			return sel, nil
+		}
+		if err := a.g.fail("coreset", err); err != nil {
+			return nil, err
+		}
+	}
+	return coreset.RunSteps(x, dim, init, weights, picks), nil
+}
+
+// NoiseScores discriminates on the GPU, or on the CPU when it is off or
+// fails.
+func (a gpuAccel) NoiseScores(method string, feats []float32, n, p, dim, k int) ([]float32, error) {
+	if d := a.g.device(); d != nil {
+		s, err := d.NoiseScores(method, feats, n, p, dim, k)
+		if err == nil {
+			return s, nil
+		}
+		if err := a.g.fail("discriminator", err); err != nil {
+			return nil, err
+		}
+	}
+	return denoise.Scores(denoise.Method(method), feats, n, p, dim, k)
+}
+
+// gpuSearcher scores a memory bank on the GPU (cuda.Index), or on the CPU
+// (a knn.Index built when first needed) once the GPU is off or fails.
+type gpuSearcher struct {
+	g   *gpuState
+	ix  *cuda.Index
+	m   *detector.Model
+	mu  sync.Mutex
+	cpu *knn.Index
+}
+
+// Search1 is detector.Searcher's.
+func (s *gpuSearcher) Search1(dist []float32, idx []int32, queries []float32, nq int, budget int64) error {
+	if s.g.device() != nil {
+		err := s.ix.Search1(dist, idx, queries, nq, budget)
+		if err == nil {
+			return nil
+		}
+		if err := s.g.fail("scoring", err); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	if s.cpu == nil {
+		s.cpu = knn.NewIndex(s.m.Bank, s.m.N, s.m.D)
+	}
+	s.mu.Unlock()
+	return s.cpu.Search(dist, idx, queries, nq, 1, int(budget))
+}
