@@ -177,7 +177,7 @@ func (g *Backbone) ensureScratch(actFloats, colFloats int64) error {
 type Activations struct {
 	Layers []backbone.Feature
 	d      *Device
-	bufs   []Buffer // bufs[i] holds Layers[i], [N][C][H][W]
+	bufs   []Buffer     // bufs[i] holds Layers[i], [N][C][H][W]
 	parent *Activations // Pick's view: the buffers belong to parent
 }
 
