@@ -39,7 +39,7 @@ test: deps fmt-check vet
 EMULATOR := build/emulator/libcuda.so.1
 emulator: $(EMULATOR)
 
-$(EMULATOR): cuda/emulator/emulator.cc cuda/emulator/prelude.h cuda/emulator/kernels.inc cuda/kernels.cu $(wildcard cuda/*.cuh)
+$(EMULATOR): cuda/emulator/emulator.cc cuda/emulator/prelude.h cuda/emulator/kernels.inc cuda/driver.h cuda/kernels.cu $(wildcard cuda/*.cuh)
 	mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -O2 -fPIC -shared -ffp-contract=off -o $@ cuda/emulator/emulator.cc -lopenblas
 

@@ -58,17 +58,8 @@ func (d *Device) HasBLAS() bool { return d.blas != nil }
 // in elements), queued on the device's stream, through cuBLAS: the
 // row-major product is the column-major C^T = op(B)^T op(A)^T.
 func (d *Device) Sgemm(transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int) error {
-	if d.blas == nil {
-		return fmt.Errorf("cuda: Sgemm needs cuBLAS: %v", d.BLASError)
-	}
-	if err := fitInt32("Sgemm", m, n, k, lda, ldb, ldc); err != nil {
+	if err := d.blasCheck("Sgemm", m, n, k, lda, ldb, ldc); err != nil {
 		return err
-	}
-	op := func(t bool) C.int {
-		if t {
-			return 1
-		}
-		return 0
 	}
 	return d.bound(func() error {
 		if s := C.sp_cublasSgemm(d.blas.h, op(transB), op(transA), C.int(n), C.int(m), C.int(k), C.float(alpha),
@@ -84,17 +75,8 @@ func (d *Device) Sgemm(transA, transB bool, m, n, k int, alpha float32, a Buffer
 // 0 reuses one matrix), in one cuBLAS call.
 func (d *Device) SgemmStridedBatched(transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, strideA int64,
 	b Buffer, ldb int, strideB int64, beta float32, c Buffer, ldc int, strideC int64, count int) error {
-	if d.blas == nil {
-		return fmt.Errorf("cuda: SgemmStridedBatched needs cuBLAS: %v", d.BLASError)
-	}
-	if err := fitInt32("SgemmStridedBatched", m, n, k, lda, ldb, ldc, count); err != nil {
+	if err := d.blasCheck("SgemmStridedBatched", m, n, k, lda, ldb, ldc, count); err != nil {
 		return err
-	}
-	op := func(t bool) C.int {
-		if t {
-			return 1
-		}
-		return 0
 	}
 	return d.bound(func() error {
 		if s := C.sp_cublasSgemmStridedBatched(d.blas.h, op(transB), op(transA), C.int(n), C.int(m), C.int(k), C.float(alpha),
@@ -106,12 +88,24 @@ func (d *Device) SgemmStridedBatched(transA, transB bool, m, n, k int, alpha flo
 	})
 }
 
-// fitInt32 checks that cuBLAS's int arguments fit 32 bits.
-func fitInt32(call string, vs ...int) error {
-	for _, v := range vs {
+// blasCheck says why call cannot run: no cuBLAS, or an int argument that
+// does not fit cuBLAS's 32 bits.
+func (d *Device) blasCheck(call string, ints ...int) error {
+	if d.blas == nil {
+		return fmt.Errorf("cuda: %s needs cuBLAS: %v", call, d.BLASError)
+	}
+	for _, v := range ints {
 		if v != int(int32(v)) {
 			return fmt.Errorf("cuda: %s: size %d does not fit a 32-bit int", call, v)
 		}
 	}
 	return nil
+}
+
+// op is cuBLAS's operation for a transpose flag (CUBLAS_OP_T or _N).
+func op(t bool) C.int {
+	if t {
+		return 1
+	}
+	return 0
 }

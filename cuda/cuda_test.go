@@ -477,16 +477,14 @@ func openBench(b *testing.B, needBLAS bool) *Device {
 	return d
 }
 
-// TestBackboneParity runs a random-init wide_resnet50_2 (BatchNorm folded)
-// up to layer3 on the GPU and on the CPU for 3 images of 96 px: every
-// layer within 1e-4 of its largest magnitude (cuBLAS and our SGEMM sum in
-// different orders).
-func TestBackboneParity(t *testing.T) {
-	d := openOrSkip(t)
+// gpuBackbone builds a random-init arch up to stage deepest on the CPU and
+// on d (closed at the end of the test), or skips without cuBLAS.
+func gpuBackbone(t testing.TB, d *Device, arch backbone.Arch, deepest int) (*backbone.Backbone, *Backbone) {
+	t.Helper()
 	if !d.HasBLAS() {
 		t.Skipf("no cuBLAS: %v", d.BLASError)
 	}
-	net, err := backbone.New(backbone.WideResNet50_2, backbone.RandomInit(backbone.WideResNet50_2, 0), 2)
+	net, err := backbone.New(arch, backbone.RandomInit(arch, 0), deepest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,7 +492,17 @@ func TestBackboneParity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer g.Close()
+	t.Cleanup(func() { g.Close() })
+	return net, g
+}
+
+// TestBackboneParity runs a random-init wide_resnet50_2 (BatchNorm folded)
+// up to layer3 on the GPU and on the CPU for 3 images of 96 px: every
+// layer within 1e-4 of its largest magnitude (cuBLAS and our SGEMM sum in
+// different orders).
+func TestBackboneParity(t *testing.T) {
+	d := openOrSkip(t)
+	net, g := gpuBackbone(t, d, backbone.WideResNet50_2, 2)
 	r := rand.New(rand.NewPCG(11, 12))
 	n, s := 3, 96
 	x := randn(r, n*3*s*s)
@@ -529,15 +537,7 @@ func TestBackboneParity(t *testing.T) {
 // the GPU (layer outputs copied back), and reports images per second.
 func BenchmarkBackbone(b *testing.B) {
 	d := openBench(b, true)
-	net, err := backbone.New(backbone.WideResNet50_2, backbone.RandomInit(backbone.WideResNet50_2, 0), 2)
-	if err != nil {
-		b.Fatal(err)
-	}
-	g, err := d.NewBackbone(net)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer g.Close()
+	_, g := gpuBackbone(b, d, backbone.WideResNet50_2, 2)
 	n, s := 32, 224
 	x := randn(rand.New(rand.NewPCG(13, 14)), n*3*s*s)
 	layers := []string{"layer2", "layer3"}

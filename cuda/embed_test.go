@@ -190,18 +190,7 @@ func cpuMaps(scores []float32, n, gh, gw, size int, sigma float64) []float32 {
 // twice is fine and closed activations are refused.
 func TestActivationsRoundTrip(t *testing.T) {
 	d := openOrSkip(t)
-	if !d.HasBLAS() {
-		t.Skipf("no cuBLAS: %v", d.BLASError)
-	}
-	net, err := backbone.New(backbone.ResNet50, backbone.RandomInit(backbone.ResNet50, 0), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := d.NewBackbone(net)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	_, g := gpuBackbone(t, d, backbone.ResNet50, 1)
 	n, s := 2, 64
 	x := randn(rand.New(rand.NewPCG(25, 26)), n*3*s*s)
 	layers := []string{"layer2", "layer1"}

@@ -36,12 +36,12 @@
 
 #define SOFTPATCH_EMULATOR 1
 #include "../kernels.cu"
+#include "../driver.h" // the driver API's types, as cuda/driver.c sees them
 
 emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 namespace {
 
-typedef int CUresult;
 enum {
 	kSuccess = 0,
 	kInvalidValue = 1,
@@ -216,13 +216,6 @@ void sync_threads() {
 // ---- the driver API ------------------------------------------------------
 
 extern "C" {
-
-typedef int CUdevice;
-typedef void *CUcontext;
-typedef void *CUstream;
-typedef void *CUmodule;
-typedef void *CUfunction;
-typedef unsigned long long CUdeviceptr;
 
 CUresult cuInit(unsigned int) { return kSuccess; }
 CUresult cuDriverGetVersion(int *v) {
