@@ -43,7 +43,7 @@ timeout 90 "$root/cuda.test" -test.v -test.count=1 >"$out/parity.txt" 2>&1
 echo "parity exit $?" >>"$out/parity.txt"
 timeout 90 "$root/cuda.test" -test.run '^$' -test.bench . -test.benchtime 3x >"$out/bench.txt" 2>&1
 echo "bench exit $?" >>"$out/bench.txt"
-timeout 30 "$root/softpatch" bench features --device gpu --batches 32 --images 512 --json >"$out/features.json" 2>"$out/features.log"
+timeout 30 "$root/softpatch" bench features --device gpu --batches 32 --images 256 --json >"$out/features.json" 2>"$out/features.log"
 echo "features exit $?" >>"$out/features.log"
 # One SoftPatch-lof cell on a generated class (200 training + 80 test images, noise 0.1 with
 # overlap) with the backbone, patch embedding, discriminator, coreset, scoring and maps on the
