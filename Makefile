@@ -54,9 +54,9 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-# Go benchmarks of the hot paths (quick pass; see README for the full commands).
+# Go benchmarks of the hot paths (quick pass; see README for the full commands; the GPU ones skip without a GPU).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./engine/... ./datasets ./experiments
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./engine/... ./datasets ./experiments ./cuda
 
 # Regenerate the golden fixtures (needs Debian's python3-torch, python3-torchvision, python3-pil).
 fixtures:
