@@ -14,11 +14,7 @@ import (
 // class with a random-init backbone at 64 px: the JSON must carry the
 // metrics, one entry per test image, the noise draw and the random-init mark.
 func TestEvalRunsOneCell(t *testing.T) {
-	dir := withoutWeights(t)
-	data := filepath.Join(dir, "data")
-	if err := synth.Generate(data, synth.Config{Classes: []string{"nut"}, Size: 64, Train: 6, TestGood: 2, TestDefect: 3}, nil); err != nil {
-		t.Fatal(err)
-	}
+	dir, data := nutClass(t, 6, 2, 3)
 	out := filepath.Join(dir, "cell.json")
 	err := runEval([]string{"--data", data, "--class", "nut", "--method", "softpatch-lof", "--noise", "0.34", "--overlap",
 		"--resize", "72", "--imagesize", "64", "--coreset", "0.25", "--json", out})
@@ -63,6 +59,20 @@ func TestEvalRunsOneCell(t *testing.T) {
 	if err := runEval([]string{"--data", data, "--class", "nut", "--method", "magic", "--json", out}); err == nil {
 		t.Error("unknown method accepted")
 	}
+}
+
+// nutClass writes a generated "nut" class of 64 px images (train training,
+// good and defect test images) under a fresh directory in which no weights
+// are found (withoutWeights); it returns the directory and the dataset.
+func nutClass(t *testing.T, train, good, defect int) (dir, data string) {
+	t.Helper()
+	dir = withoutWeights(t)
+	data = filepath.Join(dir, "data")
+	cfg := synth.Config{Classes: []string{"nut"}, Size: 64, Train: train, TestGood: good, TestDefect: defect}
+	if err := synth.Generate(data, cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	return dir, data
 }
 
 // readCell reads a cell's JSON written by eval.

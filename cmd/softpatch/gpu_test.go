@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/softpatch/softpatch/datasets/synth"
 )
 
 // TestEvalOnGPU runs one cell of every detector family with --device gpu
@@ -22,38 +20,51 @@ func TestEvalOnGPU(t *testing.T) {
 			t.Skipf("no GPU: %v", err)
 		}
 	}
-	dir := withoutWeights(t)
-	data := filepath.Join(dir, "data")
-	if err := synth.Generate(data, synth.Config{Classes: []string{"nut"}, Size: 64, Train: 8, TestGood: 2, TestDefect: 3}, nil); err != nil {
-		t.Fatal(err)
-	}
+	dir, data := nutClass(t, 8, 2, 3)
 	for _, method := range []string{"softpatch-lof", "softpatch-gaussian", "patchcore", "padim+softpatch-nearest"} {
 		var cells [2]evalResult
 		for i, dev := range []string{"gpu", "cpu"} {
-			out := filepath.Join(dir, method+"-"+dev+".json")
-			err := runEval([]string{"--data", data, "--class", "nut", "--method", method, "--noise", "0.2", "--overlap",
-				"--resize", "72", "--imagesize", "64", "--coreset", "0.25", "--device", dev, "--json", out})
-			if err != nil {
+			var err error
+			if cells[i], err = deviceCell(t, dir, data, method, dev, method+"-"+dev); err != nil {
 				t.Fatalf("%s on the %s: %v", method, dev, err)
 			}
-			cells[i] = readCell(t, out)
 		}
 		g, c := cells[0], cells[1]
 		if !strings.Contains(g.Device, "GPU") || strings.Contains(c.Device, "GPU") {
 			t.Errorf("%s: devices %q and %q", method, g.Device, c.Device)
 		}
-		if g.BankSize != c.BankSize || len(g.PerImage) != len(c.PerImage) {
-			t.Fatalf("%s: bank %d vs %d, %d vs %d images", method, g.BankSize, c.BankSize, len(g.PerImage), len(c.PerImage))
+		sameCell(t, method, g, c, false)
+	}
+}
+
+// deviceCell runs eval on --device dev for method (noise 0.2 with overlap,
+// 64 px, coreset 0.25) on the nutClass data, writing dir/name.json.
+func deviceCell(t *testing.T, dir, data, method, dev, name string) (evalResult, error) {
+	out := filepath.Join(dir, name+".json")
+	err := runEval([]string{"--data", data, "--class", "nut", "--method", method, "--noise", "0.2", "--overlap",
+		"--resize", "72", "--imagesize", "64", "--coreset", "0.25", "--device", dev, "--json", out})
+	if err != nil {
+		return evalResult{}, err
+	}
+	return readCell(t, out), nil
+}
+
+// sameCell checks that cell g has c's bank and image scores (exactly when
+// exact is set, else within 1e-4 relative: the backbone's float32
+// differences) and pixel AUROC within 1e-3.
+func sameCell(t *testing.T, name string, g, c evalResult, exact bool) {
+	t.Helper()
+	if g.BankSize != c.BankSize || len(g.PerImage) != len(c.PerImage) {
+		t.Fatalf("%s: bank %d vs %d, %d vs %d images", name, g.BankSize, c.BankSize, len(g.PerImage), len(c.PerImage))
+	}
+	for i := range g.PerImage {
+		a, b := float64(g.PerImage[i].Score), float64(c.PerImage[i].Score)
+		if math.Abs(a-b) > 1e-4*math.Max(1, math.Abs(b)) || (exact && a != b) {
+			t.Errorf("%s image %d: score %v, CPU %v", name, i, a, b)
 		}
-		for i := range g.PerImage {
-			a, b := float64(g.PerImage[i].Score), float64(c.PerImage[i].Score)
-			if math.Abs(a-b) > 1e-4*math.Max(1, math.Abs(b)) {
-				t.Errorf("%s image %d: score %v on the GPU, %v on the CPU", method, i, a, b)
-			}
-		}
-		if math.Abs(g.PixelAUROC-c.PixelAUROC) > 1e-3 {
-			t.Errorf("%s: pixel AUROC %v on the GPU, %v on the CPU", method, g.PixelAUROC, c.PixelAUROC)
-		}
+	}
+	if math.Abs(g.PixelAUROC-c.PixelAUROC) > 1e-3 {
+		t.Errorf("%s: pixel AUROC %v, CPU %v", name, g.PixelAUROC, c.PixelAUROC)
 	}
 }
 
@@ -68,45 +79,24 @@ func TestEvalGPUFallback(t *testing.T) {
 	if os.Getenv("SOFTPATCH_LIBCUDA") == "" {
 		t.Skip("needs the CPU emulator of the driver (make test-emulated)")
 	}
-	dir := withoutWeights(t)
-	data := filepath.Join(dir, "data")
-	if err := synth.Generate(data, synth.Config{Classes: []string{"nut"}, Size: 64, Train: 8, TestGood: 2, TestDefect: 3}, nil); err != nil {
-		t.Fatal(err)
-	}
-	cell := func(dev, fail, name string) (evalResult, error) {
-		t.Setenv("SOFTPATCH_EMULATOR_FAIL", fail)
-		out := filepath.Join(dir, name+".json")
-		err := runEval([]string{"--data", data, "--class", "nut", "--method", "softpatch-lof", "--noise", "0.2", "--overlap",
-			"--resize", "72", "--imagesize", "64", "--coreset", "0.25", "--device", dev, "--json", out})
-		if err != nil {
-			return evalResult{}, err
-		}
-		return readCell(t, out), nil
-	}
-	cpu, err := cell("cpu", "", "cpu")
+	dir, data := nutClass(t, 8, 2, 3)
+	cpu, err := deviceCell(t, dir, data, "softpatch-lof", "cpu", "cpu")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for stage, kernel := range map[string]string{
 		"features": "unfold_pool", "discriminator": "lof_knn", "coreset": "coreset_step", "scoring": "top1_tile", "maps": "gauss_rows",
 	} {
-		g, err := cell("auto", kernel, stage)
+		t.Setenv("SOFTPATCH_EMULATOR_FAIL", kernel)
+		g, err := deviceCell(t, dir, data, "softpatch-lof", "auto", stage)
 		if err != nil {
 			t.Fatalf("%s (%s failing) with --device auto: %v", stage, kernel, err)
 		}
 		if !strings.Contains(g.Device, "until it failed ("+stage+":") || !strings.Contains(g.Device, kernel) {
 			t.Errorf("%s: device %q", stage, g.Device)
 		}
-		if g.BankSize != cpu.BankSize || len(g.PerImage) != len(cpu.PerImage) {
-			t.Fatalf("%s: bank %d vs %d", stage, g.BankSize, cpu.BankSize)
-		}
-		for i := range g.PerImage {
-			a, b := float64(g.PerImage[i].Score), float64(cpu.PerImage[i].Score)
-			if math.Abs(a-b) > 1e-4*math.Max(1, math.Abs(b)) || (stage == "features" && a != b) {
-				t.Errorf("%s: image %d score %v, CPU %v", stage, i, a, b)
-			}
-		}
-		if _, err := cell("gpu", kernel, stage+"-strict"); err == nil || !strings.Contains(err.Error(), kernel) {
+		sameCell(t, stage, g, cpu, stage == "features")
+		if _, err := deviceCell(t, dir, data, "softpatch-lof", "gpu", stage+"-strict"); err == nil || !strings.Contains(err.Error(), kernel) {
 			t.Errorf("%s (%s failing) with --device gpu: err = %v", stage, kernel, err)
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/softpatch/softpatch/datasets/synth"
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/experiments"
 )
@@ -19,11 +18,7 @@ import (
 // image-level filter (PaDiM dropping 20% of the noisy training set before
 // PatchCore), and fit + predict, whose image scores must be eval's.
 func TestPaDiMEvalFilterFitPredict(t *testing.T) {
-	dir := withoutWeights(t)
-	data := filepath.Join(dir, "data")
-	if err := synth.Generate(data, synth.Config{Classes: []string{"nut"}, Size: 64, Train: 8, TestGood: 2, TestDefect: 6}, nil); err != nil {
-		t.Fatal(err)
-	}
+	dir, data := nutClass(t, 8, 2, 6)
 	common := []string{"--data", data, "--class", "nut", "--noise", "0.25", "--overlap", "--resize", "72", "--imagesize", "64",
 		"--coreset", "0.25", "--padim-channels", "20"}
 	out := filepath.Join(dir, "padim.json")

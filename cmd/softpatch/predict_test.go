@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/softpatch/softpatch/datasets/synth"
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/internal/npy"
 )
@@ -19,11 +18,7 @@ import (
 // backbone at 64 px, predicts on test images, and checks the outputs; a
 // model whose recorded backbone differs is refused.
 func TestFitPredict(t *testing.T) {
-	dir := withoutWeights(t)
-	data := filepath.Join(dir, "data")
-	if err := synth.Generate(data, synth.Config{Classes: []string{"nut"}, Size: 64, Train: 6, TestGood: 1, TestDefect: 2}, nil); err != nil {
-		t.Fatal(err)
-	}
+	dir, data := nutClass(t, 6, 1, 2)
 	model := filepath.Join(dir, "nut.model")
 	if err := runFit([]string{"--data", data, "--class", "nut", "--method", "softpatch-lof", "--noise", "0.34",
 		"--resize", "72", "--imagesize", "64", "--coreset", "0.25", "--out", model}); err != nil {
