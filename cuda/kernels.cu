@@ -33,6 +33,29 @@ extern "C" __global__ void sq_norms(const float *x, int n, int d, float *out) {
 	}
 }
 
+// block_best reduces each thread's (key, index) over the block into
+// sk[0], si[0]: the largest key when Max, else the smallest, the lowest
+// index on equal keys (blockDim.x a power of two, at most the arrays'
+// length). Every thread of the block must call it.
+template <bool Max, typename K, typename I>
+static __device__ __inline__ void block_best(K *sk, I *si, K bk, I bi) {
+	sk[threadIdx.x] = bk;
+	si[threadIdx.x] = bi;
+	sync_threads();
+	for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+		if (threadIdx.x < s) {
+			K ok = sk[threadIdx.x + s];
+			I oi = si[threadIdx.x + s];
+			K mine = sk[threadIdx.x];
+			if ((Max ? ok > mine : ok < mine) || (ok == mine && oi < si[threadIdx.x])) {
+				sk[threadIdx.x] = ok;
+				si[threadIdx.x] = oi;
+			}
+		}
+		sync_threads();
+	}
+}
+
 // top1_tile folds one tile of inner-product terms c[r][j] = -2 q_r.b_j
 // (rows x cols, row stride ldc; bank rows base+j) into each query's running
 // nearest neighbour (dist[q0+r], idx[q0+r]), as knn.top1 does: the value
@@ -54,20 +77,7 @@ extern "C" __global__ void top1_tile(const float *c, int rows, int cols, int ldc
 				bi = base + j;
 			}
 		}
-		sv[threadIdx.x] = bv;
-		si[threadIdx.x] = bi;
-		sync_threads();
-		for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-			if (threadIdx.x < s) {
-				float ov = sv[threadIdx.x + s];
-				int oi = si[threadIdx.x + s];
-				if (ov < sv[threadIdx.x] || (ov == sv[threadIdx.x] && oi < si[threadIdx.x])) {
-					sv[threadIdx.x] = ov;
-					si[threadIdx.x] = oi;
-				}
-			}
-			sync_threads();
-		}
+		block_best<false>(sv, si, bv, bi);
 		if (threadIdx.x == 0 && sv[0] < dist[q0 + r]) {
 			dist[q0 + r] = sv[0];
 			idx[q0 + r] = si[0];
@@ -113,7 +123,6 @@ extern "C" __global__ void topk_tile(const float *c, int rows, int cols, int ldc
 	int base, int q0, int k, float *dist, int *idx) {
 	__shared__ float sv[128];
 	__shared__ int si[128];
-	__shared__ int st[128];
 	const float maxf = 3.40282346638528859812e+38f;
 	float lv[TOPK_MAX];
 	int li[TOPK_MAX];
@@ -135,24 +144,15 @@ extern "C" __global__ void topk_tile(const float *c, int rows, int cols, int ldc
 		}
 		int pos = 0;
 		for (int s = 0; s < k; s++) {
-			sv[threadIdx.x] = pos < m ? lv[pos] : __builtin_inff();
-			si[threadIdx.x] = pos < m ? li[pos] : 0x7fffffff;
-			st[threadIdx.x] = threadIdx.x;
-			sync_threads();
-			for (int h = blockDim.x / 2; h > 0; h >>= 1) {
-				if (threadIdx.x < h && topk_less(sv[threadIdx.x + h], si[threadIdx.x + h], sv[threadIdx.x], si[threadIdx.x])) {
-					sv[threadIdx.x] = sv[threadIdx.x + h];
-					si[threadIdx.x] = si[threadIdx.x + h];
-					st[threadIdx.x] = st[threadIdx.x + h];
-				}
-				sync_threads();
-			}
+			block_best<false>(sv, si, pos < m ? lv[pos] : __builtin_inff(), pos < m ? li[pos] : 0x7fffffff);
 			bool some = si[0] != 0x7fffffff;
 			if (threadIdx.x == 0) {
 				rd[s] = some ? sv[0] : maxf;
 				ri[s] = some ? si[0] : -1;
 			}
-			if (some && threadIdx.x == st[0]) pos++;
+			// Every index is in one thread's list only (the running list's,
+			// from earlier tiles, in thread 0's): its owner advances.
+			if (some && pos < m && li[pos] == si[0]) pos++;
 			sync_threads();
 		}
 	}
@@ -194,26 +194,6 @@ static __device__ __inline__ double coreset_dist(const float *xt, long n, long i
 }
 #undef LANE
 
-// block_argmax reduces each thread's (key, index) over the block into
-// sk[0], si[0]: the largest key, the lowest index on ties (blockDim.x a
-// power of two, at most 256).
-static __device__ __inline__ void block_argmax(double *sk, long *si, double bk, long bi) {
-	sk[threadIdx.x] = bk;
-	si[threadIdx.x] = bi;
-	sync_threads();
-	for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-		if (threadIdx.x < s) {
-			double ok = sk[threadIdx.x + s];
-			long oi = si[threadIdx.x + s];
-			if (ok > sk[threadIdx.x] || (ok == sk[threadIdx.x] && oi < si[threadIdx.x])) {
-				sk[threadIdx.x] = ok;
-				si[threadIdx.x] = oi;
-			}
-		}
-		sync_threads();
-	}
-}
-
 // coreset_step is one selection step of the approximate greedy coreset
 // (engine/coreset.run) in one launch: the centre is sel[step-1]; every key
 // becomes min(key, distance to the centre) (first step: min(init,
@@ -254,7 +234,7 @@ extern "C" __global__ void coreset_step(const float *xt, int dim, long n, double
 			bi = i;
 		}
 	}
-	block_argmax(sk, si, bk, bi);
+	block_best<true>(sk, si, bk, bi);
 	if (threadIdx.x == 0) {
 		pk[blockIdx.x] = sk[0];
 		pi[blockIdx.x] = si[0];
@@ -278,7 +258,7 @@ extern "C" __global__ void coreset_step(const float *xt, int dim, long n, double
 			bi = i;
 		}
 	}
-	block_argmax(sk, si, bk, bi);
+	block_best<true>(sk, si, bk, bi);
 	if (threadIdx.x == 0) {
 		// All keys NaN (NaN features): point 0, as the CPU's scan ends.
 		sel[step] = si[0] < n ? (int)si[0] : 0;
