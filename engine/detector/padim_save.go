@@ -75,25 +75,6 @@ func (m *PaDiM) SaveFile(path string, meta Meta) error {
 	return nil
 }
 
-// readFloatsN reads n little-endian float32 values from r, a chunk at a
-// time, into a slice of capacity capacity at first (n when the caller
-// knows the data is there; otherwise it grows with what is read, so that a
-// stream cut short fails before a header's claimed size is allocated).
-func readFloatsN(r io.Reader, n, capacity int, what string) ([]float32, error) {
-	out := make([]float32, 0, max(min(n, capacity), 0))
-	buf := make([]byte, 4*min(n, readChunk))
-	for len(out) < n {
-		k := min(n-len(out), readChunk)
-		if err := readFull(r, buf[:4*k], what); err != nil {
-			return nil, err
-		}
-		for i := 0; i < k; i++ {
-			out = append(out, math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:])))
-		}
-	}
-	return out, nil
-}
-
 // LoadPaDiM reads a model written by PaDiM.Save, checking the magic string,
 // the version and every size; it fails (never panics) on a corrupt or
 // truncated file, allocating no more than it has read unless r is a
@@ -122,10 +103,10 @@ func LoadPaDiM(r io.Reader) (*PaDiM, Meta, error) {
 		}
 	}
 	m := &PaDiM{Positions: h.Positions, Dim: h.Dim, Images: h.Images, Ridge: h.Ridge}
-	if m.Mean, err = readFloatsN(br, h.Positions*h.Dim, capacity, "means"); err != nil {
+	if m.Mean, err = readN(br, h.Positions*h.Dim, capacity, "means", math.Float32frombits); err != nil {
 		return nil, Meta{}, err
 	}
-	if m.Factor, err = readFloatsN(br, h.Positions*triangle(h.Dim), capacity, "factors"); err != nil {
+	if m.Factor, err = readN(br, h.Positions*triangle(h.Dim), capacity, "factors", math.Float32frombits); err != nil {
 		return nil, Meta{}, err
 	}
 	if err := expectEOF(br, "factors"); err != nil {

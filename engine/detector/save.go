@@ -203,9 +203,13 @@ func readFull(r io.Reader, b []byte, what string) error {
 	return nil
 }
 
-// readWords reads n little-endian 32-bit words in chunks.
-func readWords(r io.Reader, n int, what string) ([]uint32, error) {
-	out := make([]uint32, 0, min(n, readChunk))
+// readN reads n little-endian 32-bit values from r a chunk at a time,
+// each converted by conv, into a slice of capacity capacity at first (n
+// when the caller knows the data is there; otherwise it grows with what is
+// read, so that a stream cut short fails before a header's claimed size is
+// allocated).
+func readN[T any](r io.Reader, n, capacity int, what string, conv func(uint32) T) ([]T, error) {
+	out := make([]T, 0, max(min(n, capacity), 0))
 	buf := make([]byte, 4*min(n, readChunk))
 	for len(out) < n {
 		k := min(n-len(out), readChunk)
@@ -213,7 +217,7 @@ func readWords(r io.Reader, n int, what string) ([]uint32, error) {
 			return nil, err
 		}
 		for i := 0; i < k; i++ {
-			out = append(out, binary.LittleEndian.Uint32(buf[4*i:]))
+			out = append(out, conv(binary.LittleEndian.Uint32(buf[4*i:])))
 		}
 	}
 	return out, nil
@@ -246,24 +250,21 @@ func Load(r io.Reader) (*Model, Meta, error) {
 		Config: h.Config, N: h.N, D: h.D, CoresetSeed: h.CoresetSeed, DiscriminatorSeed: h.DiscriminatorSeed,
 		ScoreThreshold: h.ScoreThreshold, Excluded: h.Excluded,
 	}
-	if m.Bank, err = readFloatsN(br, h.N*h.D, readChunk, "memory bank"); err != nil {
+	if m.Bank, err = readN(br, h.N*h.D, readChunk, "memory bank", math.Float32frombits); err != nil {
 		return nil, Meta{}, err
 	}
 	if h.HasWeights {
-		if m.Weights, err = readFloatsN(br, h.N, readChunk, "soft weights"); err != nil {
+		if m.Weights, err = readN(br, h.N, readChunk, "soft weights", math.Float32frombits); err != nil {
 			return nil, Meta{}, err
 		}
 	}
-	idx, err := readWords(br, h.N, "indices")
-	if err != nil {
+	if m.Indices, err = readN(br, h.N, readChunk, "indices", func(v uint32) int { return int(int32(v)) }); err != nil {
 		return nil, Meta{}, err
 	}
-	m.Indices = make([]int, h.N)
-	for i, v := range idx {
-		if int32(v) < 0 {
-			return nil, Meta{}, fmt.Errorf("detector: load: negative patch index %d", int32(v))
+	for _, v := range m.Indices {
+		if v < 0 {
+			return nil, Meta{}, fmt.Errorf("detector: load: negative patch index %d", v)
 		}
-		m.Indices[i] = int(int32(v))
 	}
 	if err := expectEOF(br, "indices"); err != nil {
 		return nil, Meta{}, err
