@@ -49,6 +49,16 @@ func openOrSkip(t *testing.T) *Device {
 // runs every thread on one core: tests shrink their largest sizes there.
 func emulated(d *Device) bool { return strings.Contains(d.Name, "emulator") }
 
+// blasOrSkip is openOrSkip for tests that need cuBLAS too.
+func blasOrSkip(t *testing.T) *Device {
+	t.Helper()
+	d := openOrSkip(t)
+	if !d.HasBLAS() {
+		t.Skipf("no cuBLAS: %v", d.BLASError)
+	}
+	return d
+}
+
 func randn(r *rand.Rand, n int) []float32 {
 	x := make([]float32, n)
 	for i := range x {
@@ -121,10 +131,7 @@ func TestCopies(t *testing.T) {
 // TestSgemmParity compares the device SGEMM (cuBLAS) with the CPU's on
 // every transpose combination: within 1e-5 of the largest magnitude.
 func TestSgemmParity(t *testing.T) {
-	d := openOrSkip(t)
-	if !d.HasBLAS() {
-		t.Skipf("no cuBLAS: %v", d.BLASError)
-	}
+	d := blasOrSkip(t)
 	r := rand.New(rand.NewPCG(1, 2))
 	m, n, k := 77, 130, 300
 	for _, ta := range []bool{false, true} {
@@ -180,10 +187,7 @@ func relErr(got, want []float32) float64 {
 // cancellation), every index the CPU's unless the distances to both
 // candidates are within that tolerance (a near tie).
 func TestKNNParity(t *testing.T) {
-	d := openOrSkip(t)
-	if !d.HasBLAS() {
-		t.Skipf("no cuBLAS: %v", d.BLASError)
-	}
+	d := blasOrSkip(t)
 	r := rand.New(rand.NewPCG(3, 4))
 	n, dim, nq := 20000, 128, 1500
 	bank, q := lowRank(r, n, dim), lowRank(r, nq, dim)
@@ -232,10 +236,7 @@ func TestKNNParity(t *testing.T) {
 // bank's size -1 and math.MaxFloat32; a budget that splits the bank into
 // tiles, so that tiles merge into the running lists.
 func TestKNNParityK(t *testing.T) {
-	d := openOrSkip(t)
-	if !d.HasBLAS() {
-		t.Skipf("no cuBLAS: %v", d.BLASError)
-	}
+	d := blasOrSkip(t)
 	r := rand.New(rand.NewPCG(15, 16))
 	type cse struct {
 		n, nq, k int
@@ -478,12 +479,9 @@ func openBench(b *testing.B, needBLAS bool) *Device {
 }
 
 // gpuBackbone builds a random-init arch up to stage deepest on the CPU and
-// on d (closed at the end of the test), or skips without cuBLAS.
+// on d, which has cuBLAS (closed at the end of the test).
 func gpuBackbone(t testing.TB, d *Device, arch backbone.Arch, deepest int) (*backbone.Backbone, *Backbone) {
 	t.Helper()
-	if !d.HasBLAS() {
-		t.Skipf("no cuBLAS: %v", d.BLASError)
-	}
 	net, err := backbone.New(arch, backbone.RandomInit(arch, 0), deepest)
 	if err != nil {
 		t.Fatal(err)
@@ -501,7 +499,7 @@ func gpuBackbone(t testing.TB, d *Device, arch backbone.Arch, deepest int) (*bac
 // layer within 1e-4 of its largest magnitude (cuBLAS and our SGEMM sum in
 // different orders).
 func TestBackboneParity(t *testing.T) {
-	d := openOrSkip(t)
+	d := blasOrSkip(t)
 	net, g := gpuBackbone(t, d, backbone.WideResNet50_2, 2)
 	r := rand.New(rand.NewPCG(11, 12))
 	n, s := 3, 96

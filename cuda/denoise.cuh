@@ -68,6 +68,29 @@ extern "C" __global__ void nearest_score(const double *dist, int n, int p, int q
 	}
 }
 
+// row_smallest writes to nb the indices of the len smallest entries of
+// row (n entries; skip excluded, or -1 for none) by (value, index): stable
+// insertion into the short list, as denoise.kNearest and denoise.topK32.
+template <typename T>
+static __device__ __inline__ void row_smallest(const T *row, int n, long skip, int *nb, int len) {
+	int m = 0;
+	for (int j = 0; j < n; j++) {
+		if (j == skip) continue;
+		T v = row[j];
+		if (m == len) {
+			if (v >= row[nb[len - 1]]) continue;
+			m--;
+		}
+		int pos = m;
+		while (pos > 0 && row[nb[pos - 1]] > v) {
+			nb[pos] = nb[pos - 1];
+			pos--;
+		}
+		nb[pos] = j;
+		m++;
+	}
+}
+
 // lof_knn is denoise.kNearest plus the k-distance: the k smallest entries
 // of row i other than the diagonal, by (distance, index), kept by stable
 // insertion in nbr[qq][i][0..k); kdist[qq][i] = the distance to the k-th.
@@ -77,22 +100,7 @@ extern "C" __global__ void lof_knn(const double *dist, int n, int k, int nq, int
 		long i = t % n;
 		const double *row = dist + t * n;
 		int *nb = nbr + t * k;
-		int m = 0;
-		for (int j = 0; j < n; j++) {
-			if (j == i) continue;
-			double v = row[j];
-			if (m == k) {
-				if (v >= row[nb[k - 1]]) continue;
-				m--;
-			}
-			int pos = m;
-			while (pos > 0 && row[nb[pos - 1]] > v) {
-				nb[pos] = nb[pos - 1];
-				pos--;
-			}
-			nb[pos] = j;
-			m++;
-		}
+		row_smallest(row, n, i, nb, k);
 		kdist[t] = row[nb[k - 1]];
 	}
 }
@@ -172,21 +180,7 @@ extern "C" __global__ void dense_knn(const float *dist, int n, int k, int nq, in
 	for (long t = blockIdx.x * (long)blockDim.x + threadIdx.x; t < total; t += (long)gridDim.x * blockDim.x) {
 		const float *row = dist + t * n;
 		int *tp = top + t * kk;
-		int m = 0;
-		for (int j = 0; j < n; j++) {
-			float v = row[j];
-			if (m == kk) {
-				if (v >= row[tp[kk - 1]]) continue;
-				m--;
-			}
-			int pos = m;
-			while (pos > 0 && row[tp[pos - 1]] > v) {
-				tp[pos] = tp[pos - 1];
-				pos--;
-			}
-			tp[pos] = j;
-			m++;
-		}
+		row_smallest(row, n, -1, tp, kk);
 		kdist[t] = row[tp[k]];
 	}
 }

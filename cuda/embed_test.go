@@ -189,7 +189,7 @@ func cpuMaps(scores []float32, n, gh, gw, size int, sigma float64) []float32 {
 // Download gives Forward's values, Embed the CPU embedding of them; Close
 // twice is fine and closed activations are refused.
 func TestActivationsRoundTrip(t *testing.T) {
-	d := openOrSkip(t)
+	d := blasOrSkip(t)
 	_, g := gpuBackbone(t, d, backbone.ResNet50, 1)
 	n, s := 2, 64
 	x := randn(rand.New(rand.NewPCG(25, 26)), n*3*s*s)
