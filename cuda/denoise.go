@@ -3,7 +3,6 @@ package cuda
 import (
 	"fmt"
 
-	"github.com/softpatch/softpatch/engine/compute"
 	"github.com/softpatch/softpatch/engine/denoise"
 )
 
@@ -11,47 +10,113 @@ import (
 // per-position scratch.
 const DefaultNoiseBudget = 1 << 30
 
-// Device implements the engine's hand-over interface.
-var _ compute.Accelerator = (*Device)(nil)
+// NoiseScores computes denoise.Scores(disc, feats, n, p, dim, k) on the
+// GPU, bit for bit (the kernels of denoise.cuh keep the CPU's arithmetic
+// and its order; see there), with DefaultNoiseBudget bytes of scratch (see
+// noiseScores).
+func (d *Device) NoiseScores(disc denoise.Discriminator, feats []float32, n, p, dim, k int) ([]float32, error) {
+	return d.noiseScores(disc, feats, n, p, dim, k, DefaultNoiseBudget)
+}
 
-// NoiseScores computes denoise.Scores(denoise.Method(method), feats, n, p,
-// dim, k) on the GPU, bit for bit (the kernels of denoise.cuh keep the
-// CPU's arithmetic and its order; see there), with DefaultNoiseBudget bytes
-// of scratch (see noiseScores).
-func (d *Device) NoiseScores(method string, feats []float32, n, p, dim, k int) ([]float32, error) {
-	return d.noiseScores(denoise.Method(method), feats, n, p, dim, k, DefaultNoiseBudget)
+// gpuDiscriminator is how the GPU runs one discriminator: its kernels, the
+// scratch buffers they share, and their launches for a chunk of positions.
+type gpuDiscriminator struct {
+	kernels []string
+	// scratch returns the sizes in bytes of the scratch buffers for c
+	// positions of n images of dim values with k neighbours.
+	scratch func(c, n, dim, k int64) []int64
+	// launch queues the kernels fns for positions [q0, q0+nq) of p, whose
+	// features x ([n][nq][dim]) are on the device, with scratch s; the
+	// scores go to out ([n][p]).
+	launch func(l launcher, fns []Function, x Buffer, s []Buffer, out Buffer, n, p, dim, k, q0, nq int)
+}
+
+// launcher queues a kernel over total threads (capped 256-thread grid),
+// or with an explicit grid and block.
+type launcher struct {
+	d    *Device
+	errs *[]error
+}
+
+func (l launcher) threads(fn Function, total int64, args ...any) {
+	*l.errs = append(*l.errs, l.d.Launch(fn, grid(total), [3]uint32{256, 1, 1}, 0, args...))
+}
+
+func (l launcher) blocks(fn Function, grid, block [3]uint32, args ...any) {
+	*l.errs = append(*l.errs, l.d.Launch(fn, grid, block, 0, args...))
+}
+
+// lofLaunch queues the four LOF kernels (distances, k nearest, local
+// reachability densities, scores), shared by LOF and LOFDense.
+func lofLaunch(l launcher, fns []Function, x Buffer, s []Buffer, out Buffer, n, p, dim, k, q0, nq int) {
+	rows, pairs := int64(nq)*int64(n), int64(nq)*int64(n)*int64(n)
+	l.threads(fns[0], pairs, x, n, nq, dim, 0, nq, s[0])
+	l.threads(fns[1], rows, s[0], n, k, nq, s[1], s[2])
+	l.threads(fns[2], rows, s[0], s[1], s[2], n, k, nq, s[3])
+	l.threads(fns[3], rows, s[1], s[3], n, k, p, q0, nq, out)
+}
+
+// gpuDiscriminators are the discriminators the GPU runs, each with its
+// kernels (denoise.cuh); NoiseScores refuses any other.
+var gpuDiscriminators = map[denoise.Discriminator]gpuDiscriminator{
+	denoise.Nearest: {
+		kernels: []string{"group_dist", "nearest_score"},
+		scratch: func(c, n, _, _ int64) []int64 { return []int64{c * n * n * 8} },
+		launch: func(l launcher, fns []Function, x Buffer, s []Buffer, out Buffer, n, p, dim, _, q0, nq int) {
+			l.threads(fns[0], int64(nq)*int64(n)*int64(n), x, n, nq, dim, 0, nq, s[0])
+			l.threads(fns[1], int64(nq)*int64(n), s[0], n, p, q0, nq, out)
+		},
+	},
+	denoise.LOF: {
+		kernels: []string{"group_dist", "lof_knn", "lof_lrd", "lof_score"},
+		scratch: func(c, n, _, k int64) []int64 { return []int64{c * n * n * 8, c * n * k * 4, c * n * 8, c * n * 8} },
+		launch:  lofLaunch,
+	},
+	denoise.LOFDense: {
+		kernels: []string{"dense_dist", "dense_knn", "dense_lrd", "dense_score"},
+		scratch: func(c, n, _, k int64) []int64 {
+			return []int64{c * n * n * 4, c * n * (k + 1) * 4, c * n * 4, c * n * 4}
+		},
+		launch: lofLaunch,
+	},
+	denoise.Gaussian: {
+		kernels: []string{"gauss_center", "gauss_cov", "gauss_chol", "gauss_score"},
+		scratch: func(c, n, dim, _ int64) []int64 { return []int64{c * n * dim * 8, c * dim * dim * 8, c * n * dim * 8} },
+		launch: func(l launcher, fns []Function, x Buffer, s []Buffer, out Buffer, n, p, dim, _, q0, nq int) {
+			l.threads(fns[0], int64(nq)*int64(dim), x, n, nq, dim, 0, nq, s[0])
+			l.threads(fns[1], int64(nq)*int64(dim)*int64(dim), s[0], n, dim, nq, s[1])
+			l.blocks(fns[2], [3]uint32{uint32(min(nq, 1<<16)), 1, 1}, [3]uint32{128, 1, 1}, s[1], dim, nq)
+			l.threads(fns[3], int64(nq)*int64(n), s[0], s[1], n, dim, p, q0, nq, s[2], out)
+		},
+	},
 }
 
 // noiseScores is NoiseScores with positions processed in chunks whose
 // scratch fits budget bytes of device memory (0: DefaultNoiseBudget): the
 // chunk's features ([n][chunk][dim], gathered from feats as they are
-// uploaded), dense [chunk][n][n] distance matrices (float64; float32 for
-// LOFDense), the neighbour lists and, for Gaussian, the centred vectors,
-// the covariance and its Cholesky factor in float64. A single position's
-// scratch is allocated even when it alone exceeds the budget.
-func (d *Device) noiseScores(method denoise.Method, feats []float32, n, p, dim, k int, budget int64) (out []float32, err error) {
-	if err := denoise.Check(method, feats, n, p, dim, k); err != nil {
+// uploaded) and the discriminator's scratch (dense [chunk][n][n] distance
+// matrices, float64 or float32 for LOFDense, and neighbour lists; for
+// Gaussian the centred vectors, the covariance and its Cholesky factor in
+// float64). A single position's scratch is allocated even when it alone
+// exceeds the budget.
+func (d *Device) noiseScores(disc denoise.Discriminator, feats []float32, n, p, dim, k int, budget int64) (out []float32, err error) {
+	if err := denoise.Check(disc, feats, n, p, dim, k); err != nil {
 		return nil, err
+	}
+	g, ok := gpuDiscriminators[disc]
+	if !ok {
+		return nil, fmt.Errorf("cuda: no kernels for the %s discriminator", disc)
 	}
 	if int64(n)*int64(n) >= 1<<31 || int64(n)*int64(p) >= 1<<31 {
 		return nil, fmt.Errorf("cuda: noise scores: %d images x %d positions is too large", n, p)
 	}
-	if k > n-1 {
-		k = n - 1
-	}
+	k = min(k, n-1)
 	if budget <= 0 {
 		budget = DefaultNoiseBudget
 	}
-	n64, d64, k64 := int64(n), int64(dim), int64(k)
-	chunk := int(min(max(budget/noiseBytes(method, n, dim, k), 1), int64(p)))
-	names := map[denoise.Method][]string{
-		denoise.Nearest:  {"group_dist", "nearest_score"},
-		denoise.LOF:      {"group_dist", "lof_knn", "lof_lrd", "lof_score"},
-		denoise.LOFDense: {"dense_dist", "dense_knn", "dense_lrd", "dense_score"},
-		denoise.Gaussian: {"gauss_center", "gauss_cov", "gauss_chol", "gauss_score"},
-	}[method]
-	fns := make([]Function, len(names))
-	for i, name := range names {
+	chunk := int(min(max(budget/noiseBytes(disc, n, dim, k), 1), int64(p)))
+	fns := make([]Function, len(g.kernels))
+	for i, name := range g.kernels {
 		if fns[i], err = d.kernel(name); err != nil {
 			return nil, err
 		}
@@ -62,24 +127,15 @@ func (d *Device) noiseScores(method denoise.Method, feats []float32, n, p, dim, 
 			err = ferr
 		}
 	}()
-	c64 := int64(chunk)
-	x := bs.alloc(n64 * c64 * d64 * 4)
-	outB := bs.alloc(n64 * int64(p) * 4)
-	var a, b, c, e Buffer // per method: see the launches below
-	switch method {
-	case denoise.Nearest:
-		a = bs.alloc(c64 * n64 * n64 * 8)
-	case denoise.LOF:
-		a, b, c, e = bs.alloc(c64*n64*n64*8), bs.alloc(c64*n64*k64*4), bs.alloc(c64*n64*8), bs.alloc(c64*n64*8)
-	case denoise.LOFDense:
-		a, b, c, e = bs.alloc(c64*n64*n64*4), bs.alloc(c64*n64*(k64+1)*4), bs.alloc(c64*n64*4), bs.alloc(c64*n64*4)
-	case denoise.Gaussian:
-		a, b, c = bs.alloc(c64*n64*d64*8), bs.alloc(c64*d64*d64*8), bs.alloc(c64*n64*d64*8)
+	x := bs.alloc(int64(n) * int64(chunk) * int64(dim) * 4)
+	outB := bs.alloc(int64(n) * int64(p) * 4)
+	var scratch []Buffer
+	for _, size := range g.scratch(int64(chunk), int64(n), int64(dim), int64(k)) {
+		scratch = append(scratch, bs.alloc(size))
 	}
 	if bs.err != nil {
 		return nil, bs.err
 	}
-	block := [3]uint32{256, 1, 1}
 	var host []float32 // a chunk's features, when they are not all of feats
 	if chunk < p {
 		host = make([]float32, n*chunk*dim)
@@ -100,31 +156,8 @@ func (d *Device) noiseScores(method denoise.Method, feats []float32, n, p, dim, 
 		if err := Upload(d, x, 0, host); err != nil {
 			return nil, err
 		}
-		rows, pairs := int64(nq)*n64, int64(nq)*n64*n64
 		var launches []error
-		launch := func(fn Function, total int64, args ...any) {
-			launches = append(launches, d.Launch(fn, grid(total), block, 0, args...))
-		}
-		switch method {
-		case denoise.Nearest:
-			launch(fns[0], pairs, x, n, nq, dim, 0, nq, a)
-			launch(fns[1], rows, a, n, p, q0, nq, outB)
-		case denoise.LOF:
-			launch(fns[0], pairs, x, n, nq, dim, 0, nq, a)
-			launch(fns[1], rows, a, n, k, nq, b, c)
-			launch(fns[2], rows, a, b, c, n, k, nq, e)
-			launch(fns[3], rows, b, e, n, k, p, q0, nq, outB)
-		case denoise.LOFDense:
-			launch(fns[0], pairs, x, n, nq, dim, 0, nq, a)
-			launch(fns[1], rows, a, n, k, nq, b, c)
-			launch(fns[2], rows, a, b, c, n, k, nq, e)
-			launch(fns[3], rows, b, e, n, k, p, q0, nq, outB)
-		case denoise.Gaussian:
-			launch(fns[0], int64(nq)*d64, x, n, nq, dim, 0, nq, a)
-			launch(fns[1], int64(nq)*d64*d64, a, n, dim, nq, b)
-			launches = append(launches, d.Launch(fns[2], [3]uint32{uint32(min(nq, 1<<16)), 1, 1}, [3]uint32{128, 1, 1}, 0, b, dim, nq))
-			launch(fns[3], rows, a, b, n, dim, p, q0, nq, c, outB)
-		}
+		g.launch(launcher{d, &launches}, fns, x, scratch, outB, n, p, dim, k, q0, nq)
 		for _, err := range launches {
 			if err != nil {
 				return nil, err
@@ -138,21 +171,12 @@ func (d *Device) noiseScores(method denoise.Method, feats []float32, n, p, dim, 
 	return out, nil
 }
 
-// noiseBytes is NoiseScores' device memory per position: the position's
-// features, its distance matrix (or Gaussian's float64 centred vectors,
-// covariance and substitution scratch) and its neighbour lists.
-func noiseBytes(method denoise.Method, n, dim, k int) int64 {
-	n64, d64, k64 := int64(n), int64(dim), int64(k)
-	per := n64 * d64 * 4
-	switch method {
-	case denoise.Nearest:
-		per += n64 * n64 * 8
-	case denoise.LOF:
-		per += n64*n64*8 + n64*k64*4 + 2*n64*8
-	case denoise.LOFDense:
-		per += n64*n64*4 + n64*(k64+1)*4 + 2*n64*4
-	case denoise.Gaussian:
-		per += 2*n64*d64*8 + d64*d64*8
+// noiseBytes is noiseScores' device memory per position: the position's
+// features and the discriminator's scratch for one position.
+func noiseBytes(disc denoise.Discriminator, n, dim, k int) int64 {
+	per := int64(n) * int64(dim) * 4
+	for _, s := range gpuDiscriminators[disc].scratch(1, int64(n), int64(dim), int64(k)) {
+		per += s
 	}
 	return per
 }

@@ -37,7 +37,7 @@ func TestNoiseScoresParity(t *testing.T) {
 	type shape struct{ n, p, dim, k int }
 	for _, s := range []shape{{37, 11, 130, 5}, {9, 7, 16, 20}, {64, 5, 128, 3}} {
 		feats := noiseGroups(r, s.n, s.p, s.dim)
-		for _, m := range denoise.Methods {
+		for _, m := range denoise.Discriminators() {
 			want, err := denoise.Scores(m, feats, s.n, s.p, s.dim, s.k)
 			if err != nil {
 				t.Fatal(err)
@@ -67,7 +67,7 @@ func TestNoiseScoresParity(t *testing.T) {
 			}
 		}
 	}
-	if _, err := d.NoiseScores(string(denoise.LOF), make([]float32, 10), 2, 5, 1, 0); err == nil {
+	if _, err := d.NoiseScores(denoise.LOF, make([]float32, 10), 2, 5, 1, 0); err == nil {
 		t.Error("k=0 accepted")
 	}
 }
@@ -80,8 +80,8 @@ func BenchmarkNoiseScores(b *testing.B) {
 	r := rand.New(rand.NewPCG(13, 14))
 	n, p, dim := 200, 784, 128
 	feats := lowRank(r, n*p, dim)
-	for _, m := range denoise.Methods {
-		b.Run(string(m), func(b *testing.B) {
+	for _, m := range denoise.Discriminators() {
+		b.Run(m.Name(), func(b *testing.B) {
 			start := time.Now()
 			if _, err := denoise.Scores(m, feats, n, p, dim, denoise.DefaultK); err != nil {
 				b.Fatal(err)
@@ -89,7 +89,7 @@ func BenchmarkNoiseScores(b *testing.B) {
 			cpu := time.Since(start)
 			b.ResetTimer()
 			for range b.N {
-				if _, err := d.NoiseScores(string(m), feats, n, p, dim, denoise.DefaultK); err != nil {
+				if _, err := d.NoiseScores(m, feats, n, p, dim, denoise.DefaultK); err != nil {
 					b.Fatal(err)
 				}
 			}

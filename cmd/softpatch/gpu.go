@@ -135,7 +135,7 @@ func (g *gpuState) describe() string {
 	return "GPU " + g.name
 }
 
-// gpuAccel is the GPU as the engine's compute.Accelerator, with gpuState's
+// gpuAccel is the GPU as the engine's detector.Accelerator, with gpuState's
 // failure policy.
 type gpuAccel struct{ g *gpuState }
 
@@ -155,9 +155,9 @@ func (a gpuAccel) CoresetSteps(x []float32, dim int, init []float64, weights []f
 
 // NoiseScores discriminates on the GPU, or on the CPU when it is off or
 // fails.
-func (a gpuAccel) NoiseScores(method string, feats []float32, n, p, dim, k int) ([]float32, error) {
+func (a gpuAccel) NoiseScores(disc denoise.Discriminator, feats []float32, n, p, dim, k int) ([]float32, error) {
 	if d := a.g.device(); d != nil {
-		s, err := d.NoiseScores(method, feats, n, p, dim, k)
+		s, err := d.NoiseScores(disc, feats, n, p, dim, k)
 		if err == nil {
 			return s, nil
 		}
@@ -165,7 +165,7 @@ func (a gpuAccel) NoiseScores(method string, feats []float32, n, p, dim, k int) 
 			return nil, err
 		}
 	}
-	return denoise.Scores(denoise.Method(method), feats, n, p, dim, k)
+	return denoise.Scores(disc, feats, n, p, dim, k)
 }
 
 // gpuSearcher scores a memory bank on the GPU (cuda.Index), or on the CPU

@@ -1,6 +1,7 @@
 package denoise
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -22,11 +23,11 @@ func randFeats(seed uint64, n, p, d int) []float32 {
 func TestErrors(t *testing.T) {
 	x := randFeats(1, 4, 3, 2)
 	bad := []struct {
-		m          Method
+		m          Discriminator
 		feats      []float32
 		n, p, d, k int
 	}{
-		{"knn", x, 4, 3, 2, 5},
+		{Discriminator{}, x, 4, 3, 2, 5},
 		{Nearest, x, 0, 3, 2, 5},
 		{Nearest, x, 4, -3, 2, 5},
 		{Nearest, x, 4, 3, 0, 5},
@@ -40,7 +41,7 @@ func TestErrors(t *testing.T) {
 			t.Errorf("Scores(%q, len %d, n=%d p=%d d=%d k=%d): no error", b.m, len(b.feats), b.n, b.p, b.d, b.k)
 		}
 	}
-	for _, m := range Methods {
+	for _, m := range Discriminators() {
 		if _, err := Scores(m, x, 4, 3, 2, 1); err != nil {
 			t.Errorf("%s: %v", m, err)
 		}
@@ -50,18 +51,18 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// TestParseMethod checks the method names and the lof_gpu alias.
-func TestParseMethod(t *testing.T) {
-	for _, m := range Methods {
-		if got, err := ParseMethod(string(m)); err != nil || got != m {
-			t.Errorf("ParseMethod(%q) = %q, %v", m, got, err)
+// TestParse checks the discriminator names and the lof_gpu alias.
+func TestParse(t *testing.T) {
+	for _, m := range Discriminators() {
+		if got, err := Parse(m.Name()); err != nil || got != m {
+			t.Errorf("Parse(%q) = %q, %v", m, got, err)
 		}
 	}
-	if got, err := ParseMethod("lof_gpu"); err != nil || got != LOFDense {
-		t.Errorf("ParseMethod(lof_gpu) = %q, %v", got, err)
+	if got, err := Parse("lof_gpu"); err != nil || got != LOFDense {
+		t.Errorf("Parse(lof_gpu) = %q, %v", got, err)
 	}
-	if _, err := ParseMethod("LOF"); err == nil {
-		t.Error("ParseMethod(LOF): no error")
+	if _, err := Parse("LOF"); err == nil {
+		t.Error("Parse(LOF): no error")
 	}
 }
 
@@ -73,7 +74,7 @@ func TestWorkersInvariant(t *testing.T) {
 	old := compute.Threads()
 	compute.SetThreads(1)
 	var one [][]float32
-	for _, m := range Methods {
+	for _, m := range Discriminators() {
 		w, err := Scores(m, x, n, p, d, k)
 		if err != nil {
 			t.Fatal(err)
@@ -82,7 +83,7 @@ func TestWorkersInvariant(t *testing.T) {
 	}
 	compute.SetThreads(max(old, 3))
 	defer compute.SetThreads(old)
-	for i, m := range Methods {
+	for i, m := range Discriminators() {
 		w, err := Scores(m, x, n, p, d, k)
 		if err != nil {
 			t.Fatal(err)
@@ -104,7 +105,7 @@ func TestLayout(t *testing.T) {
 	for c := range d {
 		x[(oi*p+oq)*d+c] += 50
 	}
-	for _, m := range Methods {
+	for _, m := range Discriminators() {
 		w, err := Scores(m, x, n, p, d, DefaultK)
 		if err != nil {
 			t.Fatal(err)
@@ -157,7 +158,7 @@ func TestDuplicates(t *testing.T) {
 
 // benchSoftPatch scores an MVTec-sized problem (200 images, 784 positions,
 // 128 dims) with method m.
-func benchSoftPatch(b *testing.B, m Method) {
+func benchSoftPatch(b *testing.B, m Discriminator) {
 	const n, p, d = 200, 784, 128
 	x := randFeats(4, n, p, d)
 	b.ResetTimer()
@@ -179,3 +180,29 @@ func BenchmarkLOF(b *testing.B) { benchSoftPatch(b, LOF) }
 
 // BenchmarkLOFDense times LOFDense at MVTec size.
 func BenchmarkLOFDense(b *testing.B) { benchSoftPatch(b, LOFDense) }
+
+// TestDiscriminatorText checks that a discriminator travels in JSON as its
+// name, that the zero value is the empty name, and that an unknown name is
+// refused.
+func TestDiscriminatorText(t *testing.T) {
+	type holder struct {
+		D Discriminator `json:"d"`
+	}
+	for _, d := range append(Discriminators(), Discriminator{}) {
+		b, err := json.Marshal(holder{d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h holder
+		if err := json.Unmarshal(b, &h); err != nil || h.D != d {
+			t.Errorf("%s: %s decodes to %q, %v", d, b, h.D, err)
+		}
+	}
+	var h holder
+	if err := json.Unmarshal([]byte(`{"d":"knn"}`), &h); err == nil {
+		t.Error("unknown discriminator decoded")
+	}
+	if err := json.Unmarshal([]byte(`{"d":"lof_gpu"}`), &h); err != nil || h.D != LOFDense {
+		t.Errorf("lof_gpu decodes to %q, %v", h.D, err)
+	}
+}

@@ -106,7 +106,7 @@ func TestGolden(t *testing.T) {
 				t.Log(msg)
 			}
 		}
-		score := func(m Method, k int) []float32 {
+		score := func(m Discriminator, k int) []float32 {
 			t.Helper()
 			w, err := Scores(m, c.Feats, c.N, c.P, c.D, k)
 			if err != nil {

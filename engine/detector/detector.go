@@ -62,7 +62,7 @@ type Config struct {
 	// exceeds the (1-tau) quantile of all scores get sampling weight 0.
 	Threshold float64
 	// Discriminator is SoftPatch's noise discriminator.
-	Discriminator denoise.Method
+	Discriminator denoise.Discriminator
 	// LOFK is the LOF neighbourhood size (denoise.DefaultK = 5 is what the
 	// published code actually uses).
 	LOFK int

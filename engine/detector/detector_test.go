@@ -187,7 +187,7 @@ func TestSoftPatchExcludes(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	const nImg, pos, d = 20, 4, 8
 	feats, planted := plantedFeats(r, nImg, pos, d)
-	for _, method := range []denoise.Method{denoise.Nearest, denoise.Gaussian, denoise.LOF} {
+	for _, method := range []denoise.Discriminator{denoise.Nearest, denoise.Gaussian, denoise.LOF} {
 		for _, strict := range []bool{false, true} {
 			cfg := Config{Method: MethodSoftPatch, Coreset: 0.25, Threshold: 0.15, Discriminator: method,
 				LOFK: 5, SoftWeight: true, StrictExclusion: strict, Seed: 11}

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"unsafe"
 
-	"github.com/softpatch/softpatch/engine/compute"
 	"github.com/softpatch/softpatch/engine/coreset"
 	"github.com/softpatch/softpatch/engine/denoise"
 )
@@ -24,7 +24,7 @@ type FitterOptions struct {
 	TempDir string
 	// Accelerator, when set, runs SoftPatch's noise discriminator and the
 	// coreset's selection loop on another device (a GPU: cuda.Device).
-	Accelerator compute.Accelerator
+	Accelerator Accelerator
 	// Progress, when set, is called as the slow stage of fitting advances:
 	// after every coreset selection (see coreset.Greedy.Progress), after
 	// every PaDiM position.
@@ -52,7 +52,7 @@ type Fitter struct {
 	coreX, discX          []float32 // [images*positions][128]
 	store                 featureStore
 	progress              func(done, total int)
-	accel                 compute.Accelerator
+	accel                 Accelerator
 	m                     *Model
 	scores, weights       []float32
 	discriminated, closed bool
@@ -82,8 +82,8 @@ func NewFitter(cfg Config, nImages, positions, dim int, opts FitterOptions) (*Fi
 		if !(cfg.Threshold >= 0 && cfg.Threshold < 1) {
 			return nil, fmt.Errorf("detector: threshold %v not in [0, 1)", cfg.Threshold)
 		}
-		if !slices.Contains(denoise.Methods, cfg.Discriminator) {
-			return nil, fmt.Errorf("detector: softpatch needs a discriminator method (%v), got %q", denoise.Methods, cfg.Discriminator)
+		if cfg.Discriminator.IsZero() {
+			return nil, fmt.Errorf("detector: softpatch needs a discriminator (%s)", strings.Join(denoise.Names(), ", "))
 		}
 		if nImages < 2 {
 			return nil, fmt.Errorf("detector: softpatch's discriminator compares images: it needs at least 2 training images, got %d", nImages)
@@ -180,7 +180,7 @@ func (f *Fitter) Discriminate() error {
 	var scores []float32
 	var err error
 	if f.accel != nil {
-		scores, err = f.accel.NoiseScores(string(f.cfg.Discriminator), f.discX, f.images, f.positions, projDim, k)
+		scores, err = f.accel.NoiseScores(f.cfg.Discriminator, f.discX, f.images, f.positions, projDim, k)
 	} else {
 		scores, err = denoise.Scores(f.cfg.Discriminator, f.discX, f.images, f.positions, projDim, k)
 	}

@@ -55,7 +55,7 @@ func TestFitterStreams(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			name := cfg.Method + "/" + string(cfg.Discriminator)
+			name := cfg.Method + "/" + cfg.Discriminator.Name()
 			if !f.Spilled() {
 				t.Errorf("%s d=%d: features not spilled", name, d)
 			}
@@ -117,9 +117,9 @@ func TestFitterErrors(t *testing.T) {
 		t.Errorf("one image: %v", err)
 	}
 	bad := sp
-	bad.Discriminator = "median"
-	if _, err := NewFitter(bad, 2, 4, 8, FitterOptions{}); err == nil || !strings.Contains(err.Error(), "median") {
-		t.Errorf("unknown discriminator: %v", err)
+	bad.Discriminator = denoise.Discriminator{}
+	if _, err := NewFitter(bad, 2, 4, 8, FitterOptions{}); err == nil || !strings.Contains(err.Error(), "needs a discriminator") {
+		t.Errorf("no discriminator: %v", err)
 	}
 	f, _ = NewFitter(sp, 2, 4, 8, FitterOptions{})
 	f.Add(make([]float32, 64), 2)
@@ -169,7 +169,7 @@ func TestFitterStreamsLarge(t *testing.T) {
 	}
 }
 
-// cpuAccel is a compute.Accelerator that runs the CPU's code and counts
+// cpuAccel is a detector Accelerator that runs the CPU's code and counts
 // the calls; short returns one score too few.
 type cpuAccel struct {
 	steps, scores int
@@ -181,9 +181,9 @@ func (a *cpuAccel) CoresetSteps(x []float32, dim int, init []float64, weights []
 	return coreset.RunSteps(x, dim, init, weights, picks), nil
 }
 
-func (a *cpuAccel) NoiseScores(method string, feats []float32, n, p, d, k int) ([]float32, error) {
+func (a *cpuAccel) NoiseScores(method denoise.Discriminator, feats []float32, n, p, d, k int) ([]float32, error) {
 	a.scores++
-	s, err := denoise.Scores(denoise.Method(method), feats, n, p, d, k)
+	s, err := denoise.Scores(method, feats, n, p, d, k)
 	if a.short {
 		s = s[1:]
 	}
