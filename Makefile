@@ -69,6 +69,8 @@ fixtures:
 	/usr/bin/python3 engine/denoise/testdata/gen_golden.py
 	cd engine/detector/testdata && /usr/bin/python3 gen_golden.py && /usr/bin/python3 gen_padim.py
 	/usr/bin/python3 engine/coreset/testdata/gen_golden.py # imports the published sampler: $$SOFTPATCH_REF or /tmp/softpatch-ref/src
+	/usr/bin/python3 internal/torchfile/testdata/gen_bad.py
+	/usr/bin/python3 internal/torchfile/testdata/gen_npz.py
 
 # Regenerate the GPU kernels' PTX (committed, embedded in the binary) with Debian's clang: no
 # CUDA toolkit needed. sm_70 is the baseline; the driver JIT-compiles for the GPU at hand.

@@ -1,7 +1,8 @@
 package backbone
 
 // Checking a state_dict against an architecture, and finding the
-// checkpoint file of an architecture. Reading checkpoints is checkpoint.go.
+// checkpoint file of an architecture. Reading checkpoints is
+// internal/torchfile's.
 
 import (
 	"crypto/sha256"
@@ -15,7 +16,69 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/softpatch/softpatch/internal/torchfile"
 )
+
+// Tensor is one float32 entry of a state_dict: shape and row-major data
+// (torchfile's type, so that checkpoints need no copying).
+type Tensor = torchfile.Tensor
+
+// Errors the weights functions wrap; test for them with errors.Is. The
+// messages of the returned errors name the file and the detail. Those
+// about reading a file are torchfile's, and LoadCheckpoint passes them on.
+var (
+	// ErrNoWeights: FindWeights found no checkpoint in any place it
+	// searched (the error text lists them).
+	ErrNoWeights = errors.New("no weights found")
+	// ErrArchMismatch: the state_dict's keys or shapes do not match the
+	// architecture.
+	ErrArchMismatch = errors.New("state_dict does not match architecture")
+	// ErrNotCheckpoint is torchfile.ErrNotCheckpoint.
+	ErrNotCheckpoint = torchfile.ErrNotCheckpoint
+	// ErrTruncated is torchfile.ErrTruncated.
+	ErrTruncated = torchfile.ErrTruncated
+	// ErrUnsafePickle is torchfile.ErrUnsafePickle.
+	ErrUnsafePickle = torchfile.ErrUnsafePickle
+	// ErrUnsupportedDtype is torchfile.ErrUnsupportedDtype.
+	ErrUnsupportedDtype = torchfile.ErrUnsupportedDtype
+)
+
+// weightsError is an error about one file: "weights: FILE: msg".
+type weightsError struct {
+	path  string
+	msg   string
+	kind  error // one of the sentinels above, or nil
+	cause error // underlying error, or nil
+}
+
+func (e *weightsError) Error() string {
+	if e.path == "" {
+		return "weights: " + e.msg
+	}
+	return "weights: " + e.path + ": " + e.msg
+}
+
+func (e *weightsError) Unwrap() []error {
+	var errs []error
+	if e.kind != nil {
+		errs = append(errs, e.kind)
+	}
+	if e.cause != nil {
+		errs = append(errs, e.cause)
+	}
+	return errs
+}
+
+func wErr(path string, kind, cause error, format string, args ...any) error {
+	return &weightsError{path: path, msg: fmt.Sprintf(format, args...), kind: kind, cause: cause}
+}
+
+// ReadCheckpoint reads a state_dict written by torch.save with
+// torchfile.ReadCheckpoint: keys as saved, every entry as float32.
+func ReadCheckpoint(path string) (map[string]Tensor, error) {
+	return torchfile.ReadCheckpoint(path)
+}
 
 // LoadCheckpoint reads a checkpoint with ReadCheckpoint and checks it
 // against arch.Params(): every non-optional key must be present, no other

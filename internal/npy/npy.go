@@ -1,6 +1,7 @@
-// Package npy reads and writes NumPy .npy files (format version 1.0,
-// little-endian, C order) of float32 and uint8 arrays: the format in
-// which the project exchanges embeddings and maps with Python tools.
+// Package npy reads and writes NumPy .npy files (little-endian, C order):
+// the format in which the project exchanges embeddings and maps with
+// Python tools. It writes float32 arrays (format version 1.0) and reads
+// float32, float64, int64, uint8 and unicode-string arrays.
 package npy
 
 import (
@@ -12,20 +13,35 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 var magic = []byte("\x93NUMPY")
 
-// Array is a decoded .npy array. Exactly one of F32 and U8 is set,
-// according to DType ("<f4" or "|u1"). Data is row-major over Shape.
+// Array is a decoded .npy array. Exactly one of the data fields is set,
+// according to DType. Data is row-major over Shape.
 type Array struct {
 	Shape []int
 	DType string
-	F32   []float32
-	U8    []uint8
+	// F32 holds a "<f4" array.
+	F32 []float32
+	// U8 holds a "|u1" array.
+	U8 []uint8
+	// I64 holds an "<i8" array.
+	I64 []int64
+	// F64 holds an "<f8" array.
+	F64 []float64
+	// Str holds a "<U<n>" array (fixed width n, stored as UTF-32), each
+	// string without the NULs that pad it to the width.
+	Str []string
 }
+
+// ErrUnsupportedDType is wrapped by Read's error for a dtype it does not
+// read, object arrays ("|O", pickled Python objects) included.
+var ErrUnsupportedDType = errors.New("unsupported dtype")
 
 // Len is the number of elements the shape holds.
 func (a *Array) Len() int { return count(a.Shape) }
@@ -118,7 +134,8 @@ var (
 	shapeRe = regexp.MustCompile(`'shape':\s*\(([^)]*)\)`)
 )
 
-// Read decodes a .npy stream of float32 ("<f4") or uint8 ("|u1") data in C order.
+// Read decodes a .npy stream in C order: float32 ("<f4"), float64 ("<f8"),
+// int64 ("<i8"), uint8 ("|u1") or unicode strings ("<U<n>").
 func Read(r io.Reader) (*Array, error) {
 	pre := make([]byte, 10)
 	if _, err := io.ReadFull(r, pre); err != nil {
@@ -140,8 +157,8 @@ func Read(r io.Reader) (*Array, error) {
 	default:
 		return nil, fmt.Errorf("npy: unsupported format version %d", pre[6])
 	}
-	hdr := make([]byte, hlen)
-	if _, err := io.ReadFull(r, hdr); err != nil {
+	hdr, err := readRaw(r, hlen)
+	if err != nil {
 		return nil, fmt.Errorf("npy: reading header: %w", err)
 	}
 	d, o, s := descrRe.FindSubmatch(hdr), orderRe.FindSubmatch(hdr), shapeRe.FindSubmatch(hdr)
@@ -162,26 +179,115 @@ func Read(r io.Reader) (*Array, error) {
 		}
 		a.Shape = append(a.Shape, v)
 	}
-	n := a.Len()
+	size, kind := elemSize(a.DType)
+	if size == 0 {
+		if a.DType == "|O" {
+			return nil, fmt.Errorf("npy: %w %q: an object array holds pickled Python objects (allow_pickle), which are not read", ErrUnsupportedDType, a.DType)
+		}
+		return nil, fmt.Errorf("npy: %w %q (want <f4, <f8, <i8, |u1 or <U<n>)", ErrUnsupportedDType, a.DType)
+	}
+	n := 1
+	for _, v := range a.Shape {
+		if v > 0 && n > math.MaxInt/size/v {
+			return nil, fmt.Errorf("npy: shape %v is too large", a.Shape)
+		}
+		n *= v
+	}
+	raw, err := readRaw(r, n*size)
+	if err != nil {
+		return nil, fmt.Errorf("npy: reading %d %s values: %w", n, kind, err)
+	}
+	le := binary.LittleEndian
 	switch a.DType {
 	case "<f4":
-		raw := make([]byte, 4*n)
-		if _, err := io.ReadFull(r, raw); err != nil {
-			return nil, fmt.Errorf("npy: reading %d float32 values: %w", n, err)
-		}
 		a.F32 = make([]float32, n)
 		for i := range a.F32 {
-			a.F32[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+			a.F32[i] = math.Float32frombits(le.Uint32(raw[4*i:]))
 		}
 	case "|u1", "<u1":
-		a.U8 = make([]uint8, n)
-		if _, err := io.ReadFull(r, a.U8); err != nil {
-			return nil, fmt.Errorf("npy: reading %d uint8 values: %w", n, err)
+		a.U8 = raw
+	case "<i8":
+		a.I64 = make([]int64, n)
+		for i := range a.I64 {
+			a.I64[i] = int64(le.Uint64(raw[8*i:]))
 		}
-	default:
-		return nil, fmt.Errorf("npy: unsupported dtype %q (want <f4 or |u1)", a.DType)
+	case "<f8":
+		a.F64 = make([]float64, n)
+		for i := range a.F64 {
+			a.F64[i] = math.Float64frombits(le.Uint64(raw[8*i:]))
+		}
+	default: // "<U<width>"
+		a.Str = make([]string, n)
+		for i := range a.Str {
+			if a.Str[i], err = utf32(raw[i*size : (i+1)*size]); err != nil {
+				return nil, fmt.Errorf("npy: string %d: %w", i, err)
+			}
+		}
 	}
 	return a, nil
+}
+
+// elemSize is the byte size of one element of a dtype that Read decodes,
+// and the name its errors give the elements; 0 for any other dtype.
+func elemSize(dtype string) (int, string) {
+	switch dtype {
+	case "<f4":
+		return 4, "float32"
+	case "<f8":
+		return 8, "float64"
+	case "<i8":
+		return 8, "int64"
+	case "|u1", "<u1":
+		return 1, "uint8"
+	}
+	if w, ok := strings.CutPrefix(dtype, "<U"); ok {
+		if n, err := strconv.Atoi(w); err == nil && n > 0 && n <= math.MaxInt32/4 {
+			return 4 * n, dtype
+		}
+	}
+	return 0, ""
+}
+
+// maxPrealloc bounds what readRaw allocates ahead of the data.
+const maxPrealloc = 64 << 20
+
+// readRaw reads exactly n bytes. Past maxPrealloc bytes its buffer grows
+// only with data that has arrived (doubling), so a header that claims a
+// huge shape over a short stream fails on the missing bytes, not on an
+// allocation.
+func readRaw(r io.Reader, n int) ([]byte, error) {
+	b := make([]byte, min(n, maxPrealloc))
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	for len(b) < n {
+		start := len(b)
+		k := min(n-start, start)
+		b = slices.Grow(b, k)[:start+k]
+		if _, err := io.ReadFull(r, b[start:]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// utf32 decodes one fixed-width UTF-32LE string, dropping trailing NULs.
+func utf32(b []byte) (string, error) {
+	for len(b) >= 4 && binary.LittleEndian.Uint32(b[len(b)-4:]) == 0 {
+		b = b[:len(b)-4]
+	}
+	out := make([]byte, 0, len(b)/4)
+	for i := 0; i < len(b); i += 4 {
+		c := binary.LittleEndian.Uint32(b[i:])
+		if !utf8.ValidRune(rune(c)) {
+			return "", fmt.Errorf("invalid code point U+%X", c)
+		}
+		out = utf8.AppendRune(out, rune(c))
+	}
+	return string(out), nil
 }
 
 // ReadFile decodes a .npy file; errors name the file.

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""Small torch.save fixtures for engine/backbone's checkpoint reader tests.
+"""Small torch.save fixtures for internal/torchfile's checkpoint reader tests
+(engine/backbone's LoadCheckpoint tests read some of them too).
 
 Each file is a few KB. Rerun from the repository root with
-    /usr/bin/python3 engine/backbone/testdata/gen_bad.py
+    /usr/bin/python3 internal/torchfile/testdata/gen_bad.py
 (torch 1.13 / torchvision 0.14, Debian's python3-torch). Files whose names
 end in _legacy.pth use the legacy serialisation
 (_use_new_zipfile_serialization=False), the others the zip one.
