@@ -9,10 +9,10 @@ import (
 // Affine is one draw of the published code's optional noise augmentation:
 // transforms.RandomAffine(10, (0.1, 0.1), (0.9, 1.1), 10), which its
 // NoiseDataset applies to every injected anomalous image after the usual
-// resize, crop and normalisation (SOFTPATCH.md section 2). The draw comes
-// from our seeded generator, not torch's, so a cell can be rerun exactly;
-// the transform itself is torchvision 0.14's functional.affine on a tensor
-// with nearest interpolation and fill 0.
+// resize, crop and normalisation (docs/method.md#25-noise-augmentation). The
+// draw comes from our seeded generator, not torch's, so a cell can be rerun
+// exactly; the transform itself is torchvision 0.14's functional.affine on a
+// tensor with nearest interpolation and fill 0.
 type Affine struct {
 	Angle  float64 `json:"angle"` // degrees, U(-10, 10)
 	TX     float64 `json:"tx"`    // horizontal shift as a fraction of the width, U(-0.1, 0.1)

@@ -42,6 +42,12 @@ func ParseFormat(s string) (Format, error) {
 	return "", fmt.Errorf("datasets: unknown dataset format %q (want mvtec, btad or folder)", s)
 }
 
+// FormatNames returns the format names a config may give: "auto" (detect,
+// FormatAuto), then the layouts.
+func FormatNames() []string {
+	return []string{"auto", string(FormatMVTec), string(FormatBTAD), string(FormatFolder)}
+}
+
 // Layout says how a dataset is laid out. Normal and MaskSuffix are used
 // only by FormatFolder; empty means "good" and "_mask", and MaskSuffix
 // NoMaskSuffix means masks have their image's stem.
@@ -111,7 +117,7 @@ type Problem struct {
 func (p Problem) Error() string { return "datasets: " + p.Path + ": " + p.Reason }
 
 // Class is one class of a dataset: its training images (all normal) and
-// test images, in the order of SOFTPATCH.md section 2.
+// test images, in the order of docs/method.md#21-layouts-and-file-order.
 type Class struct {
 	Name   string `json:"name"`
 	Root   string `json:"root"`

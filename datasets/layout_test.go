@@ -249,6 +249,11 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := ParseFormat("coco"); err == nil {
 		t.Error("ParseFormat accepted coco")
 	}
+	for _, n := range FormatNames() {
+		if _, err := ParseFormat(n); err != nil {
+			t.Errorf("FormatNames: %v", err)
+		}
+	}
 }
 
 // Verify decodes every file: a truncated image or mask whose header is

@@ -16,7 +16,7 @@ import (
 	"github.com/softpatch/softpatch/internal/atomicfile"
 )
 
-// Noise is the paper's noisy-training setting (SOFTPATCH.md section 2).
+// Noise is the paper's noisy-training setting (docs/method.md#24-noise-injection).
 type Noise struct {
 	// Ratio r: floor(r * n_train) anomalous test images join training.
 	Ratio float64 `json:"ratio"`

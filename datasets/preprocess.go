@@ -42,6 +42,12 @@ func ParseResizeMode(s string) (ResizeMode, error) {
 	return 0, fmt.Errorf("datasets: unknown resize mode %q (want \"shorter\" or \"square\")", s)
 }
 
+// ResizeModeNames returns the names of the resize modes, the default
+// first.
+func ResizeModeNames() []string {
+	return []string{ResizeShorter.String(), ResizeSquare.String()}
+}
+
 // MarshalText implements encoding.TextMarshaler ("shorter" or "square").
 func (m ResizeMode) MarshalText() ([]byte, error) {
 	if m != ResizeShorter && m != ResizeSquare {

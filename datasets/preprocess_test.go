@@ -28,6 +28,11 @@ func TestResizeMode(t *testing.T) {
 	if ResizeShorter.String() != "shorter" || ResizeSquare.String() != "square" || ResizeMode(7).String() != "ResizeMode(7)" {
 		t.Error("String")
 	}
+	for _, n := range ResizeModeNames() {
+		if m, err := ParseResizeMode(n); err != nil || m.String() != n {
+			t.Errorf("ResizeModeNames: %q parses as %v, %v", n, m, err)
+		}
+	}
 	var cfg struct{ Mode ResizeMode }
 	if err := json.Unmarshal([]byte(`{"Mode":"square"}`), &cfg); err != nil || cfg.Mode != ResizeSquare {
 		t.Errorf("UnmarshalText: %v %v", cfg.Mode, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,18 +13,23 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/softpatch/softpatch/datasets"
+	"github.com/softpatch/softpatch/engine/backbone"
+	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/engine/embed"
 )
 
 // Config is one sweep: which data, which backbone, which noise settings
 // and which methods (a YAML file; see configs/). The zero values of the
-// optional fields are filled by the defaults of the paper (SOFTPATCH.md).
+// optional fields are filled by the defaults of the paper (docs/method.md).
 type Config struct {
 	// Name names the sweep in reports.
 	Name     string         `yaml:"name" json:"name"`
 	Dataset  DatasetConfig  `yaml:"dataset" json:"dataset"`
 	Backbone BackboneConfig `yaml:"backbone" json:"backbone"`
 	Noise    NoiseConfig    `yaml:"noise" json:"noise"`
-	// Methods are the detectors compared (MethodNames lists them), each
+	// Methods are the detectors compared (detector.Names lists them), each
 	// optionally with an image-level filter: "padim+patchcore" fits
 	// PatchCore on the training images that PaDiM, fitted on all of them,
 	// does not drop (see Filter).
@@ -31,6 +37,10 @@ type Config struct {
 	Detector DetectorConfig `yaml:"detector" json:"detector"`
 	Filter   FilterConfig   `yaml:"filter" json:"filter"`
 	Run      RunConfig      `yaml:"run" json:"run"`
+	// MethodOptions holds the settings of the methods that have their own
+	// (detector.Method.Options), by method name: a config sets them under
+	// a top-level key named after the method.
+	MethodOptions map[string]any `yaml:"-" json:"method_options,omitempty"`
 }
 
 // DatasetConfig says where the images are.
@@ -56,7 +66,7 @@ type GenerateConfig struct {
 	Seed       uint64 `yaml:"seed" json:"seed"`
 }
 
-// BackboneConfig is the feature pipeline (SOFTPATCH.md section 3).
+// BackboneConfig is the feature pipeline (docs/method.md#3-features).
 type BackboneConfig struct {
 	Arch string `yaml:"arch" json:"arch"`
 	// Weights is a checkpoint file; empty searches the usual places and
@@ -75,8 +85,8 @@ type BackboneConfig struct {
 	PaDiMSeed     uint64 `yaml:"padim_seed" json:"padim_seed"`
 }
 
-// NoiseConfig is the noisy-training protocol's grid (SOFTPATCH.md
-// section 2).
+// NoiseConfig is the noisy-training protocol's grid
+// (docs/method.md#24-noise-injection).
 type NoiseConfig struct {
 	// Ratios are the noise ratios, each in [0, 1).
 	Ratios []float64 `yaml:"ratios" json:"ratios"`
@@ -97,10 +107,10 @@ type DetectorConfig struct {
 }
 
 // FilterConfig is the image-level denoising of the methods named "X+Y"
-// (SOFTPATCH.md section 6): X is fitted on the noisy training set and
-// scores the training images themselves; the images it drops are those
-// with the floor(Drop*N) highest scores or, with Threshold set instead,
-// those scoring above Threshold. Neither set: Drop 0.1.
+// (docs/method.md#63-image-level-denoising-xy): X is fitted on the noisy
+// training set and scores the training images themselves; the images it
+// drops are those with the floor(Drop*N) highest scores or, with Threshold
+// set instead, those scoring above Threshold. Neither set: Drop 0.1.
 type FilterConfig struct {
 	Drop      *float64 `yaml:"drop" json:"drop,omitempty"`
 	Threshold *float64 `yaml:"threshold" json:"threshold,omitempty"`
@@ -127,46 +137,28 @@ type RunConfig struct {
 	CacheMaxGiB float64 `yaml:"cache_max_gib" json:"cache_max_gib"`
 }
 
-// MethodNames are the detectors a config may name, in report order; a
-// method is one of them or "X+Y", detector Y behind the image-level filter
-// X (SplitMethod).
-var MethodNames = []string{"padim", "patchcore", "patchcore-random", "softpatch-nearest", "softpatch-gaussian", "softpatch-lof"}
-
-// SplitMethod splits a method name into its image-level filter ("" for
-// none) and its detector, and checks both against MethodNames.
-func SplitMethod(m string) (filter, detector string, err error) {
-	filter, detector, ok := strings.Cut(m, "+")
-	if !ok {
-		filter, detector = "", m
-	}
-	for _, n := range []string{filter, detector} {
-		if (n != "" || ok) && !slices.Contains(MethodNames, n) {
-			return "", "", fmt.Errorf("%q is not a method: want one of %s, or FILTER+METHOD of two of them", m, strings.Join(MethodNames, ", "))
-		}
-	}
-	return filter, detector, nil
-}
-
-var (
-	formats     = []string{"auto", "mvtec", "btad", "folder"}
-	archs       = []string{"resnet50", "wide_resnet50_2", "wide_resnet101_2"}
-	layerNames  = []string{"layer1", "layer2", "layer3", "layer4"}
-	resizeModes = []string{"shorter", "square"}
-	bnPasses    = []string{"published", "checkpoint"}
-)
-
-// defaults returns the paper's settings (SOFTPATCH.md sections 3 to 5).
+// defaults returns the paper's settings (docs/method.md#3-features to
+// docs/method.md#5-softpatch).
 func defaults() Config {
 	soft := true
-	return Config{
+	cfg := Config{
 		Dataset:  DatasetConfig{Format: "auto"},
-		Backbone: BackboneConfig{Arch: "wide_resnet50_2", Layers: []string{"layer2", "layer3"}, Resize: 256, ImageSize: 224, ResizeMode: "shorter", BNPass: "published", PaDiMChannels: 550, PaDiMSeed: 1024},
+		Backbone: BackboneConfig{Arch: backbone.WideResNet50_2.Name, Layers: []string{"layer2", "layer3"}, Resize: 256, ImageSize: 224, ResizeMode: datasets.ResizeShorter.String(), BNPass: backbone.BNPublished, PaDiMChannels: embed.DefaultPaDiMKeep, PaDiMSeed: embed.DefaultPaDiMSeed},
 		Noise:    NoiseConfig{Ratios: []float64{0.1}, Overlap: []bool{false}, Folds: 1},
 		// The paper's noise tables: PatchCore and SoftPatch.
-		Methods:  slices.DeleteFunc(slices.Clone(MethodNames), func(m string) bool { return m == "padim" }),
+		Methods:  detector.DefaultNames(),
 		Detector: DetectorConfig{Coreset: 0.1, Threshold: 0.15, LOFK: 5, SoftWeight: &soft},
 		Run:      RunConfig{Batch: 8, Device: "auto", FeatureMemoryMiB: 2048, CacheMaxGiB: 20},
 	}
+	for _, m := range detector.Methods() {
+		if m.Options != nil {
+			if cfg.MethodOptions == nil {
+				cfg.MethodOptions = map[string]any{}
+			}
+			cfg.MethodOptions[m.Name] = m.Options()
+		}
+	}
+	return cfg
 }
 
 // LoadConfig reads a config file, applies the --set overrides (each
@@ -209,7 +201,7 @@ func ParseConfig(name string, data []byte, sets []string) (*Config, error) {
 		}
 	}
 	cfg := defaults()
-	d := &decoder{file: name, lines: map[string]int{}}
+	d := &decoder{file: name, lines: map[string]int{}, extra: cfg.MethodOptions}
 	if err := d.decode(root, reflect.ValueOf(&cfg).Elem(), ""); err != nil {
 		return nil, err
 	}
@@ -271,6 +263,9 @@ func setLines(n *yaml.Node, line int) {
 type decoder struct {
 	file  string
 	lines map[string]int
+	// extra are the top-level keys besides Config's fields: the methods'
+	// own settings (Config.MethodOptions), each a pointer to a struct.
+	extra map[string]any
 }
 
 // at formats the position of a node: "FILE:LINE" or "--set" for values
@@ -301,8 +296,15 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
 			f, ok := field(v, k.Value)
+			if o, isExtra := d.extra[k.Value]; !ok && isExtra && path == "" {
+				f, ok = reflect.ValueOf(o).Elem(), true
+			}
 			if !ok {
-				return fmt.Errorf("%s: unknown key %q in %s (allowed: %s)", d.at(k.Line), k.Value, orTop(path), strings.Join(keys(v.Type()), ", "))
+				allowed := keys(v.Type())
+				if path == "" {
+					allowed = append(allowed, slices.Sorted(maps.Keys(d.extra))...)
+				}
+				return fmt.Errorf("%s: unknown key %q in %s (allowed: %s)", d.at(k.Line), k.Value, orTop(path), strings.Join(allowed, ", "))
 			}
 			if seen[k.Value] {
 				return fmt.Errorf("%s: key %q given twice in %s", d.at(k.Line), k.Value, orTop(path))
@@ -374,7 +376,9 @@ func field(v reflect.Value, name string) (reflect.Value, bool) {
 func keys(t reflect.Type) []string {
 	var ks []string
 	for i := 0; i < t.NumField(); i++ {
-		ks = append(ks, t.Field(i).Tag.Get("yaml"))
+		if k := t.Field(i).Tag.Get("yaml"); k != "-" {
+			ks = append(ks, k)
+		}
 	}
 	return ks
 }
@@ -440,7 +444,7 @@ func (c *Config) check(d *decoder) error {
 	if c.Dataset.Root == "" {
 		add(fmt.Errorf("%s: dataset.root is required", d.file))
 	}
-	add(oneOf("dataset.format", c.Dataset.Format, formats))
+	add(oneOf("dataset.format", c.Dataset.Format, datasets.FormatNames()))
 	if g := c.Dataset.Generate; g != nil {
 		if g.Train < 1 || g.TestGood < 1 || g.TestDefect < 1 {
 			add(d.errorf("dataset.generate", "train, test_good and test_defect must be at least 1 (got %d, %d, %d)", g.Train, g.TestGood, g.TestDefect))
@@ -449,12 +453,12 @@ func (c *Config) check(d *decoder) error {
 			add(d.errorf("dataset.generate.size", "%d px is not in [32, 4096]", g.Size))
 		}
 	}
-	add(oneOf("backbone.arch", c.Backbone.Arch, archs))
+	add(oneOf("backbone.arch", c.Backbone.Arch, backbone.ArchNames()))
 	if len(c.Backbone.Layers) == 0 {
-		add(d.errorf("backbone.layers", "at least one layer is needed (%s)", strings.Join(layerNames, ", ")))
+		add(d.errorf("backbone.layers", "at least one layer is needed (%s)", strings.Join(backbone.Layers, ", ")))
 	}
 	for i, l := range c.Backbone.Layers {
-		add(oneOf(fmt.Sprintf("backbone.layers[%d]", i), l, layerNames))
+		add(oneOf(fmt.Sprintf("backbone.layers[%d]", i), l, backbone.Layers))
 	}
 	if c.Backbone.ImageSize < 32 || c.Backbone.ImageSize > 4096 {
 		add(d.errorf("backbone.imagesize", "%d is not in [32, 4096]", c.Backbone.ImageSize))
@@ -462,8 +466,8 @@ func (c *Config) check(d *decoder) error {
 	if c.Backbone.Resize < c.Backbone.ImageSize {
 		add(d.errorf("backbone.resize", "%d is smaller than imagesize %d", c.Backbone.Resize, c.Backbone.ImageSize))
 	}
-	add(oneOf("backbone.resize_mode", c.Backbone.ResizeMode, resizeModes))
-	add(oneOf("backbone.bn_pass", c.Backbone.BNPass, bnPasses))
+	add(oneOf("backbone.resize_mode", c.Backbone.ResizeMode, datasets.ResizeModeNames()))
+	add(oneOf("backbone.bn_pass", c.Backbone.BNPass, backbone.BNPasses()))
 	if len(c.Noise.Ratios) == 0 {
 		add(d.errorf("noise.ratios", "at least one ratio is needed (0 for clean training)"))
 	}
@@ -479,10 +483,10 @@ func (c *Config) check(d *decoder) error {
 		add(d.errorf("noise.folds", "%d is not in [1, 100]", c.Noise.Folds))
 	}
 	if len(c.Methods) == 0 {
-		add(d.errorf("methods", "at least one method is needed (%s)", strings.Join(MethodNames, ", ")))
+		add(d.errorf("methods", "at least one method is needed (%s)", strings.Join(detector.Names(), ", ")))
 	}
 	for i, m := range c.Methods {
-		if _, _, err := SplitMethod(m); err != nil {
+		if _, _, err := detector.Split(m); err != nil {
 			add(d.errorf(fmt.Sprintf("methods[%d]", i), "%v", err))
 		}
 	}

@@ -1,5 +1,5 @@
 // Package experiments plans and keeps the paper's experiments: the
-// metrics of SOFTPATCH.md section 7 (metrics.go), the sweep config
+// metrics of docs/method.md#7-metrics (metrics.go), the sweep config
 // (config.go), the cell plan and its shards (plan.go) and the results
 // store (store.go).
 package experiments
@@ -136,7 +136,7 @@ func F1Max(scores []float32, labels []bool) (f1 float64, threshold float32, err 
 	return c.F1Max()
 }
 
-// DefaultFPRLimit is the FPR up to which AUPRO integrates (SOFTPATCH.md section 7).
+// DefaultFPRLimit is the FPR up to which AUPRO integrates (docs/method.md#7-metrics).
 const DefaultFPRLimit = 0.3
 
 // PixelMetrics are the pixel-level metrics of one class, from EvaluatePixels.

@@ -28,7 +28,7 @@ func ResultsFile(dir string, s Shard) string {
 }
 
 // Record is one finished cell as stored: its key, for resuming, and the
-// cell's result (the JSON of softpatch eval).
+// cell's result (the JSON of softpatch eval, a Result; see Decode).
 type Record struct {
 	Key    string          `json:"key"`
 	Cell   Cell            `json:"cell"`
@@ -135,11 +135,11 @@ func Pending(cells []Cell, done map[string]Record) []Cell {
 }
 
 // WriteResultsCSV writes one row per record, sorted by key: the cell and
-// the scalar metrics of its result (empty where a result lacks one).
+// the scalar metrics of its result (Metrics; empty where a result lacks
+// one). Only the metrics are read from each result.
 func WriteResultsCSV(w io.Writer, recs map[string]Record) error {
-	metrics := []string{"image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max"}
 	cw := csv.NewWriter(w)
-	if err := cw.Write(append([]string{"class", "noise", "overlap", "fold", "method"}, metrics...)); err != nil {
+	if err := cw.Write(append([]string{"class", "noise", "overlap", "fold", "method"}, Metrics...)); err != nil {
 		return err
 	}
 	ks := make([]string, 0, len(recs))
@@ -155,7 +155,7 @@ func WriteResultsCSV(w io.Writer, recs map[string]Record) error {
 		}
 		row := []string{r.Cell.Class, strconv.FormatFloat(r.Cell.Ratio, 'g', -1, 64), strconv.FormatBool(r.Cell.Overlap),
 			strconv.Itoa(r.Cell.Fold), r.Cell.Method}
-		for _, name := range metrics {
+		for _, name := range Metrics {
 			v, ok := m[name].(float64)
 			if !ok {
 				row = append(row, "")

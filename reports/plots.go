@@ -2,13 +2,13 @@ package reports
 
 import (
 	"cmp"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"image/color"
 	"io"
+	"io/fs"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"gonum.org/v1/plot"
@@ -19,22 +19,23 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
 
+	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/experiments"
 )
 
 // methodIndex is a method's place in the order of every table and figure:
-// experiments.MethodNames, each filtered variant "X+Y" right after Y (the
+// detector.Names(), each filtered variant "X+Y" right after Y (the
 // paper's PaDiM, PaDiM+PaDiM, PatchCore, PaDiM+PatchCore), filters in
-// MethodNames order; unknown methods last.
+// that order; unknown methods last.
 func methodIndex(m string) int {
-	n := len(experiments.MethodNames)
-	filter, det, err := experiments.SplitMethod(m)
+	n := len(detector.Names())
+	filter, det, err := detector.Split(m)
 	if err != nil {
 		return n * (n + 1)
 	}
-	i := slices.Index(experiments.MethodNames, det) * (n + 1)
+	i := slices.Index(detector.Names(), det) * (n + 1)
 	if filter != "" {
-		i += 1 + slices.Index(experiments.MethodNames, filter)
+		i += 1 + slices.Index(detector.Names(), filter)
 	}
 	return i
 }
@@ -42,11 +43,11 @@ func methodIndex(m string) int {
 // methodColor gives every method one colour in every figure: a colour per
 // detector, darker behind an image-level filter ("X+Y" is a darker Y).
 func methodColor(m string) color.Color {
-	filter, det, err := experiments.SplitMethod(m)
+	filter, det, err := detector.Split(m)
 	if err != nil {
 		return color.Gray{Y: 128}
 	}
-	c := plotutil.Color(slices.Index(experiments.MethodNames, det))
+	c := plotutil.Color(slices.Index(detector.Names(), det))
 	if filter == "" {
 		return c
 	}
@@ -254,13 +255,8 @@ func ImageROC(recs map[string]experiments.Record, class string, ratio float64, o
 		return nil, fmt.Errorf("reports: no cells of class %s at noise %g overlap %t", class, ratio, overlap)
 	}
 	for _, m := range ms {
-		var res struct {
-			PerImage []struct {
-				Label int     `json:"label"`
-				Score float32 `json:"score"`
-			} `json:"per_image"`
-		}
-		if err := json.Unmarshal(byMethod[m].Result, &res); err != nil {
+		res, err := byMethod[m].Decode()
+		if err != nil {
 			return nil, fmt.Errorf("reports: cell %s: %w", byMethod[m].Key, err)
 		}
 		scores := make([]float32, len(res.PerImage))
@@ -295,8 +291,9 @@ func ImageROC(recs map[string]experiments.Record, class string, ratio float64, o
 // BankFigure draws the memory banks of one class in the noisiest setting
 // of recs (largest ratio, overlap when run), one panel per method (each
 // bank on its own two principal directions), entries from injected noisy
-// images in red over the clean ones in grey. It reads the bank2d.json files
-// a run wrote under dir/overlays and writes base+".png" and ".svg".
+// images in red over the clean ones in grey. It reads the banks a run
+// wrote in the results folder dir (experiments.Bank2DPath) and writes
+// base+".png" and ".svg".
 func BankFigure(dir string, recs map[string]experiments.Record, class, base string) ([]string, error) {
 	best := experiments.Cell{Ratio: -1}
 	for _, r := range recs {
@@ -319,16 +316,13 @@ func BankFigure(dir string, recs map[string]experiments.Record, class, base stri
 	for _, m := range ms {
 		c := best
 		c.Method, c.Fold = m, 0
-		b, err := os.ReadFile(filepath.Join(dir, "overlays", c.Dir(), "bank2d.json"))
+		path := experiments.Bank2DPath(dir, c.Dir())
+		bank, err := experiments.ReadBank2D(path)
+		if errors.As(err, new(*fs.PathError)) {
+			continue // no bank for this cell
+		}
 		if err != nil {
-			continue
-		}
-		var bank struct {
-			X, Y  []float32
-			Noisy []bool
-		}
-		if err := json.Unmarshal(b, &bank); err != nil || len(bank.X) != len(bank.Noisy) || len(bank.Y) != len(bank.X) {
-			return nil, fmt.Errorf("reports: %s: not a bank file", filepath.Join(dir, "overlays", c.Dir(), "bank2d.json"))
+			return nil, fmt.Errorf("reports: %s: not a bank file", path)
 		}
 		var clean, noisy plotter.XYs
 		for i := range bank.X {

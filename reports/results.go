@@ -1,7 +1,6 @@
 package reports
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -10,23 +9,6 @@ import (
 
 	"github.com/softpatch/softpatch/experiments"
 )
-
-// provenance is what every cell's result says about how it was computed.
-type provenance struct {
-	Commit   string             `json:"commit"`
-	Date     string             `json:"date"`
-	Device   string             `json:"device"`
-	Mark     string             `json:"mark"`
-	Data     string             `json:"data"`
-	Seconds  map[string]float64 `json:"seconds"`
-	Backbone struct {
-		Arch       string `json:"arch"`
-		SHA256     string `json:"weights_sha256"`
-		RandomInit bool   `json:"random_init"`
-		Seed       uint64 `json:"seed"`
-		BNPass     string `json:"bn_pass"`
-	} `json:"backbone"`
-}
 
 // WriteResultsMarkdown writes a results folder's RESULTS.md: provenance
 // (commits, backbones with weights hash or the random-init mark, devices,
@@ -40,25 +22,27 @@ func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, table
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	results := make(map[string]*experiments.Result, len(recs))
 	for _, k := range keys {
-		var p provenance
-		if err := json.Unmarshal(recs[k].Result, &p); err != nil {
+		res, err := recs[k].Decode()
+		if err != nil {
 			return fmt.Errorf("reports: result %s: %w", k, err)
 		}
-		b := p.Backbone
+		results[k] = res
+		b := res.Backbone
 		id := fmt.Sprintf("%s, weights sha256 %s, BatchNorm %s", b.Arch, b.SHA256, b.BNPass)
 		if b.RandomInit {
-			id = fmt.Sprintf("%s, **%s** (seed %d; not comparable with the paper), BatchNorm %s", b.Arch, p.Mark, b.Seed, b.BNPass)
+			id = fmt.Sprintf("%s, **%s** (seed %d; not comparable with the paper), BatchNorm %s", b.Arch, res.Mark, b.Seed, b.BNPass)
 		}
 		for _, s := range []struct {
 			list *[]string
 			v    string
-		}{{&commits, p.Commit}, {&backbones, id}, {&devices, p.Device}, {&data, p.Data}, {&dates, p.Date}} {
+		}{{&commits, res.Commit}, {&backbones, id}, {&devices, res.Device}, {&data, res.Data}, {&dates, res.Date}} {
 			if s.v != "" && !slices.Contains(*s.list, s.v) {
 				*s.list = append(*s.list, s.v)
 			}
 		}
-		for st, v := range p.Seconds {
+		for st, v := range res.Seconds {
 			stages[st] += v
 		}
 	}
@@ -91,7 +75,7 @@ func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, table
 			return err
 		}
 	}
-	if err := writeOverlays(w, recs, keys); err != nil {
+	if err := writeOverlays(w, recs, results, keys); err != nil {
 		return err
 	}
 	if len(figures) > 0 {
@@ -112,12 +96,9 @@ func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, table
 
 // writeOverlays writes the anomaly-map overlays of the noisiest setting
 // (largest ratio, overlap when run): per class and method, the highest-
-// and the lowest-scored test image.
-func writeOverlays(w io.Writer, recs map[string]experiments.Record, keys []string) error {
-	type overlay struct {
-		Which, File, Image string
-		Score              float32
-	}
+// and the lowest-scored test image. results are the records' decoded
+// results, by key.
+func writeOverlays(w io.Writer, recs map[string]experiments.Record, results map[string]*experiments.Result, keys []string) error {
 	best := experiments.Cell{Ratio: -1}
 	for _, k := range keys {
 		c := recs[k].Cell
@@ -131,10 +112,8 @@ func writeOverlays(w io.Writer, recs map[string]experiments.Record, keys []strin
 		if r.Cell.Ratio != best.Ratio || r.Cell.Overlap != best.Overlap || r.Cell.Fold != 0 {
 			continue
 		}
-		var res struct {
-			Overlays []overlay `json:"overlays"`
-		}
-		if err := json.Unmarshal(r.Result, &res); err != nil || len(res.Overlays) == 0 {
+		res := results[k]
+		if len(res.Overlays) == 0 {
 			continue
 		}
 		fmt.Fprintf(&b, "| %s | %s |", r.Cell.Class, r.Cell.Method)

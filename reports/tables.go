@@ -5,7 +5,6 @@ package reports
 
 import (
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -19,7 +18,8 @@ import (
 	"github.com/softpatch/softpatch/experiments"
 )
 
-// Metrics are the per-cell metrics a report tabulates, in order.
+// Metrics are the per-cell metrics a report tabulates, in the paper's
+// order (each one of experiments.Metrics).
 var Metrics = []string{"pixel_auroc", "image_auroc", "aupro", "pixel_f1max", "image_f1max"}
 
 // Table is one table of the paper's shape for one noise setting and one
@@ -59,7 +59,7 @@ type setting struct {
 
 // Tables builds every table of recs: one per noise setting present (clean
 // first, then by ratio, no overlap before overlap) and metric. Methods are
-// ordered as experiments.MethodNames, each "X+Y" right after Y (the
+// ordered as detector.Names(), each "X+Y" right after Y (the
 // paper's column order), classes by name.
 func Tables(recs map[string]experiments.Record) ([]Table, error) {
 	type key struct {
@@ -72,8 +72,8 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 	var settings []setting
 	var classes, methods []string
 	for k, r := range recs {
-		var m map[string]any
-		if err := json.Unmarshal(r.Result, &m); err != nil {
+		res, err := r.Decode()
+		if err != nil {
 			return nil, fmt.Errorf("reports: result %s: %w", k, err)
 		}
 		s := setting{r.Cell.Ratio, r.Cell.Overlap}
@@ -87,7 +87,7 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 			methods = append(methods, r.Cell.Method)
 		}
 		for _, metric := range Metrics {
-			if v, ok := m[metric].(float64); ok {
+			if v, ok := res.Metric(metric); ok {
 				k := key{s, r.Cell.Class, r.Cell.Method, metric}
 				a := sums[k]
 				sums[k] = [2]float64{a[0] + v, a[1] + 1}

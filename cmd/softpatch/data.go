@@ -36,42 +36,6 @@ func runDataTo(w io.Writer, args []string) error {
 	return fmt.Errorf("usage: softpatch %s", dataUsage)
 }
 
-// classSummary is what "data inspect" reports for one class.
-type classSummary struct {
-	Class         string             `json:"class"`
-	Format        datasets.Format    `json:"format"`
-	Normal        string             `json:"normal"`
-	TrainNormals  int                `json:"train_normals"`
-	TestNormals   int                `json:"test_normals"`
-	TestAnomalies map[string]int     `json:"test_anomalies"` // per defect type
-	Masks         int                `json:"masks"`
-	Sizes         map[string]int     `json:"sizes"` // "WxH" -> images (headers)
-	Problems      []datasets.Problem `json:"problems"`
-	Error         string             `json:"error,omitempty"` // the class could not be loaded
-}
-
-func summarize(c *datasets.Class) classSummary {
-	s := classSummary{Class: c.Name, Format: c.Format, Normal: c.Normal, TrainNormals: len(c.Train),
-		TestAnomalies: map[string]int{}, Sizes: map[string]int{}, Problems: c.Problems}
-	if s.Problems == nil {
-		s.Problems = []datasets.Problem{}
-	}
-	for _, it := range append(append([]datasets.Item(nil), c.Train...), c.Test...) {
-		s.Sizes[fmt.Sprintf("%dx%d", it.Width, it.Height)]++
-		switch {
-		case it.Split == "train":
-		case it.Anomalous:
-			s.TestAnomalies[it.Type]++
-		default:
-			s.TestNormals++
-		}
-		if it.MaskPath != "" {
-			s.Masks++
-		}
-	}
-	return s
-}
-
 func layoutFlags(fs *flag.FlagSet) (format, normal, suffix *string) {
 	format = fs.String("format", "", "layout: mvtec, btad or folder (default: detect from train/good or train/ok)")
 	normal = fs.String("normal", "", "folder layout: name of the normal folder (default good)")
@@ -114,7 +78,7 @@ func dataInspect(w io.Writer, args []string) error {
 			return err
 		}
 	}
-	var out []classSummary
+	var out []datasets.Summary
 	failed := 0
 	for _, name := range classes {
 		c, err := datasets.Load(*root, name, l, datasets.LoadOptions{SkipBad: true, Verify: !*quick})
@@ -122,11 +86,11 @@ func dataInspect(w io.Writer, args []string) error {
 			if *class != "" {
 				return err
 			}
-			out = append(out, classSummary{Class: name, Error: err.Error()})
+			out = append(out, datasets.Summary{Class: name, Error: err.Error()})
 			failed++
 			continue
 		}
-		out = append(out, summarize(c))
+		out = append(out, datasets.Summarize(c))
 	}
 	if *asJSON {
 		enc := json.NewEncoder(w)
@@ -148,7 +112,7 @@ func dataInspect(w io.Writer, args []string) error {
 	return nil
 }
 
-func printSummary(w io.Writer, s classSummary) {
+func printSummary(w io.Writer, s datasets.Summary) {
 	if s.Error != "" {
 		fmt.Fprintf(w, "class %s: %s\n", s.Class, s.Error)
 		return

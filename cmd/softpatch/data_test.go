@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/softpatch/softpatch/datasets"
 )
 
 // dataTree writes a tiny MVTec-style dataset: class "nut" with 10 train
@@ -64,7 +66,7 @@ func TestDataInspect(t *testing.T) {
 	if err := runDataTo(&out, []string{"inspect", "--data", root, "--class", "nut", "--json"}); err != nil {
 		t.Fatal(err)
 	}
-	var sum []classSummary
+	var sum []datasets.Summary
 	if err := json.Unmarshal(out.Bytes(), &sum); err != nil || len(sum) != 1 {
 		t.Fatalf("json: %v\n%s", err, out.String())
 	}

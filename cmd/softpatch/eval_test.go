@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/softpatch/softpatch/datasets/synth"
+	"github.com/softpatch/softpatch/experiments"
+	"github.com/softpatch/softpatch/experiments/runner"
 )
 
 // TestEvalRunsOneCell runs `softpatch eval` end to end on a tiny generated
@@ -22,7 +24,7 @@ func TestEvalRunsOneCell(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := readCell(t, out)
-	if r.Mark != randomInitMark || len(r.PerImage) != 5 || r.Train != 8 || len(r.NoiseDrawn) != 2 || r.BankSize != 8*64/4 {
+	if r.Mark != runner.RandomInitMark || len(r.PerImage) != 5 || r.Train != 8 || len(r.NoiseDrawn) != 2 || r.BankSize != 8*64/4 {
 		t.Errorf("cell %+v", r)
 	}
 	for name, v := range map[string]float64{"image_auroc": r.ImageAUROC, "pixel_auroc": r.PixelAUROC, "aupro": r.AUPRO} {
@@ -76,13 +78,13 @@ func nutClass(t *testing.T, train, good, defect int) (dir, data string) {
 }
 
 // readCell reads a cell's JSON written by eval.
-func readCell(t *testing.T, path string) evalResult {
+func readCell(t *testing.T, path string) experiments.Result {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r evalResult
+	var r experiments.Result
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}

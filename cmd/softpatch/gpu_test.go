@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/softpatch/softpatch/cuda"
+	"github.com/softpatch/softpatch/experiments"
 )
 
 // TestEvalOnGPU runs one cell of every detector family with --device gpu
@@ -16,13 +19,15 @@ import (
 // (SOFTPATCH_LIBCUDA, as make test-emulated sets it); it skips otherwise.
 func TestEvalOnGPU(t *testing.T) {
 	if os.Getenv("SOFTPATCH_LIBCUDA") == "" {
-		if _, err := openDevice("gpu"); err != nil {
+		d, err := cuda.Open(0)
+		if err != nil {
 			t.Skipf("no GPU: %v", err)
 		}
+		d.Close()
 	}
 	dir, data := nutClass(t, 8, 2, 3)
 	for _, method := range []string{"softpatch-lof", "softpatch-gaussian", "patchcore", "padim+softpatch-nearest"} {
-		var cells [2]evalResult
+		var cells [2]experiments.Result
 		for i, dev := range []string{"gpu", "cpu"} {
 			var err error
 			if cells[i], err = deviceCell(t, dir, data, method, dev, method+"-"+dev); err != nil {
@@ -39,12 +44,12 @@ func TestEvalOnGPU(t *testing.T) {
 
 // deviceCell runs eval on --device dev for method (noise 0.2 with overlap,
 // 64 px, coreset 0.25) on the nutClass data, writing dir/name.json.
-func deviceCell(t *testing.T, dir, data, method, dev, name string) (evalResult, error) {
+func deviceCell(t *testing.T, dir, data, method, dev, name string) (experiments.Result, error) {
 	out := filepath.Join(dir, name+".json")
 	err := runEval([]string{"--data", data, "--class", "nut", "--method", method, "--noise", "0.2", "--overlap",
 		"--resize", "72", "--imagesize", "64", "--coreset", "0.25", "--device", dev, "--json", out})
 	if err != nil {
-		return evalResult{}, err
+		return experiments.Result{}, err
 	}
 	return readCell(t, out), nil
 }
@@ -52,7 +57,7 @@ func deviceCell(t *testing.T, dir, data, method, dev, name string) (evalResult, 
 // sameCell checks that cell g has c's bank and image scores (exactly when
 // exact is set, else within 1e-4 relative: the backbone's float32
 // differences) and pixel AUROC within 1e-3.
-func sameCell(t *testing.T, name string, g, c evalResult, exact bool) {
+func sameCell(t *testing.T, name string, g, c experiments.Result, exact bool) {
 	t.Helper()
 	if g.BankSize != c.BankSize || len(g.PerImage) != len(c.PerImage) {
 		t.Fatalf("%s: bank %d vs %d, %d vs %d images", name, g.BankSize, c.BankSize, len(g.PerImage), len(c.PerImage))

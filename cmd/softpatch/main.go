@@ -31,7 +31,6 @@ func verbs() []verb {
 		{"eval", "fit and evaluate one detector on one class (one cell), metrics as JSON", runEval},
 		{"fit", "fit a detector on a class and save the model to one file", runFit},
 		{"predict", "score images with a saved model: scores JSON, maps .npy, overlay PNGs", runPredict},
-		{"demo", "a one-minute check: embed a tiny generated class and score it by nearest neighbours", runDemo},
 		{"weights", "inspect a torchvision checkpoint (weights inspect FILE)", runWeights},
 		{"bench", "measure the feature extractor or the coreset (bench features|coreset)", runBench},
 		{"version", "print version, commit, BLAS and threads", runVersion},

@@ -121,28 +121,6 @@ func TestPaDiMEvalFilterFitPredict(t *testing.T) {
 	}
 }
 
-// TestDropped checks which images a filter drops: the floor(drop*n)
-// highest (ties by index), or those above a threshold.
-func TestDropped(t *testing.T) {
-	s := []float32{3, 9, 1, 9, 5, 2, 7}
-	th := 4.0
-	for _, c := range []struct {
-		drop      float64
-		threshold *float64
-		want      []int
-	}{
-		{0.1, nil, []int{}},
-		{0.3, nil, []int{1, 3}},
-		{0.5, nil, []int{1, 3, 6}},
-		{3.0 / 7, nil, []int{1, 3, 6}},
-		{0, &th, []int{1, 3, 6, 4}},
-	} {
-		if got := dropped(s, c.drop, c.threshold); !slices.Equal(got, c.want) {
-			t.Errorf("drop %v threshold %v: %v, want %v", c.drop, c.threshold, got, c.want)
-		}
-	}
-}
-
 // TestRunPaDiMSweep runs a tiny sweep with PaDiM, a filtered method and
 // PatchCore from one config: the cells, their filters and the report's
 // column order (PaDiM, PaDiM+PaDiM... as the paper's table).
@@ -171,9 +149,9 @@ filter: {drop: 0.25}
 	if err != nil || len(got) != 4 {
 		t.Fatalf("%d cells (%v)", len(got), err)
 	}
-	filters := map[string]*filterResult{}
+	filters := map[string]*experiments.FilterResult{}
 	for _, rec := range got {
-		var r evalResult
+		var r experiments.Result
 		if err := json.Unmarshal(rec.Result, &r); err != nil {
 			t.Fatal(err)
 		}
@@ -192,7 +170,7 @@ filter: {drop: 0.25}
 		"--resize", "64", "--imagesize", "64", "--padim-channels", "16", "--json", alone}); err != nil {
 		t.Fatal(err)
 	}
-	var swept evalResult
+	var swept experiments.Result
 	for _, rec := range got {
 		if rec.Cell.Method == "padim" {
 			if err := json.Unmarshal(rec.Result, &swept); err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/experiments/runner"
 	"github.com/softpatch/softpatch/internal/npy"
 )
 
@@ -24,7 +25,7 @@ func TestFitPredict(t *testing.T) {
 		"--resize", "72", "--imagesize", "64", "--coreset", "0.25", "--out", model}); err != nil {
 		t.Fatal(err)
 	}
-	m, meta, err := detector.LoadFile(model)
+	m, meta, err := detector.LoadModelFile(model)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func TestFitPredict(t *testing.T) {
 	}
 	out := filepath.Join(dir, "pred")
 	r := predict(t, model, out, 2, images)
-	if len(r.Scores) != 3 || r.Mark != randomInitMark || !r.Backbone.RandomInit || !(r.MapMax >= r.MapMin) {
+	if len(r.Scores) != 3 || r.Mark != runner.RandomInitMark || !r.Backbone.RandomInit || !(r.MapMax >= r.MapMin) {
 		t.Fatalf("scores.json %+v", r)
 	}
 	for i, s := range r.Scores {
@@ -91,20 +92,9 @@ func TestFitPredict(t *testing.T) {
 	}
 }
 
-func TestUniqueStems(t *testing.T) {
-	got := uniqueStems([]string{"a/crack/000.png", "a/good/000.png", "b/001.jpg"})
-	if !slices.Equal(got, []string{"crack_000", "good_000", "b_001"}) {
-		t.Errorf("stems %v", got)
-	}
-	got = uniqueStems([]string{"x/000.png", "x/000.png"})
-	if got[0] == got[1] {
-		t.Errorf("stems %v", got)
-	}
-}
-
 // predict runs softpatch predict with model on images into out, batch
 // images at a time, and returns its scores.json.
-func predict(t *testing.T, model, out string, batch int, images []string) predictResult {
+func predict(t *testing.T, model, out string, batch int, images []string) runner.Predictions {
 	t.Helper()
 	if err := runPredict(append([]string{"--model", model, "--out", out, "--batch", fmt.Sprint(batch)}, images...)); err != nil {
 		t.Fatal(err)
@@ -113,7 +103,7 @@ func predict(t *testing.T, model, out string, batch int, images []string) predic
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r predictResult
+	var r runner.Predictions
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}

@@ -152,7 +152,7 @@ func TestRunResumes(t *testing.T) {
 // metrics returns a record's image AUROC, pixel AUROC and AUPRO.
 func metrics(t *testing.T, r experiments.Record) [3]float64 {
 	t.Helper()
-	var res evalResult
+	var res experiments.Result
 	if err := json.Unmarshal(r.Result, &res); err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,15 @@ var (
 // Archs lists the named architectures, in the order Match tries them.
 var Archs = []Arch{ResNet50, WideResNet50_2, WideResNet101_2}
 
+// ArchNames returns the names of Archs, in their order.
+func ArchNames() []string {
+	names := make([]string, len(Archs))
+	for i, a := range Archs {
+		names[i] = a.Name
+	}
+	return names
+}
+
 // ArchByName returns the named architecture.
 func ArchByName(name string) (Arch, error) {
 	for _, a := range Archs {
@@ -49,11 +58,7 @@ func ArchByName(name string) (Arch, error) {
 			return a, nil
 		}
 	}
-	names := make([]string, len(Archs))
-	for i, a := range Archs {
-		names[i] = a.Name
-	}
-	return Arch{}, fmt.Errorf("backbone: unknown architecture %q (known: %v)", name, names)
+	return Arch{}, fmt.Errorf("backbone: unknown architecture %q (known: %v)", name, ArchNames())
 }
 
 // Planes returns the planes of stage s (0 for layer1).

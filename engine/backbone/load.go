@@ -10,6 +10,17 @@ import (
 // checkpoint is found.
 const RandomInitSeed = 0
 
+// The BatchNorm statistics a backbone runs with (Identity.BNPass).
+const (
+	// BNPublished: PublishedBNPass applied, as the published code does.
+	BNPublished = "published"
+	// BNCheckpoint: the checkpoint's running statistics as stored.
+	BNCheckpoint = "checkpoint"
+)
+
+// BNPasses returns the BatchNorm passes, BNPublished first.
+func BNPasses() []string { return []string{BNPublished, BNCheckpoint} }
+
 // Identity says which network produced a result: it travels with every
 // output so that a random-init run is never mistaken for a reproduction.
 type Identity struct {
@@ -18,8 +29,9 @@ type Identity struct {
 	SHA256     string `json:"weights_sha256,omitempty"` // of the checkpoint file
 	RandomInit bool   `json:"random_init"`
 	Seed       uint64 `json:"seed"` // of the random initialisation
-	// BNPass describes the BatchNorm statistics: "published" (PublishedBNPass
-	// applied) or "checkpoint" (the running statistics as stored).
+	// BNPass describes the BatchNorm statistics: BNPublished
+	// (PublishedBNPass applied) or BNCheckpoint (the running statistics as
+	// stored).
 	BNPass string `json:"bn_pass"`
 }
 
@@ -56,7 +68,7 @@ func (id Identity) String() string {
 // load is an error, never a fallback.
 func Open(arch Arch, opt Options) (*Backbone, Identity, error) {
 	weights := opt.Weights
-	id := Identity{Arch: arch.Name, BNPass: "checkpoint"}
+	id := Identity{Arch: arch.Name, BNPass: BNCheckpoint}
 	path, err := FindWeights(weights, arch)
 	var params map[string]Tensor
 	switch {
@@ -78,7 +90,7 @@ func Open(arch Arch, opt Options) (*Backbone, Identity, error) {
 		if params, err = PublishedBNPass(arch, params, opt.ImageSize, opt.Deepest); err != nil {
 			return nil, id, err
 		}
-		id.BNPass = "published"
+		id.BNPass = BNPublished
 	}
 	b, err := New(arch, params, opt.Deepest)
 	if err != nil {

@@ -44,34 +44,10 @@ var (
 	ErrUnsupportedDtype = torchfile.ErrUnsupportedDtype
 )
 
-// weightsError is an error about one file: "weights: FILE: msg".
-type weightsError struct {
-	path  string
-	msg   string
-	kind  error // one of the sentinels above, or nil
-	cause error // underlying error, or nil
-}
-
-func (e *weightsError) Error() string {
-	if e.path == "" {
-		return "weights: " + e.msg
-	}
-	return "weights: " + e.path + ": " + e.msg
-}
-
-func (e *weightsError) Unwrap() []error {
-	var errs []error
-	if e.kind != nil {
-		errs = append(errs, e.kind)
-	}
-	if e.cause != nil {
-		errs = append(errs, e.cause)
-	}
-	return errs
-}
-
+// wErr is an error about a weights file (or, path "", the search for
+// one): "weights: FILE: msg".
 func wErr(path string, kind, cause error, format string, args ...any) error {
-	return &weightsError{path: path, msg: fmt.Sprintf(format, args...), kind: kind, cause: cause}
+	return &torchfile.FileError{Op: "weights", Path: path, Msg: fmt.Sprintf(format, args...), Kind: kind, Cause: cause}
 }
 
 // ReadCheckpoint reads a state_dict written by torch.save with
@@ -279,10 +255,7 @@ func FindWeights(explicit string, arch Arch) (string, error) {
 			return f, nil
 		}
 	}
-	return "", &weightsError{
-		msg:  fmt.Sprintf("no %s weights found; searched: %s", arch.Name, strings.Join(searched, "; ")),
-		kind: ErrNoWeights,
-	}
+	return "", wErr("", ErrNoWeights, nil, "no %s weights found; searched: %s", arch.Name, strings.Join(searched, "; "))
 }
 
 // HashFile returns the hex SHA-256 of a file (64 characters; the first 12

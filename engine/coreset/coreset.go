@@ -23,9 +23,10 @@ const (
 	SoftPatchStarts = 128
 )
 
-// Greedy configures an approximate greedy coreset selection (SOFTPATCH.md
-// sections 4 and 5.5). The zero values of Dim and Starts mean DefaultDim and
-// PatchCoreStarts.
+// Greedy configures an approximate greedy coreset selection
+// (docs/method.md#41-approximate-greedy-coreset and
+// docs/method.md#55-weighted-coreset-and-the-first-pick-quirk). The zero
+// values of Dim and Starts mean DefaultDim and PatchCoreStarts.
 type Greedy struct {
 	// Ratio is the fraction of points to select, 0 < Ratio < 1; the number
 	// of selections is floor(Ratio*N).
@@ -47,7 +48,8 @@ type Greedy struct {
 	// [0, N)); when nil they are drawn from Seed (see DrawStartPoints).
 	StartPoints []int
 	// Weights optionally gives each point's sampling weight, 0 or 1
-	// (SOFTPATCH.md 5.5); nil means all 1.
+	// (docs/method.md#55-weighted-coreset-and-the-first-pick-quirk); nil
+	// means all 1.
 	Weights []float32
 	// StrictExclusion also multiplies the initial keys by the weights, which
 	// removes the published quirk that an excluded point can be selected

@@ -1,8 +1,9 @@
 // Package coreset subsamples a memory bank of patch features: the
-// approximate greedy coreset of PatchCore (SOFTPATCH.md section 4), the
-// weighted variant SoftPatch builds from its noise discriminator's sampling
-// weights (SOFTPATCH.md section 5.5), the plain greedy coreset, and uniform
-// random subsampling ("PatchCore-random").
+// approximate greedy coreset of PatchCore
+// (docs/method.md#41-approximate-greedy-coreset), the weighted variant
+// SoftPatch builds from its noise discriminator's sampling weights
+// (docs/method.md#55-weighted-coreset-and-the-first-pick-quirk), the plain
+// greedy coreset, and uniform random subsampling ("PatchCore-random").
 //
 // # What is reproduced
 //

@@ -1,7 +1,7 @@
 // Package denoise holds SoftPatch's patch-level noise discriminators
-// (SOFTPATCH.md section 5, step 3): for every patch position, an outlier
-// score of each training image's patch feature within the group formed by
-// the N images' features at that position.
+// (docs/method.md#53-noise-discriminators): for every patch position, an
+// outlier score of each training image's patch feature within the group
+// formed by the N images' features at that position.
 //
 // # Layout
 //
@@ -52,8 +52,8 @@ import (
 
 // DefaultK is the LOF neighbourhood size SoftPatch actually uses: the
 // published command line defaults to 6 but passes it under a misspelled
-// keyword, so the model's default of 5 is what runs (docs/method.md,
-// section 5).
+// keyword, so the model's default of 5 is what runs
+// (docs/method.md#53-noise-discriminators).
 const DefaultK = 5
 
 // Discriminator is a patch-level noise discriminator: one of Nearest,

@@ -1,7 +1,7 @@
 // Package detector holds the PatchCore, PatchCore-random and SoftPatch
-// detectors (SOFTPATCH.md sections 4 and 5): fitting a memory bank from
-// training patch features, scoring test patches against it, image scores
-// and anomaly maps.
+// detectors (docs/method.md#4-patchcore and docs/method.md#5-softpatch):
+// fitting a memory bank from training patch features, scoring test patches
+// against it, image scores and anomaly maps.
 //
 // # Layout
 //
@@ -31,29 +31,21 @@ import (
 	"github.com/softpatch/softpatch/engine/knn"
 )
 
-// Detector methods (Config.Method).
-const (
-	// MethodPatchCore is PatchCore: approximate greedy coreset (10 start
-	// points) over all training patches.
-	MethodPatchCore = "patchcore"
-	// MethodPatchCoreRandom replaces the coreset by a uniform random subset
-	// of the same size.
-	MethodPatchCoreRandom = "patchcore-random"
-	// MethodSoftPatch is SoftPatch: patch-level noise discriminator,
-	// filtered weighted coreset (128 start points), optional soft weights.
-	MethodSoftPatch = "softpatch"
-)
-
 // Defaults of the published code.
 const (
 	DefaultCoreset   = 0.1
 	DefaultThreshold = 0.15
 )
 
-// Config configures Fit.
+// Config configures Fit. Its variant is PatchCore by default: the
+// approximate greedy coreset (10 start points) over all training patches.
+// Random replaces the coreset by a uniform random subset of the same size
+// (PatchCore-random); a Discriminator makes it SoftPatch: the patch-level
+// noise discriminator, the filtered weighted coreset (128 start points)
+// and, with SoftWeight, soft weights.
 type Config struct {
-	// Method is MethodPatchCore, MethodPatchCoreRandom or MethodSoftPatch.
-	Method string
+	// Random selects the bank uniformly at random (PatchCore-random).
+	Random bool
 	// Coreset is the fraction of training patches kept in the memory bank,
 	// in (0, 1); the bank has floor(Coreset*N) entries (Python's
 	// int(N*ratio)).
@@ -69,7 +61,8 @@ type Config struct {
 	// SoftWeight turns on SoftPatch's soft weights: test patch scores are
 	// multiplied by the clamped outlier score of their nearest bank entry.
 	SoftWeight bool
-	// StrictExclusion removes the published quirk of SOFTPATCH.md 5.5 (the
+	// StrictExclusion removes the published quirk of
+	// docs/method.md#55-weighted-coreset-and-the-first-pick-quirk (the
 	// weighted sampler's initial keys are not multiplied by the sampling
 	// weights, so an excluded patch can be selected first); with it set an
 	// excluded patch never enters the bank. Off by default, as published.
@@ -78,7 +71,10 @@ type Config struct {
 	Seed uint64
 }
 
-// Model is a fitted detector.
+// softPatch reports whether c is SoftPatch: it has a noise discriminator.
+func (c Config) softPatch() bool { return !c.Discriminator.IsZero() }
+
+// Model is a fitted memory bank.
 type Model struct {
 	// Config is the configuration the model was fitted with.
 	Config Config
@@ -140,8 +136,9 @@ func discriminatorSeed(seed uint64) uint64 {
 }
 
 // Fit builds the memory bank from the training features feats
-// [nImages][positions][dim] following SOFTPATCH.md sections 4 and 5; it is
-// a Fitter given all the images at once (feats is read, not kept).
+// [nImages][positions][dim] following docs/method.md#4-patchcore and
+// docs/method.md#5-softpatch; it is a Fitter given all the images at once
+// (feats is read, not kept).
 //
 // SoftPatch, in the published order (softpatch.py _fill_memory_bank):
 // project all features to 128 dims (its own draw; the features are used as

@@ -20,8 +20,9 @@ func randFeats(r *rand.Rand, n int) []float32 {
 }
 
 // bruteGreedy is the approximate greedy coreset written out plainly
-// (float64, SOFTPATCH.md 4): mean-distance initial keys over the start
-// points, then repeated argmax (first index on ties) and min-update.
+// (float64, docs/method.md#41-approximate-greedy-coreset): mean-distance
+// initial keys over the start points, then repeated argmax (first index on
+// ties) and min-update.
 func bruteGreedy(x []float32, n, dim int, starts []int, picks int, w []float32, strict bool) []int {
 	dist := func(a, b int) float64 {
 		s := 0.0
@@ -100,7 +101,7 @@ func TestPatchCore(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	const nImg, pos, d = 4, 25, 16
 	feats := randFeats(r, nImg*pos*d)
-	cfg := Config{Method: MethodPatchCore, Coreset: 0.1, Seed: 7}
+	cfg := Config{Coreset: 0.1, Seed: 7}
 	m, err := Fit(cfg, feats, nImg, pos, d)
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +139,7 @@ func TestPatchCoreRandom(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	const nImg, pos, d = 5, 30, 8
 	feats := randFeats(r, nImg*pos*d)
-	m, err := Fit(Config{Method: MethodPatchCoreRandom, Coreset: 0.1, Seed: 9}, feats, nImg, pos, d)
+	m, err := Fit(Config{Random: true, Coreset: 0.1, Seed: 9}, feats, nImg, pos, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestSoftPatchExcludes(t *testing.T) {
 	feats, planted := plantedFeats(r, nImg, pos, d)
 	for _, method := range []denoise.Discriminator{denoise.Nearest, denoise.Gaussian, denoise.LOF} {
 		for _, strict := range []bool{false, true} {
-			cfg := Config{Method: MethodSoftPatch, Coreset: 0.25, Threshold: 0.15, Discriminator: method,
+			cfg := Config{Coreset: 0.25, Threshold: 0.15, Discriminator: method,
 				LOFK: 5, SoftWeight: true, StrictExclusion: strict, Seed: 11}
 			m, err := Fit(cfg, feats, nImg, pos, d)
 			if err != nil {
@@ -254,7 +255,7 @@ func TestSoftWeights(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	const nImg, pos, d = 12, 6, 16
 	feats, _ := plantedFeats(r, nImg, pos, d)
-	cfg := Config{Method: MethodSoftPatch, Coreset: 0.2, Threshold: 0.15, Discriminator: denoise.LOF, LOFK: 5, SoftWeight: true, Seed: 3}
+	cfg := Config{Coreset: 0.2, Threshold: 0.15, Discriminator: denoise.LOF, LOFK: 5, SoftWeight: true, Seed: 3}
 	on, err := Fit(cfg, feats, nImg, pos, d)
 	if err != nil {
 		t.Fatal(err)
@@ -287,19 +288,18 @@ func TestFitErrors(t *testing.T) {
 		cfg        Config
 		n, p, d, l int
 	}{
-		{Config{Method: "x", Coreset: 0.1}, 2, 3, 4, 24},
-		{Config{Method: MethodPatchCore, Coreset: 0}, 2, 3, 4, 24},
-		{Config{Method: MethodPatchCore, Coreset: 1}, 2, 3, 4, 24},
-		{Config{Method: MethodPatchCore, Coreset: 0.5}, 2, 3, 5, 24},
-		{Config{Method: MethodSoftPatch, Coreset: 0.5, Threshold: 1, Discriminator: denoise.LOF}, 2, 3, 4, 24},
-		{Config{Method: MethodSoftPatch, Coreset: 0.5, Threshold: 0.1}, 2, 3, 4, 24},
-		{Config{Method: MethodSoftPatch, Coreset: 0.5, Threshold: 0.1, Discriminator: denoise.LOF}, 1, 6, 4, 24},
+		{Config{Random: true, Coreset: 0.1, Discriminator: denoise.LOF}, 2, 3, 4, 24},
+		{Config{Coreset: 0}, 2, 3, 4, 24},
+		{Config{Coreset: 1}, 2, 3, 4, 24},
+		{Config{Coreset: 0.5}, 2, 3, 5, 24},
+		{Config{Coreset: 0.5, Threshold: 1, Discriminator: denoise.LOF}, 2, 3, 4, 24},
+		{Config{Coreset: 0.5, Threshold: 0.1, Discriminator: denoise.LOF}, 1, 6, 4, 24},
 	} {
 		if _, err := Fit(c.cfg, f[:c.l], c.n, c.p, c.d); err == nil {
 			t.Errorf("%+v: no error", c)
 		}
 	}
-	m, err := Fit(Config{Method: MethodPatchCore, Coreset: 0.5}, randFeats(rand.New(rand.NewPCG(1, 1)), 24), 2, 3, 4)
+	m, err := Fit(Config{Coreset: 0.5}, randFeats(rand.New(rand.NewPCG(1, 1)), 24), 2, 3, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +340,7 @@ func (s *countingSearcher) Search1(dist []float32, idx []int32, q []float32, nq 
 func TestUseSearcher(t *testing.T) {
 	r := rand.New(rand.NewPCG(41, 42))
 	const nImg, pos, dim = 5, 9, 16
-	m, err := Fit(Config{Method: MethodSoftPatch, Coreset: 0.3, Threshold: 0.15, Discriminator: denoise.LOF, LOFK: 3, SoftWeight: true, Seed: 1},
+	m, err := Fit(Config{Coreset: 0.3, Threshold: 0.15, Discriminator: denoise.LOF, LOFK: 3, SoftWeight: true, Seed: 1},
 		randFeats(r, nImg*pos*dim), nImg, pos, dim)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 	"unsafe"
 
 	"github.com/softpatch/softpatch/engine/coreset"
@@ -33,10 +32,11 @@ type FitterOptions struct {
 
 // Fitter fits a Model from training features given a few images at a time,
 // so that a large class never needs all its features in memory at once
-// (SOFTPATCH.md sections 4 and 5). Add projects each batch to the 128
-// dimensions that the discriminator and the coreset selection work on and
-// stores the full-dimensional features (in memory or in a temporary file,
-// see FitterOptions); Fit gathers the selected entries afterwards.
+// (docs/method.md#4-patchcore and docs/method.md#5-softpatch). Add projects
+// each batch to the 128 dimensions that the discriminator and the coreset
+// selection work on and stores the full-dimensional features (in memory or
+// in a temporary file, see FitterOptions); Fit gathers the selected entries
+// afterwards.
 //
 // A Fitter holds, for nImages x positions patches: 1024 bytes a patch of
 // projections for SoftPatch (one 128-d float32 projection each for the
@@ -76,14 +76,12 @@ func NewFitter(cfg Config, nImages, positions, dim int, opts FitterOptions) (*Fi
 		m: &Model{Config: cfg, D: dim, CoresetSeed: cfg.Seed},
 		store: featureStore{dim: dim, dir: opts.TempDir, total: n,
 			spill: opts.MaxMemory > 0 && int64(n)*int64(dim)*4 > opts.MaxMemory}}
-	switch cfg.Method {
-	case MethodPatchCoreRandom:
-	case MethodSoftPatch:
+	if cfg.Random && cfg.softPatch() {
+		return nil, fmt.Errorf("detector: a random bank (patchcore-random) takes no discriminator, got %s", cfg.Discriminator)
+	}
+	if cfg.softPatch() {
 		if !(cfg.Threshold >= 0 && cfg.Threshold < 1) {
 			return nil, fmt.Errorf("detector: threshold %v not in [0, 1)", cfg.Threshold)
-		}
-		if cfg.Discriminator.IsZero() {
-			return nil, fmt.Errorf("detector: softpatch needs a discriminator (%s)", strings.Join(denoise.Names(), ", "))
 		}
 		if nImages < 2 {
 			return nil, fmt.Errorf("detector: softpatch's discriminator compares images: it needs at least 2 training images, got %d", nImages)
@@ -96,14 +94,12 @@ func NewFitter(cfg Config, nImages, positions, dim int, opts FitterOptions) (*Fi
 			f.discProj = coreset.NewProjection(dim, projDim, f.m.DiscriminatorSeed)
 		}
 		f.discX = make([]float32, n*projDim)
-		fallthrough
-	case MethodPatchCore:
+	}
+	if !cfg.Random {
 		if dim != coreset.DefaultDim {
 			f.coreProj = coreset.NewProjection(dim, coreset.DefaultDim, cfg.Seed)
 		}
 		f.coreX = make([]float32, n*coreset.DefaultDim)
-	default:
-		return nil, fmt.Errorf("detector: unknown method %q (want %s, %s or %s)", cfg.Method, MethodPatchCore, MethodPatchCoreRandom, MethodSoftPatch)
 	}
 	return f, nil
 }
@@ -153,8 +149,9 @@ func project(x, feats []float32, lo, hi, dim int, proj []float32) {
 }
 
 // Discriminate runs SoftPatch's noise discriminator on all added images
-// (SOFTPATCH.md 5.2-5.4) and releases its projections; it does nothing for
-// PatchCore. Fit calls it when it has not been called; calling it first
+// (docs/method.md#52-projection-and-position-groups to
+// docs/method.md#54-threshold) and releases its projections; it does nothing
+// for PatchCore. Fit calls it when it has not been called; calling it first
 // lets a caller time the two stages apart.
 func (f *Fitter) Discriminate() error {
 	if f.failed != nil {
@@ -169,7 +166,7 @@ func (f *Fitter) Discriminate() error {
 	if f.added != f.images {
 		return fmt.Errorf("detector: %d of %d training images added", f.added, f.images)
 	}
-	if f.cfg.Method != MethodSoftPatch {
+	if !f.cfg.softPatch() {
 		f.discriminated = true
 		return nil
 	}
@@ -221,13 +218,13 @@ func (f *Fitter) Fit() (*Model, error) {
 		g.Steps = f.accel.CoresetSteps
 	}
 	var err error
-	switch cfg.Method {
-	case MethodPatchCoreRandom:
+	switch {
+	case cfg.Random:
 		m.Indices = coreset.Random(n, g.Picks(n), cfg.Seed)
-	case MethodPatchCore:
+	case !cfg.softPatch():
 		g.Starts = coreset.PatchCoreStarts
 		m.Indices, err = g.SelectProjected(f.coreX, n, coreset.DefaultDim)
-	case MethodSoftPatch:
+	default:
 		g.Starts = coreset.SoftPatchStarts
 		g.Weights = f.weights
 		g.StrictExclusion = cfg.StrictExclusion

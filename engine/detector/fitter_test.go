@@ -2,11 +2,14 @@ package detector
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/softpatch/softpatch/engine/knn"
 
 	"github.com/softpatch/softpatch/engine/coreset"
 	"github.com/softpatch/softpatch/engine/denoise"
@@ -22,10 +25,10 @@ func TestFitterStreams(t *testing.T) {
 		const nImg, pos = 12, 9
 		feats, _ := plantedFeats(r, nImg, pos, d)
 		for _, cfg := range []Config{
-			{Method: MethodPatchCore, Coreset: 0.2, Seed: 3},
-			{Method: MethodPatchCoreRandom, Coreset: 0.2, Seed: 3},
-			{Method: MethodSoftPatch, Coreset: 0.2, Threshold: 0.15, Discriminator: denoise.LOF, LOFK: 5, SoftWeight: true, Seed: 3},
-			{Method: MethodSoftPatch, Coreset: 0.2, Threshold: 0.1, Discriminator: denoise.Gaussian, Seed: 4},
+			{Coreset: 0.2, Seed: 3},
+			{Random: true, Coreset: 0.2, Seed: 3},
+			{Coreset: 0.2, Threshold: 0.15, Discriminator: denoise.LOF, LOFK: 5, SoftWeight: true, Seed: 3},
+			{Coreset: 0.2, Threshold: 0.1, Discriminator: denoise.Gaussian, Seed: 4},
 		} {
 			want, err := Fit(cfg, feats, nImg, pos, d)
 			if err != nil {
@@ -55,7 +58,7 @@ func TestFitterStreams(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			name := cfg.Method + "/" + cfg.Discriminator.Name()
+			name := fmt.Sprintf("random=%t/%s", cfg.Random, cfg.Discriminator.Name())
 			if !f.Spilled() {
 				t.Errorf("%s d=%d: features not spilled", name, d)
 			}
@@ -72,15 +75,12 @@ func TestFitterStreams(t *testing.T) {
 }
 
 func TestFitterErrors(t *testing.T) {
-	cfg := Config{Method: MethodPatchCore, Coreset: 0.5}
+	cfg := Config{Coreset: 0.5}
 	if _, err := NewFitter(cfg, 0, 4, 8, FitterOptions{}); err == nil {
 		t.Error("zero images accepted")
 	}
-	if _, err := NewFitter(Config{Method: "knn", Coreset: 0.5}, 2, 4, 8, FitterOptions{}); err == nil || !strings.Contains(err.Error(), "knn") {
-		t.Errorf("unknown method: %v", err)
-	}
-	if _, err := NewFitter(Config{Method: MethodSoftPatch, Coreset: 0.5, Threshold: 0.1}, 2, 4, 8, FitterOptions{}); err == nil {
-		t.Error("softpatch without a discriminator accepted")
+	if _, err := NewFitter(Config{Random: true, Discriminator: denoise.Nearest, Coreset: 0.5}, 2, 4, 8, FitterOptions{}); err == nil || !strings.Contains(err.Error(), "random") {
+		t.Errorf("random bank with a discriminator: %v", err)
 	}
 	if _, err := NewFitter(cfg, 2, 4, 8, FitterOptions{MaxMemory: 1, TempDir: "/nonexistent/dir"}); err != nil {
 		t.Fatal(err)
@@ -112,14 +112,9 @@ func TestFitterErrors(t *testing.T) {
 	}
 
 	// SoftPatch needs two images; a failed discriminator stays failed.
-	sp := Config{Method: MethodSoftPatch, Coreset: 0.5, Threshold: 0.1, Discriminator: denoise.LOF, SoftWeight: true}
+	sp := Config{Coreset: 0.5, Threshold: 0.1, Discriminator: denoise.LOF, SoftWeight: true}
 	if _, err := NewFitter(sp, 1, 4, 8, FitterOptions{}); err == nil || !strings.Contains(err.Error(), "at least 2") {
 		t.Errorf("one image: %v", err)
-	}
-	bad := sp
-	bad.Discriminator = denoise.Discriminator{}
-	if _, err := NewFitter(bad, 2, 4, 8, FitterOptions{}); err == nil || !strings.Contains(err.Error(), "needs a discriminator") {
-		t.Errorf("no discriminator: %v", err)
 	}
 	f, _ = NewFitter(sp, 2, 4, 8, FitterOptions{})
 	f.Add(make([]float32, 64), 2)
@@ -132,7 +127,7 @@ func TestFitterErrors(t *testing.T) {
 	}
 
 	// A coreset that selects nothing is an error, not an empty bank.
-	if _, err := Fit(Config{Method: MethodPatchCore, Coreset: 0.01}, make([]float32, 2*4*8), 2, 4, 8); err == nil || !strings.Contains(err.Error(), "empty") {
+	if _, err := Fit(Config{Coreset: 0.01}, make([]float32, 2*4*8), 2, 4, 8); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty coreset: %v", err)
 	}
 }
@@ -144,7 +139,7 @@ func TestFitterStreamsLarge(t *testing.T) {
 	r := rand.New(rand.NewPCG(23, 24))
 	const nImg, pos, d = 30, 100, 24
 	feats, _ := plantedFeats(r, nImg, pos, d)
-	cfg := Config{Method: MethodSoftPatch, Coreset: 0.05, Threshold: 0.15, Discriminator: denoise.Nearest, SoftWeight: true, Seed: 5}
+	cfg := Config{Coreset: 0.05, Threshold: 0.15, Discriminator: denoise.Nearest, SoftWeight: true, Seed: 5}
 	want, err := Fit(cfg, feats, nImg, pos, d)
 	if err != nil {
 		t.Fatal(err)
@@ -172,9 +167,27 @@ func TestFitterStreamsLarge(t *testing.T) {
 // cpuAccel is a detector Accelerator that runs the CPU's code and counts
 // the calls; short returns one score too few.
 type cpuAccel struct {
-	steps, scores int
-	short         bool
+	steps, scores    int
+	searches, closed int
+	short            bool
 }
+
+// Searcher is a CPU index that counts its searches and closes.
+func (a *cpuAccel) Searcher(bank []float32, n, dim int) (Searcher, error) {
+	return &accelSearcher{a: a, ix: knn.NewIndex(bank, n, dim)}, nil
+}
+
+type accelSearcher struct {
+	a  *cpuAccel
+	ix *knn.Index
+}
+
+func (s *accelSearcher) Search1(dist []float32, idx []int32, queries []float32, nq int, budget int64) error {
+	s.a.searches++
+	return s.ix.Search(dist, idx, queries, nq, 1, int(budget))
+}
+
+func (s *accelSearcher) Close() error { s.a.closed++; return nil }
 
 func (a *cpuAccel) CoresetSteps(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error) {
 	a.steps++
@@ -197,7 +210,7 @@ func TestFitterAccelerator(t *testing.T) {
 	r := rand.New(rand.NewPCG(23, 24))
 	const nImg, pos, d = 10, 9, 24
 	feats, _ := plantedFeats(r, nImg, pos, d)
-	cfg := Config{Method: MethodSoftPatch, Coreset: 0.2, Threshold: 0.15, Discriminator: denoise.Nearest, SoftWeight: true, Seed: 3}
+	cfg := Config{Coreset: 0.2, Threshold: 0.15, Discriminator: denoise.Nearest, SoftWeight: true, Seed: 3}
 	want, err := Fit(cfg, feats, nImg, pos, d)
 	if err != nil {
 		t.Fatal(err)

@@ -10,11 +10,6 @@ import (
 	"github.com/softpatch/softpatch/engine/compute"
 )
 
-// MethodPaDiM is PaDiM (SOFTPATCH.md section 6): a Gaussian per patch
-// position, scored by Mahalanobis distance. It is fitted by PaDiMFitter,
-// not by Fitter.
-const MethodPaDiM = "padim"
-
 // DefaultRidge is what PaDiM adds to the diagonal of every covariance
 // (the published 0.01 * I).
 const DefaultRidge = 0.01

@@ -118,17 +118,3 @@ func LoadPaDiM(r io.Reader) (*PaDiM, Meta, error) {
 // LoadPaDiMFile reads the PaDiM model file at path; its errors name the
 // file.
 func LoadPaDiMFile(path string) (*PaDiM, Meta, error) { return loadFile(path, LoadPaDiM) }
-
-// IsPaDiMFile reports whether the file at path starts as a PaDiM model
-// file does (LoadPaDiMFile reads it) rather than as a memory-bank model
-// (LoadFile).
-func IsPaDiMFile(path string) (bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return false, fmt.Errorf("detector: %w", err)
-	}
-	defer f.Close()
-	var b [len(padimMagic)]byte
-	n, _ := io.ReadFull(f, b[:])
-	return string(b[:n]) == padimMagic, nil
-}

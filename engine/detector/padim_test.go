@@ -146,13 +146,13 @@ func TestPaDiMErrors(t *testing.T) {
 func TestPaDiMSaveLoad(t *testing.T) {
 	m, _ := padimFixture(t, 4, 6, 5)
 	meta := Meta{Layers: []string{"layer1", "layer2", "layer3"}, Embedding: "padim", Channels: []int{1, 5, 9, 20, 30},
-		ImageSize: 24, GridH: 2, GridW: 3, Method: MethodPaDiM}
+		ImageSize: 24, GridH: 2, GridW: 3, Method: "padim"}
 	path := filepath.Join(t.TempDir(), "m.padim")
 	if err := m.SaveFile(path, meta); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := IsPaDiMFile(path); !ok || err != nil {
-		t.Fatalf("IsPaDiMFile: %v %v", ok, err)
+	if d, _, method, err := LoadFile(path); err != nil || method != "padim" || d.Info().Method != "padim" {
+		t.Fatalf("LoadFile: method %q, %v", method, err)
 	}
 	got, gotMeta, err := LoadPaDiMFile(path)
 	if err != nil {
@@ -200,8 +200,8 @@ func TestPaDiMSaveLoad(t *testing.T) {
 	if _, _, err := LoadPaDiM(&huge); err == nil || !strings.Contains(err.Error(), "truncated") {
 		t.Errorf("huge header: %v", err)
 	}
-	if ok, _ := IsPaDiMFile(path + ".none"); ok {
-		t.Error("missing file is PaDiM")
+	if _, _, _, err := LoadFile(path + ".none"); err == nil {
+		t.Error("missing file loaded")
 	}
 }
 

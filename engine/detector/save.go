@@ -233,10 +233,10 @@ func expectEOF(br *bufio.Reader, after string) error {
 	return nil
 }
 
-// Load reads a model written by Save. It checks the magic string, the
+// LoadModel reads a model written by Save. It checks the magic string, the
 // format version and every size, and fails (never panics) on a corrupt
 // or truncated file.
-func Load(r io.Reader) (*Model, Meta, error) {
+func LoadModel(r io.Reader) (*Model, Meta, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	var h fileHeader
 	_, err := readHeader(br, modelMagic, "softpatch model", &h)
@@ -272,8 +272,8 @@ func Load(r io.Reader) (*Model, Meta, error) {
 	return m, h.Meta, nil
 }
 
-// LoadFile reads the model file at path; its errors name the file.
-func LoadFile(path string) (*Model, Meta, error) { return loadFile(path, Load) }
+// LoadModelFile reads the model file at path; its errors name the file.
+func LoadModelFile(path string) (*Model, Meta, error) { return loadFile(path, LoadModel) }
 
 // loadFile opens path and reads it with load; its errors name the file.
 func loadFile[T any](path string, load func(io.Reader) (T, Meta, error)) (T, Meta, error) {

@@ -19,7 +19,7 @@ func savedModel(t *testing.T) (*Model, Meta, []byte) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(11, 12))
 	const nImg, pos, dim = 6, 16, 24
-	m, err := Fit(Config{Method: MethodSoftPatch, Coreset: 0.25, Threshold: 0.15, Discriminator: denoise.LOF, LOFK: 5, SoftWeight: true, Seed: 3},
+	m, err := Fit(Config{Coreset: 0.25, Threshold: 0.15, Discriminator: denoise.LOF, LOFK: 5, SoftWeight: true, Seed: 3},
 		randFeats(r, nImg*pos*dim), nImg, pos, dim)
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +38,7 @@ func savedModel(t *testing.T) (*Model, Meta, []byte) {
 
 func TestSaveLoadRoundTrip(t *testing.T) {
 	m, meta, b := savedModel(t)
-	got, gotMeta, err := Load(bytes.NewReader(b))
+	got, gotMeta, err := LoadModel(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,14 +71,14 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if err := m.SaveFile(path, meta); err != nil {
 		t.Fatal(err)
 	}
-	got, _, err = LoadFile(path)
+	got, _, err = LoadModelFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Weights != nil || !slices.Equal(got.Bank, m.Bank) {
 		t.Error("file round trip without weights differs")
 	}
-	if _, _, err := LoadFile(filepath.Join(t.TempDir(), "none.model")); err == nil || !strings.Contains(err.Error(), "none.model") {
+	if _, _, err := LoadModelFile(filepath.Join(t.TempDir(), "none.model")); err == nil || !strings.Contains(err.Error(), "none.model") {
 		t.Errorf("missing file: %v", err)
 	}
 }
@@ -87,7 +87,7 @@ func TestLoadRejectsBadInput(t *testing.T) {
 	_, _, b := savedModel(t)
 	bad := func(name string, data []byte, want string) {
 		t.Helper()
-		m, _, err := Load(bytes.NewReader(data))
+		m, _, err := LoadModel(bytes.NewReader(data))
 		if err == nil || m != nil {
 			t.Errorf("%s: accepted", name)
 			return
@@ -128,6 +128,6 @@ func TestLoadRejectsBadInput(t *testing.T) {
 	for range 200 {
 		c := slices.Clone(b[:min(len(b), 24+hl+64)])
 		c[r.IntN(len(c))] = byte(r.IntN(256))
-		Load(bytes.NewReader(c))
+		LoadModel(bytes.NewReader(c))
 	}
 }

@@ -1,8 +1,9 @@
-// Package embed is PatchCore's local patch embedding (SOFTPATCH.md section
-// 3): every layer's feature map is unfolded into patch neighbourhoods,
-// each neighbourhood is pooled to PretrainDim values, deeper layers are
-// brought to the first layer's grid by bilinear resizing, and the layers'
-// vectors are concatenated and pooled again to TargetDim.
+// Package embed is PatchCore's local patch embedding
+// (docs/method.md#33-patch-aggregation-resizing-and-pooling): every layer's
+// feature map is unfolded into patch neighbourhoods, each neighbourhood is
+// pooled to PretrainDim values, deeper layers are brought to the first
+// layer's grid by bilinear resizing, and the layers' vectors are
+// concatenated and pooled again to TargetDim.
 package embed
 
 import (
@@ -12,6 +13,17 @@ import (
 	"github.com/softpatch/softpatch/engine/backbone"
 	"github.com/softpatch/softpatch/engine/compute"
 )
+
+// Embedder turns the layer outputs of one backbone forward pass into patch
+// features: Config (PatchCore's embedding) and PaDiM (its channel
+// selection) are the two there are.
+type Embedder interface {
+	// Embed returns the features [N][positions][dim] of the layer outputs
+	// feats (same N, the first layer setting the grid).
+	Embed(feats []backbone.Feature) (data []float32, positions int, err error)
+	// Grid is the patch grid for a first layer of h x w.
+	Grid(h, w int) (gh, gw int)
+}
 
 // Config holds the embedding parameters. The zero value is not valid; see
 // Default.

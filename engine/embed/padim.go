@@ -9,7 +9,7 @@ import (
 	"github.com/softpatch/softpatch/engine/compute"
 )
 
-// PaDiM is PaDiM's feature selection (SOFTPATCH.md section 6): the layer
+// PaDiM is PaDiM's feature selection (docs/method.md#61-features): the layer
 // outputs are brought to the first layer's grid by nearest-neighbour
 // upsampling (the published embedding_concat, which for an integer ratio s
 // copies each deeper cell to an s x s block), concatenated along the

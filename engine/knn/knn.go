@@ -1,7 +1,8 @@
 // Package knn is exact L2 nearest-neighbour search over a memory bank, the
-// scoring step of PatchCore and SoftPatch (SOFTPATCH.md section 4: "for each
-// test patch feature, the nearest memory-bank entry under L2; the patch score
-// is the squared L2 distance").
+// scoring step of PatchCore and SoftPatch
+// (docs/method.md#42-scoring-image-score-and-anomaly-map): each test patch
+// feature is matched to its nearest memory-bank entry under L2, and the
+// patch's score is its squared L2 distance to that entry.
 //
 // It returns what faiss's IndexFlatL2 returns: squared L2 distances in
 // ascending order with their bank indices, ties broken by the lower index,

@@ -26,6 +26,7 @@ type Bar struct {
 	start    time.Time
 	lastDraw time.Time
 	every    time.Duration
+	finished bool
 }
 
 // New starts a bar for total units of work on standard error.
@@ -55,13 +56,15 @@ func (b *Bar) Add(n int) {
 	b.draw(now)
 }
 
-// Finish ends the bar's line on a terminal.
+// Finish ends the bar's line on a terminal; calls after the first do
+// nothing.
 func (b *Bar) Finish() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.tty {
+	if b.tty && !b.finished {
 		fmt.Fprintln(b.w)
 	}
+	b.finished = true
 }
 
 func (b *Bar) draw(now time.Time) {

@@ -60,37 +60,41 @@ var (
 	ErrUnsupportedDtype = errors.New("unsupported dtype")
 )
 
-// fileError is an error about one file: "OP: FILE: msg", where OP is
-// "weights" for checkpoints and "npz" for .npz archives.
-type fileError struct {
-	op    string
-	path  string
-	msg   string
-	kind  error // one of the sentinels above, or nil
-	cause error // underlying error, or nil
+// FileError is an error about one file: "OP: FILE: msg" ("OP: msg"
+// without a file), where OP is "weights" for checkpoints and "npz" for
+// .npz archives. It wraps Kind (one of the sentinels above, or another
+// package's) and Cause.
+type FileError struct {
+	Op, Path, Msg string
+	Kind, Cause   error
 }
 
-func (e *fileError) Error() string { return e.op + ": " + e.path + ": " + e.msg }
-
-func (e *fileError) Unwrap() []error {
-	var errs []error
-	if e.kind != nil {
-		errs = append(errs, e.kind)
+func (e *FileError) Error() string {
+	if e.Path == "" {
+		return e.Op + ": " + e.Msg
 	}
-	if e.cause != nil {
-		errs = append(errs, e.cause)
+	return e.Op + ": " + e.Path + ": " + e.Msg
+}
+
+// Unwrap returns Kind and Cause, those that are set.
+func (e *FileError) Unwrap() []error {
+	var errs []error
+	for _, err := range []error{e.Kind, e.Cause} {
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errs
 }
 
 // wErr is an error about a checkpoint file.
 func wErr(path string, kind, cause error, format string, args ...any) error {
-	return &fileError{op: "weights", path: path, msg: fmt.Sprintf(format, args...), kind: kind, cause: cause}
+	return &FileError{Op: "weights", Path: path, Msg: fmt.Sprintf(format, args...), Kind: kind, Cause: cause}
 }
 
 // zErr is an error about an .npz archive.
 func zErr(path string, kind, cause error, format string, args ...any) error {
-	return &fileError{op: "npz", path: path, msg: fmt.Sprintf(format, args...), kind: kind, cause: cause}
+	return &FileError{Op: "npz", Path: path, Msg: fmt.Sprintf(format, args...), Kind: kind, Cause: cause}
 }
 
 // describeMagic names a few common file types for the error message.

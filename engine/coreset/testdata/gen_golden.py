@@ -24,7 +24,8 @@ Cases:
              points farthest from the data mean (weights int64, as in the
              published code). The outliers excluded this way are the points
              with the largest initial keys, so the first selection shows the
-             quirk of SOFTPATCH.md 5.5 (an excluded point is selected first).
+             quirk of docs/method.md#55-weighted-coreset-and-the-first-pick-quirk
+             (an excluded point is selected first).
 """
 import json
 import os

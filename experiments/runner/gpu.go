@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"fmt"
@@ -14,9 +14,9 @@ import (
 	"github.com/softpatch/softpatch/engine/knn"
 )
 
-// gpuState is a pipeline's GPU, shared with its PaDiM variant: the device,
-// the backbone and the patch embedding on it, and what a failure does.
-// With --device gpu (strict) a GPU failure is an error; with auto the
+// gpuState is a Backbone's GPU, shared by its pipelines: the device, the
+// backbone and the patch embedding on it, and what a failure does. With
+// device gpu (strict) a GPU failure is an error; with auto the
 // first failure turns the GPU off for the rest of the run (every later
 // step runs on the CPU) and is recorded in the results' device.
 type gpuState struct {
@@ -29,9 +29,9 @@ type gpuState struct {
 	failed error  // what turned the GPU off
 }
 
-// openGPU opens the GPU for --device (see openDevice). Without the cuBLAS
-// that the backbone and the nearest-neighbour search need, --device gpu
-// is an error and auto runs them on the CPU.
+// openGPU opens the GPU for device (see openDevice). Without the cuBLAS
+// that the backbone and the nearest-neighbour search need, device gpu is
+// an error and auto runs them on the CPU.
 func openGPU(device string) (*gpuState, error) {
 	g := &gpuState{strict: device == "gpu"}
 	d, err := openDevice(device)
@@ -168,14 +168,29 @@ func (a gpuAccel) NoiseScores(disc denoise.Discriminator, feats []float32, n, p,
 	return denoise.Scores(disc, feats, n, p, dim, k)
 }
 
+// Searcher puts a memory bank on the GPU for scoring, when there is one
+// with cuBLAS; nil keeps scoring on the CPU.
+func (a gpuAccel) Searcher(bank []float32, n, dim int) (detector.Searcher, error) {
+	d := a.g.device()
+	if d == nil || !d.HasBLAS() {
+		return nil, nil
+	}
+	ix, err := d.NewIndex(bank, n, dim)
+	if err != nil {
+		return nil, a.g.fail("scoring", err)
+	}
+	return &gpuSearcher{g: a.g, ix: ix, bank: bank, n: n, dim: dim}, nil
+}
+
 // gpuSearcher scores a memory bank on the GPU (cuda.Index), or on the CPU
 // (a knn.Index built when first needed) once the GPU is off or fails.
 type gpuSearcher struct {
-	g   *gpuState
-	ix  *cuda.Index
-	m   *detector.Model
-	mu  sync.Mutex
-	cpu *knn.Index
+	g      *gpuState
+	ix     *cuda.Index
+	bank   []float32
+	n, dim int
+	mu     sync.Mutex
+	cpu    *knn.Index
 }
 
 // Search1 is detector.Searcher's.
@@ -191,8 +206,40 @@ func (s *gpuSearcher) Search1(dist []float32, idx []int32, queries []float32, nq
 	}
 	s.mu.Lock()
 	if s.cpu == nil {
-		s.cpu = knn.NewIndex(s.m.Bank, s.m.N, s.m.D)
+		s.cpu = knn.NewIndex(s.bank, s.n, s.dim)
 	}
 	s.mu.Unlock()
 	return s.cpu.Search(dist, idx, queries, nq, 1, int(budget))
+}
+
+// Close frees the bank's GPU memory.
+func (s *gpuSearcher) Close() error {
+	if s.ix == nil {
+		return nil
+	}
+	err := s.ix.Close()
+	s.ix = nil
+	return err
+}
+
+// openDevice opens GPU 0 for device gpu (an error without one) or auto
+// (the CPU, with a one-line reason, without one); cpu opens none.
+func openDevice(device string) (*cuda.Device, error) {
+	switch device {
+	case "cpu":
+		return nil, nil
+	case "auto", "", "gpu":
+	default:
+		return nil, fmt.Errorf("--device %q: want auto, cpu or gpu", device)
+	}
+	d, err := cuda.Open(0)
+	if err != nil {
+		if device == "gpu" {
+			return nil, fmt.Errorf("--device gpu: %w", err)
+		}
+		slog.Info("running on the CPU", "gpu", err.Error())
+		return nil, nil
+	}
+	slog.Info("GPU", "device", d.String())
+	return d, nil
 }

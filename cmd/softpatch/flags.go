@@ -1,0 +1,165 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/softpatch/softpatch/datasets"
+	"github.com/softpatch/softpatch/engine/backbone"
+	"github.com/softpatch/softpatch/engine/denoise"
+	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/engine/embed"
+	"github.com/softpatch/softpatch/experiments"
+	"github.com/softpatch/softpatch/experiments/runner"
+)
+
+// featureFlags are the flags of every verb that computes features.
+type featureFlags struct {
+	runner.Options
+	layers string
+}
+
+func (f *featureFlags) register(fs *flag.FlagSet) {
+	def := runner.DefaultOptions()
+	fs.StringVar(&f.Weights, "weights", "", "torchvision checkpoint (.pth) or a folder holding one; default: $SOFTPATCH_WEIGHTS, then $TORCH_HOME/hub/checkpoints, then ~/.cache/torch/hub/checkpoints; none found: random-init backbone")
+	fs.StringVar(&f.Arch, "arch", def.Arch, "backbone: "+strings.Join(backbone.ArchNames(), ", "))
+	fs.IntVar(&f.Resize, "resize", def.Resize, "shorter side after resizing, before the centre crop (shorter mode only)")
+	fs.IntVar(&f.ImageSize, "imagesize", def.ImageSize, "side of the square image fed to the network")
+	fs.StringVar(&f.ResizeMode, "resize-mode", def.ResizeMode, "shorter (resize the shorter side to --resize, centre crop --imagesize) or square (resize straight to imagesize x imagesize, no crop)")
+	fs.StringVar(&f.layers, "layers", strings.Join(def.Layers, ","), "comma-separated backbone layers to embed, first sets the patch grid")
+	fs.StringVar(&f.Device, "device", def.Device, "auto (a GPU when the driver finds one, else the CPU), cpu or gpu (fail without one); see softpatch version")
+	fs.IntVar(&f.Threads, "threads", 0, "compute threads (0: GOMAXPROCS, normally all cores)")
+	fs.IntVar(&f.PaDiMKeep, "padim-channels", embed.DefaultPaDiMKeep, "PaDiM: channels kept of layer1..3's concatenation (a model takes 4*positions*(c+c*(c+1)/2) bytes: 1.9 GB for 550 at 224 px)")
+	fs.Uint64Var(&f.PaDiMSeed, "padim-seed", embed.DefaultPaDiMSeed, "PaDiM: seed of the channel draw")
+	fs.BoolVar(&f.CheckpointBN, "checkpoint-bn", false, "use the checkpoint's BatchNorm statistics as stored, instead of the published code's one train-mode pass of a ones image (see README)")
+}
+
+// open opens the backbone for methods.
+func (f *featureFlags) open(methods ...string) (*runner.Backbone, error) {
+	o := f.Options
+	o.Layers = nil
+	for _, l := range strings.Split(f.layers, ",") {
+		o.Layers = append(o.Layers, strings.TrimSpace(l))
+	}
+	return runner.Open(o, methods, nil)
+}
+
+// cellFlags are the dataset, noise and detector flags of one cell, shared
+// by eval and fit.
+type cellFlags struct {
+	features                    featureFlags
+	root, class, format, method string
+	list, filter                string
+	ratio                       float64
+	overlap, augment            bool
+	fold, batch                 int
+	featureMemory               int64
+	params                      detector.Params
+}
+
+func (cf *cellFlags) register(fs *flag.FlagSet) {
+	cf.features.register(fs)
+	fs.StringVar(&cf.root, "data", "", "dataset root (required)")
+	fs.StringVar(&cf.class, "class", "", "class (required)")
+	fs.StringVar(&cf.format, "format", "", "layout: "+strings.Join(datasets.FormatNames()[1:], ", ")+" (default: detect)")
+	fs.StringVar(&cf.method, "method", "softpatch-lof", strings.Join(detector.Names(), ", ")+", or FILTER+METHOD (see --filter)")
+	fs.StringVar(&cf.filter, "filter", "", "image-level denoising: METHOD[:DROP] fits METHOD on the training set, drops the floor(DROP*N) training images it scores highest (DROP default 0.1), then fits --method on the rest; METHOD:>SCORE drops those scoring above SCORE")
+	fs.Float64Var(&cf.ratio, "noise", 0, "noise ratio: floor(r * n_train) anomalous test images join training")
+	fs.BoolVar(&cf.overlap, "overlap", false, "keep the injected images in the test set too")
+	fs.IntVar(&cf.fold, "fold", 0, "fold: names an independent noise draw")
+	fs.StringVar(&cf.list, "noise-list", "", "JSON list of the injected images (paths relative to ROOT), instead of drawing")
+	fs.BoolVar(&cf.augment, "augment", false, "seeded random affine on each injected image (the published --noise_augmentation)")
+	fs.Float64Var(&cf.params.Threshold, "threshold", detector.DefaultThreshold, "SoftPatch's tau: the fraction of training patches excluded from the coreset")
+	fs.IntVar(&cf.params.LOFK, "lof-k", denoise.DefaultK, "LOF neighbours")
+	fs.Float64Var(&cf.params.Coreset, "coreset", detector.DefaultCoreset, "memory-bank fraction of the training patches")
+	fs.BoolVar(&cf.params.NoSoftWeight, "no-soft-weight", false, "SoftPatch without soft weights (the filtered coreset is still used)")
+	fs.Uint64Var(&cf.params.Seed, "seed", 0, "seed of the detector's random draws")
+	fs.IntVar(&cf.batch, "batch", 8, "images per forward pass")
+	fs.Int64Var(&cf.featureMemory, "feature-memory", 2048, "MiB of full training features kept in memory: when a class's take more, all go to a temporary file in $TMPDIR (put it on disk, not tmpfs)")
+}
+
+// parseFilter parses --filter: METHOD, METHOD:DROP or METHOD:>SCORE.
+func parseFilter(s string) (*runner.Filter, error) {
+	method, arg, _ := strings.Cut(s, ":")
+	if _, err := detector.Lookup(method); err != nil {
+		return nil, fmt.Errorf("--filter %q: %w", s, err)
+	}
+	f := &runner.Filter{Method: method, Drop: experiments.DefaultDrop}
+	switch {
+	case arg == "":
+	case strings.HasPrefix(arg, ">"):
+		t, err := strconv.ParseFloat(arg[1:], 64)
+		if err != nil || math.IsNaN(t) {
+			return nil, fmt.Errorf("--filter %q: %q is not a score", s, arg[1:])
+		}
+		f.Threshold = &t
+	default:
+		d, err := strconv.ParseFloat(arg, 64)
+		if err != nil || !(d >= 0 && d < 1) {
+			return nil, fmt.Errorf("--filter %q: the fraction dropped %q is not in [0, 1)", s, arg)
+		}
+		f.Drop = d
+	}
+	return f, nil
+}
+
+// load checks the flags, loads the class, draws the noisy split and opens
+// the backbone for the cell's methods; verb prefixes the errors.
+func (cf *cellFlags) load(verb string) (*runner.Cell, *runner.Backbone, error) {
+	filter, method, err := detector.Split(cf.method)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: --method: %w", verb, err)
+	}
+	var f *runner.Filter
+	if filter != "" {
+		f = &runner.Filter{Method: filter, Drop: experiments.DefaultDrop}
+	}
+	if cf.filter != "" {
+		if filter != "" {
+			return nil, nil, fmt.Errorf("%s: --method %s already names a filter; give --filter with a plain method", verb, cf.method)
+		}
+		if f, err = parseFilter(cf.filter); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", verb, err)
+		}
+	}
+	if cf.root == "" || cf.class == "" {
+		return nil, nil, fmt.Errorf("%s: --data and --class are required", verb)
+	}
+	if cf.featureMemory < 1 {
+		return nil, nil, fmt.Errorf("%s: --feature-memory must be at least 1 MiB, got %d", verb, cf.featureMemory)
+	}
+	if cf.batch < 1 {
+		return nil, nil, fmt.Errorf("%s: --batch must be at least 1, got %d", verb, cf.batch)
+	}
+	format, err := datasets.ParseFormat(cf.format)
+	if err != nil {
+		return nil, nil, err
+	}
+	noise := datasets.Noise{Ratio: cf.ratio, Overlap: cf.overlap, Fold: cf.fold, Augment: cf.augment}
+	class, err := datasets.Load(cf.root, cf.class, datasets.Layout{Format: format}, datasets.LoadOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	if cf.list != "" {
+		if noise.Files, err = datasets.ReadNoiseList(cf.list); err != nil {
+			return nil, nil, err
+		}
+	}
+	c, err := runner.NewCell(class, noise, method, cf.params, f)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := cf.features.open(c.Methods()...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, b, nil
+}
+
+// options are the cell's run options from the flags.
+func (cf *cellFlags) options() runner.CellOptions {
+	return runner.CellOptions{Batch: cf.batch, FeatureMemoryMiB: cf.featureMemory}
+}

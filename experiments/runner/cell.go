@@ -1,0 +1,242 @@
+package runner
+
+import (
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/softpatch/softpatch/datasets"
+	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/experiments"
+)
+
+// Cell is one class's noisy split and the detector to fit on it: one
+// cell of a sweep, or what the eval and fit commands run.
+type Cell struct {
+	Class *datasets.Class
+	Noise datasets.Noise
+	// Train and Test are the split, Drawn the test images injected into
+	// Train.
+	Train, Test, Drawn []datasets.Item
+	// Method is the detector and Params its settings; Filter, when set,
+	// drops training images first.
+	Method string
+	Params detector.Params
+	Filter *Filter
+}
+
+// Filter is image-level denoising (docs/method.md#63-image-level-denoising-xy):
+// Method, fitted on the noisy training set with the cell's Params, scores
+// the training images themselves, and the floor(Drop*N) highest-scored are
+// dropped, or with Threshold set those scoring above it.
+type Filter struct {
+	Method    string
+	Drop      float64
+	Threshold *float64
+}
+
+// CellOptions are how a cell runs, apart from what it runs.
+type CellOptions struct {
+	// Batch is the number of images per forward pass.
+	Batch int
+	// FeatureMemoryMiB bounds the training features kept in memory.
+	FeatureMemoryMiB int64
+	// ResultsDir, when set, is the results folder that receives the
+	// overlays of the highest- and the lowest-scored test image and a
+	// memory bank's 2-D view, in experiments.OverlayDir(ResultsDir,
+	// CellDir).
+	ResultsDir, CellDir string
+}
+
+// NewCell draws the noisy split of class and checks the method (and the
+// filter's), which must be registered detector methods.
+func NewCell(class *datasets.Class, noise datasets.Noise, method string, params detector.Params, filter *Filter) (*Cell, error) {
+	for _, m := range []string{method, filterMethod(filter)} {
+		if m == "" && filter != nil || m != "" {
+			if _, err := detector.Lookup(m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	c := &Cell{Class: class, Noise: noise, Method: method, Params: params, Filter: filter}
+	var err error
+	if c.Train, c.Test, c.Drawn, err = class.Noisy(string(class.Format), noise); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// filterMethod is f's method, "" for no filter.
+func filterMethod(f *Filter) string {
+	if f == nil {
+		return ""
+	}
+	return f.Method
+}
+
+// Label is the cell's method as results name it: the detector, or
+// "FILTER+DETECTOR".
+func (c *Cell) Label() string {
+	if c.Filter != nil {
+		return c.Filter.Method + "+" + c.Method
+	}
+	return c.Method
+}
+
+// NoiseFiles lists the injected images relative to the dataset root.
+func (c *Cell) NoiseFiles() []string {
+	var fs []string
+	for _, it := range c.Drawn {
+		fs = append(fs, datasets.RelPath(c.Class.Root, it))
+	}
+	return fs
+}
+
+// Methods are the detector methods the cell fits: its detector and its
+// filter's.
+func (c *Cell) Methods() []string {
+	if c.Filter != nil {
+		return []string{c.Filter.Method, c.Method}
+	}
+	return []string{c.Method}
+}
+
+// Run fits the cell's detector on its training images (behind its filter,
+// if any) and evaluates it on its test images, computing every feature
+// with b.
+func (c *Cell) Run(b *Backbone, o CellOptions) (*experiments.Result, error) {
+	return c.run(b, o, (*Pipeline).each, nil)
+}
+
+// Fit fits the cell's detector on its training images (behind its filter,
+// if any) and returns it with the Meta of a model file: the pipeline and
+// what it was fitted on. The caller closes the detector.
+func (c *Cell) Fit(b *Backbone, o CellOptions) (detector.Detector, detector.Meta, error) {
+	train := c.Train
+	st := stages{}
+	if c.Filter != nil {
+		var err error
+		if train, _, err = c.applyFilter(b, o, (*Pipeline).each, st, nil); err != nil {
+			return nil, detector.Meta{}, err
+		}
+	}
+	f, err := fitOn(b, c.Method, c.Params, train, o.Batch, o.FeatureMemoryMiB, (*Pipeline).each, st, "")
+	if err != nil {
+		return nil, detector.Meta{}, err
+	}
+	gh, gw, err := f.p.Grid(f.positions)
+	if err != nil {
+		f.close()
+		return nil, detector.Meta{}, err
+	}
+	meta := f.p.Meta(gh, gw)
+	meta.Method, meta.Data, meta.Class, meta.Train = c.Label(), c.Class.Root, c.Class.Name, len(train)
+	meta.NoiseFiles = c.NoiseFiles()
+	return f.d, meta, nil
+}
+
+// run is Run with features from src; memo, when not nil, shares filter
+// runs between cells.
+func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*experiments.Result, error) {
+	train, test := c.Train, c.Test
+	res := experiments.Result{Commit: Commit(), Data: c.Class.Root, Class: c.Class.Name, Method: c.Label(), Noise: c.Noise,
+		Backbone: b.id, Mark: b.Mark(), Test: len(test), NoiseDrawn: c.NoiseFiles(), Seconds: map[string]float64{}}
+	st := stages(res.Seconds)
+	if c.Filter != nil {
+		var err error
+		if train, res.Filter, err = c.applyFilter(b, o, src, st, memo); err != nil {
+			return nil, err
+		}
+		if len(train) == 0 {
+			return nil, fmt.Errorf("the %s filter dropped all %d training images", c.Filter.Method, len(c.Train))
+		}
+		// The filter's model and features (1.9 GB and more for PaDiM at
+		// 224 px) are garbage now: collect them before the detector's
+		// allocate, so that the two never add up.
+		runtime.GC()
+	}
+	res.Train = len(train)
+	f, err := fitOn(b, c.Method, c.Params, train, o.Batch, o.FeatureMemoryMiB, src, st, "")
+	if err != nil {
+		return nil, err
+	}
+	defer f.close()
+	in := f.d.Info()
+	res.BankSize, res.Excluded = in.BankSize, in.Excluded
+	if bk, ok := f.d.(detector.Banked); ok && o.ResultsDir != "" {
+		if err := writeBank2D(experiments.Bank2DPath(o.ResultsDir, o.CellDir), bk.Bank(), f.positions, train, c.Drawn); err != nil {
+			return nil, err
+		}
+	}
+
+	// Test features are scored batch by batch, so that only the patch
+	// scores of the whole test set are held.
+	t0 := time.Now()
+	patch, scoring, err := f.score("features and scoring test", test, o.Batch, src)
+	if err != nil {
+		return nil, err
+	}
+	st.add("features", time.Since(t0).Seconds()-scoring)
+	st.add("scoring", scoring)
+
+	t0 = time.Now()
+	anomalyMaps, err := f.maps(patch, len(test))
+	if err != nil {
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	imageScores := f.imageScores(patch, len(test), anomalyMaps)
+	masks := make([][]uint8, len(test))
+	labels := make([]bool, len(test))
+	for i, it := range test {
+		labels[i] = it.Anomalous
+		label := 0
+		if it.Anomalous {
+			label = 1
+			if masks[i], err = b.pre.LoadMask(it.MaskPath); err != nil {
+				return nil, err
+			}
+		}
+		res.PerImage = append(res.PerImage, experiments.ImageScore{File: datasets.RelPath(c.Class.Root, it), Label: label, Type: it.Type, Score: imageScores[i]})
+	}
+	if o.ResultsDir != "" {
+		if res.Overlays, err = writeExtremes(b, c.Class.Root, test, imageScores, anomalyMaps, o.ResultsDir, o.CellDir); err != nil {
+			return nil, err
+		}
+	}
+	st.done("maps", t0)
+
+	t0 = time.Now()
+	size := b.pre.ImageSize
+	if res.ImageAUROC, err = experiments.AUROC(imageScores, labels); err != nil {
+		return nil, fmt.Errorf("eval: image AUROC: %w", err)
+	}
+	if res.ImageF1Max, _, err = experiments.F1Max(imageScores, labels); err != nil {
+		return nil, fmt.Errorf("eval: image F1-max: %w", err)
+	}
+	pm, err := experiments.EvaluatePixels(anomalyMaps, masks, size, size, experiments.DefaultFPRLimit)
+	if err != nil {
+		return nil, fmt.Errorf("eval: pixel metrics: %w", err)
+	}
+	res.PixelAUROC, res.PixelF1Max, res.AUPRO = pm.AUROC, pm.F1Max, pm.AUPRO
+	st.done("metrics", t0)
+
+	res.Date = time.Now().UTC().Format(time.RFC3339)
+	res.Device = b.Device()
+	return &res, nil
+}
+
+// writeBank2D writes the bank of m (fitted on train, positions patches an
+// image) projected to 2-D to path, with the entries from drawn images
+// marked.
+func writeBank2D(path string, m *detector.Model, positions int, train, drawn []datasets.Item) error {
+	injected := map[string]bool{}
+	for _, it := range drawn {
+		injected[it.Path] = true
+	}
+	var b experiments.Bank2D
+	b.X, b.Y = experiments.PCA2(m.Bank, m.N, m.D)
+	for _, i := range m.Indices {
+		b.Noisy = append(b.Noisy, injected[train[i/positions].Path])
+	}
+	return experiments.WriteBank2D(path, &b)
+}
