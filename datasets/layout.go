@@ -39,7 +39,7 @@ func ParseFormat(s string) (Format, error) {
 	case "auto":
 		return FormatAuto, nil
 	}
-	return "", fmt.Errorf("datasets: unknown dataset format %q (want mvtec, btad or folder)", s)
+	return "", fmt.Errorf("datasets: unknown dataset format %q (want %s)", s, strings.Join(FormatNames()[1:], ", "))
 }
 
 // FormatNames returns the format names a config may give: "auto" (detect,

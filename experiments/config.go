@@ -151,6 +151,9 @@ func defaults() Config {
 		Run:      RunConfig{Batch: 8, Device: "auto", FeatureMemoryMiB: 2048, CacheMaxGiB: 20},
 	}
 	for _, m := range detector.Methods() {
+		if _, clash := field(reflect.ValueOf(&cfg).Elem(), m.Name); clash && m.Options != nil {
+			panic("experiments: the options of method " + m.Name + " would hide the config key of that name")
+		}
 		if m.Options != nil {
 			if cfg.MethodOptions == nil {
 				cfg.MethodOptions = map[string]any{}

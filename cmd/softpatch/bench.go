@@ -11,7 +11,6 @@ import (
 	"github.com/softpatch/softpatch/engine/coreset"
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/experiments/runner"
-	"github.com/softpatch/softpatch/internal/npy"
 )
 
 func runBench(args []string) error {
@@ -63,7 +62,12 @@ func benchFeatures(args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := runner.BenchFeatures(b, ns, *images, time.Since(t0).Seconds())
+	defer b.Close()
+	p, err := b.Pipeline(embedMethod)
+	if err != nil {
+		return err
+	}
+	res, err := runner.BenchFeatures(p, ns, *images, time.Since(t0).Seconds())
 	if err != nil {
 		return err
 	}
@@ -101,15 +105,7 @@ func benchCoreset(args []string) error {
 	if *threads > 0 {
 		compute.SetThreads(*threads)
 	}
-	a, err := npy.ReadFile(*file)
-	if err != nil {
-		return err
-	}
-	if a.F32 == nil || len(a.Shape) < 2 || a.Len() == 0 {
-		return fmt.Errorf("bench coreset: %s: want a non-empty float32 array of 2 or 3 dimensions, got %s %v", *file, a.DType, a.Shape)
-	}
-	d := a.Shape[len(a.Shape)-1]
-	r, err := runner.BenchCoreset(*file, a.F32, a.Len()/d, d, o)
+	r, err := runner.BenchCoreset(*file, o)
 	if err != nil {
 		return err
 	}
@@ -135,8 +131,8 @@ func benchPaDiM(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench padim: it takes no arguments")
+	if *train < 2 || *test < 1 || *positions < 1 || *channels < 1 || fs.NArg() > 0 {
+		return fmt.Errorf("bench padim: want --train >= 2, --test, --positions, --channels >= 1 and no arguments")
 	}
 	if *threads > 0 {
 		compute.SetThreads(*threads)

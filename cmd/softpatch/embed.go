@@ -39,6 +39,7 @@ func runEmbed(args []string) error {
 	if err != nil {
 		return err
 	}
+	defer b.Close()
 	p, err := b.Pipeline(embedMethod)
 	if err != nil {
 		return err

@@ -24,6 +24,7 @@ func runEval(args []string) error {
 	if err != nil {
 		return err
 	}
+	defer b.Close()
 	res, err := cl.Run(b, cf.options())
 	if err != nil {
 		return err

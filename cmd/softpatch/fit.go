@@ -25,6 +25,7 @@ func runFit(args []string) error {
 	if err != nil {
 		return err
 	}
+	defer b.Close()
 	d, meta, err := cl.Fit(b, cf.options())
 	if err != nil {
 		return err

@@ -1,27 +1,7 @@
-// Package detector holds the PatchCore, PatchCore-random and SoftPatch
-// detectors (docs/method.md#4-patchcore and docs/method.md#5-softpatch):
-// fitting a memory bank from training patch features, scoring test patches
-// against it, image scores and anomaly maps.
-//
-// # Layout
-//
-// Patch features are float32 [nImages][positions][dim] row-major (image
-// major, as the published code concatenates its per-image features), so
-// patch i*positions+p is image i at position p. Patch scores use the same
-// [nImages][positions] order.
-//
-// # Randomness
-//
-// Fit is seeded end to end by Config.Seed. The coreset's projection and
-// start points come from coreset.Greedy with Seed = Model.CoresetSeed (=
-// Config.Seed); SoftPatch's discriminator projection is a separate draw,
-// coreset.NewProjection(dim, 128, Model.DiscriminatorSeed), as the
-// published code draws a fresh torch.nn.Linear for the discriminator and
-// another one inside the sampler. PatchCore-random draws
-// coreset.Random(N, picks, Config.Seed).
 package detector
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"sync"
@@ -71,6 +51,24 @@ type Config struct {
 	Seed uint64
 }
 
+// UnmarshalJSON reads a Config, also as model files before the Random
+// field wrote it: {"Method": "patchcore-random", ...} is Random.
+func (c *Config) UnmarshalJSON(b []byte) error {
+	type plain Config
+	var v struct {
+		plain
+		Method string
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*c = Config(v.plain)
+	if v.Method == "patchcore-random" {
+		c.Random = true
+	}
+	return nil
+}
+
 // softPatch reports whether c is SoftPatch: it has a noise discriminator.
 func (c Config) softPatch() bool { return !c.Discriminator.IsZero() }
 
@@ -115,7 +113,8 @@ type Searcher interface {
 }
 
 // UseSearcher makes Score search with s, which must have been built on
-// the model's bank, instead of the CPU index.
+// the model's bank, instead of the CPU index; nil goes back to the CPU
+// index.
 func (m *Model) UseSearcher(s Searcher) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

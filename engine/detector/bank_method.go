@@ -73,7 +73,7 @@ func (b *bankDetector) Info() Info {
 func (b *bankDetector) Bank() *Model { return b.m }
 
 func (b *bankDetector) Fit(src Stream, opts FitOptions) error {
-	f, err := feed(src, opts, func(x Features) (*Fitter, error) {
+	f, err := Feed(src, opts, func(x Features) (*Fitter, error) {
 		b.positions = x.Positions
 		return NewFitter(b.cfg, src.Images, x.Positions, x.Dim, FitterOptions{MaxMemory: opts.MaxMemory, TempDir: opts.TempDir,
 			Accelerator: opts.Accelerator, Progress: opts.progress("coreset", "picks")})
@@ -106,6 +106,9 @@ func (b *bankDetector) Accelerate(a Accelerator) error {
 	if b.m == nil {
 		return errNotFitted
 	}
+	if err := b.Close(); err != nil {
+		return err
+	}
 	s, err := a.Searcher(b.m.Bank, b.m.N, b.m.D)
 	if err != nil || s == nil {
 		return err
@@ -125,8 +128,11 @@ func (b *bankDetector) Score(dst []float32, f Features) error {
 	return b.m.Score(dst, f.Data, f.N, f.Positions)
 }
 
-func (b *bankDetector) ImageScores(patch []float32, n, positions int, _ [][]float32) []float32 {
-	return ImageScores(patch, n, positions)
+func (b *bankDetector) ImageScores(patch []float32, n, positions int, _ [][]float32) ([]float32, error) {
+	if n < 0 || positions <= 0 || len(patch) != n*positions {
+		return nil, fmt.Errorf("detector: %d patch scores for %d images x %d positions", len(patch), n, positions)
+	}
+	return ImageScores(patch, n, positions), nil
 }
 
 func (b *bankDetector) Save(w io.Writer, meta Meta) error {
@@ -136,9 +142,14 @@ func (b *bankDetector) Save(w io.Writer, meta Meta) error {
 	return b.m.Save(w, meta)
 }
 
+// Close closes the accelerator's searcher; later scoring runs on the CPU.
 func (b *bankDetector) Close() error {
 	s := b.searcher
+	if s == nil {
+		return nil
+	}
 	b.searcher = nil
+	b.m.UseSearcher(nil)
 	if c, ok := s.(io.Closer); ok {
 		return c.Close()
 	}

@@ -6,16 +6,38 @@
 // The built-in methods are file sets of this package:
 //
 //   - memory banks (PatchCore, PatchCore-random, SoftPatch with each noise
-//     discriminator): bank.go (Model, scoring), fitter.go (Fitter), save.go
-//     (the model file) and bank_method.go (their Detector and registry
-//     entries);
-//   - PaDiM: padim.go, padim_save.go and padim_method.go;
-//   - shared by all: mapping.go (anomaly maps) and filtered.go (the
-//     image-level filter "X+Y").
+//     discriminator; docs/method.md#4-patchcore and
+//     docs/method.md#5-softpatch): bank.go (Model, scoring), fitter.go
+//     (Fitter), save.go (the model file) and bank_method.go (their
+//     Detector and registry entries);
+//   - PaDiM (docs/method.md#6-padim): padim.go, padim_save.go and
+//     padim_method.go;
+//   - shared by all: mapping.go (anomaly maps).
+//
+// The image-level filter "X+Y" is not a detector: it drops training
+// images before Y's features are streamed, so the experiment runner
+// applies it (runner.Filter); Split parses the name.
 //
 // A method in another package registers itself in an init function; one
 // blank import wires it into the runner (docs/architecture.md, "How to add
 // a method").
+//
+// # Layout
+//
+// Patch features are float32 [nImages][positions][dim] row-major (image
+// major, as the published code concatenates its per-image features), so
+// patch i*positions+p is image i at position p. Patch scores use the same
+// [nImages][positions] order.
+//
+// # Randomness
+//
+// Fit is seeded end to end by Config.Seed. The coreset's projection and
+// start points come from coreset.Greedy with Seed = Model.CoresetSeed (=
+// Config.Seed); SoftPatch's discriminator projection is a separate draw,
+// coreset.NewProjection(dim, 128, Model.DiscriminatorSeed), as the
+// published code draws a fresh torch.nn.Linear for the discriminator and
+// another one inside the sampler. PatchCore-random draws
+// coreset.Random(N, picks, Config.Seed).
 package detector
 
 import (
@@ -79,7 +101,9 @@ func (o FitOptions) progress(stage, unit string) func(done, total int) {
 
 // Info describes a detector to its caller.
 type Info struct {
-	// Method is the detector's registered method name.
+	// Method is the detector's registered method name; for a model read by
+	// LoadFile, the name its file records (Meta.Method, "X+Y" for a
+	// detector fitted behind a filter).
 	Method string
 	// Dim is the feature dimension the fitted detector takes (0 before
 	// Fit).
@@ -114,13 +138,20 @@ type Detector interface {
 	// ImageScores returns the scores of n images from their patch scores
 	// [n][positions] and, when Info().MapScores is set, their anomaly maps
 	// (otherwise maps may be nil).
-	ImageScores(patch []float32, n, positions int, maps [][]float32) []float32
+	ImageScores(patch []float32, n, positions int, maps [][]float32) ([]float32, error)
 	// Save writes the fitted detector and meta to w in its model file
 	// format, which LoadFile reads.
 	Save(w io.Writer, meta Meta) error
 	// Close releases what the detector holds outside the Go heap
 	// (temporary files, device memory). It is safe to call more than once.
 	Close() error
+}
+
+// Accelerable is implemented by detectors that can move their scoring to
+// an Accelerator after they were fitted or loaded (Fit does it itself
+// with FitOptions.Accelerator).
+type Accelerable interface {
+	Accelerate(a Accelerator) error
 }
 
 // Banked is implemented by detectors whose model is a memory bank, for
@@ -133,19 +164,23 @@ type Banked interface {
 // errNotFitted is returned by the methods that need a fitted detector.
 var errNotFitted = errors.New("detector: not fitted")
 
-// fitSink is what a method's fitter (Fitter, PaDiMFitter) does with the
+// FitSink is what a method's fitter (Fitter, PaDiMFitter) does with the
 // streamed training features.
-type fitSink interface {
+type FitSink interface {
+	// Add takes the features [nImages][positions][dim] of the next images.
 	Add(feats []float32, nImages int) error
+	// Spilled reports whether the features went to a temporary file.
 	Spilled() bool
 	Close() error
 }
 
-// feed streams src's features into the sink that open makes from the
-// first batch, then reports the "features" stage and logs when the
-// features went to a temporary file. The caller closes the sink, which is
-// returned (non-nil) also with an error after it was made.
-func feed[S fitSink](src Stream, opts FitOptions, open func(first Features) (S, error)) (S, error) {
+// Feed streams src's features into the sink that open makes from the
+// first batch, checking that every batch has the first one's grid and
+// dimension and that the images add up to src.Images, then reports the
+// "features" stage to opts.Stage and logs when the features went to a
+// temporary file. The caller closes the sink, which is returned (non-nil)
+// also with an error after it was made. Methods use it in their Fit.
+func Feed[S FitSink](src Stream, opts FitOptions, open func(first Features) (S, error)) (S, error) {
 	var sink S
 	t0 := time.Now()
 	err := eachChecked(src, func(x Features) error {

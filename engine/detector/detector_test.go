@@ -2,6 +2,7 @@ package detector
 
 import (
 	"bytes"
+	"encoding/json"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -86,6 +87,9 @@ func TestDetectorMatchesFit(t *testing.T) {
 		if d.Close() != nil || a.closed != 1 {
 			t.Errorf("%s: the searcher was closed %d times", name, a.closed)
 		}
+		if err := d.Score(gotS, Features{Data: test, N: 3, Positions: pos, Dim: dim}); err != nil || !slices.Equal(gotS, wantS) || a.searches != 1 {
+			t.Errorf("%s: after Close, scoring does not run on the CPU (%v, %d searches)", name, err, a.searches)
+		}
 		l, meta, method, err := LoadFile(path)
 		if err != nil || method != "patchcore" || meta.Method != name {
 			t.Fatalf("%s: LoadFile: %q %q %v", name, method, meta.Method, err)
@@ -155,5 +159,22 @@ func TestRegistry(t *testing.T) {
 	}
 	if _, err := New("knn", Params{}); err == nil || !strings.Contains(err.Error(), "softpatch-lof") {
 		t.Errorf("New(knn): %v", err)
+	}
+}
+
+// TestConfigLegacyMethod checks that model files written before Config had
+// Random read as they were written: a "Method" of patchcore-random is a
+// random bank, other methods are not, and the discriminator is kept.
+func TestConfigLegacyMethod(t *testing.T) {
+	for in, want := range map[string]Config{
+		`{"Method":"patchcore-random","Coreset":0.1,"Seed":3}`:                {Random: true, Coreset: 0.1, Seed: 3},
+		`{"Method":"patchcore","Coreset":0.1}`:                                {Coreset: 0.1},
+		`{"Method":"softpatch","Coreset":0.1,"Discriminator":"lof","LOFK":5}`: {Coreset: 0.1, Discriminator: denoise.LOF, LOFK: 5},
+		`{"Random":true,"Coreset":0.2}`:                                       {Random: true, Coreset: 0.2},
+	} {
+		var c Config
+		if err := json.Unmarshal([]byte(in), &c); err != nil || c != want {
+			t.Errorf("%s: %+v, %v; want %+v", in, c, err, want)
+		}
 	}
 }

@@ -79,7 +79,7 @@ func (d *padimDetector) Info() Info {
 }
 
 func (d *padimDetector) Fit(src Stream, opts FitOptions) error {
-	f, err := feed(src, opts, func(x Features) (*PaDiMFitter, error) {
+	f, err := Feed(src, opts, func(x Features) (*PaDiMFitter, error) {
 		return NewPaDiMFitter(src.Images, x.Positions, x.Dim, FitterOptions{MaxMemory: opts.MaxMemory, TempDir: opts.TempDir,
 			Progress: opts.progress("padim fit", "positions")})
 	})
@@ -108,12 +108,15 @@ func (d *padimDetector) Score(dst []float32, f Features) error {
 }
 
 // ImageScores is the maximum of each image's smoothed anomaly map.
-func (d *padimDetector) ImageScores(_ []float32, n, _ int, maps [][]float32) []float32 {
+func (d *padimDetector) ImageScores(_ []float32, n, _ int, maps [][]float32) ([]float32, error) {
+	if len(maps) != n {
+		return nil, fmt.Errorf("detector: padim's image scores need the %d images' anomaly maps, got %d", n, len(maps))
+	}
 	out := make([]float32, n)
 	for i := range out {
 		out[i] = MapScore(maps[i])
 	}
-	return out
+	return out, nil
 }
 
 func (d *padimDetector) Save(w io.Writer, meta Meta) error {

@@ -93,8 +93,8 @@ var (
 func Register(m Method) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	if m.Name == "" || strings.Contains(m.Name, "+") || m.Features == nil || m.New == nil {
-		panic(fmt.Sprintf("detector.Register: method %q needs a name without '+', Features and New", m.Name))
+	if m.Name == "" || strings.ContainsAny(m.Name, "+:.= \t") || m.Features == nil || m.New == nil {
+		panic(fmt.Sprintf("detector.Register: method %q needs a name without '+', ':', '.', '=' or spaces (they separate filters, drop fractions and config keys), Features and New", m.Name))
 	}
 	if _, dup := methods[m.Name]; dup {
 		panic("detector.Register: method " + m.Name + " registered twice")

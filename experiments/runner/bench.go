@@ -15,6 +15,7 @@ import (
 	"github.com/softpatch/softpatch/engine/compute"
 	"github.com/softpatch/softpatch/engine/coreset"
 	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/internal/npy"
 )
 
 // FeatureBench is one measured batch size of the feature extractor.
@@ -41,16 +42,13 @@ type FeatureBench struct {
 	PeakRSSMB      float64 `json:"peak_rss_mb"`
 }
 
-// BenchFeatures measures the backbone (forward passes to the deepest of
-// Options.Layers) and the memory banks' patch embedding, then the
-// features as a cell computes them (on a GPU: the embedding on the device
-// too), at each batch size, over about images images after one warm-up
-// batch. openSeconds is the time Open took, reported with each result.
-func BenchFeatures(b *Backbone, batches []int, images int, openSeconds float64) ([]FeatureBench, error) {
-	p, err := b.Pipeline("patchcore")
-	if err != nil {
-		return nil, err
-	}
+// BenchFeatures measures the backbone (forward passes to the pipeline's
+// layers) and the pipeline's embedding, then the features as a cell
+// computes them (on a GPU: PatchCore's embedding on the device too), at
+// each batch size, over about images images after one warm-up batch.
+// openSeconds is the time Open took, reported with each result.
+func BenchFeatures(p *Pipeline, batches []int, images int, openSeconds float64) ([]FeatureBench, error) {
+	b := p.b
 	s := b.pre.ImageSize
 	flops := b.net.Arch.FLOPs(s, s, b.deepest)
 	var out []FeatureBench
@@ -141,13 +139,25 @@ type CoresetOptions struct {
 	Device string
 }
 
-// BenchCoreset times the approximate greedy coreset on the features
-// [n][dim] of the .npy file (named in the result).
-func BenchCoreset(file string, x []float32, n, dim int, o CoresetOptions) (*CoresetBench, error) {
+// BenchCoreset times the approximate greedy coreset on the features of
+// a float32 .npy file, [images][positions][dim] (EmbedFiles' output) or
+// [n][dim].
+func BenchCoreset(file string, o CoresetOptions) (*CoresetBench, error) {
 	gpu, err := openGPU(o.Device)
 	if err != nil {
 		return nil, err
 	}
+	defer gpu.close()
+	a, err := npy.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	if a.F32 == nil || len(a.Shape) < 2 || a.Len() == 0 {
+		return nil, fmt.Errorf("bench coreset: %s: want a non-empty float32 array of 2 or 3 dimensions, got %s %v", file, a.DType, a.Shape)
+	}
+	dim := a.Shape[len(a.Shape)-1]
+	n, x := a.Len()/dim, a.F32
+	a.F32 = nil
 	g := coreset.Greedy{Ratio: o.Ratio, Starts: o.Starts, Seed: o.Seed}
 	if gpu.device() != nil {
 		g.Steps = gpuAccel{gpu}.CoresetSteps
@@ -222,6 +232,7 @@ func BenchPaDiM(train, test, positions, channels int) (*PaDiMBench, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer pd.Close()
 	group := max(1, pd.Info().ScoreBatch)
 	x = feats(min(test, group))
 	dist := make([]float32, test*p)

@@ -51,11 +51,12 @@ type CellOptions struct {
 // NewCell draws the noisy split of class and checks the method (and the
 // filter's), which must be registered detector methods.
 func NewCell(class *datasets.Class, noise datasets.Noise, method string, params detector.Params, filter *Filter) (*Cell, error) {
-	for _, m := range []string{method, filterMethod(filter)} {
-		if m == "" && filter != nil || m != "" {
-			if _, err := detector.Lookup(m); err != nil {
-				return nil, err
-			}
+	if _, err := detector.Lookup(method); err != nil {
+		return nil, err
+	}
+	if filter != nil {
+		if _, err := detector.Lookup(filter.Method); err != nil {
+			return nil, err
 		}
 	}
 	c := &Cell{Class: class, Noise: noise, Method: method, Params: params, Filter: filter}
@@ -64,14 +65,6 @@ func NewCell(class *datasets.Class, noise datasets.Noise, method string, params 
 		return nil, err
 	}
 	return c, nil
-}
-
-// filterMethod is f's method, "" for no filter.
-func filterMethod(f *Filter) string {
-	if f == nil {
-		return ""
-	}
-	return f.Method
 }
 
 // Label is the cell's method as results name it: the detector, or
@@ -184,7 +177,10 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*ex
 	if err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
-	imageScores := f.imageScores(patch, len(test), anomalyMaps)
+	imageScores, err := f.imageScores(patch, len(test), anomalyMaps)
+	if err != nil {
+		return nil, err
+	}
 	masks := make([][]uint8, len(test))
 	labels := make([]bool, len(test))
 	for i, it := range test {

@@ -23,6 +23,7 @@
 //     writes features to .npy (embed.go), and the Bench functions measure
 //     the hot paths (bench.go).
 //
-// Every method name comes from the engine/detector registry: nothing here
-// depends on which methods exist.
+// Every method name comes from the engine/detector registry: the cell,
+// sweep and predict paths depend on no particular method. Only the bench
+// functions measure named hot paths (a given pipeline, PaDiM's fit).
 package runner

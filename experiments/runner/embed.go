@@ -31,11 +31,11 @@ type EmbedInfo struct {
 	Seconds    float64           `json:"seconds"`
 }
 
-// Sidecar is the provenance file of an embeddings file.
-func Sidecar(out string) string { return strings.TrimSuffix(out, ".npy") + ".json" }
+// sidecar is the provenance file of an embeddings file.
+func sidecar(out string) string { return strings.TrimSuffix(out, ".npy") + ".json" }
 
 // EmbedFiles embeds image files with the pipeline batch by batch, streaming the array to out
-// and writing its provenance (Sidecar) before the array is renamed into
+// and writing its provenance (sidecar) before the array is renamed into
 // place, so that an array never exists without its provenance. Both are
 // written atomically; an error or a cancelled ctx leaves neither.
 func (p *Pipeline) EmbedFiles(ctx context.Context, out string, images []string, batch int) (EmbedInfo, error) {
@@ -83,7 +83,7 @@ func (p *Pipeline) EmbedFiles(ctx context.Context, out string, images []string, 
 			return fmt.Errorf("writing %s: %w", out, err)
 		}
 		info.Seconds = time.Since(start).Seconds()
-		return atomicfile.WriteFile(Sidecar(out), func(w io.Writer) error {
+		return atomicfile.WriteFile(sidecar(out), func(w io.Writer) error {
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", " ")
 			return enc.Encode(info)

@@ -21,7 +21,11 @@ var golden = filepath.Join("..", "..", "testdata", "golden")
 // embedding) on net with preprocessing pre, on the CPU.
 func testPipeline(pre datasets.Preprocess, net *backbone.Backbone) *Pipeline {
 	b := &Backbone{pre: pre, net: net, opts: Options{Layers: []string{"layer2", "layer3"}}, pipes: map[string]*Pipeline{}}
-	return b.pipeline(detector.FeatureSpec{Layers: b.opts.Layers, Embed: embed.Default()})
+	p, err := b.pipeline(detector.FeatureSpec{Layers: b.opts.Layers, Embed: embed.Default()})
+	if err != nil {
+		panic(err)
+	}
+	return p
 }
 
 // TestEmbedFilesMatchesPyTorch runs the whole pipeline (PNG decoding,

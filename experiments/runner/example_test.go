@@ -40,6 +40,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer b.Close()
 	res, err := cell.Run(b, runner.CellOptions{Batch: 4, FeatureMemoryMiB: 256})
 	if err != nil {
 		log.Fatal(err)

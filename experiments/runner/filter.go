@@ -2,12 +2,14 @@ package runner
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
 	"time"
 
 	"github.com/softpatch/softpatch/datasets"
+	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/experiments"
 )
 
@@ -22,15 +24,15 @@ type filterOutcome struct {
 }
 
 // filterKey identifies a cell's filter run: the class, the noise draw and
-// the filter with its rule and params.
+// the filter with its rule and params (their values, options included).
 func (c *Cell) filterKey() string {
-	f := c.Filter
-	th := "-"
-	if f.Threshold != nil {
-		th = fmt.Sprint(*f.Threshold)
-	}
-	return fmt.Sprintf("%s|%s|%v|%v|%d|%v|%q|%s|%v|%s|%+v", c.Class.Root, c.Class.Name, c.Noise.Ratio, c.Noise.Overlap,
-		c.Noise.Fold, c.Noise.Augment, c.Noise.Files, f.Method, f.Drop, th, c.Params)
+	b, _ := json.Marshal(struct {
+		Root, Class string
+		Noise       datasets.Noise
+		Filter      Filter
+		Params      detector.Params
+	}{c.Class.Root, c.Class.Name, c.Noise, *c.Filter, c.Params})
+	return string(b)
 }
 
 // applyFilter fits the cell's filter on its training images, scores them,
@@ -61,7 +63,10 @@ func (c *Cell) applyFilter(b *Backbone, o CellOptions, src source, st stages, me
 			return nil, nil, err
 		}
 	}
-	scores := fd.imageScores(patch, len(c.Train), maps)
+	scores, err := fd.imageScores(patch, len(c.Train), maps)
+	if err != nil {
+		return nil, nil, err
+	}
 	drop := dropped(scores, f.Drop, f.Threshold)
 	res := &experiments.FilterResult{Method: f.Method, Threshold: f.Threshold, Injected: len(c.Drawn)}
 	if f.Threshold == nil {

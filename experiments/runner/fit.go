@@ -118,7 +118,7 @@ func (f *fitted) maps(patch []float32, n int) ([][]float32, error) {
 
 // imageScores returns n images' scores from their patch scores and maps
 // (needed only by detectors whose image scores come from the maps).
-func (f *fitted) imageScores(patch []float32, n int, maps [][]float32) []float32 {
+func (f *fitted) imageScores(patch []float32, n int, maps [][]float32) ([]float32, error) {
 	return f.d.ImageScores(patch, n, f.positions, maps)
 }
 

@@ -25,8 +25,9 @@ type gpuState struct {
 	net    *cuda.Backbone // nil: the backbone runs on the CPU
 	emb    *cuda.Embedder // embeds embed.Default()
 	strict bool
-	name   string // the device, for results
-	failed error  // what turned the GPU off
+	name   string       // the device, for results
+	failed error        // what turned the GPU off
+	opened *cuda.Device // the device opened, closed by close even after a failure
 }
 
 // openGPU opens the GPU for device (see openDevice). Without the cuBLAS
@@ -41,7 +42,7 @@ func openGPU(device string) (*gpuState, error) {
 	if !d.HasBLAS() && g.strict {
 		return nil, fmt.Errorf("--device gpu: %w", d.BLASError)
 	}
-	g.dev, g.name = d, d.String()
+	g.dev, g.name, g.opened = d, d.String(), d
 	return g, nil
 }
 
@@ -72,6 +73,24 @@ func (g *gpuState) load(net *backbone.Backbone) error {
 	g.net, g.emb = b, e
 	g.mu.Unlock()
 	return nil
+}
+
+// close releases the GPU backbone and the device.
+func (g *gpuState) close() error {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.net != nil {
+		g.net.Close()
+	}
+	var err error
+	if g.opened != nil {
+		err = g.opened.Close()
+	}
+	g.dev, g.net, g.emb, g.opened = nil, nil, nil, nil
+	return err
 }
 
 // device returns the GPU, or nil when there is none or it was turned off.
@@ -195,7 +214,7 @@ type gpuSearcher struct {
 
 // Search1 is detector.Searcher's.
 func (s *gpuSearcher) Search1(dist []float32, idx []int32, queries []float32, nq int, budget int64) error {
-	if s.g.device() != nil {
+	if s.g.device() != nil && s.ix != nil {
 		err := s.ix.Search1(dist, idx, queries, nq, budget)
 		if err == nil {
 			return nil

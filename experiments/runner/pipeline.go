@@ -65,6 +65,7 @@ type Backbone struct {
 	id       backbone.Identity
 	opts     Options
 	deepest  int // stage of the deepest of Options.Layers
+	built    int // stage of the deepest layer the backbone was built to
 	gpu      *gpuState
 	pipes    map[string]*Pipeline // by feature spec (specKey)
 	channels []int                // from a model file (Open's caller), for its method's Features
@@ -130,7 +131,9 @@ func Open(o Options, methods []string, channels []int) (*Backbone, error) {
 	}
 	compute.SetThreads(o.Threads)
 	// A forward pass computes only what its layers need.
+	b.built = deepest
 	if b.net, b.id, err = backbone.Open(arch, backbone.Options{Weights: o.Weights, PublishedBN: !o.CheckpointBN, ImageSize: o.ImageSize, Deepest: deepest}); err != nil {
+		b.Close()
 		return nil, err
 	}
 	if b.id.RandomInit {
@@ -139,9 +142,13 @@ func Open(o Options, methods []string, channels []int) (*Backbone, error) {
 		slog.Info("backbone", "identity", b.id.String())
 	}
 	for _, spec := range specs {
-		b.pipeline(spec)
+		if _, err := b.pipeline(spec); err != nil {
+			b.Close()
+			return nil, err
+		}
 	}
 	if err := b.gpu.load(b.net); err != nil {
+		b.Close()
 		return nil, err
 	}
 	return b, nil
@@ -158,23 +165,38 @@ func (b *Backbone) featureSpec(method string, arch backbone.Arch) (detector.Feat
 }
 
 // pipeline returns the Pipeline of spec, the same one for equal specs.
-func (b *Backbone) pipeline(spec detector.FeatureSpec) *Pipeline {
-	key := b.cacheKey(spec)
+func (b *Backbone) pipeline(spec detector.FeatureSpec) (*Pipeline, error) {
+	if len(spec.Layers) == 0 || spec.Embed == nil {
+		return nil, fmt.Errorf("a feature pipeline needs layers and an embedding, got %v and %T", spec.Layers, spec.Embed)
+	}
+	key, err := b.cacheKey(spec)
+	if err != nil {
+		return nil, err
+	}
 	if p, ok := b.pipes[key]; ok {
-		return p
+		return p, nil
 	}
 	p := &Pipeline{b: b, spec: spec, key: key}
 	b.pipes[key] = p
-	return p
+	return p, nil
 }
 
-// Pipeline returns method's pipeline.
+// Pipeline returns method's pipeline. The method must need no layer deeper
+// than those of the methods Open was given.
 func (b *Backbone) Pipeline(method string) (*Pipeline, error) {
 	spec, err := b.featureSpec(method, b.net.Arch)
 	if err != nil {
 		return nil, err
 	}
-	return b.pipeline(spec), nil
+	for _, l := range spec.Layers {
+		if s, err := backbone.LayerIndex(l); err != nil {
+			return nil, err
+		} else if s > b.built {
+			return nil, fmt.Errorf("method %s needs %s, deeper than the %s the backbone was opened for: name the method when opening it",
+				method, l, backbone.Layers[b.built])
+		}
+	}
+	return b.pipeline(spec)
 }
 
 // Identity is the opened backbone's identity.
@@ -188,8 +210,9 @@ func (b *Backbone) Mark() string {
 	return ""
 }
 
-// Preprocess is the backbone's preprocessing.
-func (b *Backbone) Preprocess() datasets.Preprocess { return b.pre }
+// Close releases the backbone's GPU memory and device, if any. Detectors
+// that score on the device are closed first.
+func (b *Backbone) Close() error { return b.gpu.close() }
 
 // Device describes where the backbone computes, for results: the CPU's
 // BLAS, kernels and threads, and the GPU when it has one.
@@ -202,20 +225,26 @@ func (b *Backbone) Device() string {
 
 // cacheKey identifies what the features of an image depend on besides the
 // image itself: backbone, weights (by hash), BatchNorm statistics, layers,
-// preprocessing and embedding. Feature caches written by earlier versions
-// stay valid as long as it does not change.
-func (b *Backbone) cacheKey(spec detector.FeatureSpec) string {
-	j, _ := json.Marshal(struct {
+// preprocessing and embedding (its type and its JSON, which must hold what
+// sets it apart: its exported fields). It keys the disk cache of features
+// and the pipelines of a Backbone.
+func (b *Backbone) cacheKey(spec detector.FeatureSpec) (string, error) {
+	j, err := json.Marshal(struct {
 		Version                           int
 		Arch, WeightsSHA256, BNPass, Mode string
 		RandomInit                        bool
 		Seed                              uint64
 		Layers                            []string
 		Resize, ImageSize                 int
+		EmbedType                         string
 		Embed                             any
-	}{1, b.id.Arch, b.id.SHA256, b.id.BNPass, b.pre.Mode.String(), b.id.RandomInit, b.id.Seed, spec.Layers, b.pre.Resize, b.pre.ImageSize, spec.Embed})
+	}{2, b.id.Arch, b.id.SHA256, b.id.BNPass, b.pre.Mode.String(), b.id.RandomInit, b.id.Seed, spec.Layers, b.pre.Resize, b.pre.ImageSize,
+		fmt.Sprintf("%T", spec.Embed), spec.Embed})
+	if err != nil {
+		return "", fmt.Errorf("feature cache key of a %T embedding: %w", spec.Embed, err)
+	}
 	h := sha256.Sum256(j)
-	return hex.EncodeToString(h[:])
+	return hex.EncodeToString(h[:]), nil
 }
 
 // Grid returns the patch grid of one image at the pipeline's image size

@@ -81,15 +81,15 @@ func Predict(images []string, o PredictOptions) (*Predictions, error) {
 		ImageSize: meta.ImageSize, CheckpointBN: meta.Backbone.BNPass == backbone.BNCheckpoint, Threads: o.Threads, Device: o.Device},
 		[]string{method}, meta.Channels)
 	if err != nil {
-		return nil, fmt.Errorf("predict: %s: %w", o.Model, err)
+		return nil, err
 	}
+	defer b.Close()
+	defer d.Close() // before the device it may hold memory on
 	p, err := b.Pipeline(method)
 	if err != nil {
 		return nil, fmt.Errorf("predict: %s: %w", o.Model, err)
 	}
-	if a, ok := d.(interface {
-		Accelerate(detector.Accelerator) error
-	}); ok && b.gpu.device() != nil {
+	if a, ok := d.(detector.Accelerable); ok && b.gpu.device() != nil {
 		if err := a.Accelerate(gpuAccel{b.gpu}); err != nil {
 			return nil, err
 		}
@@ -143,7 +143,10 @@ func Predict(images []string, o PredictOptions) (*Predictions, error) {
 		if err != nil {
 			return nil, err
 		}
-		scores := d.ImageScores(patch, nb, positions, bmaps)
+		scores, err := d.ImageScores(patch, nb, positions, bmaps)
+		if err != nil {
+			return nil, err
+		}
 		for i := range nb {
 			k := lo + i
 			maps[k] = bmaps[i]

@@ -138,6 +138,7 @@ func Sweep(cfg *experiments.Config, o SweepOptions) (*SweepPlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer b.Close()
 	disk, err := featureCache(cfg)
 	if err != nil {
 		return nil, err

@@ -69,6 +69,7 @@ type FileError struct {
 	Kind, Cause   error
 }
 
+// Error is "OP: FILE: msg", or "OP: msg" without a file.
 func (e *FileError) Error() string {
 	if e.Path == "" {
 		return e.Op + ": " + e.Msg
