@@ -15,6 +15,7 @@ import (
 	"github.com/softpatch/softpatch/engine/compute"
 	"github.com/softpatch/softpatch/engine/coreset"
 	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/experiments/runner/device"
 	"github.com/softpatch/softpatch/internal/npy"
 )
 
@@ -143,11 +144,11 @@ type CoresetOptions struct {
 // a float32 .npy file, [images][positions][dim] (EmbedFiles' output) or
 // [n][dim].
 func BenchCoreset(file string, o CoresetOptions) (*CoresetBench, error) {
-	gpu, err := openGPU(o.Device)
+	gpu, err := device.Open(o.Device)
 	if err != nil {
 		return nil, err
 	}
-	defer gpu.close()
+	defer gpu.Close()
 	a, err := npy.ReadFile(file)
 	if err != nil {
 		return nil, err
@@ -159,8 +160,8 @@ func BenchCoreset(file string, o CoresetOptions) (*CoresetBench, error) {
 	n, x := a.Len()/dim, a.F32
 	a.F32 = nil
 	g := coreset.Greedy{Ratio: o.Ratio, Starts: o.Starts, Seed: o.Seed}
-	if gpu.device() != nil {
-		g.Steps = gpuAccel{gpu}.CoresetSteps
+	if gpu.Device() != nil {
+		g.Steps = gpu.Accelerator().CoresetSteps
 	}
 	t0 := time.Now()
 	if dim != coreset.DefaultDim {
@@ -173,7 +174,7 @@ func BenchCoreset(file string, o CoresetOptions) (*CoresetBench, error) {
 	}
 	return &CoresetBench{Commit: Commit(), Features: file, N: n, Dim: dim, Picks: len(sel), Starts: o.Starts, Threads: compute.Threads(),
 		ProjectSeconds: t1.Sub(t0).Seconds(), SelectSeconds: time.Since(t1).Seconds(), Selection: hashIndices(sel),
-		Device: cmp.Or(gpu.describe(), compute.BLASInfo()), PeakRSSMB: peakRSSMB()}, nil
+		Device: cmp.Or(gpu.Describe(), compute.BLASInfo()), PeakRSSMB: peakRSSMB()}, nil
 }
 
 // hashIndices returns the FNV-1a 64-bit hash of the indices as

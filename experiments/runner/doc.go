@@ -9,8 +9,8 @@
 //     detector methods; each method's Pipeline (its layers and embedding,
 //     from the detector registry) computes features from it, one forward
 //     pass serving every pipeline (pipeline.go, on the GPU when there is
-//     one: gpu.go holds the device policy, a failure in auto mode moving
-//     the rest of the run to the CPU).
+//     one: the subpackage device holds the device policy, a failure in
+//     auto mode moving the rest of the run to the CPU).
 //   - A Cell is one class's noisy split and a method, optionally behind
 //     an image-level Filter; Cell.Run fits, scores, maps and evaluates it
 //     into an experiments.Result (cell.go, fit.go, filter.go, overlay.go),

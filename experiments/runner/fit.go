@@ -53,8 +53,8 @@ func fitOn(b *Backbone, method string, params detector.Params, items []datasets.
 	opts := detector.FitOptions{MaxMemory: memMiB << 20,
 		Progress: func(stage, unit string) func(done, total int) { return stepBar(prefix+stage, unit) },
 		Stage:    func(name string, sec float64) { st.add(prefix+name, sec) }}
-	if b.gpu.device() != nil {
-		opts.Accelerator = gpuAccel{b.gpu}
+	if b.gpu.Device() != nil {
+		opts.Accelerator = b.gpu.Accelerator()
 	}
 	stream := detector.Stream{Images: len(items), Each: func(fn func(detector.Features) error) error {
 		return src(p, prefix+"features train", items, batch, func(_, _ int, x detector.Features) error {
@@ -132,7 +132,7 @@ func (p *Pipeline) maps(patch []float32, n, positions int) ([][]float32, error) 
 	b := p.b
 	size := b.pre.ImageSize
 	out := make([][]float32, n)
-	if d := b.gpu.device(); d != nil {
+	if d := b.gpu.Device(); d != nil {
 		flat, err := d.Maps(patch[:n*positions], n, gh, gw, size, detector.Smoothing)
 		if err == nil {
 			for i := range out {
@@ -140,7 +140,7 @@ func (p *Pipeline) maps(patch []float32, n, positions int) ([][]float32, error) 
 			}
 			return out, nil
 		}
-		if err := b.gpu.fail("maps", err); err != nil {
+		if err := b.gpu.Fail("maps", err); err != nil {
 			return nil, err
 		}
 	}

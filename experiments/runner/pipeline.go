@@ -15,6 +15,7 @@ import (
 	"github.com/softpatch/softpatch/engine/compute"
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/engine/embed"
+	"github.com/softpatch/softpatch/experiments/runner/device"
 	"github.com/softpatch/softpatch/internal/progress"
 )
 
@@ -66,7 +67,7 @@ type Backbone struct {
 	opts     Options
 	deepest  int // stage of the deepest of Options.Layers
 	built    int // stage of the deepest layer the backbone was built to
-	gpu      *gpuState
+	gpu      *device.GPU
 	pipes    map[string]*Pipeline // by feature spec (specKey)
 	channels []int                // from a model file (Open's caller), for its method's Features
 }
@@ -126,7 +127,7 @@ func Open(o Options, methods []string, channels []int) (*Backbone, error) {
 			deepest = max(deepest, s)
 		}
 	}
-	if b.gpu, err = openGPU(o.Device); err != nil { // before the backbone: a bad device fails at once
+	if b.gpu, err = device.Open(o.Device); err != nil { // before the backbone: a bad device fails at once
 		return nil, err
 	}
 	compute.SetThreads(o.Threads)
@@ -147,7 +148,7 @@ func Open(o Options, methods []string, channels []int) (*Backbone, error) {
 			return nil, err
 		}
 	}
-	if err := b.gpu.load(b.net); err != nil {
+	if err := b.gpu.Load(b.net); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -212,12 +213,12 @@ func (b *Backbone) Mark() string {
 
 // Close releases the backbone's GPU memory and device, if any. Detectors
 // that score on the device are closed first.
-func (b *Backbone) Close() error { return b.gpu.close() }
+func (b *Backbone) Close() error { return b.gpu.Close() }
 
 // Device describes where the backbone computes, for results: the CPU's
 // BLAS, kernels and threads, and the GPU when it has one.
 func (b *Backbone) Device() string {
-	if g := b.gpu.describe(); g != "" {
+	if g := b.gpu.Describe(); g != "" {
 		return compute.BLASInfo() + "; " + g
 	}
 	return compute.BLASInfo()
@@ -324,12 +325,12 @@ func (p *Pipeline) features(x []float32, n int) (detector.Features, error) {
 // turns it off and the CPU takes over), else on the CPU.
 func (b *Backbone) forward(x []float32, n int, layers []string) ([]backbone.Feature, error) {
 	s := b.pre.ImageSize
-	if g, _ := b.gpu.backbone(); g != nil {
+	if g, _ := b.gpu.Backbone(); g != nil {
 		feats, err := g.Forward(x, n, s, s, layers)
 		if err == nil {
 			return feats, nil
 		}
-		if err := b.gpu.fail("backbone", err); err != nil {
+		if err := b.gpu.Fail("backbone", err); err != nil {
 			return nil, err
 		}
 	}
@@ -354,12 +355,12 @@ func featuresOf(pipes []*Pipeline, x []float32, n int) ([]detector.Features, err
 			}
 		}
 	}
-	if g, e := b.gpu.backbone(); g != nil {
+	if g, e := b.gpu.Backbone(); g != nil {
 		fs, err := gpuFeaturesOf(g, e, pipes, x, n, layers)
 		if err == nil {
 			return fs, nil
 		}
-		if err := b.gpu.fail("features", err); err != nil {
+		if err := b.gpu.Fail("features", err); err != nil {
 			return nil, err
 		}
 	}

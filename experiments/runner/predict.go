@@ -89,8 +89,8 @@ func Predict(images []string, o PredictOptions) (*Predictions, error) {
 	if err != nil {
 		return nil, fmt.Errorf("predict: %s: %w", o.Model, err)
 	}
-	if a, ok := d.(detector.Accelerable); ok && b.gpu.device() != nil {
-		if err := a.Accelerate(gpuAccel{b.gpu}); err != nil {
+	if a, ok := d.(detector.Accelerable); ok && b.gpu.Device() != nil {
+		if err := a.Accelerate(b.gpu.Accelerator()); err != nil {
 			return nil, err
 		}
 	}

@@ -1,4 +1,12 @@
-package runner
+// Package device is the experiment runner's device policy: which device
+// computes (auto: a GPU when the driver finds one, else the CPU; cpu; gpu:
+// an error without one), and what a GPU failure does (with gpu it is an
+// error; with auto the first failure turns the GPU off for the rest of
+// the run, every later step runs on the CPU, and the failure is recorded
+// in the results' device). GPU is the state the runner consults at each
+// step; its Accelerator hands the detectors' work to the GPU under the
+// same policy.
+package device
 
 import (
 	"fmt"
@@ -14,12 +22,9 @@ import (
 	"github.com/softpatch/softpatch/engine/knn"
 )
 
-// gpuState is a Backbone's GPU, shared by its pipelines: the device, the
-// backbone and the patch embedding on it, and what a failure does. With
-// device gpu (strict) a GPU failure is an error; with auto the
-// first failure turns the GPU off for the rest of the run (every later
-// step runs on the CPU) and is recorded in the results' device.
-type gpuState struct {
+// GPU is a run's GPU: the device, the backbone and the patch embedding
+// on it, and what a failure does. The methods of a nil *GPU report no GPU.
+type GPU struct {
 	mu     sync.Mutex
 	dev    *cuda.Device   // nil: no GPU, or turned off
 	net    *cuda.Backbone // nil: the backbone runs on the CPU
@@ -30,12 +35,12 @@ type gpuState struct {
 	opened *cuda.Device // the device opened, closed by close even after a failure
 }
 
-// openGPU opens the GPU for device (see openDevice). Without the cuBLAS
-// that the backbone and the nearest-neighbour search need, device gpu is
-// an error and auto runs them on the CPU.
-func openGPU(device string) (*gpuState, error) {
-	g := &gpuState{strict: device == "gpu"}
-	d, err := openDevice(device)
+// Open opens the GPU for mode: auto, cpu or gpu (see the package doc).
+// Without the cuBLAS that the backbone and the nearest-neighbour search
+// need, gpu is an error and auto runs them on the CPU.
+func Open(mode string) (*GPU, error) {
+	g := &GPU{strict: mode == "gpu"}
+	d, err := openDevice(mode)
 	if err != nil || d == nil {
 		return g, err
 	}
@@ -46,10 +51,10 @@ func openGPU(device string) (*gpuState, error) {
 	return g, nil
 }
 
-// load puts net and the default patch embedding on the GPU, when there is
+// Load puts net and the default patch embedding on the GPU, when there is
 // one with cuBLAS.
-func (g *gpuState) load(net *backbone.Backbone) error {
-	d := g.device()
+func (g *GPU) Load(net *backbone.Backbone) error {
+	d := g.Device()
 	if d == nil {
 		return nil
 	}
@@ -75,8 +80,8 @@ func (g *gpuState) load(net *backbone.Backbone) error {
 	return nil
 }
 
-// close releases the GPU backbone and the device.
-func (g *gpuState) close() error {
+// Close releases the GPU backbone and the device.
+func (g *GPU) Close() error {
 	if g == nil {
 		return nil
 	}
@@ -93,9 +98,9 @@ func (g *gpuState) close() error {
 	return err
 }
 
-// device returns the GPU, or nil when there is none or it was turned off.
-// The methods of a nil *gpuState report no GPU.
-func (g *gpuState) device() *cuda.Device {
+// Device returns the GPU, or nil when there is none or it was turned off.
+// The methods of a nil *GPU report no GPU.
+func (g *GPU) Device() *cuda.Device {
 	if g == nil {
 		return nil
 	}
@@ -104,8 +109,8 @@ func (g *gpuState) device() *cuda.Device {
 	return g.dev
 }
 
-// backbone returns the GPU backbone and embedding, or nil.
-func (g *gpuState) backbone() (*cuda.Backbone, *cuda.Embedder) {
+// Backbone returns the GPU backbone and embedding, or nil.
+func (g *GPU) Backbone() (*cuda.Backbone, *cuda.Embedder) {
 	if g == nil {
 		return nil, nil
 	}
@@ -117,10 +122,10 @@ func (g *gpuState) backbone() (*cuda.Backbone, *cuda.Embedder) {
 	return g.net, g.emb
 }
 
-// fail handles a GPU failure in stage: strict, it returns err; otherwise
+// Fail handles a GPU failure in stage: strict, it returns err; otherwise
 // it turns the GPU off for every later step (once, with a warning) and
 // returns nil, and the caller runs the stage on the CPU.
-func (g *gpuState) fail(stage string, err error) error {
+func (g *GPU) Fail(stage string, err error) error {
 	if g == nil || g.strict {
 		return err
 	}
@@ -137,9 +142,9 @@ func (g *gpuState) fail(stage string, err error) error {
 	return nil
 }
 
-// describe names the GPU for results ("" when there was none): the
+// Describe names the GPU for results ("" when there was none): the
 // device, and the failure that turned it off.
-func (g *gpuState) describe() string {
+func (g *GPU) Describe() string {
 	if g == nil {
 		return ""
 	}
@@ -154,18 +159,21 @@ func (g *gpuState) describe() string {
 	return "GPU " + g.name
 }
 
-// gpuAccel is the GPU as the engine's detector.Accelerator, with gpuState's
-// failure policy.
-type gpuAccel struct{ g *gpuState }
+// Accelerator returns the GPU as the detectors' Accelerator, under the
+// GPU's failure policy.
+func (g *GPU) Accelerator() detector.Accelerator { return gpuAccel{g} }
+
+// gpuAccel is the GPU as a detector.Accelerator.
+type gpuAccel struct{ g *GPU }
 
 // CoresetSteps selects on the GPU, or on the CPU when it is off or fails.
 func (a gpuAccel) CoresetSteps(x []float32, dim int, init []float64, weights []float32, picks int) ([]int, error) {
-	if d := a.g.device(); d != nil {
+	if d := a.g.Device(); d != nil {
 		sel, err := d.CoresetSteps(x, dim, init, weights, picks)
 		if err == nil {
 			return sel, nil
 		}
-		if err := a.g.fail("coreset", err); err != nil {
+		if err := a.g.Fail("coreset", err); err != nil {
 			return nil, err
 		}
 	}
@@ -175,12 +183,12 @@ func (a gpuAccel) CoresetSteps(x []float32, dim int, init []float64, weights []f
 // NoiseScores discriminates on the GPU, or on the CPU when it is off or
 // fails.
 func (a gpuAccel) NoiseScores(disc denoise.Discriminator, feats []float32, n, p, dim, k int) ([]float32, error) {
-	if d := a.g.device(); d != nil {
+	if d := a.g.Device(); d != nil {
 		s, err := d.NoiseScores(disc, feats, n, p, dim, k)
 		if err == nil {
 			return s, nil
 		}
-		if err := a.g.fail("discriminator", err); err != nil {
+		if err := a.g.Fail("discriminator", err); err != nil {
 			return nil, err
 		}
 	}
@@ -190,13 +198,13 @@ func (a gpuAccel) NoiseScores(disc denoise.Discriminator, feats []float32, n, p,
 // Searcher puts a memory bank on the GPU for scoring, when there is one
 // with cuBLAS; nil keeps scoring on the CPU.
 func (a gpuAccel) Searcher(bank []float32, n, dim int) (detector.Searcher, error) {
-	d := a.g.device()
+	d := a.g.Device()
 	if d == nil || !d.HasBLAS() {
 		return nil, nil
 	}
 	ix, err := d.NewIndex(bank, n, dim)
 	if err != nil {
-		return nil, a.g.fail("scoring", err)
+		return nil, a.g.Fail("scoring", err)
 	}
 	return &gpuSearcher{g: a.g, ix: ix, bank: bank, n: n, dim: dim}, nil
 }
@@ -204,7 +212,7 @@ func (a gpuAccel) Searcher(bank []float32, n, dim int) (detector.Searcher, error
 // gpuSearcher scores a memory bank on the GPU (cuda.Index), or on the CPU
 // (a knn.Index built when first needed) once the GPU is off or fails.
 type gpuSearcher struct {
-	g      *gpuState
+	g      *GPU
 	ix     *cuda.Index
 	bank   []float32
 	n, dim int
@@ -214,12 +222,12 @@ type gpuSearcher struct {
 
 // Search1 is detector.Searcher's.
 func (s *gpuSearcher) Search1(dist []float32, idx []int32, queries []float32, nq int, budget int64) error {
-	if s.g.device() != nil && s.ix != nil {
+	if s.g.Device() != nil && s.ix != nil {
 		err := s.ix.Search1(dist, idx, queries, nq, budget)
 		if err == nil {
 			return nil
 		}
-		if err := s.g.fail("scoring", err); err != nil {
+		if err := s.g.Fail("scoring", err); err != nil {
 			return err
 		}
 	}
