@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io/fs"
 	"math"
 	"os"
@@ -15,26 +14,6 @@ import (
 
 	"github.com/softpatch/softpatch/internal/npy"
 )
-
-// npzErrCase checks that err names the file, wraps kind and says what.
-func npzErrCase(t *testing.T, err error, file string, kind error, what ...string) {
-	t.Helper()
-	if err == nil {
-		t.Errorf("%s: no error", file)
-		return
-	}
-	if kind != nil && !errors.Is(err, kind) {
-		t.Errorf("%s: %v does not wrap %v", file, err, kind)
-	}
-	if !strings.HasPrefix(err.Error(), "npz: "+file+": ") {
-		t.Errorf("%s: error %q does not start with \"npz: FILE: \"", file, err)
-	}
-	for _, w := range what {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("%s: error %q lacks %q", file, err, w)
-		}
-	}
-}
 
 // TestReadNPZGolden compares the fixtures of gen_npz.py with what numpy
 // read back from them (npz.json), value for value.
@@ -127,7 +106,7 @@ func mustJSON(t *testing.T, raw json.RawMessage, v any) {
 func TestReadNPZObjectArray(t *testing.T) {
 	p := filepath.Join("testdata", "object.npz")
 	_, err := ReadNPZ(p)
-	npzErrCase(t, err, p, ErrUnsupportedDtype, "member obj.npy", "allow_pickle")
+	errCase(t, "npz", err, p, ErrUnsupportedDtype, "member obj.npy", "allow_pickle")
 }
 
 func TestReadNPZTruncated(t *testing.T) {
@@ -144,7 +123,7 @@ func TestReadNPZTruncated(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := ReadNPZ(p)
-			npzErrCase(t, err, p, ErrTruncated, "truncated")
+			errCase(t, "npz", err, p, ErrTruncated, "truncated")
 		}
 	}
 	// A flipped byte inside a member's data, stored or deflated, is caught
@@ -171,7 +150,7 @@ func TestReadNPZTruncated(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = ReadNPZ(p)
-		npzErrCase(t, err, p, ErrTruncated, "member "+c.member, "corrupt")
+		errCase(t, "npz", err, p, ErrTruncated, "member "+c.member, "corrupt")
 	}
 }
 
@@ -234,14 +213,14 @@ func TestReadNPZBadArchives(t *testing.T) {
 		p := filepath.Join(dir, c.name)
 		writeZip(t, p, c.members...)
 		_, err := ReadNPZ(p)
-		npzErrCase(t, err, p, c.kind, c.what...)
+		errCase(t, "npz", err, p, c.kind, c.what...)
 	}
 
 	missing := filepath.Join(dir, "missing.npz")
 	_, err := ReadNPZ(missing)
-	npzErrCase(t, err, missing, fs.ErrNotExist, "not found")
+	errCase(t, "npz", err, missing, fs.ErrNotExist, "not found")
 	_, err = ReadNPZ(dir)
-	npzErrCase(t, err, dir, ErrNotNPZ, "directory")
+	errCase(t, "npz", err, dir, ErrNotNPZ, "directory")
 	for _, c := range []struct {
 		name string
 		data []byte
@@ -256,7 +235,7 @@ func TestReadNPZBadArchives(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := ReadNPZ(p)
-		npzErrCase(t, err, p, ErrNotNPZ, c.what)
+		errCase(t, "npz", err, p, ErrNotNPZ, c.what)
 	}
 }
 

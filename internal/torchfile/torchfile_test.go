@@ -82,8 +82,9 @@ func TestReadCheckpointWrapped(t *testing.T) {
 	}
 }
 
-// errCase checks that err names the file, wraps kind and says what.
-func errCase(t *testing.T, err error, file string, kind error, what ...string) {
+// errCase checks that err is op's error about file ("OP: FILE: ..."),
+// wraps kind and says what.
+func errCase(t *testing.T, op string, err error, file string, kind error, what ...string) {
 	t.Helper()
 	if err == nil {
 		t.Errorf("%s: no error", file)
@@ -92,8 +93,8 @@ func errCase(t *testing.T, err error, file string, kind error, what ...string) {
 	if kind != nil && !errors.Is(err, kind) {
 		t.Errorf("%s: %v does not wrap %v", file, err, kind)
 	}
-	if !strings.HasPrefix(err.Error(), "weights: "+file+": ") {
-		t.Errorf("%s: error %q does not start with \"weights: FILE: \"", file, err)
+	if !strings.HasPrefix(err.Error(), op+": "+file+": ") {
+		t.Errorf("%s: error %q does not start with %q", file, err, op+": FILE: ")
 	}
 	for _, w := range what {
 		if !strings.Contains(err.Error(), w) {
@@ -119,7 +120,7 @@ func TestReadCheckpointBadFixtures(t *testing.T) {
 	} {
 		p := filepath.Join("testdata", c.file)
 		_, err := ReadCheckpoint(p)
-		errCase(t, err, p, c.kind, c.what...)
+		errCase(t, "weights", err, p, c.kind, c.what...)
 	}
 }
 
@@ -127,7 +128,7 @@ func TestReadCheckpointNotACheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing.pth")
 	_, err := ReadCheckpoint(missing)
-	errCase(t, err, missing, fs.ErrNotExist, "not found")
+	errCase(t, "weights", err, missing, fs.ErrNotExist, "not found")
 
 	png, err := os.ReadFile(filepath.Join(goldenDir, "img0_gray_80x80.png"))
 	if err != nil {
@@ -150,10 +151,10 @@ func TestReadCheckpointNotACheckpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := ReadCheckpoint(p)
-		errCase(t, err, p, ErrNotCheckpoint, "not a torch checkpoint", c.what)
+		errCase(t, "weights", err, p, ErrNotCheckpoint, "not a torch checkpoint", c.what)
 	}
 	_, err = ReadCheckpoint(dir)
-	errCase(t, err, dir, ErrNotCheckpoint, "directory")
+	errCase(t, "weights", err, dir, ErrNotCheckpoint, "directory")
 }
 
 // zipWith returns a zip archive holding one file.
@@ -241,7 +242,7 @@ func TestReadCheckpointTruncated(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := ReadCheckpoint(p)
-			errCase(t, err, p, ErrTruncated, "truncated")
+			errCase(t, "weights", err, p, ErrTruncated, "truncated")
 		}
 	}
 	// A flipped byte inside a stored record fails the zip's CRC check.
@@ -257,7 +258,7 @@ func TestReadCheckpointTruncated(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = ReadCheckpoint(p)
-	errCase(t, err, p, ErrTruncated, "corrupt")
+	errCase(t, "weights", err, p, ErrTruncated, "corrupt")
 }
 
 // pickleBuilder writes protocol-2 pickle opcodes for crafted files.
@@ -337,7 +338,7 @@ func TestReadCheckpointCraftedPickles(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := ReadCheckpoint(p)
-		errCase(t, err, p, c.kind, c.what)
+		errCase(t, "weights", err, p, c.kind, c.what)
 	}
 	// The same builder with consistent sizes gives a valid checkpoint.
 	p := filepath.Join(dir, "ok.pth")
