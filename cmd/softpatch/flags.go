@@ -65,7 +65,7 @@ func (cf *cellFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&cf.root, "data", "", "dataset root (required)")
 	fs.StringVar(&cf.class, "class", "", "class (required)")
 	fs.StringVar(&cf.format, "format", "", "layout: "+strings.Join(datasets.FormatNames()[1:], ", ")+" (default: detect)")
-	fs.StringVar(&cf.method, "method", "softpatch-lof", strings.Join(detector.Names(), ", ")+", or FILTER+METHOD (see --filter)")
+	fs.StringVar(&cf.method, "method", "softpatch-lof", "detector, or FILTER+METHOD (see --filter); one of\n"+methodList())
 	fs.StringVar(&cf.filter, "filter", "", "image-level denoising: METHOD[:DROP] fits METHOD on the training set, drops the floor(DROP*N) training images it scores highest (DROP default 0.1), then fits --method on the rest; METHOD:>SCORE drops those scoring above SCORE")
 	fs.Float64Var(&cf.ratio, "noise", 0, "noise ratio: floor(r * n_train) anomalous test images join training")
 	fs.BoolVar(&cf.overlap, "overlap", false, "keep the injected images in the test set too")
@@ -79,6 +79,16 @@ func (cf *cellFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&cf.params.Seed, "seed", 0, "seed of the detector's random draws")
 	fs.IntVar(&cf.batch, "batch", 8, "images per forward pass")
 	fs.Int64Var(&cf.featureMemory, "feature-memory", 2048, "MiB of full training features kept in memory: when a class's take more, all go to a temporary file in $TMPDIR (put it on disk, not tmpfs)")
+}
+
+// methodList lists the registered methods with their summaries, a line
+// each, for help texts.
+func methodList() string {
+	var b strings.Builder
+	for _, m := range detector.Methods() {
+		fmt.Fprintf(&b, "  %-20s %s\n", m.Name, m.Summary)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // parseFilter parses --filter: METHOD, METHOD:DROP or METHOD:>SCORE.

@@ -32,7 +32,7 @@ func verbs() []verb {
 		{"fit", "fit a detector on a class and save the model to one file", runFit},
 		{"predict", "score images with a saved model: scores JSON, maps .npy, overlay PNGs", runPredict},
 		{"weights", "inspect a torchvision checkpoint (weights inspect FILE)", runWeights},
-		{"bench", "measure the feature extractor or the coreset (bench features|coreset)", runBench},
+		{"bench", "measure the feature extractor, the coreset or PaDiM (bench features|coreset|padim)", runBench},
 		{"version", "print version, commit, BLAS and threads", runVersion},
 	}
 }
