@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"syscall"
 )
 
 // Results file names: every shard appends to its own file in the results
@@ -76,20 +79,34 @@ func readResultsFile(path string, out map[string]Record) error {
 	return nil
 }
 
-// Appender appends records to one results file.
+// Appender appends records to one results file, holding its lock.
 type Appender struct {
-	f *os.File
+	f    *os.File
+	lock *os.File
 }
 
+// ErrLocked is returned by OpenAppender when another process holds the
+// results file's lock.
+var ErrLocked = errors.New("results file in use by another sweep")
+
 // OpenAppender opens (creating it if needed) the results file path for
-// appending. A last line cut short by an earlier crash is cut off first, so
-// that the next record starts on its own line.
+// appending. It first takes the file's lock (an flock on path+".lock",
+// which records the holder's pid, released when the process ends
+// however it ends): a second sweep on the same results file fails with
+// ErrLocked, naming the holder; sweeps on other shards' files run
+// alongside. A last line cut short by an earlier crash is cut off, so that
+// the next record starts on its own line.
 func OpenAppender(path string) (*Appender, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
+	lock, err := lockFile(path + ".lock")
+	if err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	b, err := io.ReadAll(f)
@@ -98,9 +115,37 @@ func OpenAppender(path string) (*Appender, error) {
 	}
 	if err != nil {
 		f.Close()
+		lock.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &Appender{f: f}, nil
+	return &Appender{f: f, lock: lock}, nil
+}
+
+// lockFile takes the exclusive flock of path (created if needed) without
+// waiting and writes this process's pid into it; with the lock held
+// elsewhere it fails with ErrLocked and the holder's pid.
+func lockFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(f)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w (pid %s): wait for it to finish, or give this sweep another --out or --shard",
+				strings.TrimSuffix(path, ".lock"), ErrLocked, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("%s: locking: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
 }
 
 // Append writes r as one line with a single write and syncs it to disk, so
@@ -120,8 +165,14 @@ func (a *Appender) Append(r Record) error {
 	return a.f.Sync()
 }
 
-// Close closes the file.
-func (a *Appender) Close() error { return a.f.Close() }
+// Close closes the file and releases its lock.
+func (a *Appender) Close() error {
+	err := a.f.Close()
+	if e := a.lock.Close(); err == nil {
+		err = e
+	}
+	return err
+}
 
 // Pending returns the cells that have no record yet, in plan order.
 func Pending(cells []Cell, done map[string]Record) []Cell {

@@ -3,6 +3,8 @@ package experiments
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -76,4 +78,33 @@ func TestResultsResume(t *testing.T) {
 	if _, err := ReadResults(dir); err == nil || !strings.Contains(err.Error(), "results.jsonl:2") {
 		t.Errorf("damaged file: %v", err)
 	}
+}
+
+// TestAppenderLock checks that a results file has one writer at a time:
+// a second appender on it fails naming the holder's pid, one on another
+// shard's file does not, and closing releases the lock.
+func TestAppenderLock(t *testing.T) {
+	dir := t.TempDir()
+	whole := ResultsFile(dir, Shard{N: 1})
+	a, err := OpenAppender(whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenAppender(whole)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("second appender: %v", err)
+	}
+	s0, err := OpenAppender(ResultsFile(dir, Shard{Index: 0, N: 2}))
+	if err != nil {
+		t.Fatalf("another shard's file: %v", err)
+	}
+	s0.Close()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenAppender(whole)
+	if err != nil {
+		t.Fatalf("after the holder closed: %v", err)
+	}
+	b.Close()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -27,6 +28,43 @@ noise:
 methods: [patchcore, softpatch-lof]
 detector: {coreset: 0.25}
 `
+
+// TestRunTwoSweepsOneFolder starts a second sweep on a results folder
+// while the first is running a cell: it must fail at once, naming the
+// first one's pid, and run nothing; the first one completes.
+func TestRunTwoSweepsOneFolder(t *testing.T) {
+	dir := withoutWeights(t)
+	cfgPath := filepath.Join(dir, "tiny.yaml")
+	if err := os.WriteFile(cfgPath, []byte(runYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	var second error
+	runHook = func(done int) error {
+		if done == 1 {
+			second = runRun([]string{cfgPath, "--out", out})
+		}
+		return nil
+	}
+	defer func() { runHook = nil }()
+	if err := runRun([]string{cfgPath, "--out", out}); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(second, experiments.ErrLocked) || !strings.Contains(second.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("second sweep: %v", second)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := experiments.ReadResults(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := bytes.Count(b, []byte("\n")); lines != len(recs) {
+		t.Errorf("%d lines for %d cells: a cell ran twice", lines, len(recs))
+	}
+}
 
 // TestRunResumes runs a tiny sweep that "crashes" after two cells, reruns
 // it, and compares every cell with an uninterrupted run and with a run in

@@ -110,11 +110,15 @@ func Sweep(cfg *experiments.Config, o SweepOptions) (*SweepPlan, error) {
 			}
 		}
 	}
-	plan, err := PlanSweep(cfg, o.Dir, o.Shard)
+	// The results file is locked before the plan reads what is done, so
+	// that a sweep on the same file cannot run cells between the two.
+	app, err := experiments.OpenAppender(experiments.ResultsFile(o.Dir, o.Shard))
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+	defer app.Close()
+	plan, err := PlanSweep(cfg, o.Dir, o.Shard)
+	if err != nil {
 		return nil, err
 	}
 	if err := atomicfile.WriteFile(filepath.Join(o.Dir, "config.json"), func(w io.Writer) error {
@@ -143,11 +147,6 @@ func Sweep(cfg *experiments.Config, o SweepOptions) (*SweepPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	app, err := experiments.OpenAppender(experiments.ResultsFile(o.Dir, o.Shard))
-	if err != nil {
-		return nil, err
-	}
-	defer app.Close()
 	format, _ := datasets.ParseFormat(cfg.Dataset.Format) // checked by PlanSweep
 	opts := CellOptions{Batch: cfg.Run.Batch, FeatureMemoryMiB: cfg.Run.FeatureMemoryMiB, ResultsDir: o.Dir}
 	var (
