@@ -17,29 +17,34 @@ import (
 // Result is the JSON of one cell: what softpatch eval writes and what a
 // results file stores for each cell (Record.Result).
 type Result struct {
-	Commit     string             `json:"commit"`
-	Date       string             `json:"date"`   // when the cell finished, UTC RFC 3339
-	Device     string             `json:"device"` // BLAS, kernels and threads; the GPU when one was used
-	Data       string             `json:"data"`
-	Class      string             `json:"class"`
-	Method     string             `json:"method"`
-	Noise      datasets.Noise     `json:"noise"`
-	NoiseDrawn []string           `json:"noise_files"`
-	Backbone   backbone.Identity  `json:"backbone"`
-	Mark       string             `json:"mark,omitempty"`
-	Train      int                `json:"train_images"`
-	Test       int                `json:"test_images"`
-	BankSize   int                `json:"bank_size"`
-	Excluded   int                `json:"excluded_patches,omitempty"`
-	Filter     *FilterResult      `json:"filter,omitempty"`
-	ImageAUROC float64            `json:"image_auroc"`
-	PixelAUROC float64            `json:"pixel_auroc"`
-	AUPRO      float64            `json:"aupro"`
-	ImageF1Max float64            `json:"image_f1max"`
-	PixelF1Max float64            `json:"pixel_f1max"`
-	PerImage   []ImageScore       `json:"per_image"`
-	Overlays   []Overlay          `json:"overlays,omitempty"`
-	Seconds    map[string]float64 `json:"seconds"`
+	Commit     string            `json:"commit"`
+	Date       string            `json:"date"`   // when the cell finished, UTC RFC 3339
+	Device     string            `json:"device"` // BLAS, kernels and threads; the GPU when one was used
+	Data       string            `json:"data"`
+	Class      string            `json:"class"`
+	Method     string            `json:"method"`
+	Noise      datasets.Noise    `json:"noise"`
+	NoiseDrawn []string          `json:"noise_files"`
+	Backbone   backbone.Identity `json:"backbone"`
+	Mark       string            `json:"mark,omitempty"`
+	// Settings are everything the cell's numbers depend on, and
+	// SettingsHash their hash (Settings.Hash): a sweep reuses a stored
+	// cell only when the hash is the planned one.
+	Settings     *Settings          `json:"settings,omitempty"`
+	SettingsHash string             `json:"settings_hash,omitempty"`
+	Train        int                `json:"train_images"`
+	Test         int                `json:"test_images"`
+	BankSize     int                `json:"bank_size"`
+	Excluded     int                `json:"excluded_patches,omitempty"`
+	Filter       *FilterResult      `json:"filter,omitempty"`
+	ImageAUROC   float64            `json:"image_auroc"`
+	PixelAUROC   float64            `json:"pixel_auroc"`
+	AUPRO        float64            `json:"aupro"`
+	ImageF1Max   float64            `json:"image_f1max"`
+	PixelF1Max   float64            `json:"pixel_f1max"`
+	PerImage     []ImageScore       `json:"per_image"`
+	Overlays     []Overlay          `json:"overlays,omitempty"`
+	Seconds      map[string]float64 `json:"seconds"`
 
 	// missing lists the metrics that the decoded JSON lacked (or gave as
 	// null); Metric reports them as absent.

@@ -1,6 +1,8 @@
 package reports
 
 import (
+	"bytes"
+	"encoding/json"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -154,5 +156,32 @@ func TestBankFigure(t *testing.T) {
 	}
 	if _, err := BankFigure(dir, recs, "wood", base); err == nil {
 		t.Error("a class without cells drawn")
+	}
+}
+
+// TestResultsMarkdownSettings checks the settings in RESULTS.md's
+// provenance: those all cells share with their values, the names of
+// those that differ, and a count of cells that record none.
+func TestResultsMarkdownSettings(t *testing.T) {
+	recs := map[string]experiments.Record{}
+	for i, m := range []string{"patchcore", "softpatch-lof", "padim"} {
+		res := experiments.Result{Class: "wood", Method: m, PixelAUROC: 0.9}
+		if i < 2 {
+			res.Settings = &experiments.Settings{Numerics: 1, Method: m, Detector: experiments.DetectorSettings{Coreset: 0.1}}
+		}
+		raw, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs[m] = experiments.Record{Key: m, Cell: experiments.Cell{Class: "wood", Method: m}, Result: raw}
+	}
+	var b bytes.Buffer
+	if err := WriteResultsMarkdown(&b, recs, nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"`detector.coreset` 0.1", "settings that differ between cells: `method`", "1 cells record no settings"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("RESULTS.md lacks %q:\n%s", want, b.String())
+		}
 	}
 }

@@ -3,6 +3,7 @@ package reports
 import (
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,12 +11,53 @@ import (
 	"github.com/softpatch/softpatch/experiments"
 )
 
+// writeSettings writes the cells' recorded settings to b: those every
+// cell shares with their values, and the names of those that vary between
+// cells (class, noise and method do, by design).
+func writeSettings(b *strings.Builder, leaves []map[string]string, unrecorded int) {
+	if len(leaves) == 0 {
+		return
+	}
+	var same, vary []string
+	for _, k := range slices.Sorted(maps.Keys(leaves[0])) {
+		v, varies := leaves[0][k], false
+		for _, l := range leaves[1:] {
+			if w, ok := l[k]; !ok || w != v {
+				varies = true
+				break
+			}
+		}
+		if varies {
+			vary = append(vary, k)
+		} else {
+			same = append(same, fmt.Sprintf("`%s` %s", k, v))
+		}
+	}
+	for _, l := range leaves[1:] {
+		for k := range l {
+			if _, ok := leaves[0][k]; !ok && !slices.Contains(vary, k) {
+				vary = append(vary, k)
+			}
+		}
+	}
+	slices.Sort(vary)
+	fmt.Fprintf(b, "- settings of every cell: %s\n", strings.Join(same, ", "))
+	if len(vary) > 0 {
+		fmt.Fprintf(b, "- settings that differ between cells: %s\n", "`"+strings.Join(vary, "`, `")+"`")
+	}
+	if unrecorded > 0 {
+		fmt.Fprintf(b, "- %d cells record no settings (written before settings were recorded)\n", unrecorded)
+	}
+}
+
 // WriteResultsMarkdown writes a results folder's RESULTS.md: provenance
 // (commits, backbones with weights hash or the random-init mark, devices,
 // dates, data, seconds per stage summed over cells), the config, the pixel
 // and image AUROC tables and the figures (paths relative to the folder).
 func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, tables []Table, config []byte, figures []string) error {
 	var commits, backbones, devices, data, dates []string
+	var leaves []map[string]string // each recorded settings' leaves
+	unrecorded := 0
 	stages := map[string]float64{}
 	keys := make([]string, 0, len(recs))
 	for k := range recs {
@@ -42,6 +84,11 @@ func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, table
 				*s.list = append(*s.list, s.v)
 			}
 		}
+		if res.Settings != nil {
+			leaves = append(leaves, res.Settings.Leaves())
+		} else {
+			unrecorded++
+		}
 		for st, v := range res.Seconds {
 			stages[st] += v
 		}
@@ -61,6 +108,7 @@ func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, table
 		total += stages[name]
 	}
 	fmt.Fprintf(&b, "- seconds per stage, summed over cells: %s (total %.1f; the class features computed before a class's first cell are not in it)\n", strings.Join(st, ", "), total)
+	writeSettings(&b, leaves, unrecorded)
 	if len(config) > 0 {
 		fmt.Fprintf(&b, "\n## Config\n\n```json\n%s\n```\n", strings.TrimSpace(string(config)))
 	}

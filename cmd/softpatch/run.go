@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -30,6 +31,7 @@ func runRun(args []string) error {
 	out := fs.String("out", "", "results folder (default: runs/<config name>)")
 	shardFlag := fs.String("shard", "", "run only shard i of n (0 <= i < n): every n-th cell")
 	dry := fs.Bool("dry-run", false, "print the planned cells and which are done, run nothing")
+	redo := fs.Bool("redo-changed", false, "rerun the stored cells that were computed with other settings (default: refuse to mix them)")
 	if err := fs.Parse(reorder(fs, args)); err != nil {
 		return err
 	}
@@ -53,21 +55,38 @@ func runRun(args []string) error {
 		dir = filepath.Join("runs", name)
 	}
 	if *dry {
-		plan, err := runner.PlanSweep(cfg, dir, shard)
+		plan, err := runner.PlanSweep(cfg, dir, shard, *redo)
 		if err != nil {
 			return err
 		}
+		changed := map[string]bool{}
+		for _, c := range plan.Changed {
+			changed[c.Key()] = true
+		}
 		for _, c := range plan.Cells {
 			state := "todo"
-			if _, ok := plan.Done[c.Key()]; ok {
+			if changed[c.Key()] {
+				state = "changed"
+			} else if _, ok := plan.Done[c.Key()]; ok {
 				state = "done"
 			}
-			fmt.Printf("%-4s %s\n", state, c.Key())
+			fmt.Printf("%-7s %s\n", state, c.Key())
 		}
-		fmt.Printf("%d cells in shard %d/%d: %d done, %d to run -> %s\n", len(plan.Cells), shard.Index, shard.N, len(plan.Cells)-len(plan.Todo), len(plan.Todo), dir)
+		fmt.Printf("%d cells in shard %d/%d: %d done, %d with other settings, %d to run -> %s\n", len(plan.Cells), shard.Index, shard.N,
+			len(plan.Cells)-len(plan.Todo)-len(plan.Changed)+countIn(plan.Todo, changed), len(plan.Changed), len(plan.Todo), dir)
+		for _, d := range plan.Changes {
+			fmt.Println("  changed:", d)
+		}
 		return nil
 	}
-	plan, err := runner.Sweep(cfg, runner.SweepOptions{Dir: dir, Shard: shard, Out: os.Stdout, AfterCell: runHook})
+	plan, err := runner.Sweep(cfg, runner.SweepOptions{Dir: dir, Shard: shard, Out: os.Stdout, AfterCell: runHook, RedoChanged: *redo})
+	if errors.Is(err, runner.ErrDatasetMissing) && plan != nil && len(plan.Done) > 0 {
+		// The stored cells still report, and the error says why nothing ran.
+		if rerr := reports.Write(dir, os.Stdout, false, ""); rerr != nil {
+			return rerr
+		}
+		return fmt.Errorf("%w: reported the %d stored cells of %s, ran nothing", err, len(plan.Done), dir)
+	}
 	if err != nil {
 		return err
 	}
@@ -77,6 +96,17 @@ func runRun(args []string) error {
 		fmt.Printf("%d cells run, %d done before -> %s\n", len(plan.Todo), len(plan.Cells)-len(plan.Todo), dir)
 	}
 	return reports.Write(dir, os.Stdout, false, "")
+}
+
+// countIn counts the cells of cells whose key is in keys.
+func countIn(cells []experiments.Cell, keys map[string]bool) int {
+	n := 0
+	for _, c := range cells {
+		if keys[c.Key()] {
+			n++
+		}
+	}
+	return n
 }
 
 // reorder moves the positional arguments after the flags, so that

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/softpatch/softpatch/experiments"
+	"github.com/softpatch/softpatch/experiments/runner"
 )
 
 const runYAML = `name: tiny
@@ -63,6 +64,59 @@ func TestRunTwoSweepsOneFolder(t *testing.T) {
 	}
 	if lines := bytes.Count(b, []byte("\n")); lines != len(recs) {
 		t.Errorf("%d lines for %d cells: a cell ran twice", lines, len(recs))
+	}
+}
+
+// TestRunChangedSettings reruns a finished sweep with one setting
+// changed: it must refuse, name the change and leave the folder as it was;
+// with --redo-changed it recomputes every cell with the new setting. A
+// folder whose dataset is gone still reports, and says so.
+func TestRunChangedSettings(t *testing.T) {
+	dir := withoutWeights(t)
+	cfgPath := filepath.Join(dir, "tiny.yaml")
+	if err := os.WriteFile(cfgPath, []byte(runYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	if err := runRun([]string{cfgPath, "--out", out}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(filepath.Join(out, "results.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = runRun([]string{cfgPath, "--out", out, "--set", "detector.coreset=0.5"})
+	var ch *runner.ChangedError
+	if !errors.As(err, &ch) || ch.Cells != 6 || !strings.Contains(err.Error(), "detector.coreset 0.25 -> 0.5") || !strings.Contains(err.Error(), "--redo-changed") {
+		t.Fatalf("changed coreset: %v", err)
+	}
+	after, _ := os.ReadFile(filepath.Join(out, "results.jsonl"))
+	if !bytes.Equal(before, after) {
+		t.Error("the refused sweep changed the results file")
+	}
+	if err := runRun([]string{cfgPath, "--out", out, "--set", "detector.coreset=0.5", "--redo-changed"}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := experiments.ReadResults(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, r := range recs {
+		res, err := r.Decode()
+		if err != nil || res.Settings == nil || res.Settings.Detector.Coreset != 0.5 || res.SettingsHash != res.Settings.Hash() {
+			t.Errorf("%s after --redo-changed: %v %+v", k, err, res.Settings)
+		}
+	}
+	if err := runRun([]string{cfgPath, "--out", out, "--set", "detector.coreset=0.5"}); err != nil {
+		t.Errorf("a rerun with the new settings: %v", err)
+	}
+	err = runRun([]string{cfgPath, "--out", out, "--set", "detector.coreset=0.5", "--set", "dataset.generate=null",
+		"--set", "dataset.root=" + filepath.Join(dir, "gone")})
+	if !errors.Is(err, runner.ErrDatasetMissing) || !strings.Contains(err.Error(), "reported the 6 stored cells") {
+		t.Errorf("dataset gone: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "RESULTS.md")); err != nil {
+		t.Error(err)
 	}
 }
 

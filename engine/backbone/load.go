@@ -61,36 +61,50 @@ func (id Identity) String() string {
 	return fmt.Sprintf("%s (%s, sha256 %s)", id.Arch, filepath.Base(id.Weights), sum)
 }
 
+// Resolve returns the Identity that Open gives for arch and opt without
+// building anything: the checkpoint FindWeights resolves and its hash, or
+// the random initialisation when opt.Weights is "" and none is found, and
+// the BatchNorm statistics.
+func Resolve(arch Arch, opt Options) (Identity, error) {
+	id := Identity{Arch: arch.Name, BNPass: BNCheckpoint}
+	if opt.PublishedBN {
+		id.BNPass = BNPublished
+	}
+	path, err := FindWeights(opt.Weights, arch)
+	switch {
+	case errors.Is(err, ErrNoWeights) && opt.Weights == "":
+		id.RandomInit, id.Seed = true, RandomInitSeed
+		return id, nil
+	case err != nil:
+		return id, err
+	}
+	if id.SHA256, err = HashFile(path); err != nil {
+		return id, err
+	}
+	id.Weights = path
+	return id, nil
+}
+
 // Open builds the backbone for arch from the checkpoint that FindWeights
 // resolves for opt.Weights. When opt.Weights is "" and nothing is found,
 // the network is initialised from RandomInitSeed as torchvision
 // initialises it, and the Identity says so. An explicit path that fails to
 // load is an error, never a fallback.
 func Open(arch Arch, opt Options) (*Backbone, Identity, error) {
-	weights := opt.Weights
-	id := Identity{Arch: arch.Name, BNPass: BNCheckpoint}
-	path, err := FindWeights(weights, arch)
-	var params map[string]Tensor
-	switch {
-	case errors.Is(err, ErrNoWeights) && weights == "":
-		id.RandomInit, id.Seed = true, RandomInitSeed
-		params = RandomInit(arch, RandomInitSeed)
-	case err != nil:
+	id, err := Resolve(arch, opt)
+	if err != nil {
 		return nil, id, err
-	default:
-		if params, err = LoadCheckpoint(path, arch); err != nil {
-			return nil, id, err
-		}
-		if id.SHA256, err = HashFile(path); err != nil {
-			return nil, id, err
-		}
-		id.Weights = path
+	}
+	var params map[string]Tensor
+	if id.RandomInit {
+		params = RandomInit(arch, id.Seed)
+	} else if params, err = LoadCheckpoint(id.Weights, arch); err != nil {
+		return nil, id, err
 	}
 	if opt.PublishedBN {
 		if params, err = PublishedBNPass(arch, params, opt.ImageSize, opt.Deepest); err != nil {
 			return nil, id, err
 		}
-		id.BNPass = BNPublished
 	}
 	b, err := New(arch, params, opt.Deepest)
 	if err != nil {

@@ -23,6 +23,9 @@ type Cell struct {
 	Method string
 	Params detector.Params
 	Filter *Filter
+	// Settings are the cell's resolved settings, recorded in its result;
+	// Run resolves them when they are nil.
+	Settings *experiments.Settings
 }
 
 // Filter is image-level denoising (docs/method.md#63-image-level-denoising-xy):
@@ -132,7 +135,13 @@ func (c *Cell) Fit(b *Backbone, o CellOptions) (detector.Detector, detector.Meta
 // runs between cells.
 func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*experiments.Result, error) {
 	train, test := c.Train, c.Test
-	res := experiments.Result{Commit: Commit(), Data: c.Class.Root, Class: c.Class.Name, Method: c.Label(), Noise: c.Noise,
+	if c.Settings == nil {
+		var err error
+		if c.Settings, err = b.settings(c); err != nil {
+			return nil, err
+		}
+	}
+	res := experiments.Result{Settings: c.Settings, SettingsHash: c.Settings.Hash(), Commit: Commit(), Data: c.Class.Root, Class: c.Class.Name, Method: c.Label(), Noise: c.Noise,
 		Backbone: b.id, Mark: b.Mark(), Test: len(test), NoiseDrawn: c.NoiseFiles(), Seconds: map[string]float64{}}
 	st := stages(res.Seconds)
 	if c.Filter != nil {

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/datasets/synth"
@@ -22,18 +24,62 @@ import (
 // SweepPlan is a sweep's cells in one shard, and which of them a results
 // folder already holds.
 type SweepPlan struct {
+	// Cells are the planned cells; Done the results folder's records by
+	// key, Todo the cells to run: those without a record, and with
+	// RedoChanged those in Changed.
 	Cells []experiments.Cell
-	Todo  []experiments.Cell
 	Done  map[string]experiments.Record
+	Todo  []experiments.Cell
+	// Changed are the cells whose stored record was computed with other
+	// settings (or records none), and Changes how the settings differ
+	// ("key old -> new", each difference once).
+	Changed []experiments.Cell
+	Changes []string
+	// settings are the planned cells' resolved settings, by key.
+	settings map[string]*experiments.Settings
 }
 
-// PlanSweep lists the cells of cfg in shard and reads which are done in
-// the results folder dir. It generates nothing: with a generated dataset
-// not written yet, the config must name its classes.
-func PlanSweep(cfg *experiments.Config, dir string, shard experiments.Shard) (*SweepPlan, error) {
+// ErrDatasetMissing is returned when a sweep's dataset root does not exist
+// (and the config does not generate it).
+var ErrDatasetMissing = errors.New("dataset root not found")
+
+// ChangedError is returned by Sweep when stored cells were computed with
+// other settings than the planned ones and RedoChanged is off: the folder
+// is left as it is rather than mixing settings in one table.
+type ChangedError struct {
+	Cells   int
+	Changes []string
+}
+
+func (e *ChangedError) Error() string {
+	ch := e.Changes
+	if len(ch) > 6 {
+		ch = append(slices.Clone(ch[:6]), fmt.Sprintf("and %d more", len(e.Changes)-6))
+	}
+	return fmt.Sprintf("%d cells were computed with other settings: %s; rerun them with --redo-changed, or use another --out",
+		e.Cells, strings.Join(ch, ", "))
+}
+
+// PlanSweep lists the cells of cfg in shard, reads which are done in the
+// results folder dir, and resolves every planned cell's settings (the
+// dataset's files, the weights' hash) to tell stored cells computed with
+// other settings (Changed) from those it can reuse. It generates nothing:
+// with a generated dataset not written yet, every cell is to run. A
+// dataset root that does not exist is ErrDatasetMissing, with the plan's
+// Done still read.
+func PlanSweep(cfg *experiments.Config, dir string, shard experiments.Shard, redoChanged bool) (*SweepPlan, error) {
+	p := &SweepPlan{settings: map[string]*experiments.Settings{}}
+	var err error
+	if p.Done, err = experiments.ReadResults(dir); err != nil {
+		return nil, err
+	}
 	format, err := datasets.ParseFormat(cfg.Dataset.Format)
 	if err != nil {
 		return nil, err
+	}
+	_, statErr := os.Stat(cfg.Dataset.Root)
+	if os.IsNotExist(statErr) && cfg.Dataset.Generate == nil {
+		return p, fmt.Errorf("%s: %w", cfg.Dataset.Root, ErrDatasetMissing)
 	}
 	classes := cfg.Dataset.Classes
 	if len(classes) == 0 {
@@ -41,11 +87,64 @@ func PlanSweep(cfg *experiments.Config, dir string, shard experiments.Shard) (*S
 			return nil, err
 		}
 	}
-	p := &SweepPlan{Cells: shard.Select(experiments.Plan(cfg, classes))}
-	if p.Done, err = experiments.ReadResults(dir); err != nil {
+	p.Cells = shard.Select(experiments.Plan(cfg, classes))
+	if statErr != nil { // to be generated: nothing stored can be reused
+		p.Todo = p.Cells
+		return p, nil
+	}
+	o := OptionsFrom(cfg)
+	arch, err := backbone.ArchByName(o.Arch)
+	if err != nil {
 		return nil, err
 	}
-	p.Todo = experiments.Pending(p.Cells, p.Done)
+	id, err := backbone.Resolve(arch, backbone.Options{Weights: o.Weights, PublishedBN: !o.CheckpointBN})
+	if err != nil {
+		return nil, err
+	}
+	var class *datasets.Class
+	seen := map[string]bool{}
+	for _, c := range p.Cells {
+		if class == nil || class.Name != c.Class {
+			if class, err = datasets.Load(cfg.Dataset.Root, c.Class, datasets.Layout{Format: format}, datasets.LoadOptions{}); err != nil {
+				return nil, err
+			}
+		}
+		cl, err := sweepCell(class, c, cfg)
+		if err != nil {
+			return nil, err
+		}
+		st, err := cellSettings(o, arch, id, cl)
+		if err != nil {
+			return nil, err
+		}
+		p.settings[c.Key()] = st
+		rec, ok := p.Done[c.Key()]
+		if !ok {
+			p.Todo = append(p.Todo, c)
+			continue
+		}
+		res, err := rec.Decode()
+		if err != nil {
+			return nil, fmt.Errorf("results record %s: %w", c.Key(), err)
+		}
+		if res.SettingsHash == st.Hash() {
+			continue
+		}
+		p.Changed = append(p.Changed, c)
+		diff := []string{"settings (none recorded) -> resolved"}
+		if res.Settings != nil {
+			diff = experiments.Diff(res.Settings, st)
+		}
+		for _, d := range diff {
+			if !seen[d] {
+				seen[d] = true
+				p.Changes = append(p.Changes, d)
+			}
+		}
+		if redoChanged {
+			p.Todo = append(p.Todo, c)
+		}
+	}
 	return p, nil
 }
 
@@ -56,6 +155,9 @@ type SweepOptions struct {
 	Shard experiments.Shard
 	// Out, when set, gets one line per finished cell.
 	Out io.Writer
+	// RedoChanged reruns the stored cells computed with other settings;
+	// without it they make Sweep fail with a ChangedError.
+	RedoChanged bool
 	// AfterCell, when set (tests), is called after each finished cell with
 	// the number finished so far; an error stops the sweep as a crash
 	// would.
@@ -117,9 +219,12 @@ func Sweep(cfg *experiments.Config, o SweepOptions) (*SweepPlan, error) {
 		return nil, err
 	}
 	defer app.Close()
-	plan, err := PlanSweep(cfg, o.Dir, o.Shard)
+	plan, err := PlanSweep(cfg, o.Dir, o.Shard, o.RedoChanged)
 	if err != nil {
-		return nil, err
+		return plan, err
+	}
+	if len(plan.Changed) > 0 && !o.RedoChanged {
+		return plan, &ChangedError{Cells: len(plan.Changed), Changes: plan.Changes}
 	}
 	if err := atomicfile.WriteFile(filepath.Join(o.Dir, "config.json"), func(w io.Writer) error {
 		enc := json.NewEncoder(w)
@@ -174,6 +279,7 @@ func Sweep(cfg *experiments.Config, o SweepOptions) (*SweepPlan, error) {
 		if err != nil {
 			return nil, err
 		}
+		cl.Settings = plan.settings[c.Key()]
 		opts.CellDir = c.Dir()
 		res, err := cl.run(b, opts, cache.source, memo)
 		if err != nil {
