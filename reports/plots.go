@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"os"
 	"slices"
 
 	"gonum.org/v1/plot"
@@ -17,10 +16,12 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgpdf"
 	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/experiments"
+	"github.com/softpatch/softpatch/internal/atomicfile"
 )
 
 // methodIndex is a method's place in the order of every table and figure:
@@ -143,11 +144,14 @@ func saveFigure(w, h vg.Length, base string, drawFn func(draw.Canvas)) ([]string
 	drawFn(draw.New(png))
 	svg := vgsvg.New(w, h)
 	drawFn(draw.New(svg))
+	pdf := vgpdf.New(w, h)
+	pdf.EmbedFonts(true)
+	drawFn(draw.New(pdf))
 	var out []string
 	for _, f := range []struct {
 		ext string
 		w   io.WriterTo
-	}{{".png", vgimg.PngCanvas{Canvas: png}}, {".svg", svg}} {
+	}{{".png", vgimg.PngCanvas{Canvas: png}}, {".svg", svg}, {".pdf", pdf}} {
 		if err := writeFile(base+f.ext, f.w); err != nil {
 			return nil, err
 		}
@@ -216,16 +220,16 @@ func methods(tables []Table) []string {
 	return ms
 }
 
+// writeFile writes a figure atomically (internal/atomicfile): a reader or
+// a full disk never leaves a truncated figure at path.
 func writeFile(path string, w io.WriterTo) error {
-	f, err := os.Create(path)
-	if err != nil {
+	if err := atomicfile.WriteFile(path, func(f io.Writer) error {
+		_, err := w.WriteTo(f)
 		return err
-	}
-	if _, err := w.WriteTo(f); err != nil {
-		f.Close()
+	}); err != nil {
 		return fmt.Errorf("reports: writing %s: %w", path, err)
 	}
-	return f.Close()
+	return nil
 }
 
 // ImageROC draws the image-level ROC curves of one class under one noise

@@ -6,6 +6,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,8 +34,11 @@ func TestRobustnessCurve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 2 {
+	if len(files) != 3 {
 		t.Fatalf("files %v", files)
+	}
+	if b, err := os.ReadFile(base + ".pdf"); err != nil || !bytes.HasPrefix(b, []byte("%PDF")) {
+		t.Errorf("the PDF is not one (%v)", err)
 	}
 	f, err := os.Open(base + ".png")
 	if err != nil {
@@ -95,7 +99,7 @@ func TestClassBars(t *testing.T) {
 	tables, _ := Tables(recs)
 	base := filepath.Join(t.TempDir(), "bars")
 	files, err := ClassBars(tables[0], base)
-	if err != nil || len(files) != 2 {
+	if err != nil || len(files) != 3 {
 		t.Fatalf("%v %v", files, err)
 	}
 	f, _ := os.Open(base + ".png")
@@ -183,5 +187,28 @@ func TestResultsMarkdownSettings(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("RESULTS.md lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestRemoveStale checks that a report removes the figures it owns that
+// it did not write again, and nothing else.
+func TestRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	names := []string{"roc_wood_noise0.1.png", "roc_pill_noise0.1.png", "roc_pill_noise0.1.pdf", "banks_pill.svg", "tables.md", "roc_notes.txt", "mine.png"}
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := removeStale(dir, []string{filepath.Join(dir, "roc_wood_noise0.1.png")}); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if want := []string{"mine.png", "roc_notes.txt", "roc_wood_noise0.1.png", "tables.md"}; !slices.Equal(left, want) {
+		t.Errorf("left %v, want %v", left, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/softpatch/softpatch/experiments"
@@ -90,6 +91,9 @@ func Write(dir string, w io.Writer, all bool, rocClass string) error {
 			slog.Info("no memory-bank figure", "reason", err)
 		}
 	}
+	if err := removeStale(dir, figures); err != nil {
+		return err
+	}
 	cfgJSON, _ := os.ReadFile(filepath.Join(dir, "config.json")) // absent for folders not written by run
 	if err := atomicfile.WriteFile(filepath.Join(dir, "RESULTS.md"), func(f io.Writer) error {
 		return WriteResultsMarkdown(f, recs, tables, cfgJSON, figures)
@@ -104,5 +108,33 @@ func Write(dir string, w io.Writer, all bool, rocClass string) error {
 		}
 	}
 	fmt.Fprintf(w, "%d cells; %s, tables.md, tables.csv and %d figures in %s\n", len(recs), "RESULTS.md", len(figures), dir)
+	return nil
+}
+
+// figurePatterns are the names of the figures Write owns in a results
+// folder.
+var figurePatterns = []string{"robustness_*", "bars_*", "roc_*", "banks_*"}
+
+// removeStale removes the figures Write owns in dir that this run did not
+// write (keep): those of a class, setting or ROC class no longer reported.
+func removeStale(dir string, keep []string) error {
+	for _, pat := range figurePatterns {
+		old, err := filepath.Glob(filepath.Join(dir, pat))
+		if err != nil {
+			return err
+		}
+		for _, f := range old {
+			switch filepath.Ext(f) {
+			case ".png", ".svg", ".pdf":
+			default:
+				continue
+			}
+			if !slices.Contains(keep, f) {
+				if err := os.Remove(f); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	return nil
 }
