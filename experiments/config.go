@@ -173,45 +173,75 @@ func LoadConfig(path string, sets []string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := ParseConfig(path, b, sets)
+	cfg, d, err := parseConfig(path, b, sets)
 	if err != nil {
 		return nil, err
 	}
 	dir := filepath.Dir(path)
-	for _, p := range []*string{&cfg.Dataset.Root, &cfg.Backbone.Weights} {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(dir, *p)
+	for key, p := range map[string]*string{"dataset.root": &cfg.Dataset.Root, "backbone.weights": &cfg.Backbone.Weights} {
+		if *p, err = resolvePath(*p, dir, d.lines[key] == 0); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", d.at(d.lines[key]), key, err)
 		}
 	}
 	return cfg, nil
 }
 
-// ParseConfig is LoadConfig on the file's contents; name is used in
-// errors.
+// resolvePath expands a leading "~" to the home folder and makes a
+// relative path absolute: relative to the working directory for a value
+// given with --set (fromSet), to the config's folder dir otherwise.
+func resolvePath(p, dir string, fromSet bool) (string, error) {
+	if p == "" {
+		return p, nil
+	}
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("cannot expand %q: %w", p, err)
+		}
+		p = filepath.Join(home, p[1:])
+	}
+	if filepath.IsAbs(p) {
+		return p, nil
+	}
+	if fromSet {
+		return filepath.Abs(p)
+	}
+	return filepath.Join(dir, p), nil
+}
+
+// ParseConfig is LoadConfig on the file's contents, without resolving
+// paths; name is used in errors.
 func ParseConfig(name string, data []byte, sets []string) (*Config, error) {
+	cfg, _, err := parseConfig(name, data, sets)
+	return cfg, err
+}
+
+// parseConfig is ParseConfig, also returning the decoder, which knows the
+// line of every key (0 for values given with --set).
+func parseConfig(name string, data []byte, sets []string) (*Config, *decoder, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("%s: %v", name, err)
+		return nil, nil, fmt.Errorf("%s: %v", name, err)
 	}
 	if len(doc.Content) == 0 {
-		return nil, fmt.Errorf("%s: empty config", name)
+		return nil, nil, fmt.Errorf("%s: empty config", name)
 	}
 	root := doc.Content[0]
 	for _, s := range sets {
 		if err := applySet(root, s); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	cfg := defaults()
 	d := &decoder{file: name, lines: map[string]int{}, extra: cfg.MethodOptions}
 	if err := d.decode(root, reflect.ValueOf(&cfg).Elem(), ""); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := cfg.check(d); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &cfg, nil
+	return &cfg, d, nil
 }
 
 // applySet replaces (or adds) the value at a dotted key path of the

@@ -110,6 +110,32 @@ func TestLoadConfigRelativeRoot(t *testing.T) {
 	if _, err := LoadConfig(filepath.Join(dir, "nope.yaml"), nil); err == nil || !strings.Contains(err.Error(), "nope.yaml") {
 		t.Errorf("missing file: %v", err)
 	}
+	// A --set path is relative to the working directory; "~" is the home
+	// folder, in the file and with --set.
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	for _, c := range []struct {
+		file string
+		sets []string
+		want string
+	}{
+		{"dataset:\n  root: data\n", []string{"dataset.root=other/data"}, filepath.Join(wd, "other", "data")},
+		{"dataset:\n  root: data\n", []string{"dataset.root=~/data/mvtec"}, filepath.Join(home, "data", "mvtec")},
+		{"dataset:\n  root: ~/mvtec\n", nil, filepath.Join(home, "mvtec")},
+		{"dataset:\n  root: /abs/mvtec\n", nil, "/abs/mvtec"},
+	} {
+		if err := os.WriteFile(p, []byte(c.file), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadConfig(p, c.sets)
+		if err != nil || cfg.Dataset.Root != c.want {
+			t.Errorf("%q %v: root %q (%v), want %q", c.file, c.sets, cfg.Dataset.Root, err, c.want)
+		}
+	}
 }
 
 func TestPlanAndShards(t *testing.T) {
