@@ -533,14 +533,8 @@ func (c *Config) check(d *decoder) error {
 	} else if f.Threshold != nil && math.IsNaN(*f.Threshold) {
 		add(d.errorf("filter.threshold", "is NaN"))
 	}
-	if !(c.Detector.Coreset > 0 && c.Detector.Coreset < 1) {
-		add(d.errorf("detector.coreset", "%v is not in (0, 1)", c.Detector.Coreset))
-	}
-	if !(c.Detector.Threshold >= 0 && c.Detector.Threshold < 1) {
-		add(d.errorf("detector.threshold", "%v is not in [0, 1)", c.Detector.Threshold))
-	}
-	if c.Detector.LOFK < 1 {
-		add(d.errorf("detector.lof_k", "%d is not at least 1", c.Detector.LOFK))
+	for _, p := range (detector.Params{Coreset: c.Detector.Coreset, Threshold: c.Detector.Threshold, LOFK: c.Detector.LOFK}).Check() {
+		add(d.errorf("detector."+p.Key, "%s", p.Problem))
 	}
 	if c.Run.Batch < 1 {
 		add(d.errorf("run.batch", "%d is not at least 1", c.Run.Batch))

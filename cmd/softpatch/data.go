@@ -109,6 +109,13 @@ func dataInspect(w io.Writer, args []string) error {
 	if failed > 0 {
 		return fmt.Errorf("data inspect: %d of %d classes could not be loaded (see above)", failed, len(classes))
 	}
+	problems := 0
+	for _, s := range out {
+		problems += len(s.Problems)
+	}
+	if problems > 0 {
+		return fmt.Errorf("data inspect: problems found: %d (see above; --skip-bad leaves those files out)", problems)
+	}
 	return nil
 }
 

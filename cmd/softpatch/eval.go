@@ -20,6 +20,9 @@ func runEval(args []string) error {
 	if *out == "" || fs.NArg() > 0 {
 		return fmt.Errorf("eval: --json OUT is required and it takes no arguments")
 	}
+	if err := checkWritable("eval", *out); err != nil {
+		return err
+	}
 	cl, b, err := cf.load("eval")
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/softpatch/softpatch/datasets/synth"
@@ -60,6 +61,29 @@ func TestEvalRunsOneCell(t *testing.T) {
 	}
 	if err := runEval([]string{"--data", data, "--class", "nut", "--method", "magic", "--json", out}); err == nil {
 		t.Error("unknown method accepted")
+	}
+}
+
+// TestEvalFitCheckFirst checks what eval and fit refuse before computing
+// anything: an output path that cannot be written and detector values
+// that a config would reject too (--lof-k 0, --coreset 1).
+func TestEvalFitCheckFirst(t *testing.T) {
+	_, data := nutClass(t, 3, 1, 1)
+	missing := filepath.Join(t.TempDir(), "no", "such", "dir", "x.json")
+	for _, c := range []struct {
+		verb func([]string) error
+		args []string
+		want string
+	}{
+		{runEval, []string{"--json", missing}, "cannot write " + missing},
+		{runFit, []string{"--out", missing}, "cannot write " + missing},
+		{runEval, []string{"--lof-k", "0", "--json", filepath.Join(t.TempDir(), "x.json")}, "--lof-k 0 is not at least 1"},
+		{runFit, []string{"--coreset", "1", "--out", filepath.Join(t.TempDir(), "x.model")}, "--coreset 1 is not in (0, 1)"},
+	} {
+		err := c.verb(append([]string{"--data", data, "--class", "nut"}, c.args...))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
 	}
 }
 

@@ -21,6 +21,9 @@ func runFit(args []string) error {
 	if *out == "" || fs.NArg() > 0 {
 		return fmt.Errorf("fit: --out MODEL is required and it takes no arguments")
 	}
+	if err := checkWritable("fit", *out); err != nil {
+		return err
+	}
 	cl, b, err := cf.load("fit")
 	if err != nil {
 		return err

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -138,6 +140,9 @@ func (cf *cellFlags) load(verb string) (*runner.Cell, *runner.Backbone, error) {
 	if cf.root == "" || cf.class == "" {
 		return nil, nil, fmt.Errorf("%s: --data and --class are required", verb)
 	}
+	if ps := cf.params.Check(); len(ps) > 0 {
+		return nil, nil, fmt.Errorf("%s: --%s %s", verb, strings.ReplaceAll(ps[0].Key, "_", "-"), ps[0].Problem)
+	}
 	if cf.featureMemory < 1 {
 		return nil, nil, fmt.Errorf("%s: --feature-memory must be at least 1 MiB, got %d", verb, cf.featureMemory)
 	}
@@ -167,6 +172,17 @@ func (cf *cellFlags) load(verb string) (*runner.Cell, *runner.Backbone, error) {
 		return nil, nil, err
 	}
 	return c, b, nil
+}
+
+// checkWritable fails, before any work, when the file path cannot be
+// created: its folder is missing or not writable.
+func checkWritable(verb, path string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".softpatch-check-*")
+	if err != nil {
+		return fmt.Errorf("%s: cannot write %s: %w", verb, path, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // options are the cell's run options from the flags.

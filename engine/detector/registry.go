@@ -34,6 +34,28 @@ type Params struct {
 	Options map[string]any
 }
 
+// ParamProblem is one invalid parameter: its name as a config key under
+// "detector" (coreset, threshold, lof_k) and what is wrong.
+type ParamProblem struct {
+	Key, Problem string
+}
+
+// Check returns the params' invalid values, the same rules for configs
+// and flags: Coreset in (0, 1), Threshold in [0, 1), LOFK at least 1.
+func (p Params) Check() []ParamProblem {
+	var out []ParamProblem
+	if !(p.Coreset > 0 && p.Coreset < 1) {
+		out = append(out, ParamProblem{"coreset", fmt.Sprintf("%v is not in (0, 1)", p.Coreset)})
+	}
+	if !(p.Threshold >= 0 && p.Threshold < 1) {
+		out = append(out, ParamProblem{"threshold", fmt.Sprintf("%v is not in [0, 1)", p.Threshold)})
+	}
+	if p.LOFK < 1 {
+		out = append(out, ParamProblem{"lof_k", fmt.Sprintf("%d is not at least 1", p.LOFK)})
+	}
+	return out
+}
+
 // FeatureSettings are what a method's features may depend on besides the
 // backbone's preprocessing.
 type FeatureSettings struct {
