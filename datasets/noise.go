@@ -59,6 +59,15 @@ func RelPath(root string, it Item) string {
 	return filepath.ToSlash(it.Path)
 }
 
+// RelPaths is RelPath of each item (an empty list for none).
+func RelPaths(root string, items []Item) []string {
+	out := make([]string, 0, len(items))
+	for _, it := range items {
+		out = append(out, RelPath(root, it))
+	}
+	return out
+}
+
 // Noisy returns the noisy training set and the test set of c under n.
 // Unless n.Files is given, n_noise = NoiseCount(n.Ratio, len(c.Train))
 // anomalous test images are drawn uniformly without replacement with a

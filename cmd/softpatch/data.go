@@ -5,8 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -133,29 +134,20 @@ func printSummary(w io.Writer, s datasets.Summary) {
 	fmt.Fprintf(tw, "  train normals\t%d\n", s.TrainNormals)
 	fmt.Fprintf(tw, "  test normals\t%d\n", s.TestNormals)
 	fmt.Fprintf(tw, "  test anomalies\t%d\n", nAnom)
-	for _, t := range sortedKeys(s.TestAnomalies) {
+	for _, t := range slices.Sorted(maps.Keys(s.TestAnomalies)) {
 		fmt.Fprintf(tw, "    %s\t%d\n", t, s.TestAnomalies[t])
 	}
 	fmt.Fprintf(tw, "  masks found\t%d\n", s.Masks)
 	fmt.Fprintf(tw, "  problems\t%d\n", len(s.Problems))
 	tw.Flush()
 	var sizes []string
-	for _, k := range sortedKeys(s.Sizes) {
+	for _, k := range slices.Sorted(maps.Keys(s.Sizes)) {
 		sizes = append(sizes, fmt.Sprintf("%s (%d)", k, s.Sizes[k]))
 	}
 	fmt.Fprintf(w, "  image sizes: %s\n", strings.Join(sizes, ", "))
 	for _, p := range s.Problems {
 		fmt.Fprintf(w, "  problem: %s: %s\n", p.Path, p.Reason)
 	}
-}
-
-func sortedKeys(m map[string]int) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // splitResult is what "data split --json" prints; paths are relative to ROOT.
@@ -224,14 +216,8 @@ func dataSplit(w io.Writer, args []string) error {
 			return err
 		}
 	}
-	rel := func(items []datasets.Item) []string {
-		out := make([]string, 0, len(items))
-		for _, it := range items {
-			out = append(out, datasets.RelPath(c.Root, it))
-		}
-		return out
-	}
-	res := splitResult{Root: c.Root, Class: c.Name, Dataset: ds, Noise: n, Train: rel(train), Test: rel(test), Drawn: rel(drawn), Skipped: c.Problems}
+	res := splitResult{Root: c.Root, Class: c.Name, Dataset: ds, Noise: n, Train: datasets.RelPaths(c.Root, train),
+		Test: datasets.RelPaths(c.Root, test), Drawn: datasets.RelPaths(c.Root, drawn), Skipped: c.Problems}
 	if *asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

@@ -20,8 +20,8 @@ func runEval(args []string) error {
 	if *out == "" || fs.NArg() > 0 {
 		return fmt.Errorf("eval: --json OUT is required and it takes no arguments")
 	}
-	if err := checkWritable("eval", *out); err != nil {
-		return err
+	if err := atomicfile.CheckWritable(*out); err != nil {
+		return fmt.Errorf("eval: %w", err)
 	}
 	cl, b, err := cf.load("eval")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/internal/atomicfile"
 )
 
 // runFit fits one detector on one class's (noisy) training set, as eval
@@ -21,8 +22,8 @@ func runFit(args []string) error {
 	if *out == "" || fs.NArg() > 0 {
 		return fmt.Errorf("fit: --out MODEL is required and it takes no arguments")
 	}
-	if err := checkWritable("fit", *out); err != nil {
-		return err
+	if err := atomicfile.CheckWritable(*out); err != nil {
+		return fmt.Errorf("fit: %w", err)
 	}
 	cl, b, err := cf.load("fit")
 	if err != nil {

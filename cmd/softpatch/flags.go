@@ -4,8 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -172,17 +170,6 @@ func (cf *cellFlags) load(verb string) (*runner.Cell, *runner.Backbone, error) {
 		return nil, nil, err
 	}
 	return c, b, nil
-}
-
-// checkWritable fails, before any work, when the file path cannot be
-// created: its folder is missing or not writable.
-func checkWritable(verb, path string) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".softpatch-check-*")
-	if err != nil {
-		return fmt.Errorf("%s: cannot write %s: %w", verb, path, err)
-	}
-	f.Close()
-	return os.Remove(f.Name())
 }
 
 // options are the cell's run options from the flags.

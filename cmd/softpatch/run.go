@@ -59,21 +59,13 @@ func runRun(args []string) error {
 		if err != nil {
 			return err
 		}
-		changed := map[string]bool{}
-		for _, c := range plan.Changed {
-			changed[c.Key()] = true
-		}
+		states := map[string]int{}
 		for _, c := range plan.Cells {
-			state := "todo"
-			if changed[c.Key()] {
-				state = "changed"
-			} else if _, ok := plan.Done[c.Key()]; ok {
-				state = "done"
-			}
-			fmt.Printf("%-7s %s\n", state, c.Key())
+			states[plan.State(c)]++
+			fmt.Printf("%-7s %s\n", plan.State(c), c.Key())
 		}
 		fmt.Printf("%d cells in shard %d/%d: %d done, %d with other settings, %d to run -> %s\n", len(plan.Cells), shard.Index, shard.N,
-			len(plan.Cells)-len(plan.Todo)-len(plan.Changed)+countIn(plan.Todo, changed), len(plan.Changed), len(plan.Todo), dir)
+			states["done"], len(plan.Changed), len(plan.Todo), dir)
 		for _, d := range plan.Changes {
 			fmt.Println("  changed:", d)
 		}
@@ -96,17 +88,6 @@ func runRun(args []string) error {
 		fmt.Printf("%d cells run, %d done before -> %s\n", len(plan.Todo), len(plan.Cells)-len(plan.Todo), dir)
 	}
 	return reports.Write(dir, os.Stdout, false, "")
-}
-
-// countIn counts the cells of cells whose key is in keys.
-func countIn(cells []experiments.Cell, keys map[string]bool) int {
-	n := 0
-	for _, c := range cells {
-		if keys[c.Key()] {
-			n++
-		}
-	}
-	return n
 }
 
 // reorder moves the positional arguments after the flags, so that

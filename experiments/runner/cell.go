@@ -79,13 +79,13 @@ func (c *Cell) Label() string {
 	return c.Method
 }
 
-// NoiseFiles lists the injected images relative to the dataset root.
+// NoiseFiles lists the injected images relative to the dataset root (nil
+// for none).
 func (c *Cell) NoiseFiles() []string {
-	var fs []string
-	for _, it := range c.Drawn {
-		fs = append(fs, datasets.RelPath(c.Class.Root, it))
+	if len(c.Drawn) == 0 {
+		return nil
 	}
-	return fs
+	return datasets.RelPaths(c.Class.Root, c.Drawn)
 }
 
 // Methods are the detector methods the cell fits: its detector and its

@@ -39,6 +39,18 @@ type SweepPlan struct {
 	settings map[string]*experiments.Settings
 }
 
+// State is what the plan does with cell c: "changed" (stored with other
+// settings), "done" (stored, reused) or "todo".
+func (p *SweepPlan) State(c experiments.Cell) string {
+	if slices.ContainsFunc(p.Changed, func(d experiments.Cell) bool { return d.Key() == c.Key() }) {
+		return "changed"
+	}
+	if _, ok := p.Done[c.Key()]; ok {
+		return "done"
+	}
+	return "todo"
+}
+
 // ErrDatasetMissing is returned when a sweep's dataset root does not exist
 // (and the config does not generate it).
 var ErrDatasetMissing = errors.New("dataset root not found")

@@ -36,3 +36,14 @@ func WriteFile(path string, write func(w io.Writer) error) error {
 	}
 	return nil
 }
+
+// CheckWritable reports, by creating and removing a temporary file beside
+// it, whether WriteFile can create path: callers check before long work.
+func CheckWritable(path string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".check*")
+	if err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	tmp.Close()
+	return os.Remove(tmp.Name())
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/softpatch/softpatch/internal/npy"
@@ -29,5 +30,21 @@ func TestWriteFileIsAtomic(t *testing.T) {
 	a, err := npy.ReadFile(path)
 	if err != nil || a.Len() != 2 || a.F32[1] != 2 {
 		t.Fatalf("read back %v, %v", a, err)
+	}
+}
+
+// TestCheckWritable checks that a writable path passes and leaves nothing
+// behind, and that a path in a missing folder fails naming it.
+func TestCheckWritable(t *testing.T) {
+	dir := t.TempDir()
+	if err := CheckWritable(filepath.Join(dir, "out.json")); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("left %v", left)
+	}
+	bad := filepath.Join(dir, "no", "out.json")
+	if err := CheckWritable(bad); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("missing folder: %v", err)
 	}
 }
