@@ -15,7 +15,9 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"log/slog"
 	"os"
+	"sync"
 
 	"golang.org/x/image/bmp"
 	"golang.org/x/image/tiff"
@@ -215,11 +217,26 @@ func decodeRGBBytes(data []byte, name string) (out *RGB8, err error) {
 	if err != nil {
 		return nil, decodeError(name, fm, err)
 	}
+	if _, ok := img.(*image.Gray16); ok {
+		warnGray16(name)
+	}
 	info := pngInfo{plte: -1}
 	if fm == "png" {
 		info = readPNGInfo(data)
 	}
 	return toRGB(img, info)
+}
+
+// gray16Warned holds the files warnGray16 has warned about.
+var gray16Warned sync.Map
+
+// warnGray16 warns, once per file, that a 16-bit grayscale image loses
+// everything above 255: Pillow's convert("RGB"), which the published code
+// runs and DecodeRGB reproduces, clips it, so most such images turn white.
+func warnGray16(name string) {
+	if _, seen := gray16Warned.LoadOrStore(name, true); !seen {
+		slog.Warn("16-bit grayscale image: values above 255 are clipped to white, as Pillow's convert(\"RGB\") does; convert it to 8 bits first", "file", name)
+	}
 }
 
 // decodeError wraps a decoder error, naming the file and the format.

@@ -55,6 +55,9 @@ type DatasetConfig struct {
 	// Generate writes the generated dataset into Root when it is absent
 	// (the quickstart); its fields are those of softpatch synth.
 	Generate *GenerateConfig `yaml:"generate" json:"generate"`
+	// SkipBad leaves out unusable files (unreadable images, anomalies
+	// without masks), listed in the log, instead of failing the class.
+	SkipBad bool `yaml:"skip_bad" json:"skip_bad,omitempty"`
 }
 
 // GenerateConfig sizes the generated dataset.

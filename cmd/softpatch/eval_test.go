@@ -114,3 +114,27 @@ func readCell(t *testing.T, path string) experiments.Result {
 	}
 	return r
 }
+
+// TestEvalSkipBad removes a mask: eval fails naming the image, and with
+// --skip-bad leaves the image out and runs.
+func TestEvalSkipBad(t *testing.T) {
+	dir, data := nutClass(t, 4, 1, 3)
+	masks, err := filepath.Glob(filepath.Join(data, "nut", "ground_truth", "*", "*.png"))
+	if err != nil || len(masks) == 0 {
+		t.Fatalf("masks %v %v", masks, err)
+	}
+	if err := os.Remove(masks[0]); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "cell.json")
+	args := []string{"--data", data, "--class", "nut", "--method", "patchcore", "--resize", "72", "--imagesize", "64", "--json", out}
+	if err := runEval(args); err == nil || !strings.Contains(err.Error(), "mask") {
+		t.Fatalf("a missing mask: %v", err)
+	}
+	if err := runEval(append(args, "--skip-bad")); err != nil {
+		t.Fatal(err)
+	}
+	if r := readCell(t, out); r.Test != 3 {
+		t.Errorf("%d test images, want 3 (one left out)", r.Test)
+	}
+}

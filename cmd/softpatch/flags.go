@@ -54,7 +54,7 @@ type cellFlags struct {
 	root, class, format, method string
 	list, filter                string
 	ratio                       float64
-	overlap, augment            bool
+	overlap, augment, skipBad   bool
 	fold, batch                 int
 	featureMemory               int64
 	params                      detector.Params
@@ -71,6 +71,7 @@ func (cf *cellFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&cf.overlap, "overlap", false, "keep the injected images in the test set too")
 	fs.IntVar(&cf.fold, "fold", 0, "fold: names an independent noise draw")
 	fs.StringVar(&cf.list, "noise-list", "", "JSON list of the injected images (paths relative to ROOT), instead of drawing")
+	fs.BoolVar(&cf.skipBad, "skip-bad", false, "leave out unusable files (listed by data inspect) instead of failing")
 	fs.BoolVar(&cf.augment, "augment", false, "seeded random affine on each injected image (the published --noise_augmentation)")
 	fs.Float64Var(&cf.params.Threshold, "threshold", detector.DefaultThreshold, "SoftPatch's tau: the fraction of training patches excluded from the coreset")
 	fs.IntVar(&cf.params.LOFK, "lof-k", denoise.DefaultK, "LOF neighbours")
@@ -152,7 +153,7 @@ func (cf *cellFlags) load(verb string) (*runner.Cell, *runner.Backbone, error) {
 		return nil, nil, err
 	}
 	noise := datasets.Noise{Ratio: cf.ratio, Overlap: cf.overlap, Fold: cf.fold, Augment: cf.augment}
-	class, err := datasets.Load(cf.root, cf.class, datasets.Layout{Format: format}, datasets.LoadOptions{})
+	class, err := runner.LoadClass(cf.root, cf.class, datasets.Layout{Format: format}, cf.skipBad)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -67,6 +67,10 @@ func NewCell(class *datasets.Class, noise datasets.Noise, method string, params 
 	if c.Train, c.Test, c.Drawn, err = class.Noisy(string(class.Format), noise); err != nil {
 		return nil, err
 	}
+	if len(noise.Files) > 0 && len(class.Train) > 0 {
+		// A list replaces the draw: the ratio records what it injected.
+		c.Noise.Ratio = float64(len(c.Drawn)) / float64(len(class.Train))
+	}
 	return c, nil
 }
 

@@ -35,6 +35,20 @@ func TestOpenChecks(t *testing.T) {
 			t.Errorf("method %q filter %+v: %v", c.method, c.filter, err)
 		}
 	}
+	// A noise list's cell records the ratio it injected, not 0.
+	var list []string
+	for _, it := range class.Test {
+		if it.Anomalous {
+			list = append(list, datasets.RelPath(root, it))
+		}
+	}
+	c, err := NewCell(class, datasets.Noise{Files: list}, "patchcore", detector.Params{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Drawn) != 1 || c.Noise.Ratio != 0.5 {
+		t.Errorf("noise list: ratio %v, %d drawn", c.Noise.Ratio, len(c.Drawn))
+	}
 	o := DefaultOptions()
 	o.Resize, o.ImageSize, o.Device, o.Layers = 72, 64, "cpu", []string{"layer2"}
 	b, err := Open(o, []string{"patchcore"}, nil)

@@ -117,7 +117,7 @@ func PlanSweep(cfg *experiments.Config, dir string, shard experiments.Shard, red
 	seen := map[string]bool{}
 	for _, c := range p.Cells {
 		if class == nil || class.Name != c.Class {
-			if class, err = datasets.Load(cfg.Dataset.Root, c.Class, datasets.Layout{Format: format}, datasets.LoadOptions{}); err != nil {
+			if class, err = LoadClass(cfg.Dataset.Root, c.Class, datasets.Layout{Format: format}, cfg.Dataset.SkipBad); err != nil {
 				return nil, err
 			}
 		}
@@ -189,6 +189,19 @@ func ParamsFrom(cfg *experiments.Config) detector.Params {
 	d := cfg.Detector
 	return detector.Params{Coreset: d.Coreset, Threshold: d.Threshold, LOFK: d.LOFK, Seed: d.Seed,
 		NoSoftWeight: d.SoftWeight != nil && !*d.SoftWeight, Options: cfg.MethodOptions}
+}
+
+// LoadClass loads a class (datasets.Load); with skipBad, unusable files
+// are left out and each is logged.
+func LoadClass(root, name string, l datasets.Layout, skipBad bool) (*datasets.Class, error) {
+	c, err := datasets.Load(root, name, l, datasets.LoadOptions{SkipBad: skipBad})
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range c.Problems {
+		slog.Warn("skipped an unusable file", "file", p.Path, "reason", p.Reason)
+	}
+	return c, nil
 }
 
 // sweepCell draws the split of sweep cell c of class and sets up its
@@ -276,7 +289,7 @@ func Sweep(cfg *experiments.Config, o SweepOptions) (*SweepPlan, error) {
 	for i, c := range todo {
 		slog.Info("cell", "n", fmt.Sprintf("%d/%d", i+1, len(todo)), "key", c.Key())
 		if class == nil || class.Name != c.Class {
-			if class, err = datasets.Load(cfg.Dataset.Root, c.Class, datasets.Layout{Format: format}, datasets.LoadOptions{}); err != nil {
+			if class, err = LoadClass(cfg.Dataset.Root, c.Class, datasets.Layout{Format: format}, cfg.Dataset.SkipBad); err != nil {
 				return nil, err
 			}
 			// The class's features are computed here, once per pipeline its
