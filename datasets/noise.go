@@ -3,6 +3,7 @@ package datasets
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -57,6 +58,21 @@ func RelPath(root string, it Item) string {
 		return filepath.ToSlash(r)
 	}
 	return filepath.ToSlash(it.Path)
+}
+
+// FilesHash identifies the class's image files: the hex sha256 of their
+// paths relative to the dataset root and their sizes, training images
+// then test images, in the class's order.
+func (c *Class) FilesHash() (string, error) {
+	h := sha256.New()
+	for _, it := range append(append([]Item(nil), c.Train...), c.Test...) {
+		fi, err := os.Stat(it.Path)
+		if err != nil {
+			return "", fmt.Errorf("datasets: %w", err)
+		}
+		fmt.Fprintf(h, "%s\t%d\n", RelPath(c.Root, it), fi.Size())
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // RelPaths is RelPath of each item (an empty list for none).

@@ -1,14 +1,10 @@
 package runner
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 
-	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/backbone"
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/experiments"
@@ -21,7 +17,7 @@ func cellSettings(o Options, arch backbone.Arch, id backbone.Identity, c *Cell) 
 	if err != nil {
 		return nil, err
 	}
-	images, err := imagesHash(c.Class)
+	images, err := c.Class.FilesHash()
 	if err != nil {
 		return nil, err
 	}
@@ -69,18 +65,4 @@ func cellSettings(o Options, arch backbone.Arch, id backbone.Identity, c *Cell) 
 // settings resolves cell c's settings on b.
 func (b *Backbone) settings(c *Cell) (*experiments.Settings, error) {
 	return cellSettings(b.opts, b.net.Arch, b.id, c)
-}
-
-// imagesHash identifies a class's image files: the hex sha256 of their
-// paths relative to the dataset root and their sizes, in the class's order.
-func imagesHash(c *datasets.Class) (string, error) {
-	h := sha256.New()
-	for _, it := range append(append([]datasets.Item(nil), c.Train...), c.Test...) {
-		fi, err := os.Stat(it.Path)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "%s\t%d\n", datasets.RelPath(c.Root, it), fi.Size())
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -6,6 +6,8 @@ import (
 	"image/color"
 	"image/png"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -35,5 +37,35 @@ func TestGray16Warns(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "16-bit grayscale"); n != 1 || !strings.Contains(logs.String(), "deep.png") {
 		t.Errorf("%d warnings:\n%s", n, logs.String())
+	}
+}
+
+// TestFilesHash checks that a class's files hash changes when a file's
+// size changes and stays when nothing does.
+func TestFilesHash(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.png"), filepath.Join(dir, "b.png")
+	for _, p := range []string{a, b} {
+		if err := os.WriteFile(p, []byte("12"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &Class{Root: dir, Train: []Item{{Path: a}}, Test: []Item{{Path: b}}}
+	h1, err := c.FilesHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h2, _ := c.FilesHash(); h2 != h1 {
+		t.Error("the hash of unchanged files changed")
+	}
+	if err := os.WriteFile(b, []byte("123"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if h3, _ := c.FilesHash(); h3 == h1 {
+		t.Error("a file's new size did not change the hash")
+	}
+	os.Remove(a)
+	if _, err := c.FilesHash(); err == nil || !strings.Contains(err.Error(), "a.png") {
+		t.Errorf("a missing file: %v", err)
 	}
 }
