@@ -21,7 +21,7 @@ deps:
 	fi
 
 build: deps
-	$(GO) build -ldflags "-X github.com/softpatch/softpatch/experiments/runner.commitHash=$(COMMIT)" -o $(BIN) ./cmd/softpatch
+	$(GO) build -ldflags "-X github.com/softpatch/softpatch/internal/buildinfo.commitHash=$(COMMIT)" -o $(BIN) ./cmd/softpatch
 
 # The main job on the embedded default: the quickstart sweep on the generated dataset (written
 # when absent), then its tables. A second run finds every cell done and only reports.

@@ -10,6 +10,7 @@ import (
 	"github.com/softpatch/softpatch/engine/compute"
 	"github.com/softpatch/softpatch/engine/coreset"
 	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/experiments/bench"
 	"github.com/softpatch/softpatch/experiments/runner"
 )
 
@@ -89,7 +90,7 @@ func benchCoreset(args []string) error {
 	fs := newFlags("bench coreset", "bench coreset --features FILE.npy [--ratio 0.1] [--starts 10] [--seed S] [--device cpu|gpu] [--json]",
 		"softpatch bench coreset --features wood.npy --ratio 0.1")
 	file := fs.String("features", "", "float32 .npy of patch features, [images][positions][dim] (softpatch embed) or [n][dim] (required)")
-	var o runner.CoresetOptions
+	var o bench.CoresetOptions
 	fs.Float64Var(&o.Ratio, "ratio", detector.DefaultCoreset, "fraction of the patches selected")
 	fs.IntVar(&o.Starts, "starts", coreset.PatchCoreStarts, "random start points (10 PatchCore, 128 SoftPatch)")
 	fs.Uint64Var(&o.Seed, "seed", 0, "seed of the projection and the start points")
@@ -105,7 +106,7 @@ func benchCoreset(args []string) error {
 	if *threads > 0 {
 		compute.SetThreads(*threads)
 	}
-	r, err := runner.BenchCoreset(*file, o)
+	r, err := bench.Coreset(*file, o)
 	if err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func benchPaDiM(args []string) error {
 	if *threads > 0 {
 		compute.SetThreads(*threads)
 	}
-	r, err := runner.BenchPaDiM(*train, *test, *positions, *channels)
+	r, err := bench.PaDiM(*train, *test, *positions, *channels)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,8 @@ import (
 	"runtime"
 
 	"github.com/softpatch/softpatch/engine/compute"
-	"github.com/softpatch/softpatch/experiments/runner"
+	"github.com/softpatch/softpatch/experiments/runner/device"
+	"github.com/softpatch/softpatch/internal/buildinfo"
 )
 
 func runVersion(args []string) error {
@@ -14,6 +15,6 @@ func runVersion(args []string) error {
 		return err
 	}
 	fmt.Printf("softpatch %s\ncommit    %s\ngo        %s %s/%s\nblas      %s\nthreads   %d\ngpu       %s\n",
-		runner.Version, runner.Commit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, compute.BLASInfo(), compute.Threads(), runner.GPUInfo())
+		buildinfo.Version, buildinfo.Commit(), runtime.Version(), runtime.GOOS, runtime.GOARCH, compute.BLASInfo(), compute.Threads(), device.Info())
 	return nil
 }

@@ -1,22 +1,12 @@
 package runner
 
 import (
-	"cmp"
-	"encoding/binary"
 	"fmt"
-	"hash/fnv"
-	"math/rand/v2"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/softpatch/softpatch/engine/backbone"
 	"github.com/softpatch/softpatch/engine/compute"
-	"github.com/softpatch/softpatch/engine/coreset"
-	"github.com/softpatch/softpatch/engine/detector"
-	"github.com/softpatch/softpatch/experiments/runner/device"
-	"github.com/softpatch/softpatch/internal/npy"
+	"github.com/softpatch/softpatch/internal/buildinfo"
 )
 
 // FeatureBench is one measured batch size of the feature extractor.
@@ -88,167 +78,12 @@ func BenchFeatures(p *Pipeline, batches []int, images int, openSeconds float64) 
 		feat := time.Since(t2)
 		imgs := float64(rounds * n)
 		out = append(out, FeatureBench{
-			Commit: Commit(), Arch: b.net.Arch.Name, Backbone: b.id.String(), RandomInit: b.id.RandomInit, Mark: b.Mark(),
+			Commit: buildinfo.Commit(), Arch: b.net.Arch.Name, Backbone: b.id.String(), RandomInit: b.id.RandomInit, Mark: b.Mark(),
 			OpenSeconds: openSeconds, Layer: backbone.Layers[b.deepest], ImageSize: s, Batch: n, Threads: compute.Threads(),
 			BLAS: compute.BLASInfo(), SecondsPerImg: fwd.Seconds() / imgs, ImagesPerSec: imgs / fwd.Seconds(),
 			GFLOPs: flops * imgs / fwd.Seconds() / 1e9, EmbedSeconds: emb.Seconds() / imgs, FeaturesPerSec: imgs / feat.Seconds(),
-			Device: b.Device(), PeakRSSMB: peakRSSMB(),
+			Device: b.Device(), PeakRSSMB: buildinfo.PeakRSSMB(),
 		})
 	}
 	return out, nil
-}
-
-// peakRSSMB reads the process's peak resident set size (VmHWM) on Linux, 0 elsewhere.
-func peakRSSMB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
-// CoresetBench is one measured coreset selection.
-type CoresetBench struct {
-	Commit         string  `json:"commit"`
-	Features       string  `json:"features"`
-	N              int     `json:"n"`
-	Dim            int     `json:"dim"`
-	Picks          int     `json:"picks"`
-	Starts         int     `json:"starts"`
-	Threads        int     `json:"threads"`
-	ProjectSeconds float64 `json:"project_seconds"`
-	SelectSeconds  float64 `json:"select_seconds"`
-	Selection      string  `json:"selection_fnv64a"` // hash of the selected indices in order, to compare runs
-	Device         string  `json:"device"`           // where the selection ran
-	PeakRSSMB      float64 `json:"peak_rss_mb"`
-}
-
-// CoresetOptions are the settings of BenchCoreset.
-type CoresetOptions struct {
-	// Ratio is the fraction of the patches selected, Starts the random
-	// start points, Seed the seed of the projection and the start points.
-	Ratio  float64
-	Starts int
-	Seed   uint64
-	// Device is where the selection loop runs: cpu, gpu or auto.
-	Device string
-}
-
-// BenchCoreset times the approximate greedy coreset on the features of
-// a float32 .npy file, [images][positions][dim] (EmbedFiles' output) or
-// [n][dim].
-func BenchCoreset(file string, o CoresetOptions) (*CoresetBench, error) {
-	gpu, err := device.Open(o.Device)
-	if err != nil {
-		return nil, err
-	}
-	defer gpu.Close()
-	a, err := npy.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	if a.F32 == nil || len(a.Shape) < 2 || a.Len() == 0 {
-		return nil, fmt.Errorf("bench coreset: %s: want a non-empty float32 array of 2 or 3 dimensions, got %s %v", file, a.DType, a.Shape)
-	}
-	dim := a.Shape[len(a.Shape)-1]
-	n, x := a.Len()/dim, a.F32
-	a.F32 = nil
-	g := coreset.Greedy{Ratio: o.Ratio, Starts: o.Starts, Seed: o.Seed}
-	if gpu.Device() != nil {
-		g.Steps = gpu.Accelerator().CoresetSteps
-	}
-	t0 := time.Now()
-	if dim != coreset.DefaultDim {
-		x = coreset.Project(nil, x, n, dim, coreset.NewProjection(dim, coreset.DefaultDim, o.Seed), coreset.DefaultDim)
-	}
-	t1 := time.Now()
-	sel, err := g.SelectProjected(x, n, coreset.DefaultDim)
-	if err != nil {
-		return nil, err
-	}
-	return &CoresetBench{Commit: Commit(), Features: file, N: n, Dim: dim, Picks: len(sel), Starts: o.Starts, Threads: compute.Threads(),
-		ProjectSeconds: t1.Sub(t0).Seconds(), SelectSeconds: time.Since(t1).Seconds(), Selection: hashIndices(sel),
-		Device: cmp.Or(gpu.Describe(), compute.BLASInfo()), PeakRSSMB: peakRSSMB()}, nil
-}
-
-// hashIndices returns the FNV-1a 64-bit hash of the indices as
-// little-endian int64 values, in hex.
-func hashIndices(idx []int) string {
-	h := fnv.New64a()
-	var b [8]byte
-	for _, i := range idx {
-		binary.LittleEndian.PutUint64(b[:], uint64(i))
-		h.Write(b[:])
-	}
-	return fmt.Sprintf("%016x", h.Sum64())
-}
-
-// PaDiMBench is one measured PaDiM fit and scoring.
-type PaDiMBench struct {
-	Commit           string  `json:"commit"`
-	Train            int     `json:"train"`
-	Test             int     `json:"test"`
-	Positions        int     `json:"positions"`
-	Channels         int     `json:"channels"`
-	Threads          int     `json:"threads"`
-	BLAS             string  `json:"blas"`
-	FitSeconds       float64 `json:"fit_seconds"`
-	ScoreSeconds     float64 `json:"score_seconds"`
-	ModelGB          float64 `json:"model_gb"`
-	PeakRSSMB        float64 `json:"peak_rss_mb"`
-	DistanceChecksum float64 `json:"distance_sum"`
-}
-
-// BenchPaDiM times PaDiM's fit on train images and its Mahalanobis
-// scoring of test images, of positions x channels seeded random features
-// (the cost does not depend on the values), scoring as many images at a
-// time as a cell does.
-func BenchPaDiM(train, test, positions, channels int) (*PaDiMBench, error) {
-	if train < 2 || test < 1 || positions < 1 || channels < 1 {
-		return nil, fmt.Errorf("bench padim: want train >= 2, test, positions, channels >= 1")
-	}
-	p, d := positions, channels
-	r := rand.New(rand.NewPCG(1, 2))
-	feats := func(n int) []float32 {
-		x := make([]float32, n*p*d)
-		for i := range x {
-			x[i] = float32(r.NormFloat64())
-		}
-		return x
-	}
-	x := feats(train)
-	t0 := time.Now()
-	m, err := detector.FitPaDiM(x, train, p, d)
-	if err != nil {
-		return nil, err
-	}
-	fit := time.Since(t0).Seconds()
-	pd, err := detector.New("padim", detector.Params{})
-	if err != nil {
-		return nil, err
-	}
-	defer pd.Close()
-	group := max(1, pd.Info().ScoreBatch)
-	x = feats(min(test, group))
-	dist := make([]float32, test*p)
-	t0 = time.Now()
-	for lo := 0; lo < test; lo += group {
-		n := min(group, test-lo)
-		if err := m.Score(dist[lo*p:(lo+n)*p], x[:n*p*d], n, p); err != nil {
-			return nil, err
-		}
-	}
-	res := &PaDiMBench{Commit: Commit(), Train: train, Test: test, Positions: p, Channels: d, Threads: compute.Threads(),
-		BLAS: compute.BLASInfo(), FitSeconds: fit, ScoreSeconds: time.Since(t0).Seconds(),
-		ModelGB: float64(detector.PaDiMBytes(p, d)) / 1e9, PeakRSSMB: peakRSSMB()}
-	for _, v := range dist {
-		res.DistanceChecksum += float64(v)
-	}
-	return res, nil
 }

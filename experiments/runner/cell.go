@@ -8,6 +8,7 @@ import (
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/experiments"
+	"github.com/softpatch/softpatch/internal/buildinfo"
 )
 
 // Cell is one class's noisy split and the detector to fit on it: one
@@ -145,7 +146,7 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*ex
 			return nil, err
 		}
 	}
-	res := experiments.Result{Settings: c.Settings, SettingsHash: c.Settings.Hash(), Commit: Commit(), Data: c.Class.Root, Class: c.Class.Name, Method: c.Label(), Noise: c.Noise,
+	res := experiments.Result{Settings: c.Settings, SettingsHash: c.Settings.Hash(), Commit: buildinfo.Commit(), Data: c.Class.Root, Class: c.Class.Name, Method: c.Label(), Noise: c.Noise,
 		Backbone: b.id, Mark: b.Mark(), Test: len(test), NoiseDrawn: c.NoiseFiles(), Seconds: map[string]float64{}}
 	st := stages(res.Seconds)
 	if c.Filter != nil {

@@ -20,10 +20,10 @@
 //     the disk cache of experiments.FeatureCache) and sharing filter runs
 //     between cells (sweep.go).
 //   - Predict scores images with a saved model (predict.go), EmbedFiles
-//     writes features to .npy (embed.go), and the Bench functions measure
-//     the hot paths (bench.go).
+//     writes features to .npy (embed.go), and BenchFeatures measures the
+//     features' hot path (bench.go; the others are in experiments/bench).
 //
 // Every method name comes from the engine/detector registry: the cell,
-// sweep and predict paths depend on no particular method. Only the bench
-// functions measure named hot paths (a given pipeline, PaDiM's fit).
+// sweep and predict paths depend on no particular method. BenchFeatures
+// measures the pipeline it is given.
 package runner

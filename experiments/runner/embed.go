@@ -11,6 +11,7 @@ import (
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/backbone"
 	"github.com/softpatch/softpatch/internal/atomicfile"
+	"github.com/softpatch/softpatch/internal/buildinfo"
 	"github.com/softpatch/softpatch/internal/npy"
 	"github.com/softpatch/softpatch/internal/progress"
 )
@@ -42,7 +43,7 @@ func (p *Pipeline) EmbedFiles(ctx context.Context, out string, images []string, 
 	start := time.Now()
 	b := p.b
 	info := EmbedInfo{
-		Version: Version, Commit: Commit(), Backbone: b.id, Mark: b.Mark(), Layers: p.spec.Layers, ImageSize: b.pre.ImageSize,
+		Version: buildinfo.Version, Commit: buildinfo.Commit(), Backbone: b.id, Mark: b.Mark(), Layers: p.spec.Layers, ImageSize: b.pre.ImageSize,
 		ResizeMode: b.pre.Mode.String(), Images: images,
 	}
 	if b.pre.Mode == datasets.ResizeShorter {

@@ -16,6 +16,7 @@ import (
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/engine/embed"
 	"github.com/softpatch/softpatch/experiments/runner/device"
+	"github.com/softpatch/softpatch/internal/buildinfo"
 	"github.com/softpatch/softpatch/internal/progress"
 )
 
@@ -270,7 +271,7 @@ func (p *Pipeline) Meta(gh, gw int) detector.Meta {
 	return detector.Meta{
 		Embedding: p.spec.Embedding, Backbone: b.id, Layers: slices.Clone(p.spec.Layers), Resize: b.pre.Resize, ImageSize: b.pre.ImageSize,
 		ResizeMode: b.pre.Mode.String(), GridH: gh, GridW: gw, Channels: p.spec.Channels,
-		Created: time.Now().UTC().Format(time.RFC3339), SoftpatchVersion: Version, Commit: Commit(),
+		Created: time.Now().UTC().Format(time.RFC3339), SoftpatchVersion: buildinfo.Version, Commit: buildinfo.Commit(),
 	}
 }
 

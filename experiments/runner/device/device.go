@@ -270,3 +270,18 @@ func openDevice(device string) (*cuda.Device, error) {
 	slog.Info("GPU", "device", d.String())
 	return d, nil
 }
+
+// Info describes GPU 0 as the cuda package finds it, or why there is
+// none.
+func Info() string {
+	d, err := cuda.Open(0)
+	if err != nil {
+		return "none: " + err.Error()
+	}
+	defer d.Close()
+	s := "0: " + d.String()
+	if d.BLASError != nil {
+		s += "; " + d.BLASError.Error()
+	}
+	return s
+}

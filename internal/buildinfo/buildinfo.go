@@ -1,16 +1,19 @@
-package runner
+// Package buildinfo says which build is running (Version, Commit) and
+// what it used (PeakRSSMB), for results and benchmarks.
+package buildinfo
 
 import (
+	"os"
 	"runtime/debug"
-
-	"github.com/softpatch/softpatch/cuda"
+	"strconv"
+	"strings"
 )
 
 // Version is the release of this build.
 const Version = "0.1.0-dev"
 
 // commitHash is set by the Makefile (-ldflags "-X
-// github.com/softpatch/softpatch/experiments/runner.commitHash=...")
+// github.com/softpatch/softpatch/internal/buildinfo.commitHash=...")
 // for builds where Go's own VCS stamping is off (GOFLAGS=-buildvcs=false).
 var commitHash string
 
@@ -38,17 +41,17 @@ func Commit() string {
 	return rev + dirty
 }
 
-// GPUInfo describes GPU 0 as the cuda package finds it, or why there is
-// none.
-func GPUInfo() string {
-	d, err := cuda.Open(0)
+// PeakRSSMB reads the process's peak resident set size (VmHWM) on Linux, 0 elsewhere.
+func PeakRSSMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return "none: " + err.Error()
+		return 0
 	}
-	defer d.Close()
-	s := "0: " + d.String()
-	if d.BLASError != nil {
-		s += "; " + d.BLASError.Error()
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
 	}
-	return s
+	return 0
 }
