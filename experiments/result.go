@@ -30,21 +30,27 @@ type Result struct {
 	// Settings are everything the cell's numbers depend on, and
 	// SettingsHash their hash (Settings.Hash): a sweep reuses a stored
 	// cell only when the hash is the planned one.
-	Settings     *Settings          `json:"settings,omitempty"`
-	SettingsHash string             `json:"settings_hash,omitempty"`
-	Train        int                `json:"train_images"`
-	Test         int                `json:"test_images"`
-	BankSize     int                `json:"bank_size"`
-	Excluded     int                `json:"excluded_patches,omitempty"`
-	Filter       *FilterResult      `json:"filter,omitempty"`
-	ImageAUROC   float64            `json:"image_auroc"`
-	PixelAUROC   float64            `json:"pixel_auroc"`
-	AUPRO        float64            `json:"aupro"`
-	ImageF1Max   float64            `json:"image_f1max"`
-	PixelF1Max   float64            `json:"pixel_f1max"`
-	PerImage     []ImageScore       `json:"per_image"`
-	Overlays     []Overlay          `json:"overlays,omitempty"`
-	Seconds      map[string]float64 `json:"seconds"`
+	Settings     *Settings `json:"settings,omitempty"`
+	SettingsHash string    `json:"settings_hash,omitempty"`
+	Train        int       `json:"train_images"`
+	Test         int       `json:"test_images"`
+	BankSize     int       `json:"bank_size"`
+	Excluded     int       `json:"excluded_patches,omitempty"`
+	// DefectBankEntries are the memory bank's entries that come from a
+	// defect of an injected training image (the centre of the patch's cell
+	// lies inside the image's mask), and DefectBankFraction their share of
+	// the bank: what the denoising left in. Set for memory banks only.
+	DefectBankEntries  int                `json:"defect_bank_entries,omitempty"`
+	DefectBankFraction *float64           `json:"defect_bank_fraction,omitempty"`
+	Filter             *FilterResult      `json:"filter,omitempty"`
+	ImageAUROC         float64            `json:"image_auroc"`
+	PixelAUROC         float64            `json:"pixel_auroc"`
+	AUPRO              float64            `json:"aupro"`
+	ImageF1Max         float64            `json:"image_f1max"`
+	PixelF1Max         float64            `json:"pixel_f1max"`
+	PerImage           []ImageScore       `json:"per_image"`
+	Overlays           []Overlay          `json:"overlays,omitempty"`
+	Seconds            map[string]float64 `json:"seconds"`
 
 	// missing lists the metrics that the decoded JSON lacked (or gave as
 	// null); Metric reports them as absent.
@@ -93,7 +99,7 @@ type FilterResult struct {
 
 // Metrics names the scalar metrics of a Result (their JSON names), in the
 // order of its fields.
-var Metrics = []string{"image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max"}
+var Metrics = []string{"image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max", "defect_bank_fraction"}
 
 // metric returns the field holding the named metric, nil for a name not
 // in Metrics.
@@ -109,6 +115,8 @@ func (r *Result) metric(name string) *float64 {
 		return &r.ImageF1Max
 	case "pixel_f1max":
 		return &r.PixelF1Max
+	case "defect_bank_fraction":
+		return r.DefectBankFraction
 	}
 	return nil
 }
@@ -175,6 +183,9 @@ type Bank2D struct {
 	X     []float32 `json:"x"`
 	Y     []float32 `json:"y"`
 	Noisy []bool    `json:"noisy"`
+	// Defect marks the entries inside a defect of an injected image
+	// (Result.DefectBankEntries).
+	Defect []bool `json:"defect,omitempty"`
 }
 
 // WriteBank2D writes b to path atomically as JSON, creating its folder.

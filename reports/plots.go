@@ -126,10 +126,21 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 
 // drawPanels draws plots side by side under a common title.
 func drawPanels(c draw.Canvas, panels []*plot.Plot, title string) {
+	drawGrid(c, panels, len(panels), title)
+}
+
+// drawGrid is drawPanels in rows of cols panels.
+func drawGrid(c draw.Canvas, panels []*plot.Plot, cols int, title string) {
 	top := draw.Crop(c, 0, 0, 0, -vg.Points(24))
-	cs := plot.Align([][]*plot.Plot{panels}, draw.Tiles{Rows: 1, Cols: len(panels), PadX: vg.Points(12)}, top)
+	rows := (len(panels) + cols - 1) / cols
+	grid := make([][]*plot.Plot, rows)
+	for i := range grid {
+		grid[i] = make([]*plot.Plot, cols) // nil where the last row ends
+		copy(grid[i], panels[i*cols:min((i+1)*cols, len(panels))])
+	}
+	cs := plot.Align(grid, draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Points(12), PadY: vg.Points(12)}, top)
 	for i, p := range panels {
-		p.Draw(cs[0][i])
+		p.Draw(cs[i/cols][i%cols])
 	}
 	ft := plot.DefaultFont
 	ft.Size = vg.Points(13)
@@ -294,8 +305,10 @@ func ImageROC(recs map[string]experiments.Record, class string, ratio float64, o
 
 // BankFigure draws the memory banks of one class in the noisiest setting
 // of recs (largest ratio, overlap when run), one panel per method (each
-// bank on its own two principal directions), entries from injected noisy
-// images in red over the clean ones in grey. It reads the banks a run
+// bank on its own two principal directions, three panels a row), entries
+// inside a defect of an injected image in red, other entries from
+// injected images in orange, clean ones in grey (banks written before
+// defects were recorded: every entry of an injected image in red). It reads the banks a run
 // wrote in the results folder dir (experiments.Bank2DPath) and writes
 // base+".png" and ".svg".
 func BankFigure(dir string, recs map[string]experiments.Record, class, base string) ([]string, error) {
@@ -328,23 +341,32 @@ func BankFigure(dir string, recs map[string]experiments.Record, class, base stri
 		if err != nil {
 			return nil, fmt.Errorf("reports: %s: not a bank file", path)
 		}
-		var clean, noisy plotter.XYs
+		var clean, noisy, defect plotter.XYs
 		for i := range bank.X {
 			pt := plotter.XY{X: float64(bank.X[i]), Y: float64(bank.Y[i])}
-			if bank.Noisy[i] {
+			switch {
+			case bank.Defect != nil && bank.Defect[i], bank.Defect == nil && bank.Noisy[i]:
+				defect = append(defect, pt)
+			case bank.Noisy[i]:
 				noisy = append(noisy, pt)
-			} else {
+			default:
 				clean = append(clean, pt)
 			}
 		}
 		p := plot.New()
-		p.Title.Text = fmt.Sprintf("%s: %d of %d from noisy images", m, len(noisy), len(bank.X))
+		p.Title.Text = fmt.Sprintf("%s: %d of %d in defects", m, len(defect), len(bank.X))
+		if bank.Defect == nil {
+			p.Title.Text = fmt.Sprintf("%s: %d of %d from noisy images", m, len(defect), len(bank.X))
+		}
 		p.X.Label.Text, p.Y.Label.Text = "PC 1", "PC 2"
+		p.Legend.Top = true
 		for _, s := range []struct {
 			pts plotter.XYs
 			col color.Color
 			lab string
-		}{{clean, color.Gray{Y: 170}, "clean"}, {noisy, color.RGBA{R: 220, A: 255}, "noisy"}} {
+			r   vg.Length
+		}{{clean, color.Gray{Y: 185}, "clean image", 1}, {noisy, color.RGBA{R: 245, G: 170, B: 80, A: 255}, "injected, outside the defect", 1},
+			{defect, color.RGBA{R: 200, A: 255}, "inside a defect", 2.6}} {
 			if len(s.pts) == 0 {
 				continue
 			}
@@ -352,9 +374,11 @@ func BankFigure(dir string, recs map[string]experiments.Record, class, base stri
 			if err != nil {
 				return nil, err
 			}
-			sc.GlyphStyle.Color, sc.GlyphStyle.Radius, sc.GlyphStyle.Shape = s.col, vg.Points(1.2), draw.CircleGlyph{}
+			sc.GlyphStyle.Color, sc.GlyphStyle.Radius, sc.GlyphStyle.Shape = s.col, vg.Points(float64(s.r)), draw.CircleGlyph{}
 			p.Add(sc)
-			p.Legend.Add(s.lab, sc)
+			if len(panels) == 0 { // one legend, in the first panel
+				p.Legend.Add(s.lab, sc)
+			}
 		}
 		panels = append(panels, p)
 	}
@@ -362,6 +386,8 @@ func BankFigure(dir string, recs map[string]experiments.Record, class, base stri
 		return nil, fmt.Errorf("reports: no bank files for class %s under %s", class, dir)
 	}
 	title := fmt.Sprintf("%s memory banks, %s", class, Table{Metric: "PCA", Ratio: best.Ratio, Overlap: best.Overlap}.Title())
-	w, h := vg.Points(300*float64(len(panels))), vg.Points(320)
-	return saveFigure(w, h, base, func(c draw.Canvas) { drawPanels(c, panels, title) })
+	cols := min(len(panels), 3)
+	rows := (len(panels) + cols - 1) / cols
+	w, h := vg.Points(260*float64(cols)), vg.Points(24+250*float64(rows))
+	return saveFigure(w, h, base, func(c draw.Canvas) { drawGrid(c, panels, cols, title) })
 }

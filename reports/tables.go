@@ -22,6 +22,11 @@ import (
 // order (each one of experiments.Metrics).
 var Metrics = []string{"pixel_auroc", "image_auroc", "aupro", "pixel_f1max", "image_f1max"}
 
+// OptionalMetrics are tabulated after Metrics when some cell has them:
+// defect_bank_fraction, the share of a memory bank from defects of
+// injected images (results before it was recorded lack it).
+var OptionalMetrics = []string{"defect_bank_fraction"}
+
 // Table is one table of the paper's shape for one noise setting and one
 // metric: a row per class, then "Average" (the mean over classes) and, for
 // noisy settings, "Gap" (Average minus the clean-data Average of the same
@@ -58,7 +63,8 @@ type setting struct {
 }
 
 // Tables builds every table of recs: one per noise setting present (clean
-// first, then by ratio, no overlap before overlap) and metric. Methods are
+// first, then by ratio, no overlap before overlap) and metric (of the
+// OptionalMetrics, those some cell has). Methods are
 // ordered as detector.Names(), each "X+Y" right after Y (the
 // paper's column order), classes by name.
 func Tables(recs map[string]experiments.Record) ([]Table, error) {
@@ -69,6 +75,7 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 		metric string
 	}
 	sums := map[key][2]float64{} // sum, count over folds
+	present := map[string]bool{} // the metrics some cell has
 	var settings []setting
 	var classes, methods []string
 	for k, r := range recs {
@@ -86,11 +93,12 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 		if !slices.Contains(methods, r.Cell.Method) {
 			methods = append(methods, r.Cell.Method)
 		}
-		for _, metric := range Metrics {
+		for _, metric := range slices.Concat(Metrics, OptionalMetrics) {
 			if v, ok := res.Metric(metric); ok {
 				k := key{s, r.Cell.Class, r.Cell.Method, metric}
 				a := sums[k]
 				sums[k] = [2]float64{a[0] + v, a[1] + 1}
+				present[metric] = true
 			}
 		}
 	}
@@ -129,7 +137,10 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 	clean := setting{0, false}
 	var tables []Table
 	for _, s := range settings {
-		for _, metric := range Metrics {
+		for _, metric := range slices.Concat(Metrics, OptionalMetrics) {
+			if !present[metric] && slices.Contains(OptionalMetrics, metric) {
+				continue
+			}
 			t := Table{Metric: metric, Ratio: s.ratio, Overlap: s.overlap, Methods: methods}
 			for _, c := range classes {
 				r := Row{Name: c}

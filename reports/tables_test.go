@@ -89,3 +89,30 @@ func TestTables(t *testing.T) {
 		t.Errorf("csv:\n%s", csv.String())
 	}
 }
+
+// TestOptionalMetricTable checks that defect_bank_fraction gets tables
+// once a cell has it, blank for cells without it.
+func TestOptionalMetricTable(t *testing.T) {
+	recs := map[string]experiments.Record{}
+	for i, m := range []string{"patchcore", "padim"} {
+		res := experiments.Result{Class: "wood", Method: m, PixelAUROC: 0.9}
+		if i == 0 {
+			f := 0.25
+			res.DefectBankFraction = &f
+		}
+		raw, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := experiments.Cell{Class: "wood", Ratio: 0.1, Method: m}
+		recs[c.Key()] = experiments.Record{Key: c.Key(), Cell: c, Result: raw}
+	}
+	tables, err := Tables(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := tables[len(tables)-1]
+	if len(tables) != len(Metrics)+1 || last.Metric != "defect_bank_fraction" || last.Rows[0].Values[1] != 0.25 || !math.IsNaN(last.Rows[0].Values[0]) {
+		t.Errorf("%d tables, last %s %v %v", len(tables), last.Metric, last.Methods, last.Rows[0].Values)
+	}
+}

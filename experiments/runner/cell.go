@@ -170,9 +170,17 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*ex
 	defer f.close()
 	in := f.d.Info()
 	res.BankSize, res.Excluded = in.BankSize, in.Excluded
-	if bk, ok := f.d.(detector.Banked); ok && o.ResultsDir != "" {
-		if err := writeBank2D(experiments.Bank2DPath(o.ResultsDir, o.CellDir), bk.Bank(), f.positions, train, c.Drawn); err != nil {
+	if bk, ok := f.d.(detector.Banked); ok {
+		defects, n, err := defectEntries(f.p, bk.Bank(), f.positions, train, c.Drawn)
+		if err != nil {
 			return nil, err
+		}
+		frac := float64(n) / float64(bk.Bank().N)
+		res.DefectBankEntries, res.DefectBankFraction = n, &frac
+		if o.ResultsDir != "" {
+			if err := writeBank2D(experiments.Bank2DPath(o.ResultsDir, o.CellDir), bk.Bank(), f.positions, train, c.Drawn, defects); err != nil {
+				return nil, err
+			}
 		}
 	}
 
@@ -237,13 +245,13 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*ex
 
 // writeBank2D writes the bank of m (fitted on train, positions patches an
 // image) projected to 2-D to path, with the entries from drawn images
-// marked.
-func writeBank2D(path string, m *detector.Model, positions int, train, drawn []datasets.Item) error {
+// and those inside their defects (defects) marked.
+func writeBank2D(path string, m *detector.Model, positions int, train, drawn []datasets.Item, defects []bool) error {
 	injected := map[string]bool{}
 	for _, it := range drawn {
 		injected[it.Path] = true
 	}
-	var b experiments.Bank2D
+	b := experiments.Bank2D{Defect: defects}
 	b.X, b.Y = experiments.PCA2(m.Bank, m.N, m.D)
 	for _, i := range m.Indices {
 		b.Noisy = append(b.Noisy, injected[train[i/positions].Path])
