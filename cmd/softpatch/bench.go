@@ -59,15 +59,11 @@ func benchFeatures(args []string) error {
 		ns = append(ns, n)
 	}
 	t0 := time.Now()
-	b, err := ff.open(embedMethod)
+	b, p, err := ff.openPatch()
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	p, err := b.Pipeline(embedMethod)
-	if err != nil {
-		return err
-	}
 	res, err := runner.BenchFeatures(p, ns, *images, time.Since(t0).Seconds())
 	if err != nil {
 		return err

@@ -35,15 +35,11 @@ func runEmbed(args []string) error {
 	if err := runner.CheckImages(images); err != nil {
 		return err
 	}
-	b, err := ff.open(embedMethod)
+	b, p, err := ff.openPatch()
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	p, err := b.Pipeline(embedMethod)
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	info, err := p.EmbedFiles(ctx, *out, images, *batch)

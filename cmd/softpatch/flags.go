@@ -47,6 +47,20 @@ func (f *featureFlags) open(methods ...string) (*runner.Backbone, error) {
 	return runner.Open(o, methods, nil)
 }
 
+// openPatch opens the backbone and the patch embedding of embedMethod.
+func (f *featureFlags) openPatch() (*runner.Backbone, *runner.Pipeline, error) {
+	b, err := f.open(embedMethod)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := b.Pipeline(embedMethod)
+	if err != nil {
+		b.Close()
+		return nil, nil, err
+	}
+	return b, p, nil
+}
+
 // cellFlags are the dataset, noise and detector flags of one cell, shared
 // by eval and fit.
 type cellFlags struct {
