@@ -17,7 +17,7 @@ func ExampleTable_WriteMarkdown() {
 	tables, _ := Tables(recs)
 	tables[5].WriteMarkdown(os.Stdout)
 	// Output:
-	// **pixel_auroc, noise 0.1, overlap**
+	// **Pixel AUROC, noise 0.1, overlap**
 	//
 	// |  class  | patchcore | softpatch-lof |
 	// |:--------|:----------|:--------------|

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"image/color"
-	"io"
 	"io/fs"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -16,12 +17,9 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
-	"gonum.org/v1/plot/vg/vgpdf"
-	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/experiments"
-	"github.com/softpatch/softpatch/internal/atomicfile"
 )
 
 // methodIndex is a method's place in the order of every table and figure:
@@ -58,22 +56,23 @@ func methodColor(m string) color.Color {
 
 // RobustnessCurve draws metric (averaged over classes) against the noise
 // ratio, one line per method, without overlap and with overlap side by
-// side (one panel when the sweep ran one setting only); clean training
-// (ratio 0) starts both panels. It writes base+".png"
-// and base+".svg" and returns their paths. Settings whose Average is
-// missing (a class without the cell) are left out of the lines.
+// side on one y range (one panel when the sweep ran one setting only);
+// clean training (ratio 0) starts both panels. One legend serves both
+// panels; the backbone mark of the tables stands under the title. It
+// writes base+".png", ".svg" and ".pdf" and returns their paths. Settings
+// whose Average is missing (a class without the cell) are left out of the
+// lines.
 func RobustnessCurve(tables []Table, metric, title, base string) ([]string, error) {
-	var panels []*plot.Plot
+	f := figure{title: title, panelW: textWidth / 2, panelH: 190}
+	var ratios []float64
+	lo, hi := math.Inf(1), math.Inf(-1)
+	var legend []string
 	for _, overlap := range []bool{false, true} {
-		p := plot.New()
-		p.Title.Text = "no overlap"
+		p := newPlot("No overlap", "Noise ratio", MetricLabel(metric)+", mean over classes")
 		if overlap {
-			p.Title.Text = "overlap"
+			p.Title.Text = "Overlap"
 		}
-		p.X.Label.Text = "noise ratio"
-		p.Y.Label.Text = metric + " (mean over classes)"
-		p.Legend.Top, p.Legend.Left = false, true
-		p.Add(plotter.NewGrid())
+		p.Add(grid())
 		lines := 0
 		for _, m := range methods(tables) {
 			var pts plotter.XYs
@@ -81,6 +80,7 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 				if t.Metric != metric || (t.Ratio > 0 && t.Overlap != overlap) {
 					continue
 				}
+				f.mark = t.Mark
 				j := slices.Index(t.Methods, m)
 				if j < 0 {
 					continue
@@ -88,6 +88,10 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 				for _, r := range t.Rows {
 					if r.Name == "Average" && !math.IsNaN(r.Values[j]) {
 						pts = append(pts, plotter.XY{X: t.Ratio, Y: r.Values[j]})
+						lo, hi = min(lo, r.Values[j]), max(hi, r.Values[j])
+						if !slices.Contains(ratios, t.Ratio) {
+							ratios = append(ratios, t.Ratio)
+						}
 					}
 				}
 			}
@@ -100,104 +104,105 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 				return nil, err
 			}
 			l.Color, sc.Color = methodColor(m), methodColor(m)
-			l.Width = vg.Points(1.5)
+			l.Width = vg.Points(1.2)
+			sc.GlyphStyle.Shape, sc.GlyphStyle.Radius = methodGlyph(m), vg.Points(2.2)
 			p.Add(l, sc)
-			p.Legend.Add(m, l, sc)
+			if !slices.Contains(legend, m) {
+				legend = append(legend, m)
+				f.legend = append(f.legend, legendEntry{m, []plot.Thumbnailer{l, sc}})
+			}
 			lines++
 		}
 		if lines > 0 { // a sweep may run one overlap setting only
-			panels = append(panels, p)
+			f.panels = append(f.panels, p)
 		}
 	}
-	if len(panels) == 0 {
+	if len(f.panels) == 0 {
 		return nil, fmt.Errorf("reports: no %s values to plot", metric)
 	}
-	// Both panels on one y range, so that drops compare at a glance.
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, p := range panels {
-		lo, hi = min(lo, p.Y.Min), max(hi, p.Y.Max)
+	slices.Sort(ratios)
+	var xticks []plot.Tick
+	for _, r := range ratios {
+		xticks = append(xticks, plot.Tick{Value: r, Label: strconv.FormatFloat(r, 'g', -1, 64)})
 	}
-	for _, p := range panels {
+	lo, hi = withHeadroom(lo, hi, 0.08, 0.005)
+	x0, x1 := withHeadroom(ratios[0], ratios[len(ratios)-1], 0.06, 0.01)
+	for i, p := range f.panels {
 		p.Y.Min, p.Y.Max = lo, hi
-	}
-	w, h := vg.Points(410*float64(len(panels))), vg.Points(340)
-	return saveFigure(w, h, base, func(c draw.Canvas) { drawPanels(c, panels, title) })
-}
-
-// drawPanels draws plots side by side under a common title.
-func drawPanels(c draw.Canvas, panels []*plot.Plot, title string) {
-	drawGrid(c, panels, len(panels), title)
-}
-
-// drawGrid is drawPanels in rows of cols panels.
-func drawGrid(c draw.Canvas, panels []*plot.Plot, cols int, title string) {
-	top := draw.Crop(c, 0, 0, 0, -vg.Points(24))
-	rows := (len(panels) + cols - 1) / cols
-	grid := make([][]*plot.Plot, rows)
-	for i := range grid {
-		grid[i] = make([]*plot.Plot, cols) // nil where the last row ends
-		copy(grid[i], panels[i*cols:min((i+1)*cols, len(panels))])
-	}
-	cs := plot.Align(grid, draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Points(12), PadY: vg.Points(12)}, top)
-	for i, p := range panels {
-		p.Draw(cs[i/cols][i%cols])
-	}
-	ft := plot.DefaultFont
-	ft.Size = vg.Points(13)
-	sty := draw.TextStyle{Color: color.Black, Font: ft, Handler: plot.DefaultTextHandler, XAlign: draw.XCenter, YAlign: draw.YTop}
-	c.FillText(sty, vg.Point{X: c.Center().X, Y: c.Max.Y - vg.Points(4)}, title)
-}
-
-// saveFigure draws a figure of w x h twice, into base+".png" and
-// base+".svg", and returns the two paths.
-func saveFigure(w, h vg.Length, base string, drawFn func(draw.Canvas)) ([]string, error) {
-	png := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseBackgroundColor(color.White))
-	drawFn(draw.New(png))
-	svg := vgsvg.New(w, h)
-	drawFn(draw.New(svg))
-	pdf := vgpdf.New(w, h)
-	pdf.EmbedFonts(true)
-	drawFn(draw.New(pdf))
-	var out []string
-	for _, f := range []struct {
-		ext string
-		w   io.WriterTo
-	}{{".png", vgimg.PngCanvas{Canvas: png}}, {".svg", svg}, {".pdf", pdf}} {
-		if err := writeFile(base+f.ext, f.w); err != nil {
-			return nil, err
+		p.X.Min, p.X.Max = x0, x1
+		p.X.Tick.Marker = plot.ConstantTicks(xticks)
+		if i > 0 { // the y axis is shared: label it once
+			p.Y.Label.Text = ""
 		}
-		out = append(out, base+f.ext)
 	}
-	return out, nil
+	f.cols = len(f.panels)
+	if f.cols == 1 {
+		f.panelW = columnWidth
+	}
+	return f.save(base)
+}
+
+// grid is the panels' light background grid.
+func grid() *plotter.Grid {
+	g := plotter.NewGrid()
+	g.Vertical.Color, g.Horizontal.Color = color.Gray{Y: 225}, color.Gray{Y: 225}
+	g.Vertical.Width, g.Horizontal.Width = vg.Points(0.4), vg.Points(0.4)
+	return g
+}
+
+// methodGlyph gives every detector a marker shape, so that lines stay
+// apart in grey print.
+func methodGlyph(m string) draw.GlyphDrawer {
+	_, det, _ := detector.Split(m)
+	shapes := []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.PlusGlyph{}, draw.CrossGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}, draw.PyramidGlyph{}}
+	return shapes[max(0, slices.Index(detector.Names(), det))%len(shapes)]
 }
 
 // ClassBars draws table t as grouped bars: one group per class (and the
-// Average), one bar per method, written to base+".png" and ".svg".
+// Average), one bar per method, written to base+".png", ".svg" and ".pdf".
+// The y axis starts at 0.5 (chance for AUROC) when every value is at least
+// that, else at the tenth below the smallest value; its label says where.
 func ClassBars(t Table, base string) ([]string, error) {
-	p := plot.New()
-	p.Title.Text = t.Title()
-	p.Y.Label.Text = t.Metric
-	p.Legend.Top = true
-	p.Legend.Left = false
 	var names []string
 	for _, r := range t.Rows {
 		if r.Name != "Gap" {
 			names = append(names, r.Name)
 		}
 	}
-	p.Add(plotter.NewGrid())
-	width := vg.Points(60 / float64(max(1, len(t.Methods))))
-	lo := math.Inf(1)
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, r := range t.Rows[:len(names)] {
+		for _, v := range r.Values {
+			if !math.IsNaN(v) {
+				lo, hi = min(lo, v), max(hi, v)
+			}
+		}
+	}
+	if math.IsInf(lo, 1) {
+		return nil, fmt.Errorf("reports: no values in table %s", t.Title())
+	}
+	start := 0.5
+	if lo < start {
+		start = math.Max(0, math.Floor(lo*10)/10)
+	}
+	ylabel := fmt.Sprintf("%s (y axis from %g)", MetricLabel(t.Metric), start)
+	if start == 0.5 && strings.Contains(t.Metric, "auroc") {
+		ylabel = MetricLabel(t.Metric) + " (y axis from 0.5, chance)"
+	}
+	f := figure{title: t.Title(), mark: t.Mark, cols: 1, panelH: 180}
+	f.panelW = columnWidth
+	if len(names)*len(t.Methods) > 16 {
+		f.panelW = textWidth
+	}
+	p := newPlot("", "Class", ylabel)
+	p.Add(grid())
+	group := 0.8 * float64(f.panelW-40) / float64(len(names)) // points per group of bars
+	width := vg.Points(group / float64(max(1, len(t.Methods))))
 	for j, m := range t.Methods {
 		vals := make(plotter.Values, len(names))
 		for i, r := range t.Rows[:len(names)] {
-			v := r.Values[j]
-			if math.IsNaN(v) {
-				v = 0
-			} else {
-				lo = min(lo, v)
+			if v := r.Values[j]; !math.IsNaN(v) {
+				vals[i] = v
 			}
-			vals[i] = v
 		}
 		b, err := plotter.NewBarChart(vals, width)
 		if err != nil {
@@ -207,15 +212,17 @@ func ClassBars(t Table, base string) ([]string, error) {
 		b.LineStyle.Width = 0
 		b.Offset = width * vg.Length(float64(j)-float64(len(t.Methods)-1)/2)
 		p.Add(b)
-		p.Legend.Add(m, b)
+		f.legend = append(f.legend, legendEntry{m, []plot.Thumbnailer{b}})
 	}
-	if math.IsInf(lo, 1) {
-		return nil, fmt.Errorf("reports: no values in table %s", t.Title())
+	p.Y.Min, p.Y.Max = start, math.Min(1, math.Ceil((hi+0.01)*20)/20)
+	if p.Y.Max <= hi {
+		p.Y.Max = hi + 0.02
 	}
-	p.Y.Min = math.Max(0, math.Floor((lo-0.05)*20)/20)
-	p.Y.Max = 1.05
 	p.NominalX(names...)
-	return saveFigure(vg.Points(140+90*float64(len(names))), vg.Points(340), base, p.Draw)
+	p.X.Min, p.X.Max = -0.5, float64(len(names))-0.5
+	p.X.Tick.Label.Font = textStyle(labelSize, color.Black).Font
+	f.panels = []*plot.Plot{p}
+	return f.save(base)
 }
 
 // methods lists the methods of the tables in report order.
@@ -231,31 +238,12 @@ func methods(tables []Table) []string {
 	return ms
 }
 
-// writeFile writes a figure atomically (internal/atomicfile): a reader or
-// a full disk never leaves a truncated figure at path.
-func writeFile(path string, w io.WriterTo) error {
-	if err := atomicfile.WriteFile(path, func(f io.Writer) error {
-		_, err := w.WriteTo(f)
-		return err
-	}); err != nil {
-		return fmt.Errorf("reports: writing %s: %w", path, err)
-	}
-	return nil
-}
-
 // ImageROC draws the image-level ROC curves of one class under one noise
 // setting, one line per method (from the per-image scores the cells
-// stored), with each method's AUROC in the legend, to base+".png" and
-// ".svg". Fold 0 is drawn.
+// stored), with each method's AUROC in the legend and the chance diagonal,
+// on a square plot a column wide, to base+".png", ".svg" and ".pdf". Fold
+// 0 is drawn.
 func ImageROC(recs map[string]experiments.Record, class string, ratio float64, overlap bool, base string) ([]string, error) {
-	p := plot.New()
-	setting := Table{Metric: "image ROC", Ratio: ratio, Overlap: overlap}
-	p.Title.Text = class + ": " + setting.Title()
-	p.X.Label.Text = "false positive rate"
-	p.Y.Label.Text = "true positive rate"
-	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = 0, 1, 0, 1
-	p.Legend.Top, p.Legend.Left = false, false
-	p.Add(plotter.NewGrid())
 	var ms []string
 	byMethod := map[string]experiments.Record{}
 	for _, r := range recs {
@@ -269,11 +257,26 @@ func ImageROC(recs map[string]experiments.Record, class string, ratio float64, o
 	if len(ms) == 0 {
 		return nil, fmt.Errorf("reports: no cells of class %s at noise %g overlap %t", class, ratio, overlap)
 	}
+	setting := Table{Ratio: ratio, Overlap: overlap}.Setting()
+	p := newPlot("", "False positive rate", "True positive rate")
+	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = 0, 1, 0, 1
+	p.X.Tick.Marker = plot.TickerFunc(neatTicks)
+	p.Add(grid())
+	chance, err := plotter.NewLine(plotter.XYs{{X: 0, Y: 0}, {X: 1, Y: 1}})
+	if err != nil {
+		return nil, err
+	}
+	chance.Color, chance.Width, chance.Dashes = color.Gray{Y: 120}, vg.Points(0.7), []vg.Length{vg.Points(3), vg.Points(2)}
+	p.Add(chance)
+	p.Legend.Top, p.Legend.Left = false, false
+	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(3), vg.Points(3)
+	var marks []string
 	for _, m := range ms {
 		res, err := byMethod[m].Decode()
 		if err != nil {
 			return nil, fmt.Errorf("reports: cell %s: %w", byMethod[m].Key, err)
 		}
+		marks = append(marks, res.Mark)
 		scores := make([]float32, len(res.PerImage))
 		labels := make([]bool, len(res.PerImage))
 		for i, im := range res.PerImage {
@@ -296,21 +299,35 @@ func ImageROC(recs map[string]experiments.Record, class string, ratio float64, o
 			return nil, err
 		}
 		l.Color = methodColor(m)
-		l.Width = vg.Points(1.5)
+		l.Width = vg.Points(1.2)
 		p.Add(l)
-		p.Legend.Add(fmt.Sprintf("%s (AUROC %.3f)", m, auc), l)
+		p.Legend.Add(fmt.Sprintf("%s %.3f", m, auc), l)
 	}
-	return saveFigure(vg.Points(420), vg.Points(400), base, p.Draw)
+	p.Legend.Add("chance 0.500", chance)
+	p.Y.Label.Text = "True positive rate (legend: AUROC)"
+	f := figure{title: class + ": image ROC, " + setting, mark: backboneMark(marks), cols: 1, panelW: columnWidth, panels: []*plot.Plot{p}}
+	f.panelH = squareHeight(p, f.panelW)
+	return f.save(base)
+}
+
+// squareHeight is the height of a panel of width w whose data area is
+// square: the data width, plus the height the title and the x axis take.
+func squareHeight(p *plot.Plot, w vg.Length) vg.Length {
+	const probe = vg.Length(400)
+	c := draw.New(vgimg.New(w, probe))
+	dc := p.DataCanvas(c)
+	return (dc.Max.X - dc.Min.X) + probe - (dc.Max.Y - dc.Min.Y)
 }
 
 // BankFigure draws the memory banks of one class in the noisiest setting
 // of recs (largest ratio, overlap when run), one panel per method (each
-// bank on its own two principal directions, three panels a row), entries
-// inside a defect of an injected image in red, other entries from
-// injected images in orange, clean ones in grey (banks written before
-// defects were recorded: every entry of an injected image in red). It reads the banks a run
-// wrote in the results folder dir (experiments.Bank2DPath) and writes
-// base+".png" and ".svg".
+// bank on its own two principal directions, three panels a row at the
+// text width), entries inside a defect of an injected image in red, other
+// entries from injected images in orange, clean ones in grey (banks
+// written before defects were recorded: every entry of an injected image
+// in red), with one legend. It reads the banks a run wrote in the results
+// folder dir (experiments.Bank2DPath) and writes base+".png", ".svg" and
+// ".pdf".
 func BankFigure(dir string, recs map[string]experiments.Record, class, base string) ([]string, error) {
 	best := experiments.Cell{Ratio: -1}
 	for _, r := range recs {
@@ -323,13 +340,21 @@ func BankFigure(dir string, recs map[string]experiments.Record, class, base stri
 		return nil, fmt.Errorf("reports: no noisy cells of class %s", class)
 	}
 	var ms []string // the setting's methods, filtered ones included
+	var marks []string
 	for _, r := range recs {
-		if c := r.Cell; c.Class == class && c.Ratio == best.Ratio && c.Overlap == best.Overlap && !slices.Contains(ms, c.Method) {
+		if c := r.Cell; c.Class == class && c.Ratio == best.Ratio && c.Overlap == best.Overlap && c.Fold == 0 && !slices.Contains(ms, c.Method) {
 			ms = append(ms, c.Method)
+			res, err := r.Decode()
+			if err != nil {
+				return nil, fmt.Errorf("reports: cell %s: %w", r.Key, err)
+			}
+			marks = append(marks, res.Mark)
 		}
 	}
 	slices.SortFunc(ms, func(a, b string) int { return cmp.Or(cmp.Compare(methodIndex(a), methodIndex(b)), cmp.Compare(a, b)) })
-	var panels []*plot.Plot
+	f := figure{title: fmt.Sprintf("%s: memory banks on their first two principal components, %s", class, Table{Ratio: best.Ratio, Overlap: best.Overlap}.Setting()),
+		mark: backboneMark(marks)}
+	legend := map[string]bool{}
 	for _, m := range ms {
 		c := best
 		c.Method, c.Fold = m, 0
@@ -353,20 +378,20 @@ func BankFigure(dir string, recs map[string]experiments.Record, class, base stri
 				clean = append(clean, pt)
 			}
 		}
-		p := plot.New()
-		p.Title.Text = fmt.Sprintf("%s: %d of %d in defects", m, len(defect), len(bank.X))
+		what := "in defects"
 		if bank.Defect == nil {
-			p.Title.Text = fmt.Sprintf("%s: %d of %d from noisy images", m, len(defect), len(bank.X))
+			what = "from injected images"
 		}
-		p.X.Label.Text, p.Y.Label.Text = "PC 1", "PC 2"
-		p.Legend.Top = true
+		p := newPlot(fmt.Sprintf("%s\n%d of %d %s", m, len(defect), len(bank.X), what), "", "")
+		p.X.Tick.Marker, p.Y.Tick.Marker = plot.ConstantTicks(nil), plot.ConstantTicks(nil)
+		p.X.Padding, p.Y.Padding = 0, 0
 		for _, s := range []struct {
 			pts plotter.XYs
 			col color.Color
 			lab string
-			r   vg.Length
-		}{{clean, color.Gray{Y: 185}, "clean image", 1}, {noisy, color.RGBA{R: 245, G: 170, B: 80, A: 255}, "injected, outside the defect", 1},
-			{defect, color.RGBA{R: 200, A: 255}, "inside a defect", 2.6}} {
+			r   float64
+		}{{clean, color.Gray{Y: 185}, "entry from a clean image", 0.7}, {noisy, color.RGBA{R: 245, G: 160, B: 60, A: 255}, "from an injected image, outside its defect", 0.9},
+			{defect, color.RGBA{R: 200, A: 255}, "inside a defect of an injected image", 1.8}} {
 			if len(s.pts) == 0 {
 				continue
 			}
@@ -374,20 +399,20 @@ func BankFigure(dir string, recs map[string]experiments.Record, class, base stri
 			if err != nil {
 				return nil, err
 			}
-			sc.GlyphStyle.Color, sc.GlyphStyle.Radius, sc.GlyphStyle.Shape = s.col, vg.Points(float64(s.r)), draw.CircleGlyph{}
+			sc.GlyphStyle.Color, sc.GlyphStyle.Radius, sc.GlyphStyle.Shape = s.col, vg.Points(s.r), draw.CircleGlyph{}
 			p.Add(sc)
-			if len(panels) == 0 { // one legend, in the first panel
-				p.Legend.Add(s.lab, sc)
+			if !legend[s.lab] {
+				legend[s.lab] = true
+				f.legend = append(f.legend, legendEntry{s.lab, []plot.Thumbnailer{sc}})
 			}
 		}
-		panels = append(panels, p)
+		f.panels = append(f.panels, p)
 	}
-	if len(panels) == 0 {
+	if len(f.panels) == 0 {
 		return nil, fmt.Errorf("reports: no bank files for class %s under %s", class, dir)
 	}
-	title := fmt.Sprintf("%s memory banks, %s", class, Table{Metric: "PCA", Ratio: best.Ratio, Overlap: best.Overlap}.Title())
-	cols := min(len(panels), 3)
-	rows := (len(panels) + cols - 1) / cols
-	w, h := vg.Points(260*float64(cols)), vg.Points(24+250*float64(rows))
-	return saveFigure(w, h, base, func(c draw.Canvas) { drawGrid(c, panels, cols, title) })
+	f.cols = min(len(f.panels), 3)
+	f.panelW = textWidth / 3
+	f.panelH = f.panelW + 14
+	return f.save(base)
 }

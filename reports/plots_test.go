@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"image/png"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,18 +13,29 @@ import (
 	"testing"
 
 	"github.com/softpatch/softpatch/experiments"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
+// marked gives the records the random-init mark.
+func marked(rs ...experiments.Record) []experiments.Record {
+	for i := range rs {
+		rs[i].Result = []byte(strings.Replace(string(rs[i].Result), "{", `{"mark":"random-init backbone",`, 1))
+	}
+	return rs
+}
+
 // TestRobustnessCurve draws the curve of a small stored sweep and checks
-// that both files are written, the PNG decodes at the figure's size and
-// the SVG names every method.
+// that the three files are written, the PNG decodes at the figure's
+// printed size (two panels at the text width, 300 dpi), and the SVG has
+// the human labels, the backbone mark and one legend for both panels.
 func TestRobustnessCurve(t *testing.T) {
 	recs := map[string]experiments.Record{}
-	for _, r := range []experiments.Record{
+	for _, r := range marked(
 		rec("wood", 0, false, 0, "patchcore", 0.92), rec("wood", 0, false, 0, "softpatch-lof", 0.90),
 		rec("wood", 0.1, false, 0, "patchcore", 0.91), rec("wood", 0.1, false, 0, "softpatch-lof", 0.90),
 		rec("wood", 0.1, true, 0, "patchcore", 0.60), rec("wood", 0.1, true, 0, "softpatch-lof", 0.88),
-	} {
+	) {
 		recs[r.Key] = r
 	}
 	tables, err := Tables(recs)
@@ -30,7 +43,7 @@ func TestRobustnessCurve(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := filepath.Join(t.TempDir(), "curve")
-	files, err := RobustnessCurve(tables, "pixel_auroc", "pixel AUROC", base)
+	files, err := RobustnessCurve(tables, "pixel_auroc", "Pixel AUROC against the noise ratio", base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,16 +62,21 @@ func TestRobustnessCurve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := img.Bounds(); b.Dx() < 800 || b.Dy() < 300 {
-		t.Errorf("png %v", b)
+	if b, want := img.Bounds(), int(textWidth)*pngDPI/72; b.Dx() < want || b.Dx() > want*11/10 || b.Dy() < want/3 {
+		t.Errorf("png %v, want about %d px wide", b, want)
 	}
 	svg, err := os.ReadFile(base + ".svg")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"patchcore", "softpatch-lof", "overlap", "noise ratio"} {
+	for _, s := range []string{">No overlap<", ">Overlap<", ">Noise ratio<", ">Pixel AUROC, mean over classes<", ">random-init backbone<"} {
 		if !strings.Contains(string(svg), s) {
 			t.Errorf("svg lacks %q", s)
+		}
+	}
+	for _, m := range []string{">patchcore<", ">softpatch-lof<"} {
+		if n := strings.Count(string(svg), m); n != 1 {
+			t.Errorf("legend entry %s drawn %d times, want once", m, n)
 		}
 	}
 	if _, err := RobustnessCurve(tables, "aupro", "x", base); err == nil {
@@ -81,36 +99,48 @@ func TestResultsMarkdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []string{"from 2 cells", "commit: abc1234", "**random-init backbone** (seed 0", "device: 2 threads",
-		"coreset 3.0", "features 4.0", "total 7.0", `{"Name":"q"}`, "**pixel_auroc, noise 0.1, overlap**", "![curve](curve.png)", "2026-11-28T15:00:00Z"} {
+		"coreset 3.0", "features 4.0", "total 7.0", `{"Name":"q"}`, "**Pixel AUROC, noise 0.1, overlap, random-init backbone**", "![curve](curve.png)", "2026-11-28T15:00:00Z"} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("RESULTS.md lacks %q:\n%s", s, b.String())
 		}
 	}
 }
 
+// TestClassBars checks the bar chart's labels: classes, methods, the x
+// label, and a y label that says where the axis starts (at chance when
+// every value is above it, below the smallest value otherwise); no mark
+// without random-init cells.
 func TestClassBars(t *testing.T) {
-	recs := map[string]experiments.Record{}
-	for _, r := range []experiments.Record{
-		rec("wood", 0.1, true, 0, "patchcore", 0.60), rec("wood", 0.1, true, 0, "softpatch-lof", 0.88),
-		rec("pill", 0.1, true, 0, "patchcore", 0.70), rec("pill", 0.1, true, 0, "softpatch-lof", 0.80),
-	} {
-		recs[r.Key] = r
-	}
-	tables, _ := Tables(recs)
-	base := filepath.Join(t.TempDir(), "bars")
-	files, err := ClassBars(tables[0], base)
-	if err != nil || len(files) != 3 {
-		t.Fatalf("%v %v", files, err)
-	}
-	f, _ := os.Open(base + ".png")
-	defer f.Close()
-	if _, err := png.Decode(f); err != nil {
-		t.Fatal(err)
-	}
-	svg, _ := os.ReadFile(base + ".svg")
-	for _, s := range []string{"wood", "pill", "Average", "softpatch-lof"} {
-		if !strings.Contains(string(svg), s) {
-			t.Errorf("svg lacks %q", s)
+	for _, c := range []struct {
+		patchcoreWood float64
+		ylabel        string
+	}{{0.60, ">Pixel AUROC (y axis from 0.5, chance)<"}, {0.42, ">Pixel AUROC (y axis from 0.4)<"}} {
+		recs := map[string]experiments.Record{}
+		for _, r := range []experiments.Record{
+			rec("wood", 0.1, true, 0, "patchcore", c.patchcoreWood), rec("wood", 0.1, true, 0, "softpatch-lof", 0.88),
+			rec("pill", 0.1, true, 0, "patchcore", 0.70), rec("pill", 0.1, true, 0, "softpatch-lof", 0.80),
+		} {
+			recs[r.Key] = r
+		}
+		tables, _ := Tables(recs)
+		base := filepath.Join(t.TempDir(), "bars")
+		files, err := ClassBars(tables[0], base)
+		if err != nil || len(files) != 3 {
+			t.Fatalf("%v %v", files, err)
+		}
+		f, _ := os.Open(base + ".png")
+		defer f.Close()
+		if _, err := png.Decode(f); err != nil {
+			t.Fatal(err)
+		}
+		svg, _ := os.ReadFile(base + ".svg")
+		for _, s := range []string{">wood<", ">pill<", ">Average<", ">softpatch-lof<", ">Class<", c.ylabel, ">Pixel AUROC, noise 0.1, overlap<"} {
+			if !strings.Contains(string(svg), s) {
+				t.Errorf("svg lacks %q", s)
+			}
+		}
+		if strings.Contains(string(svg), "random-init") {
+			t.Error("the random-init mark without random-init cells")
 		}
 	}
 }
@@ -128,13 +158,48 @@ func TestImageROC(t *testing.T) {
 	}
 	svg, _ := os.ReadFile(base + ".svg")
 	// Scores 0.9+ 0.8- 0.7+ 0.1-: AUROC 0.75.
-	for _, s := range []string{"patchcore (AUROC 0.750)", "softpatch-lof (AUROC 0.750)", "false positive rate"} {
+	for _, s := range []string{">patchcore 0.750<", ">softpatch-lof 0.750<", ">chance 0.500<", ">False positive rate<", ">pill: image ROC, noise 0.1, overlap<"} {
 		if !strings.Contains(string(svg), s) {
 			t.Errorf("svg lacks %q", s)
 		}
 	}
 	if _, err := ImageROC(recs, "wood", 0.1, true, base); err == nil {
 		t.Error("a class without cells drawn")
+	}
+}
+
+// TestSquareHeight checks that a panel of squareHeight's height has a
+// square data area (the ROC plot's equal aspect).
+func TestSquareHeight(t *testing.T) {
+	p := newPlot("title", "False positive rate", "True positive rate")
+	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = 0, 1, 0, 1
+	h := squareHeight(p, columnWidth)
+	dc := p.DataCanvas(draw.New(vgimg.New(columnWidth, h)))
+	if w, h := dc.Max.X-dc.Min.X, dc.Max.Y-dc.Min.Y; math.Abs(float64(w-h)) > 0.5 {
+		t.Errorf("data area %.1f x %.1f pt, want square", w, h)
+	}
+}
+
+// TestNeatTicks checks the tick labels: a step of 1, 2, 2.5 or 5 times a
+// power of ten, five to eight labels, no "-0".
+func TestNeatTicks(t *testing.T) {
+	for _, c := range []struct {
+		lo, hi float64
+		want   string
+	}{
+		{-0.02, 1.02, "0.0 0.2 0.4 0.6 0.8 1.0"},
+		{0.605, 0.81, "0.625 0.650 0.675 0.700 0.725 0.750 0.775 0.800"},
+		{0.5, 0.9, "0.5 0.6 0.7 0.8 0.9"},
+	} {
+		var got []string
+		for _, tk := range neatTicks(c.lo, c.hi) {
+			if tk.Label != "" {
+				got = append(got, tk.Label)
+			}
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("ticks over [%g, %g]: %v, want %s", c.lo, c.hi, got, c.want)
+		}
 	}
 }
 
@@ -153,7 +218,7 @@ func TestBankFigure(t *testing.T) {
 		t.Fatal(err)
 	}
 	svg, _ := os.ReadFile(base + ".svg")
-	for _, s := range []string{"patchcore: 1 of 3 from noisy images", "softpatch-lof: 1 of 3", "noisy", "clean"} {
+	for _, s := range []string{">1 of 3 from injected images<", ">patchcore<", ">softpatch-lof<", ">entry from a clean image<", ">inside a defect of an injected image<"} {
 		if !strings.Contains(string(svg), s) {
 			t.Errorf("svg lacks %q", s)
 		}
@@ -210,5 +275,44 @@ func TestRemoveStale(t *testing.T) {
 	}
 	if want := []string{"mine.png", "roc_notes.txt", "roc_wood_noise0.1.png", "tables.md"}; !slices.Equal(left, want) {
 		t.Errorf("left %v, want %v", left, want)
+	}
+}
+
+// TestWriteROCClass reports one results folder twice, with --roc-class
+// pill and then wood: the second report leaves no figure of pill behind.
+func TestWriteROCClass(t *testing.T) {
+	dir := t.TempDir()
+	var lines []byte
+	for _, class := range []string{"pill", "wood"} {
+		for _, ratio := range []float64{0, 0.1} {
+			c := experiments.Cell{Class: class, Ratio: ratio, Overlap: ratio > 0, Method: "patchcore"}
+			res := `{"pixel_auroc":0.8,"image_auroc":0.75,"per_image":[{"label":1,"score":0.9},{"label":0,"score":0.8},{"label":1,"score":0.7},{"label":0,"score":0.1}]}`
+			b, err := json.Marshal(experiments.Record{Key: c.Key(), Cell: c, Result: []byte(res)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = append(append(lines, b...), '\n')
+		}
+	}
+	if err := os.WriteFile(experiments.ResultsFile(dir, experiments.Shard{Index: 0, N: 1}), lines, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rocs := func() []string {
+		fs, _ := filepath.Glob(filepath.Join(dir, "roc_*"))
+		for i := range fs {
+			fs[i] = filepath.Base(fs[i])
+		}
+		return fs
+	}
+	for _, class := range []string{"pill", "wood"} {
+		if err := Write(dir, io.Discard, false, class); err != nil {
+			t.Fatal(err)
+		}
+		got := rocs()
+		want := []string{"roc_" + class + "_noise0.1_overlap.pdf", "roc_" + class + "_noise0.1_overlap.png", "roc_" + class + "_noise0.1_overlap.svg",
+			"roc_" + class + "_noise0.pdf", "roc_" + class + "_noise0.png", "roc_" + class + "_noise0.svg"}
+		if !slices.Equal(got, want) {
+			t.Errorf("--roc-class %s: ROC figures %v, want %v", class, got, want)
+		}
 	}
 }

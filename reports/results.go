@@ -173,7 +173,7 @@ func writeOverlays(w io.Writer, recs map[string]experiments.Record, results map[
 	if b.Len() == 0 {
 		return nil
 	}
-	t := Table{Ratio: best.Ratio, Overlap: best.Overlap, Metric: "anomaly maps"}
-	_, err := fmt.Fprintf(w, "## Anomaly maps (%s)\n\nThe highest- and the lowest-scored test image of each cell, its map normalised over the cell's maps.\n\n| class | method | highest | lowest |\n|---|---|---|---|\n%s\n", t.Title(), b.String())
+	t := Table{Ratio: best.Ratio, Overlap: best.Overlap}
+	_, err := fmt.Fprintf(w, "## Anomaly maps (%s)\n\nThe highest- and the lowest-scored test image of each cell, its map normalised over the cell's maps.\n\n| class | method | highest | lowest |\n|---|---|---|---|\n%s\n", t.Setting(), b.String())
 	return err
 }

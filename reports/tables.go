@@ -27,17 +27,54 @@ var Metrics = []string{"pixel_auroc", "image_auroc", "aupro", "pixel_f1max", "im
 // injected images (results before it was recorded lack it).
 var OptionalMetrics = []string{"defect_bank_fraction"}
 
+// metricLabels are the metrics' names in tables and figures.
+var metricLabels = map[string]string{
+	"pixel_auroc": "Pixel AUROC", "image_auroc": "Image AUROC", "aupro": "AUPRO",
+	"pixel_f1max": "Pixel F1-max", "image_f1max": "Image F1-max",
+	"defect_bank_fraction": "Defect bank fraction",
+}
+
+// MetricLabel is metric's name for a reader, "Pixel AUROC" for
+// "pixel_auroc" (the code name itself when it has none).
+func MetricLabel(metric string) string {
+	if l, ok := metricLabels[metric]; ok {
+		return l
+	}
+	return metric
+}
+
+// backboneMark is what a table or figure of cells says about their
+// backbone: the cells' mark ("random-init backbone") when all n have it,
+// "MARK in k of n cells" when only k do, "" when none does.
+func backboneMark(marks []string) string {
+	k, mark := 0, ""
+	for _, m := range marks {
+		if m != "" {
+			k, mark = k+1, m
+		}
+	}
+	switch {
+	case k == 0:
+		return ""
+	case k == len(marks):
+		return mark
+	}
+	return fmt.Sprintf("%s in %d of %d cells", mark, k, len(marks))
+}
+
 // Table is one table of the paper's shape for one noise setting and one
 // metric: a row per class, then "Average" (the mean over classes) and, for
 // noisy settings, "Gap" (Average minus the clean-data Average of the same
 // method); a column per method. Values are means over folds; NaN marks a
-// missing cell.
+// missing cell. Mark is the cells' backbone mark ("random-init backbone"),
+// shown in the table's heading.
 type Table struct {
 	Metric  string
 	Ratio   float64
 	Overlap bool
 	Methods []string
 	Rows    []Row
+	Mark    string
 }
 
 // Row is a table row.
@@ -46,15 +83,29 @@ type Row struct {
 	Values []float64 // one per method
 }
 
-// Title names the table, e.g. "pixel_auroc, noise 0.1, overlap".
+// Title names the table, e.g. "Pixel AUROC, noise 0.1, overlap".
 func (t Table) Title() string {
+	return MetricLabel(t.Metric) + ", " + t.Setting()
+}
+
+// Setting names the table's noise setting, e.g. "noise 0.1, overlap".
+func (t Table) Setting() string {
 	switch {
 	case t.Ratio == 0:
-		return t.Metric + ", clean training (noise 0)"
+		return "clean training (noise 0)"
 	case t.Overlap:
-		return fmt.Sprintf("%s, noise %g, overlap", t.Metric, t.Ratio)
+		return fmt.Sprintf("noise %g, overlap", t.Ratio)
 	}
-	return fmt.Sprintf("%s, noise %g, no overlap", t.Metric, t.Ratio)
+	return fmt.Sprintf("noise %g, no overlap", t.Ratio)
+}
+
+// Heading is the title with the backbone mark, e.g. "Pixel AUROC, noise
+// 0.1, overlap, random-init backbone".
+func (t Table) Heading() string {
+	if t.Mark == "" {
+		return t.Title()
+	}
+	return t.Title() + ", " + t.Mark
 }
 
 type setting struct {
@@ -77,12 +128,13 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 	sums := map[key][2]float64{} // sum, count over folds
 	present := map[string]bool{} // the metrics some cell has
 	var settings []setting
-	var classes, methods []string
+	var classes, methods, marks []string
 	for k, r := range recs {
 		res, err := r.Decode()
 		if err != nil {
 			return nil, fmt.Errorf("reports: result %s: %w", k, err)
 		}
+		marks = append(marks, res.Mark)
 		s := setting{r.Cell.Ratio, r.Cell.Overlap}
 		if !slices.Contains(settings, s) {
 			settings = append(settings, s)
@@ -135,13 +187,14 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 		return sum / float64(len(classes)) // NaN when a class is missing
 	}
 	clean := setting{0, false}
+	mark := backboneMark(marks)
 	var tables []Table
 	for _, s := range settings {
 		for _, metric := range slices.Concat(Metrics, OptionalMetrics) {
 			if !present[metric] && slices.Contains(OptionalMetrics, metric) {
 				continue
 			}
-			t := Table{Metric: metric, Ratio: s.ratio, Overlap: s.overlap, Methods: methods}
+			t := Table{Metric: metric, Ratio: s.ratio, Overlap: s.overlap, Methods: methods, Mark: mark}
 			for _, c := range classes {
 				r := Row{Name: c}
 				for _, m := range methods {
@@ -199,7 +252,7 @@ func (t Table) WriteMarkdown(w io.Writer) error {
 
 func (t Table) write(w io.Writer, r tw.Renderer) error {
 	header, rows := t.cells()
-	title := t.Title()
+	title := t.Heading()
 	if r != nil {
 		title = "**" + title + "**"
 	}
@@ -225,17 +278,18 @@ func (t Table) write(w io.Writer, r tw.Renderer) error {
 }
 
 // WriteCSV writes every table as rows of one CSV: metric, noise, overlap,
-// row name, then one column per method (the methods of the first table).
+// the backbone mark (empty with pretrained weights), row name, then one
+// column per method (the methods of the first table).
 func WriteCSV(w io.Writer, tables []Table) error {
 	cw := csv.NewWriter(w)
 	if len(tables) > 0 {
-		if err := cw.Write(append([]string{"metric", "noise", "overlap", "row"}, tables[0].Methods...)); err != nil {
+		if err := cw.Write(append([]string{"metric", "noise", "overlap", "mark", "row"}, tables[0].Methods...)); err != nil {
 			return err
 		}
 	}
 	for _, t := range tables {
 		for _, r := range t.Rows {
-			row := []string{t.Metric, strconv.FormatFloat(t.Ratio, 'g', -1, 64), strconv.FormatBool(t.Overlap), r.Name}
+			row := []string{t.Metric, strconv.FormatFloat(t.Ratio, 'g', -1, 64), strconv.FormatBool(t.Overlap), t.Mark, r.Name}
 			for _, v := range r.Values {
 				if math.IsNaN(v) {
 					row = append(row, "")

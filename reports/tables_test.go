@@ -72,7 +72,7 @@ func TestTables(t *testing.T) {
 	if err := noisy.WriteMarkdown(&md); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"**pixel_auroc, noise 0.1, overlap**", "patchcore", "| wood", "0.650", "0.880", "-0.305", "-0.020"} {
+	for _, s := range []string{"**Pixel AUROC, noise 0.1, overlap**", "patchcore", "| wood", "0.650", "0.880", "-0.305", "-0.020"} {
 		if !strings.Contains(md.String(), s) {
 			t.Errorf("markdown lacks %q:\n%s", s, md.String())
 		}
@@ -85,8 +85,49 @@ func TestTables(t *testing.T) {
 	if err := WriteCSV(&csv, tables); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(csv.String(), "pixel_auroc,0.1,true,Gap,-0.305000,-0.020000\n") {
+	if !strings.Contains(csv.String(), "pixel_auroc,0.1,true,,Gap,-0.305000,-0.020000\n") {
 		t.Errorf("csv:\n%s", csv.String())
+	}
+}
+
+// TestTablesMark checks that the random-init mark of the cells heads every
+// rendering of a table (terminal, Markdown, CSV), with a count when only
+// some cells have it.
+func TestTablesMark(t *testing.T) {
+	for _, c := range []struct {
+		recs []experiments.Record
+		want string
+	}{
+		{marked(rec("wood", 0, false, 0, "patchcore", 0.9), rec("pill", 0, false, 0, "patchcore", 0.8)), "random-init backbone"},
+		{append(marked(rec("wood", 0, false, 0, "patchcore", 0.9)), rec("pill", 0, false, 0, "patchcore", 0.8)), "random-init backbone in 1 of 2 cells"},
+	} {
+		recs := map[string]experiments.Record{}
+		for _, r := range c.recs {
+			recs[r.Key] = r
+		}
+		tables, err := Tables(recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var txt, md, csv bytes.Buffer
+		if err := tables[0].WriteText(&txt); err != nil {
+			t.Fatal(err)
+		}
+		if err := tables[0].WriteMarkdown(&md); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteCSV(&csv, tables); err != nil {
+			t.Fatal(err)
+		}
+		if h := "Pixel AUROC, clean training (noise 0), " + c.want + "\n"; !strings.HasPrefix(txt.String(), h) {
+			t.Errorf("text does not start with %q:\n%s", h, txt.String())
+		}
+		if h := "**Pixel AUROC, clean training (noise 0), " + c.want + "**\n"; !strings.HasPrefix(md.String(), h) {
+			t.Errorf("markdown does not start with %q:\n%s", h, md.String())
+		}
+		if row := "pixel_auroc,0,false," + c.want + ",wood,0.900000\n"; !strings.Contains(csv.String(), row) {
+			t.Errorf("csv lacks %q:\n%s", row, csv.String())
+		}
 	}
 }
 

@@ -54,7 +54,7 @@ func Write(dir string, w io.Writer, all bool, rocClass string) error {
 	}
 	var figures []string
 	for _, metric := range []string{"pixel_auroc", "image_auroc"} {
-		fs, err := RobustnessCurve(tables, metric, metric+" against the noise ratio", filepath.Join(dir, "robustness_"+metric))
+		fs, err := RobustnessCurve(tables, metric, MetricLabel(metric)+" against the noise ratio", filepath.Join(dir, "robustness_"+metric))
 		if err != nil {
 			return err
 		}

@@ -43,7 +43,7 @@ func benchFeatures(args []string) error {
 	fs := newFlags("bench features", "bench features [--batches 1,8] [--images N] [--json]",
 		"softpatch bench features --batches 1,8 --images 16")
 	var ff featureFlags
-	ff.register(fs)
+	ff.register(fs, false)
 	batches := fs.String("batches", "1,8", "comma-separated batch sizes to measure")
 	images := fs.Int("images", 16, "images timed per batch size (after one warm-up batch)")
 	asJSON := fs.Bool("json", false, "print results as JSON lines")

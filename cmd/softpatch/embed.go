@@ -18,7 +18,7 @@ func runEmbed(args []string) error {
 	fs := newFlags("embed", "embed [flags] --out OUT.npy IMAGE...",
 		"softpatch embed --weights wide_resnet50_2-95faca4d.pth --out feats.npy train/good/*.png")
 	var ff featureFlags
-	ff.register(fs)
+	ff.register(fs, false)
 	batch := fs.Int("batch", 8, "images per forward pass")
 	out := fs.String("out", "", "output .npy file: float32 [images, positions, dim]; OUT.json beside it records provenance")
 	if err := fs.Parse(args); err != nil {

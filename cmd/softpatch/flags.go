@@ -22,7 +22,9 @@ type featureFlags struct {
 	layers string
 }
 
-func (f *featureFlags) register(fs *flag.FlagSet) {
+// register adds the feature flags to fs; padim adds PaDiM's channel draw,
+// for the verbs that can fit PaDiM.
+func (f *featureFlags) register(fs *flag.FlagSet, padim bool) {
 	def := runner.DefaultOptions()
 	fs.StringVar(&f.Weights, "weights", "", "torchvision checkpoint (.pth) or a folder holding one; default: $SOFTPATCH_WEIGHTS, then $TORCH_HOME/hub/checkpoints, then ~/.cache/torch/hub/checkpoints; none found: random-init backbone")
 	fs.StringVar(&f.Arch, "arch", def.Arch, "backbone: "+strings.Join(backbone.ArchNames(), ", "))
@@ -32,9 +34,13 @@ func (f *featureFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.layers, "layers", strings.Join(def.Layers, ","), "comma-separated backbone layers to embed, first sets the patch grid")
 	fs.StringVar(&f.Device, "device", def.Device, "auto (a GPU when the driver finds one, else the CPU), cpu or gpu (fail without one); see softpatch version")
 	fs.IntVar(&f.Threads, "threads", 0, "compute threads (0: GOMAXPROCS, normally all cores)")
+	fs.BoolVar(&f.CheckpointBN, "checkpoint-bn", false, "use the checkpoint's BatchNorm statistics as stored, instead of the published code's one train-mode pass of a ones image (see README)")
+	f.PaDiMKeep, f.PaDiMSeed = embed.DefaultPaDiMKeep, embed.DefaultPaDiMSeed
+	if !padim {
+		return
+	}
 	fs.IntVar(&f.PaDiMKeep, "padim-channels", embed.DefaultPaDiMKeep, "PaDiM: channels kept of layer1..3's concatenation (a model takes 4*positions*(c+c*(c+1)/2) bytes: 1.9 GB for 550 at 224 px)")
 	fs.Uint64Var(&f.PaDiMSeed, "padim-seed", embed.DefaultPaDiMSeed, "PaDiM: seed of the channel draw")
-	fs.BoolVar(&f.CheckpointBN, "checkpoint-bn", false, "use the checkpoint's BatchNorm statistics as stored, instead of the published code's one train-mode pass of a ones image (see README)")
 }
 
 // open opens the backbone for methods.
@@ -75,7 +81,7 @@ type cellFlags struct {
 }
 
 func (cf *cellFlags) register(fs *flag.FlagSet) {
-	cf.features.register(fs)
+	cf.features.register(fs, true)
 	fs.StringVar(&cf.root, "data", "", "dataset root (required)")
 	fs.StringVar(&cf.class, "class", "", "class (required)")
 	fs.StringVar(&cf.format, "format", "", "layout: "+strings.Join(datasets.FormatNames()[1:], ", ")+" (default: detect)")
