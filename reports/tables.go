@@ -219,10 +219,18 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 	return tables, nil
 }
 
-// cells formats the table's rows as strings: three decimals, gaps signed,
-// "-" for a missing value.
+// percentMetrics are shown as percentages with two decimals: shares too
+// small for three decimals of a fraction.
+var percentMetrics = []string{"defect_bank_fraction"}
+
+// cells formats the table's rows as strings: three decimals (a percentage
+// with two for percentMetrics), gaps signed, "-" for a missing value.
 func (t Table) cells() (header []string, rows [][]string) {
 	header = append([]string{"class"}, t.Methods...)
+	scale, format := 1.0, "%.3f"
+	if slices.Contains(percentMetrics, t.Metric) {
+		scale, format = 100, "%.2f%%"
+	}
 	for _, r := range t.Rows {
 		row := []string{r.Name}
 		for _, v := range r.Values {
@@ -230,9 +238,9 @@ func (t Table) cells() (header []string, rows [][]string) {
 			case math.IsNaN(v):
 				row = append(row, "-")
 			case r.Name == "Gap":
-				row = append(row, fmt.Sprintf("%+.3f", v))
+				row = append(row, fmt.Sprintf("%+"+format[1:], v*scale))
 			default:
-				row = append(row, fmt.Sprintf("%.3f", v))
+				row = append(row, fmt.Sprintf(format, v*scale))
 			}
 		}
 		rows = append(rows, row)

@@ -156,4 +156,11 @@ func TestOptionalMetricTable(t *testing.T) {
 	if len(tables) != len(Metrics)+1 || last.Metric != "defect_bank_fraction" || last.Rows[0].Values[1] != 0.25 || !math.IsNaN(last.Rows[0].Values[0]) {
 		t.Errorf("%d tables, last %s %v %v", len(tables), last.Metric, last.Methods, last.Rows[0].Values)
 	}
+	var md bytes.Buffer
+	if err := last.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "| wood    | -     | 25.00%") {
+		t.Errorf("the share is not a percentage:\n%s", md.String())
+	}
 }

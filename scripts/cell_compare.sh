@@ -2,7 +2,9 @@
 # One cell end to end, ours and the published implementation, one after the other in one run on
 # the same data, checkpoint and threads (issue 4's speed check). Developer check, not CI: the
 # published side takes several minutes. Needs the published code checkout (REF, with src/) and a
-# checkpoint both sides load (e.g. the seeded one from ../shared/tools/reference/make_weights.py).
+# checkpoint both sides load (e.g. a seeded, not pretrained, torchvision wide_resnet50_2), and
+# REFERENCE_TOOLS: a folder, outside this repository, with run_reference.py, the driver that runs
+# the published main.py flow offline and writes its metrics and stage timings as JSON.
 #
 #   scripts/cell_compare.sh REF WEIGHTS.pth OUT_DIR [CLASS] [METHOD] [THREADS]
 # METHOD is one of softpatch-lof, softpatch-nearest, softpatch-gaussian, patchcore.
@@ -18,8 +20,8 @@ case $method in
   softpatch-*) refargs=(--weight_method "${method#softpatch-}") ;;
   *) echo "unknown method $method" >&2; exit 2 ;;
 esac
-tools=$(cd "$here/../shared/tools/reference" 2>/dev/null && pwd || true)
-[ -n "$tools" ] || { echo "needs ../shared/tools/reference/run_reference.py" >&2; exit 2; }
+tools=${REFERENCE_TOOLS:-}
+[ -f "$tools/run_reference.py" ] || { echo "set REFERENCE_TOOLS to the folder holding run_reference.py" >&2; exit 2; }
 t0=$(date +%s.%N)
 (cd "$out" && /usr/bin/python3 "$tools/run_reference.py" --ref "$ref" --data_path "$out/data" --classname "$class" \
   --weights "$weights" --out "$out/published.json" --torch_threads "$threads" "${refargs[@]}" > "$out/published.log" 2>&1)

@@ -6,12 +6,13 @@
 #
 # REF_CHECKOUT: a clone of TencentYoutuResearch/AnomalyDetection-SoftPatch (outside this repo).
 # Needs Debian's python3-torch, python3-torchvision, python3-pil, python3-numpy and
-# ../shared/tools/reference/ (make_weights.py, embed_reference.py). The 276 MB checkpoint
-# it writes stays in WORKDIR; nothing is written into the repo.
+# REFERENCE_TOOLS: a folder, outside this repository, with make_weights.py (writes a seeded
+# torchvision wide_resnet50_2) and embed_reference.py (runs the published SoftPatch._embed on
+# images). The 276 MB checkpoint it writes stays in WORKDIR; nothing is written into the repo.
 set -euo pipefail
 ref=$(realpath "$1"); work=$(realpath -m "$2")
 here=$(cd "$(dirname "$0")/.." && pwd)
-tools=$(realpath "$here/../shared/tools/reference")
+tools=${REFERENCE_TOOLS:?set REFERENCE_TOOLS to the folder holding make_weights.py and embed_reference.py}
 PY=/usr/bin/python3
 mkdir -p "$work/images"
 [ -f "$work/wrn50_2_seed0.pth" ] || $PY "$tools/make_weights.py" "$work/wrn50_2_seed0.pth" "$work/raw" --seed 0
