@@ -1,7 +1,8 @@
-// Package npy reads and writes NumPy .npy files (little-endian, C order):
-// the format in which the project exchanges embeddings and maps with
-// Python tools. It writes float32 arrays (format version 1.0) and reads
-// float32, float64, int64, uint8 and unicode-string arrays.
+// Package npy reads and writes NumPy .npy files (little-endian, C order)
+// and .npz archives of them: the format in which the project exchanges
+// embeddings, maps and random draws with Python tools. It reads and writes
+// float32, float64, int64, uint8 and unicode-string arrays (format version
+// 1.0 when writing), and never reads pickled object arrays.
 package npy
 
 import (
