@@ -75,7 +75,7 @@ func (b *bankDetector) Bank() *Model { return b.m }
 func (b *bankDetector) Fit(src Stream, opts FitOptions) error {
 	f, err := Feed(src, opts, func(x Features) (*Fitter, error) {
 		b.positions = x.Positions
-		return NewFitter(b.cfg, src.Images, x.Positions, x.Dim, FitterOptions{MaxMemory: opts.MaxMemory, TempDir: opts.TempDir,
+		return NewFitter(b.cfg, src.Images, x.Positions, x.Dim, FitterOptions{MaxMemory: opts.MaxMemory, TempDir: opts.TempDir, Draws: opts.Draws,
 			Accelerator: opts.Accelerator, Progress: opts.progress("coreset", "picks")})
 	})
 	if f != nil {

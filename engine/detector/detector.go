@@ -82,6 +82,9 @@ type FitOptions struct {
 	// method's own ("discriminator" and "coreset" for memory banks, "fit"
 	// for PaDiM).
 	Stage func(name string, seconds float64)
+	// Draws, when set, replays its set draws and receives the draws the
+	// fit made (memory banks; see Draws).
+	Draws *Draws
 }
 
 // stage reports a finished stage to o.Stage, when set.

@@ -28,6 +28,9 @@ type FitterOptions struct {
 	// after every coreset selection (see coreset.Greedy.Progress), after
 	// every PaDiM position.
 	Progress func(done, total int)
+	// Draws, when set, replays its set draws and receives the ones the
+	// Fitter makes (see Draws).
+	Draws *Draws
 }
 
 // Fitter fits a Model from training features given a few images at a time,
@@ -53,6 +56,7 @@ type Fitter struct {
 	store                 featureStore
 	progress              func(done, total int)
 	accel                 Accelerator
+	draws                 *Draws
 	m                     *Model
 	scores, weights       []float32
 	discriminated, closed bool
@@ -72,7 +76,10 @@ func NewFitter(cfg Config, nImages, positions, dim int, opts FitterOptions) (*Fi
 		return nil, fmt.Errorf("detector: coreset ratio %v not in (0, 1)", cfg.Coreset)
 	}
 	n := nImages * positions
-	f := &Fitter{cfg: cfg, images: nImages, positions: positions, dim: dim, progress: opts.Progress, accel: opts.Accelerator,
+	if opts.Draws == nil {
+		opts.Draws = &Draws{}
+	}
+	f := &Fitter{cfg: cfg, images: nImages, positions: positions, dim: dim, progress: opts.Progress, accel: opts.Accelerator, draws: opts.Draws,
 		m: &Model{Config: cfg, D: dim, CoresetSeed: cfg.Seed},
 		store: featureStore{dim: dim, dir: opts.TempDir, total: n,
 			spill: opts.MaxMemory > 0 && int64(n)*int64(dim)*4 > opts.MaxMemory}}
@@ -90,18 +97,35 @@ func NewFitter(cfg Config, nImages, positions, dim int, opts FitterOptions) (*Fi
 			return nil, fmt.Errorf("detector: LOF neighbours %d is negative", cfg.LOFK)
 		}
 		f.m.DiscriminatorSeed = discriminatorSeed(cfg.Seed)
-		if dim != projDim {
-			f.discProj = coreset.NewProjection(dim, projDim, f.m.DiscriminatorSeed)
+		var err error
+		if f.discProj, err = f.projection("discriminator_projection", &f.draws.DiscriminatorProjection, f.m.DiscriminatorSeed); err != nil {
+			return nil, err
 		}
 		f.discX = make([]float32, n*projDim)
 	}
 	if !cfg.Random {
-		if dim != coreset.DefaultDim {
-			f.coreProj = coreset.NewProjection(dim, coreset.DefaultDim, cfg.Seed)
+		var err error
+		if f.coreProj, err = f.projection("coreset_projection", &f.draws.CoresetProjection, cfg.Seed); err != nil {
+			return nil, err
 		}
 		f.coreX = make([]float32, n*coreset.DefaultDim)
 	}
 	return f, nil
+}
+
+// projection returns the [dim][128] projection of the features: the
+// replayed weight *w when set, else one drawn from seed and recorded in
+// *w; nil when the features have 128 dimensions.
+func (f *Fitter) projection(key string, w *[]float32, seed uint64) ([]float32, error) {
+	if *w != nil {
+		return replayProjection(key, *w, f.dim, projDim)
+	}
+	if f.dim == projDim {
+		return nil, nil
+	}
+	p := coreset.NewProjection(f.dim, projDim, seed)
+	*w = transpose(p, f.dim, projDim)
+	return p, nil
 }
 
 // Add takes the features [nImages][positions][dim] of the next nImages
@@ -218,14 +242,24 @@ func (f *Fitter) Fit() (*Model, error) {
 		g.Steps = f.accel.CoresetSteps
 	}
 	var err error
+	d := f.draws
 	switch {
 	case cfg.Random:
-		m.Indices = coreset.Random(n, g.Picks(n), cfg.Seed)
+		if d.RandomSubset == nil {
+			d.RandomSubset = coreset.Random(n, g.Picks(n), cfg.Seed)
+		} else if err := checkIndices("random_subset", d.RandomSubset, n, g.Picks(n)); err != nil {
+			return nil, err
+		}
+		m.Indices = d.RandomSubset
 	case !cfg.softPatch():
-		g.Starts = coreset.PatchCoreStarts
+		if g.StartPoints, err = f.startPoints(coreset.PatchCoreStarts); err != nil {
+			return nil, err
+		}
 		m.Indices, err = g.SelectProjected(f.coreX, n, coreset.DefaultDim)
 	default:
-		g.Starts = coreset.SoftPatchStarts
+		if g.StartPoints, err = f.startPoints(coreset.SoftPatchStarts); err != nil {
+			return nil, err
+		}
 		g.Weights = f.weights
 		g.StrictExclusion = cfg.StrictExclusion
 		m.Indices, err = g.SelectProjected(f.coreX, n, coreset.DefaultDim)
@@ -239,6 +273,7 @@ func (f *Fitter) Fit() (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.Indices = slices.Clone(m.Indices)
 	f.coreX = nil
 	if len(m.Indices) == 0 {
 		return nil, fmt.Errorf("detector: a coreset of %v of %d patches is empty", cfg.Coreset, n)
@@ -249,6 +284,18 @@ func (f *Fitter) Fit() (*Model, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// startPoints returns the coreset's start points: the replayed ones, or
+// starts drawn from the seed (as coreset.Greedy draws them), recorded.
+func (f *Fitter) startPoints(starts int) ([]int, error) {
+	n := f.images * f.positions
+	d := f.draws
+	if d.CoresetStartPoints == nil {
+		d.CoresetStartPoints = coreset.DrawStartPoints(n, starts, f.cfg.Seed)
+		return d.CoresetStartPoints, nil
+	}
+	return d.CoresetStartPoints, checkIndices("coreset_start_points", d.CoresetStartPoints, n, -1)
 }
 
 // Close releases the Fitter's memory and removes its temporary file, if
