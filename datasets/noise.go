@@ -34,6 +34,9 @@ type Noise struct {
 	// Augment gives every injected image its own seeded random affine
 	// transform (the published --noise_augmentation; see Affine).
 	Augment bool `json:"augment,omitempty"`
+	// Affines, when set with Augment, replace the affine draws: one per
+	// injected image, in draw order (a replayed draws file).
+	Affines []Affine `json:"affines,omitempty"`
 }
 
 // NoiseCount returns n_noise = floor(ratio * nTrain), computed as the
@@ -157,9 +160,16 @@ func (c *Class) Noisy(dataset string, n Noise) (train, test, drawn []Item, err e
 		s1, s2 := noiseSeed(dataset+"\x00augment", c.Name, n.Ratio, n.Fold)
 		aug = rand.New(rand.NewPCG(s1, s2))
 	}
-	for _, i := range order {
+	if len(n.Affines) > 0 && (!n.Augment || len(n.Affines) != len(order)) {
+		return nil, nil, nil, fmt.Errorf("datasets: %d replayed affine draws for %d injected images (augmentation %t)", len(n.Affines), len(order), n.Augment)
+	}
+	for j, i := range order {
 		it := c.Test[i]
-		if aug != nil {
+		switch {
+		case len(n.Affines) > 0:
+			a := n.Affines[j]
+			it.Augment = &a
+		case aug != nil:
 			a := DrawAffine(aug)
 			it.Augment = &a
 		}

@@ -11,13 +11,14 @@ import (
 
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/internal/atomicfile"
 	"github.com/softpatch/softpatch/internal/npy"
 )
 
 // Draws are the random draws of one cell, as its draws file (draws.npz,
 // numpy's npz without pickles) holds them: every cell writes the draws it
 // used, and a cell given a draws file replays the draws it holds
-// (docs/method.md#7-replayable-draws). Nil fields are absent keys.
+// (docs/method.md#59-replayable-draws). Nil fields are absent keys.
 type Draws struct {
 	// NoiseFiles ("noise_files") are the injected images, paths relative
 	// to the dataset root, in draw order.
@@ -106,7 +107,10 @@ func (d *Draws) WriteFile(path string) error {
 	add("coreset_start_points", int64s(d.Detector.CoresetStartPoints))
 	add("random_subset", int64s(d.Detector.RandomSubset))
 	add("padim_channels", int64s(d.PaDiMChannels))
-	return npy.WriteNPZ(path, es)
+	if err := atomicfile.WriteFile(path, func(w io.Writer) error { return npy.WriteNPZ(w, es) }); err != nil {
+		return fmt.Errorf("writing draws %s: %w", path, err)
+	}
+	return nil
 }
 
 // ReadDraws reads a draws file and returns it with the file's sha256.

@@ -43,7 +43,7 @@ func TestReadDrawsBad(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name string, es ...npy.Entry) string {
 		p := filepath.Join(dir, name)
-		if err := npy.WriteNPZ(p, es); err != nil {
+		if err := writeNPZ(t, p, es); err != nil {
 			t.Fatal(err)
 		}
 		return p
@@ -65,4 +65,15 @@ func TestReadDrawsBad(t *testing.T) {
 			t.Errorf("%s: %v, want %q", filepath.Base(c.path), err, c.want)
 		}
 	}
+}
+
+// writeNPZ writes entries to a new file at path.
+func writeNPZ(t *testing.T, path string, es []npy.Entry) error {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return npy.WriteNPZ(f, es)
 }

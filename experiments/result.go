@@ -27,6 +27,9 @@ type Result struct {
 	NoiseDrawn []string          `json:"noise_files"`
 	Backbone   backbone.Identity `json:"backbone"`
 	Mark       string            `json:"mark,omitempty"`
+	// Draws, when the cell replayed a draws file, names it, its sha256 and
+	// the draws replayed.
+	Draws *DrawsInfo `json:"draws,omitempty"`
 	// Settings are everything the cell's numbers depend on, and
 	// SettingsHash their hash (Settings.Hash): a sweep reuses a stored
 	// cell only when the hash is the planned one.

@@ -32,7 +32,7 @@ func TestResultSchema(t *testing.T) {
 		v    any
 		want string
 	}{
-		{Result{}, "commit date device data class method noise noise_files backbone mark,omitempty settings,omitempty settings_hash,omitempty train_images test_images bank_size " +
+		{Result{}, "commit date device data class method noise noise_files backbone mark,omitempty draws,omitempty settings,omitempty settings_hash,omitempty train_images test_images bank_size " +
 			"excluded_patches,omitempty defect_bank_entries,omitempty defect_bank_fraction,omitempty filter,omitempty image_auroc pixel_auroc aupro image_f1max pixel_f1max per_image overlays,omitempty seconds"},
 		{ImageScore{}, "file label type score"},
 		{Overlay{}, "which file image score"},

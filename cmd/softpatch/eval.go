@@ -28,7 +28,7 @@ func runEval(args []string) error {
 		return err
 	}
 	defer b.Close()
-	res, err := cl.Run(b, cf.options())
+	res, err := cl.Run(b, cf.options(*out))
 	if err != nil {
 		return err
 	}

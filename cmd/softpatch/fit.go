@@ -30,7 +30,7 @@ func runFit(args []string) error {
 		return err
 	}
 	defer b.Close()
-	d, meta, err := cl.Fit(b, cf.options())
+	d, meta, err := cl.Fit(b, cf.options(*out))
 	if err != nil {
 		return err
 	}

@@ -3,8 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 
 	"github.com/softpatch/softpatch/datasets"
@@ -43,19 +41,19 @@ func (f *featureFlags) register(fs *flag.FlagSet, padim bool) {
 	fs.Uint64Var(&f.PaDiMSeed, "padim-seed", embed.DefaultPaDiMSeed, "PaDiM: seed of the channel draw")
 }
 
-// open opens the backbone for methods.
-func (f *featureFlags) open(methods ...string) (*runner.Backbone, error) {
+// open opens the backbone for methods, with PaDiM's channels when set.
+func (f *featureFlags) open(channels []int, methods ...string) (*runner.Backbone, error) {
 	o := f.Options
 	o.Layers = nil
 	for _, l := range strings.Split(f.layers, ",") {
 		o.Layers = append(o.Layers, strings.TrimSpace(l))
 	}
-	return runner.Open(o, methods, nil)
+	return runner.Open(o, methods, channels)
 }
 
 // openPatch opens the backbone and the patch embedding of embedMethod.
 func (f *featureFlags) openPatch() (*runner.Backbone, *runner.Pipeline, error) {
-	b, err := f.open(embedMethod)
+	b, err := f.open(nil, embedMethod)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -72,7 +70,7 @@ func (f *featureFlags) openPatch() (*runner.Backbone, *runner.Pipeline, error) {
 type cellFlags struct {
 	features                    featureFlags
 	root, class, format, method string
-	list, filter                string
+	list, filter, draws         string
 	ratio                       float64
 	overlap, augment, skipBad   bool
 	fold, batch                 int
@@ -91,6 +89,7 @@ func (cf *cellFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&cf.overlap, "overlap", false, "keep the injected images in the test set too")
 	fs.IntVar(&cf.fold, "fold", 0, "fold: names an independent noise draw")
 	fs.StringVar(&cf.list, "noise-list", "", "JSON list of the injected images (paths relative to ROOT), instead of drawing")
+	fs.StringVar(&cf.draws, "draws", "", "replay the draws of a draws file (npz; every cell writes one: eval beside --json, fit beside --out)")
 	fs.BoolVar(&cf.skipBad, "skip-bad", false, "leave out unusable files (listed by data inspect) instead of failing")
 	fs.BoolVar(&cf.augment, "augment", false, "seeded random affine on each injected image (the published --noise_augmentation)")
 	fs.Float64Var(&cf.params.Threshold, "threshold", detector.DefaultThreshold, "SoftPatch's tau: the fraction of training patches excluded from the coreset")
@@ -112,31 +111,6 @@ func methodList() string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// parseFilter parses --filter: METHOD, METHOD:DROP or METHOD:>SCORE.
-func parseFilter(s string) (*runner.Filter, error) {
-	method, arg, _ := strings.Cut(s, ":")
-	if _, err := detector.Lookup(method); err != nil {
-		return nil, fmt.Errorf("--filter %q: %w", s, err)
-	}
-	f := &runner.Filter{Method: method, Drop: experiments.DefaultDrop}
-	switch {
-	case arg == "":
-	case strings.HasPrefix(arg, ">"):
-		t, err := strconv.ParseFloat(arg[1:], 64)
-		if err != nil || math.IsNaN(t) {
-			return nil, fmt.Errorf("--filter %q: %q is not a score", s, arg[1:])
-		}
-		f.Threshold = &t
-	default:
-		d, err := strconv.ParseFloat(arg, 64)
-		if err != nil || !(d >= 0 && d < 1) {
-			return nil, fmt.Errorf("--filter %q: the fraction dropped %q is not in [0, 1)", s, arg)
-		}
-		f.Drop = d
-	}
-	return f, nil
-}
-
 // load checks the flags, loads the class, draws the noisy split and opens
 // the backbone for the cell's methods; verb prefixes the errors.
 func (cf *cellFlags) load(verb string) (*runner.Cell, *runner.Backbone, error) {
@@ -152,7 +126,7 @@ func (cf *cellFlags) load(verb string) (*runner.Cell, *runner.Backbone, error) {
 		if filter != "" {
 			return nil, nil, fmt.Errorf("%s: --method %s already names a filter; give --filter with a plain method", verb, cf.method)
 		}
-		if f, err = parseFilter(cf.filter); err != nil {
+		if f, err = runner.ParseFilter(cf.filter); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", verb, err)
 		}
 	}
@@ -182,18 +156,23 @@ func (cf *cellFlags) load(verb string) (*runner.Cell, *runner.Backbone, error) {
 			return nil, nil, err
 		}
 	}
+	replay, info := &experiments.Draws{}, (*experiments.DrawsInfo)(nil)
+	if cf.draws != "" {
+		if replay, info, err = runner.LoadDraws(cf.draws, &noise); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", verb, err)
+		}
+	}
 	c, err := runner.NewCell(class, noise, method, cf.params, f)
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := cf.features.open(c.Methods()...)
-	if err != nil {
-		return nil, nil, err
-	}
-	return c, b, nil
+	c.Replay, c.ReplayInfo = replay, info
+	b, err := cf.features.open(replay.PaDiMChannels, c.Methods()...)
+	return c, b, err
 }
 
-// options are the cell's run options from the flags.
-func (cf *cellFlags) options() runner.CellOptions {
-	return runner.CellOptions{Batch: cf.batch, FeatureMemoryMiB: cf.featureMemory}
+// options are the cell's run options from the flags; the cell's draws go
+// beside out.
+func (cf *cellFlags) options(out string) runner.CellOptions {
+	return runner.CellOptions{Batch: cf.batch, FeatureMemoryMiB: cf.featureMemory, DrawsPath: runner.DrawsPath(out)}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/experiments"
 	"github.com/softpatch/softpatch/experiments/runner"
 	"github.com/softpatch/softpatch/internal/npy"
 )
@@ -28,6 +29,9 @@ func TestFitPredict(t *testing.T) {
 	m, meta, err := detector.LoadModelFile(model)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if d, _, err := experiments.ReadDraws(model + ".draws.npz"); err != nil || len(d.Detector.CoresetStartPoints) != 128 || len(d.NoiseFiles) != 2 {
+		t.Errorf("fit's draws: %v", err)
 	}
 	if !meta.Backbone.RandomInit || meta.ImageSize != 64 || meta.Resize != 72 || meta.GridH*meta.GridW != 64 ||
 		!slices.Equal(meta.Layers, []string{"layer2", "layer3"}) || meta.Method != "softpatch-lof" || len(meta.NoiseFiles) != 2 ||

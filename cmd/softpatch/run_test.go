@@ -227,7 +227,7 @@ func TestRunResumes(t *testing.T) {
 		!strings.Contains(string(res), "(overlays/nut_noise0.34_overlaptrue_fold0_softpatch-lof/highest.png)") {
 		t.Errorf("RESULTS.md (%v):\n%s", err, res)
 	}
-	for _, f := range []string{"lowest.png", "bank2d.json"} {
+	for _, f := range []string{"lowest.png", "bank2d.json", "draws.npz"} {
 		if _, err := os.Stat(filepath.Join(whole, "overlays", "nut_noise0.34_overlaptrue_fold0_softpatch-lof", f)); err != nil {
 			t.Error(err)
 		}

@@ -4,7 +4,7 @@ import "fmt"
 
 // Draws are the random draws of a memory-bank fit, in the published
 // code's layouts, so that the draws of either implementation can be
-// replayed in the other (docs/method.md#7-replayable-draws). Given to Fit
+// replayed in the other (docs/method.md#59-replayable-draws). Given to Fit
 // through FitOptions.Draws, a set field replaces that draw and a nil one
 // is drawn from the seed as usual; Fit then fills in every draw it made.
 type Draws struct {

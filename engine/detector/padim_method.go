@@ -47,16 +47,20 @@ func init() {
 // padimFeatures is PaDiM's feature pipeline: layer1..3, keeping the
 // channels s records or those embed.PaDiMChannels draws.
 func padimFeatures(s FeatureSettings) (FeatureSpec, error) {
-	channels := s.Channels
-	if channels == nil {
-		total := 0
-		for _, l := range embed.PaDiMLayers {
-			st, err := backbone.LayerIndex(l)
-			if err != nil {
-				return FeatureSpec{}, err
-			}
-			total += s.Arch.OutChannels(st)
+	total := 0
+	for _, l := range embed.PaDiMLayers {
+		st, err := backbone.LayerIndex(l)
+		if err != nil {
+			return FeatureSpec{}, err
 		}
+		total += s.Arch.OutChannels(st)
+	}
+	channels := s.Channels
+	if channels != nil {
+		if err := checkIndices("padim_channels", channels, total, -1); err != nil {
+			return FeatureSpec{}, err
+		}
+	} else {
 		var err error
 		if channels, err = embed.PaDiMChannels(total, s.PaDiMKeep, s.PaDiMSeed); err != nil {
 			return FeatureSpec{}, fmt.Errorf("padim: %w", err)

@@ -2,6 +2,8 @@ package runner
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -27,6 +29,12 @@ type Cell struct {
 	// Settings are the cell's resolved settings, recorded in its result;
 	// Run resolves them when they are nil.
 	Settings *experiments.Settings
+	// Replay, when set, holds draws of the detector to replay (the noise
+	// draw and PaDiM's channels are replayed by the caller, through Noise
+	// and Open), and ReplayInfo the file they come from, recorded in the
+	// result.
+	Replay     *experiments.Draws
+	ReplayInfo *experiments.DrawsInfo
 }
 
 // Filter is image-level denoising (docs/method.md#63-image-level-denoising-xy):
@@ -48,8 +56,48 @@ type CellOptions struct {
 	// ResultsDir, when set, is the results folder that receives the
 	// overlays of the highest- and the lowest-scored test image and a
 	// memory bank's 2-D view, in experiments.OverlayDir(ResultsDir,
-	// CellDir).
+	// CellDir), and the cell's draws (draws.npz).
 	ResultsDir, CellDir string
+	// DrawsPath, when set, receives the cell's draws instead (eval, fit).
+	DrawsPath string
+}
+
+// drawsPath is where the cell's draws go, "" for nowhere.
+func (o CellOptions) drawsPath() string {
+	if o.DrawsPath == "" && o.ResultsDir != "" {
+		return filepath.Join(experiments.OverlayDir(o.ResultsDir, o.CellDir), "draws.npz")
+	}
+	return o.DrawsPath
+}
+
+// detectorDraws returns the detector draws to give a fit: a copy of the
+// replayed ones, or none.
+func (c *Cell) detectorDraws() *detector.Draws {
+	d := &detector.Draws{}
+	if c.Replay != nil {
+		*d = c.Replay.Detector
+	}
+	return d
+}
+
+// writeDraws writes the draws the cell used to path (nothing when "").
+func (c *Cell) writeDraws(path string, p *Pipeline, d *detector.Draws) error {
+	if path == "" {
+		return nil
+	}
+	all := experiments.Draws{NoiseFiles: c.NoiseFiles(), PaDiMChannels: p.spec.Channels, Detector: *d}
+	if len(c.Drawn) == 0 {
+		all.NoiseFiles = nil
+	}
+	for _, it := range c.Drawn {
+		if it.Augment != nil {
+			all.Augment = append(all.Augment, *it.Augment)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return all.WriteFile(path)
 }
 
 // NewCell draws the noisy split of class and checks the method (and the
@@ -121,8 +169,13 @@ func (c *Cell) Fit(b *Backbone, o CellOptions) (detector.Detector, detector.Meta
 			return nil, detector.Meta{}, err
 		}
 	}
-	f, err := fitOn(b, c.Method, c.Params, train, o.Batch, o.FeatureMemoryMiB, (*Pipeline).each, st, "")
+	draws := c.detectorDraws()
+	f, err := fitOn(b, c.Method, c.Params, train, o.Batch, o.FeatureMemoryMiB, (*Pipeline).each, st, "", draws)
 	if err != nil {
+		return nil, detector.Meta{}, err
+	}
+	if err := c.writeDraws(o.drawsPath(), f.p, draws); err != nil {
+		f.close()
 		return nil, detector.Meta{}, err
 	}
 	gh, gw, err := f.p.Grid(f.positions)
@@ -163,11 +216,16 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*ex
 		runtime.GC()
 	}
 	res.Train = len(train)
-	f, err := fitOn(b, c.Method, c.Params, train, o.Batch, o.FeatureMemoryMiB, src, st, "")
+	res.Draws = c.ReplayInfo
+	draws := c.detectorDraws()
+	f, err := fitOn(b, c.Method, c.Params, train, o.Batch, o.FeatureMemoryMiB, src, st, "", draws)
 	if err != nil {
 		return nil, err
 	}
 	defer f.close()
+	if err := c.writeDraws(o.drawsPath(), f.p, draws); err != nil {
+		return nil, err
+	}
 	in := f.d.Info()
 	res.BankSize, res.Excluded = in.BankSize, in.Excluded
 	if bk, ok := f.d.(detector.Banked); ok {

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/softpatch/softpatch/datasets"
@@ -48,7 +51,7 @@ func (c *Cell) applyFilter(b *Backbone, o CellOptions, src source, st stages, me
 		st.done("filter", t0)
 		return out.kept, &res, nil
 	}
-	fd, err := fitOn(b, f.Method, c.Params, c.Train, o.Batch, o.FeatureMemoryMiB, src, stages{}, "filter ")
+	fd, err := fitOn(b, f.Method, c.Params, c.Train, o.Batch, o.FeatureMemoryMiB, src, stages{}, "filter ", nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("filter %s: %w", f.Method, err)
 	}
@@ -124,4 +127,30 @@ func dropped(scores []float32, drop float64, threshold *float64) []int {
 	}
 	// floor(drop*n), forgiving the rounding of drop (0.29*100 is 28.99...).
 	return idx[:min(len(idx), int(drop*float64(len(scores))+1e-9))]
+}
+
+// ParseFilter parses a filter given as METHOD, METHOD:DROP (the fraction
+// dropped, default experiments.DefaultDrop) or METHOD:>SCORE (--filter).
+func ParseFilter(s string) (*Filter, error) {
+	method, arg, _ := strings.Cut(s, ":")
+	if _, err := detector.Lookup(method); err != nil {
+		return nil, fmt.Errorf("filter %q: %w", s, err)
+	}
+	f := &Filter{Method: method, Drop: experiments.DefaultDrop}
+	switch {
+	case arg == "":
+	case strings.HasPrefix(arg, ">"):
+		t, err := strconv.ParseFloat(arg[1:], 64)
+		if err != nil || math.IsNaN(t) {
+			return nil, fmt.Errorf("filter %q: %q is not a score", s, arg[1:])
+		}
+		f.Threshold = &t
+	default:
+		d, err := strconv.ParseFloat(arg, 64)
+		if err != nil || !(d >= 0 && d < 1) {
+			return nil, fmt.Errorf("filter %q: the fraction dropped %q is not in [0, 1)", s, arg)
+		}
+		f.Drop = d
+	}
+	return f, nil
 }

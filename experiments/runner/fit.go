@@ -37,7 +37,8 @@ type fitted struct {
 // batch images at a time, keeping at most memMiB MiB of them in memory;
 // st gets the detector's stages ("features", then "discriminator" and
 // "coreset" for memory banks, "fit" for PaDiM), each prefixed by prefix.
-func fitOn(b *Backbone, method string, params detector.Params, items []datasets.Item, batch int, memMiB int64, src source, st stages, prefix string) (*fitted, error) {
+// draws, when set, are replayed and receive the fit's draws.
+func fitOn(b *Backbone, method string, params detector.Params, items []datasets.Item, batch int, memMiB int64, src source, st stages, prefix string, draws *detector.Draws) (*fitted, error) {
 	p, err := b.Pipeline(method)
 	if err != nil {
 		return nil, err
@@ -52,7 +53,7 @@ func fitOn(b *Backbone, method string, params detector.Params, items []datasets.
 	f := &fitted{d: d, p: p}
 	opts := detector.FitOptions{MaxMemory: memMiB << 20,
 		Progress: func(stage, unit string) func(done, total int) { return stepBar(prefix+stage, unit) },
-		Stage:    func(name string, sec float64) { st.add(prefix+name, sec) }}
+		Stage:    func(name string, sec float64) { st.add(prefix+name, sec) }, Draws: draws}
 	if b.gpu.Device() != nil {
 		opts.Accelerator = b.gpu.Accelerator()
 	}

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/softpatch/softpatch/internal/atomicfile"
 )
 
 // Write writes a as a .npy stream: float32, float64, int64, uint8 or
@@ -85,31 +83,25 @@ type Entry struct {
 	Array *Array
 }
 
-// WriteNPZ writes entries as an uncompressed .npz file (what numpy.savez
-// writes: a zip of NAME.npy members, readable by numpy.load without
-// pickles), atomically, in the given order.
-func WriteNPZ(path string, entries []Entry) error {
-	err := atomicfile.WriteFile(path, func(w io.Writer) error {
-		zw := zip.NewWriter(w)
-		for _, e := range entries {
-			var buf bytes.Buffer
-			if err := Write(&buf, e.Array); err != nil {
-				return fmt.Errorf("%s: %w", e.Name, err)
-			}
-			f, err := zw.CreateHeader(&zip.FileHeader{Name: e.Name + ".npy", Method: zip.Store})
-			if err != nil {
-				return err
-			}
-			if _, err := f.Write(buf.Bytes()); err != nil {
-				return err
-			}
+// WriteNPZ writes entries to w as an uncompressed .npz archive (what
+// numpy.savez writes: a zip of NAME.npy members, readable by numpy.load
+// without pickles), in the given order.
+func WriteNPZ(w io.Writer, entries []Entry) error {
+	zw := zip.NewWriter(w)
+	for _, e := range entries {
+		var buf bytes.Buffer
+		if err := Write(&buf, e.Array); err != nil {
+			return fmt.Errorf("npy: %s: %w", e.Name, err)
 		}
-		return zw.Close()
-	})
-	if err != nil {
-		return fmt.Errorf("npy: writing %s: %w", path, err)
+		f, err := zw.CreateHeader(&zip.FileHeader{Name: e.Name + ".npy", Method: zip.Store})
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(buf.Bytes()); err != nil {
+			return err
+		}
 	}
-	return nil
+	return zw.Close()
 }
 
 // ErrNotNPZ is wrapped by ReadNPZ's error for a file that is not a whole

@@ -41,7 +41,7 @@ func TestNPZRoundTrip(t *testing.T) {
 		{"s", &Array{DType: "<i8", Shape: []int{3}, I64: []int64{7, 0, -2}}},
 		{"names", &Array{DType: "<U", Shape: []int{2}, Str: []string{"a", "ünï"}}},
 	}
-	if err := WriteNPZ(path, in); err != nil {
+	if err := writeNPZ(t, path, in); err != nil {
 		t.Fatal(err)
 	}
 	out, err := ReadNPZ(path)
@@ -52,7 +52,7 @@ func TestNPZRoundTrip(t *testing.T) {
 		!slices.Equal(out["s"].I64, in[2].Array.I64) || !slices.Equal(out["names"].Str, in[3].Array.Str) || out["names"].DType != "<U3" {
 		t.Errorf("round trip: %+v", out)
 	}
-	if err := WriteNPZ(path, []Entry{{"x", &Array{DType: "<f4", Shape: []int{3}, F32: []float32{1}}}}); err == nil {
+	if err := writeNPZ(t, path, []Entry{{"x", &Array{DType: "<f4", Shape: []int{3}, F32: []float32{1}}}}); err == nil {
 		t.Error("a shape the data does not fill was written")
 	}
 }
@@ -76,4 +76,15 @@ func TestReadNPZBad(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+}
+
+// writeNPZ writes entries to a new file at path.
+func writeNPZ(t *testing.T, path string, es []Entry) error {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return WriteNPZ(f, es)
 }
