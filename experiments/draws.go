@@ -119,17 +119,12 @@ func (d *Draws) WriteFile(path string) error {
 // other than 6 values or with a y shear, and whatever npy.ReadNPZ refuses
 // (a truncated archive, a pickle).
 func ReadDraws(path string) (*Draws, string, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, "", err
 	}
-	h := sha256.New()
-	_, err = io.Copy(h, f)
-	f.Close()
-	if err != nil {
-		return nil, "", err
-	}
-	arrays, err := npy.ReadNPZ(path)
+	sum := sha256.Sum256(b)
+	arrays, err := npy.DecodeNPZ(b, path)
 	if err != nil {
 		return nil, "", err
 	}
@@ -191,5 +186,5 @@ func ReadDraws(path string) (*Draws, string, error) {
 			return nil, "", fmt.Errorf("%s: unknown draw %q (draws: %s)", path, k, strings.Join(DrawKeys, ", "))
 		}
 	}
-	return d, hex.EncodeToString(h.Sum(nil)), nil
+	return d, hex.EncodeToString(sum[:]), nil
 }

@@ -145,19 +145,26 @@ func (f figure) headerHeight() vg.Length {
 	return h
 }
 
+// legendRow is one row of a figure's legend and its width.
+type legendRow struct {
+	entries []legendEntry
+	width   vg.Length
+}
+
 // legendRows splits the legend into rows that fit width w.
-func (f figure) legendRows(w vg.Length) [][]legendEntry {
+func (f figure) legendRows(w vg.Length) []legendRow {
 	sty := textStyle(legendSize, color.Black)
-	var rows [][]legendEntry
-	var x vg.Length
+	var rows []legendRow
 	for _, e := range f.legend {
 		ew := legendThumb + legendGap + sty.Width(e.label)
-		if len(rows) == 0 || x+ew > w-2*figPad {
-			rows = append(rows, nil)
-			x = 0
+		if len(rows) == 0 || rows[len(rows)-1].width+legendSep+ew > w-2*figPad {
+			rows = append(rows, legendRow{})
+		} else {
+			rows[len(rows)-1].width += legendSep
 		}
-		rows[len(rows)-1] = append(rows[len(rows)-1], e)
-		x += ew + legendSep
+		r := &rows[len(rows)-1]
+		r.entries = append(r.entries, e)
+		r.width += ew
 	}
 	return rows
 }
@@ -204,16 +211,9 @@ func (f figure) draw(c draw.Canvas) {
 	sty := textStyle(legendSize, color.Black)
 	sty.YAlign = draw.YCenter
 	for r, row := range rows {
-		var w vg.Length
-		for i, e := range row {
-			if i > 0 {
-				w += legendSep
-			}
-			w += legendThumb + legendGap + sty.Width(e.label)
-		}
-		x := c.Center().X - w/2
-		yc := c.Min.Y + figPad + legendH - figPad - (vg.Length(r)+0.5)*legendLine
-		for _, e := range row {
+		x := c.Center().X - row.width/2
+		yc := c.Min.Y + legendH - (vg.Length(r)+0.5)*legendLine
+		for _, e := range row.entries {
 			tc := draw.Canvas{Canvas: c.Canvas, Rectangle: vg.Rectangle{
 				Min: vg.Point{X: x, Y: yc - legendLine/2 + 1}, Max: vg.Point{X: x + legendThumb, Y: yc + legendLine/2 - 1}}}
 			for _, t := range e.thumbs {

@@ -64,6 +64,9 @@ func methodColor(m string) color.Color {
 // lines.
 func RobustnessCurve(tables []Table, metric, title, base string) ([]string, error) {
 	f := figure{title: title, panelW: textWidth / 2, panelH: 190}
+	if len(tables) > 0 {
+		f.mark = tables[0].Mark // Tables gives every table the mark of all cells
+	}
 	var ratios []float64
 	lo, hi := math.Inf(1), math.Inf(-1)
 	var legend []string
@@ -80,7 +83,6 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 				if t.Metric != metric || (t.Ratio > 0 && t.Overlap != overlap) {
 					continue
 				}
-				f.mark = t.Mark
 				j := slices.Index(t.Methods, m)
 				if j < 0 {
 					continue
@@ -258,7 +260,7 @@ func ImageROC(recs map[string]experiments.Record, class string, ratio float64, o
 		return nil, fmt.Errorf("reports: no cells of class %s at noise %g overlap %t", class, ratio, overlap)
 	}
 	setting := Table{Ratio: ratio, Overlap: overlap}.Setting()
-	p := newPlot("", "False positive rate", "True positive rate")
+	p := newPlot("", "False positive rate", "True positive rate (legend: AUROC)")
 	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = 0, 1, 0, 1
 	p.X.Tick.Marker = plot.TickerFunc(neatTicks)
 	p.Add(grid())
@@ -304,7 +306,6 @@ func ImageROC(recs map[string]experiments.Record, class string, ratio float64, o
 		p.Legend.Add(fmt.Sprintf("%s %.3f", m, auc), l)
 	}
 	p.Legend.Add("chance 0.500", chance)
-	p.Y.Label.Text = "True positive rate (legend: AUROC)"
 	f := figure{title: class + ": image ROC, " + setting, mark: backboneMark(marks), cols: 1, panelW: columnWidth, panels: []*plot.Plot{p}}
 	f.panelH = squareHeight(p, f.panelW)
 	return f.save(base)

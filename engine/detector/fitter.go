@@ -250,7 +250,7 @@ func (f *Fitter) Fit() (*Model, error) {
 		} else if err := checkIndices("random_subset", d.RandomSubset, n, g.Picks(n)); err != nil {
 			return nil, err
 		}
-		m.Indices = d.RandomSubset
+		m.Indices = slices.Clone(d.RandomSubset) // the draws keep their own
 	case !cfg.softPatch():
 		if g.StartPoints, err = f.startPoints(coreset.PatchCoreStarts); err != nil {
 			return nil, err
@@ -273,7 +273,6 @@ func (f *Fitter) Fit() (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Indices = slices.Clone(m.Indices)
 	f.coreX = nil
 	if len(m.Indices) == 0 {
 		return nil, fmt.Errorf("detector: a coreset of %v of %d patches is empty", cfg.Coreset, n)

@@ -85,9 +85,9 @@ func (c *Cell) writeDraws(path string, p *Pipeline, d *detector.Draws) error {
 	if path == "" {
 		return nil
 	}
-	all := experiments.Draws{NoiseFiles: c.NoiseFiles(), PaDiMChannels: p.spec.Channels, Detector: *d}
-	if len(c.Drawn) == 0 {
-		all.NoiseFiles = nil
+	all := experiments.Draws{PaDiMChannels: p.spec.Channels, Detector: *d}
+	if len(c.Drawn) > 0 {
+		all.NoiseFiles = c.NoiseFiles()
 	}
 	for _, it := range c.Drawn {
 		if it.Augment != nil {

@@ -3,6 +3,7 @@ package runner
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/experiments"
@@ -37,8 +38,8 @@ func LoadDraws(path string, noise *datasets.Noise) (*experiments.Draws, *experim
 // ".json" replaced by ".draws.npz" (any other name gets ".draws.npz"
 // appended).
 func DrawsPath(out string) string {
-	if n := len(out) - len(".json"); n > 0 && out[n:] == ".json" {
-		return out[:n] + ".draws.npz"
+	if stem, ok := strings.CutSuffix(out, ".json"); ok && stem != "" {
+		return stem + ".draws.npz"
 	}
 	return out + ".draws.npz"
 }

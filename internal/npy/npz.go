@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strconv"
+	"os"
 	"strings"
 	"unicode/utf8"
 )
@@ -19,7 +19,7 @@ import (
 func Write(w io.Writer, a *Array) error {
 	n := count(a.Shape)
 	descr := a.DType
-	var got int
+	var got, width int
 	switch a.DType {
 	case "<f4":
 		got = len(a.F32)
@@ -31,7 +31,7 @@ func Write(w io.Writer, a *Array) error {
 		got = len(a.U8)
 	case "<U":
 		got = len(a.Str)
-		width := 1
+		width = 1
 		for _, s := range a.Str {
 			width = max(width, utf8.RuneCountInString(s))
 		}
@@ -63,7 +63,6 @@ func Write(w io.Writer, a *Array) error {
 	case "|u1":
 		b = a.U8
 	default:
-		width, _ := strconv.Atoi(descr[2:])
 		for _, s := range a.Str {
 			k := 0
 			for _, r := range s {
@@ -113,11 +112,19 @@ var ErrNotNPZ = errors.New("not an .npz file (a zip of .npy arrays)")
 // member: a truncated archive, a member that is not a .npy array, and an
 // object array (pickled Python objects, never read).
 func ReadNPZ(path string) (map[string]*Array, error) {
-	zr, err := zip.OpenReader(path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeNPZ(b, path)
+}
+
+// DecodeNPZ is ReadNPZ on the bytes of an .npz file read from path.
+func DecodeNPZ(b []byte, path string) (map[string]*Array, error) {
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
 	if err != nil {
 		return nil, fmt.Errorf("npy: %s: %w: %v", path, ErrNotNPZ, err)
 	}
-	defer zr.Close()
 	out := map[string]*Array{}
 	for _, f := range zr.File {
 		name, ok := strings.CutSuffix(f.Name, ".npy")
