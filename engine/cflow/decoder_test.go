@@ -1,0 +1,127 @@
+package cflow
+
+import (
+	"math"
+	"testing"
+)
+
+// det returns the determinant of a c x c matrix (Gaussian elimination with
+// partial pivoting, float64).
+func det(a []float32, c int) float64 {
+	m := make([]float64, len(a))
+	for i, v := range a {
+		m[i] = float64(v)
+	}
+	d := 1.0
+	for col := 0; col < c; col++ {
+		p := col
+		for r := col + 1; r < c; r++ {
+			if math.Abs(m[r*c+col]) > math.Abs(m[p*c+col]) {
+				p = r
+			}
+		}
+		if p != col {
+			for j := 0; j < c; j++ {
+				m[p*c+j], m[col*c+j] = m[col*c+j], m[p*c+j]
+			}
+			d = -d
+		}
+		d *= m[col*c+col]
+		for r := col + 1; r < c; r++ {
+			f := m[r*c+col] / m[col*c+col]
+			for j := col; j < c; j++ {
+				m[r*c+j] -= f * m[col*c+j]
+			}
+		}
+	}
+	return d
+}
+
+func TestNewDecoder(t *testing.T) {
+	for _, c := range []int{2, 3, 16, 33} {
+		d, err := NewDecoder(c, 8, 3, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Check(); err != nil {
+			t.Fatal(err)
+		}
+		c1, c2 := d.Split()
+		if c1+c2 != c || c1 < c2 || d.Hidden() != 2*(c1+8) {
+			t.Errorf("C=%d: split %d+%d, hidden %d", c, c1, c2, d.Hidden())
+		}
+		for k, b := range d.Blocks {
+			// a rotation: R R^T = I and det R = +1
+			worst := 0.0
+			for i := 0; i < c; i++ {
+				for j := 0; j < c; j++ {
+					s := 0.0
+					for l := 0; l < c; l++ {
+						s += float64(b.Rot[i*c+l]) * float64(b.Rot[j*c+l])
+					}
+					if i == j {
+						s--
+					}
+					worst = math.Max(worst, math.Abs(s))
+				}
+			}
+			if worst > 1e-6 {
+				t.Errorf("C=%d block %d: |R R^T - I| = %.3g", c, k, worst)
+			}
+			if dt := det(b.Rot, c); math.Abs(dt-1) > 1e-5 {
+				t.Errorf("C=%d block %d: det R = %.6f, want +1", c, k, dt)
+			}
+			bound := float32(1 / math.Sqrt(float64(c1+8)))
+			for _, w := range b.W1 {
+				if w < -bound || w > bound {
+					t.Fatalf("C=%d block %d: W1 value %v outside +-%v", c, k, w, bound)
+				}
+			}
+			if s := 0.2 * math.Log1p(math.Exp(float64(b.Scale[0])/2)); math.Abs(s-1) > 1e-6 {
+				t.Errorf("C=%d: initial global scale %.8f, want 1", c, s)
+			}
+		}
+	}
+	a, _ := NewDecoder(16, 8, 2, 1)
+	b, _ := NewDecoder(16, 8, 2, 1)
+	o, _ := NewDecoder(16, 8, 2, 2)
+	if a.Blocks[1].W2[5] != b.Blocks[1].W2[5] || a.Blocks[0].Rot[3] != b.Blocks[0].Rot[3] {
+		t.Error("the same seed gives different decoders")
+	}
+	if a.Blocks[1].W2[5] == o.Blocks[1].W2[5] {
+		t.Error("another seed gives the same decoder")
+	}
+}
+
+func TestDecoderErrors(t *testing.T) {
+	if _, err := NewDecoder(1, 8, 2, 0); err == nil {
+		t.Error("1 channel: no error")
+	}
+	d, _ := NewDecoder(8, 4, 2, 0)
+	d.Blocks[1].W2 = d.Blocks[1].W2[1:]
+	if err := d.Check(); err == nil {
+		t.Error("short W2: no error")
+	}
+	if _, err := NewFlow(d, 4); err == nil {
+		t.Error("NewFlow of a bad decoder: no error")
+	}
+	d, _ = NewDecoder(8, 4, 2, 0)
+	f, err := NewFlow(d, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Forward(make([]float32, 8*3), make([]float32, 4*4)); err == nil {
+		t.Error("a batch of 3 fibers for a flow of 4: no error")
+	}
+}
+
+func TestAdamErrors(t *testing.T) {
+	a := NewAdam(1e-3, []int{3})
+	if err := a.Step([][]float32{make([]float32, 2)}, [][]float32{make([]float32, 2)}); err == nil {
+		t.Error("wrong size: no error")
+	}
+	if a.Steps() != 0 {
+		t.Error("a refused step counted")
+	}
+}

@@ -1,0 +1,155 @@
+package cflow
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/softpatch/softpatch/internal/npy"
+)
+
+// golden reads testdata/golden.npz (testdata/gen_golden.py: the published
+// decoder run by torch 1.13).
+func golden(t *testing.T) map[string]*npy.Array {
+	t.Helper()
+	g, err := npy.ReadNPZ("testdata/golden.npz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// goldenDecoder builds the decoder of a golden case from its parameters.
+func goldenDecoder(t *testing.T, g map[string]*npy.Array, name string, prefix string) *Decoder {
+	t.Helper()
+	x, c := g[name+"_x"], g[name+"_c"]
+	d := &Decoder{C: x.Shape[1], P: c.Shape[1]}
+	for k := 0; ; k++ {
+		key := func(p, s string) []float32 {
+			a := g[fmt.Sprintf("%s_%sb%d_%s", name, p, k, s)]
+			if a == nil {
+				return nil
+			}
+			return append([]float32(nil), a.F32...)
+		}
+		if key("", "W1") == nil {
+			break
+		}
+		d.Blocks = append(d.Blocks, Block{W1: key(prefix, "W1"), B1: key(prefix, "b1"), W2: key(prefix, "W2"), B2: key(prefix, "b2"),
+			Scale: key(prefix, "scale"), Offset: key(prefix, "offset"), Rot: key("", "rot")})
+	}
+	if err := d.Check(); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// within fails unless got and want agree to tol relative to want's largest
+// magnitude (at least 1).
+func within(t *testing.T, what string, got, want []float32, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	scale, worst := 1.0, 0.0
+	for _, w := range want {
+		scale = math.Max(scale, math.Abs(float64(w)))
+	}
+	for i := range got {
+		worst = math.Max(worst, math.Abs(float64(got[i])-float64(want[i])))
+	}
+	if !(worst/scale <= tol) {
+		t.Errorf("%s: max difference %.3g (relative to %.3g), tolerance %.1g", what, worst, scale, tol)
+	}
+	t.Logf("%s: max difference %.3g relative", what, worst/scale)
+}
+
+func TestGoldenPositionalEncoding(t *testing.T) {
+	g := golden(t)
+	for _, s := range [][3]int{{8, 3, 5}, {128, 4, 6}} {
+		got, err := PositionalEncoding(s[0], s[1], s[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		within(t, fmt.Sprint("posenc ", s), got, g[fmt.Sprintf("posenc_%d_%d_%d", s[0], s[1], s[2])].F32, 1e-6)
+	}
+	if _, err := PositionalEncoding(6, 2, 2); err == nil {
+		t.Error("6 dims: no error")
+	}
+}
+
+// TestGoldenForward: z, log det, log p / C and the loss of the published
+// decoder (FrEIA AllInOneBlock), even and odd channel counts.
+func TestGoldenForward(t *testing.T) {
+	g := golden(t)
+	for _, name := range []string{"even", "odd"} {
+		d := goldenDecoder(t, g, name, "")
+		x, c := g[name+"_x"], g[name+"_c"]
+		f, err := NewFlow(d, x.Shape[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := f.Forward(x.F32, c.F32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		within(t, name+" z", out.Z, g[name+"_z"].F32, 2e-6)
+		within(t, name+" logdet", out.LogDet, g[name+"_logdet"].F32, 2e-6)
+		within(t, name+" logprob", out.LogProb, g[name+"_logprob"].F32, 2e-6)
+		within(t, name+" loss", []float32{out.Loss}, g[name+"_loss"].F32, 1e-6)
+	}
+}
+
+// TestGoldenTraining: gorgonia's gradients equal torch's autograd, and three
+// Adam steps (lr 1e-2) give torch's losses and parameters.
+func TestGoldenTraining(t *testing.T) {
+	g := golden(t)
+	for _, name := range []string{"even", "odd"} {
+		d := goldenDecoder(t, g, name, "")
+		x, c := g[name+"_x"], g[name+"_c"]
+		tr, err := NewTrainer(d, x.Shape[0], 1e-2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := []string{"W1", "b1", "W2", "b2", "scale", "offset"}
+		losses := g[name+"_steps_loss"].F32
+		for step := range losses {
+			if step == 0 {
+				// the gradients of the first step, before Adam changes anything
+				if err := tr.gr.load(x.F32, c.F32); err != nil {
+					t.Fatal(err)
+				}
+				if err := tr.vm.RunAll(); err != nil {
+					t.Fatal(err)
+				}
+				for i, n := range tr.gr.learn {
+					gv, err := n.Grad()
+					if err != nil {
+						t.Fatal(err)
+					}
+					k := fmt.Sprintf("%s_g_b%d_%s", name, i/6, keys[i%6])
+					within(t, k, gv.Data().([]float32), g[k].F32, 1e-6)
+				}
+				for _, n := range tr.gr.learn {
+					gv, _ := n.Grad()
+					clear(gv.Data().([]float32))
+				}
+				tr.vm.Reset()
+			}
+			loss, err := tr.Step(x.F32, c.F32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			within(t, fmt.Sprintf("%s loss at step %d", name, step), []float32{loss}, []float32{losses[step]}, 2e-6)
+		}
+		tr.Close()
+		after := goldenDecoder(t, g, name, "after_")
+		for k := range d.Blocks {
+			a, b := d.Blocks[k], after.Blocks[k]
+			for i, p := range [][2][]float32{{a.W1, b.W1}, {a.B1, b.B1}, {a.W2, b.W2}, {a.B2, b.B2}, {a.Scale, b.Scale}, {a.Offset, b.Offset}} {
+				within(t, fmt.Sprintf("%s block %d %s after %d steps", name, k, keys[i], len(losses)), p[0], p[1], 1e-6)
+			}
+		}
+	}
+}
