@@ -153,3 +153,26 @@ func TestGoldenTraining(t *testing.T) {
 		}
 	}
 }
+
+// TestGoldenSchedule: every learning rate of the published schedule (25
+// meta-epochs of 8 sub-epochs of 6 image batches), warm-up included.
+func TestGoldenSchedule(t *testing.T) {
+	want := golden(t)["schedule_lr"]
+	e, s, b := want.Shape[0], want.Shape[1], want.Shape[2]
+	sch := PublishedSchedule
+	if sch.MetaEpochs != e || sch.SubEpochs != s {
+		t.Fatalf("fixture of %d x %d epochs, schedule %d x %d", e, s, sch.MetaEpochs, sch.SubEpochs)
+	}
+	worst := 0.0
+	for ei := 0; ei < e; ei++ {
+		for si := 0; si < s; si++ {
+			for i := 0; i < b; i++ {
+				w := want.F64[(ei*s+si)*b+i]
+				worst = math.Max(worst, math.Abs(sch.At(ei, si, i, b)-w)/w)
+			}
+		}
+	}
+	if worst > 1e-12 {
+		t.Errorf("learning rates differ by up to %.3g relative", worst)
+	}
+}

@@ -22,6 +22,10 @@ random fibers with their positional-encoding conditions and writes, as float32 u
   {case}_steps_loss                            the loss before each of STEPS Adam steps (lr LR)
   {case}_after_b{k}_{...}                      the parameters after those steps
   posenc_{P}_{H}_{W}                           positionalencoding2d(P, H, W), [P][H][W]
+  schedule_lr                                  float64 [25][8][6]: the learning rate of image batch i
+                                               of sub-epoch s of meta-epoch e (lr 2e-4, 6 batches),
+                                               by the published adjust_learning_rate and
+                                               warmup_learning_rate with main.py's settings
 """
 import os
 import sys
@@ -32,6 +36,25 @@ import numpy as np
 STEPS, LR = 3, 1e-2
 CASES = [("even", 16, 8, 2, 8), ("odd", 15, 8, 3, 6)]
 POSENC = [(8, 3, 5), (128, 4, 6)]
+
+
+def schedule(adjust, warmup, meta_epochs=25, sub_epochs=8, batches=6):
+    """The published learning rates, set as main.py sets its config."""
+    import math
+    c = types.SimpleNamespace(lr=2e-4, meta_epochs=meta_epochs, sub_epochs=sub_epochs, lr_decay_rate=0.1,
+                              lr_decay_epochs=[i * meta_epochs // 100 for i in [50, 75, 90]],
+                              lr_warm_epochs=2, lr_warm=True, lr_cosine=True)
+    c.lr_warmup_from = c.lr / 10.0
+    eta_min = c.lr * (c.lr_decay_rate ** 3)
+    c.lr_warmup_to = eta_min + (c.lr - eta_min) * (1 + math.cos(math.pi * c.lr_warm_epochs / c.meta_epochs)) / 2
+    opt = types.SimpleNamespace(param_groups=[{"lr": 0.0}])
+    out = np.zeros((meta_epochs, sub_epochs, batches))
+    for e in range(meta_epochs):
+        adjust(c, opt, e)
+        for s in range(sub_epochs):
+            for i in range(batches):
+                out[e, s, i] = warmup(c, e, i + s * batches, batches * sub_epochs, opt)
+    return out
 
 
 def main():
@@ -46,6 +69,7 @@ def main():
     import torch
     from model import freia_cflow_head, positionalencoding2d  # cflow-ad/model.py
     from utils import get_logp  # cflow-ad/utils.py
+    from custom_models.utils import adjust_learning_rate, warmup_learning_rate
     torch.set_num_threads(1)
 
     arrays = {}
@@ -108,6 +132,7 @@ def main():
                 arrays[key.replace(f"{name}_", f"{name}_after_", 1)] = t.detach().numpy().reshape(-1).copy()
 
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+    arrays["schedule_lr"] = schedule(adjust_learning_rate, warmup_learning_rate)
     np.savez(out, **arrays)
     print(f"{out}: {len(arrays)} arrays, torch {torch.__version__}")
 
