@@ -31,7 +31,7 @@ demo: build
 # Everything CI checks: formatting, vet, the test suite, and the GPU package's tests once more
 # on the CPU emulator of the CUDA driver (test-emulated).
 test: deps fmt-check vet
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) test-emulated
 
 # The cuda package's parity tests (and the CLI's GPU path) on the CPU emulator of the driver and
