@@ -108,19 +108,16 @@ func NewDecoder(c, p, blocks int, seed uint64) (*Decoder, error) {
 }
 
 // rotation draws a c x c rotation from the Haar measure on SO(c) as scipy's
-// special_ortho_group does: Householder reflections of normal vectors,
-// their signs fixed so that the determinant is +1. Computed in float64,
-// rounded once.
+// special_ortho_group does: H = P_0 P_1 ... P_{c-2}, P_n the Householder
+// reflection of a normal vector of c-n values (drawn in that order), then
+// the rows' signs fixed so that the determinant is +1. The product is
+// accumulated from its right end, where P_n changes only the trailing
+// (c-n) x (c-n) block (2c^3/3 flops). Computed in float64, rounded once.
 func rotation(c int, r *rand.Rand) []float32 {
-	h := make([]float64, c*c) // row-major, starts as the identity
-	for i := 0; i < c; i++ {
-		h[i*c+i] = 1
-	}
 	signs := make([]float64, c)
-	x := make([]float64, c)
-	hx := make([]float64, c)
-	for n := 0; n < c-1; n++ {
-		v := x[:c-n]
+	vs := make([][]float64, c-1)
+	for n := range vs {
+		v := make([]float64, c-n)
 		norm2 := 0.0
 		for i := range v {
 			v[i] = r.NormFloat64()
@@ -132,21 +129,30 @@ func rotation(c int, r *rand.Rand) []float32 {
 			signs[n] = -1
 		}
 		v[0] += signs[n] * math.Sqrt(norm2)
-		scale := math.Sqrt((norm2 - x0*x0 + v[0]*v[0]) / 2)
+		scale := math.Sqrt((norm2 - x0*x0 + v[0]*v[0]) / 2) // |v| / sqrt(2): P = I - v v^T
 		for i := range v {
 			v[i] /= scale
 		}
-		// H[:, n:] -= outer(H[:, n:] v, v)
-		for row := 0; row < c; row++ {
-			s := 0.0
-			for j, vj := range v {
-				s += h[row*c+n+j] * vj
+		vs[n] = v
+	}
+	q := make([]float64, c*c) // row-major, starts as the identity
+	for i := 0; i < c; i++ {
+		q[i*c+i] = 1
+	}
+	w := make([]float64, c)
+	for n := c - 2; n >= 0; n-- {
+		// Q[n:, n:] -= v (v^T Q[n:, n:])
+		v, wn := vs[n], w[:c-n]
+		clear(wn)
+		for i, vi := range v {
+			for j, x := range q[(n+i)*c+n : (n+i+1)*c] {
+				wn[j] += vi * x
 			}
-			hx[row] = s
 		}
-		for row := 0; row < c; row++ {
-			for j, vj := range v {
-				h[row*c+n+j] -= hx[row] * vj
+		for i, vi := range v {
+			row := q[(n+i)*c+n : (n+i+1)*c]
+			for j := range row {
+				row[j] -= vi * wn[j]
 			}
 		}
 	}
@@ -161,7 +167,7 @@ func rotation(c int, r *rand.Rand) []float32 {
 	out := make([]float32, c*c)
 	for i := 0; i < c; i++ {
 		for j := 0; j < c; j++ {
-			out[i*c+j] = float32(signs[i] * h[i*c+j])
+			out[i*c+j] = float32(signs[i] * q[i*c+j])
 		}
 	}
 	return out
