@@ -19,23 +19,18 @@ same features with their 1024 channels in reverse order (the same sums, added in
 order): how much the published code disagrees with itself under float32 rounding alone.
 Needs numpy and torch (Debian's python3-torch).
 """
-import json
-import os
 import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from draws_compare import model_indices  # noqa: E402
+from draws_compare import dump_array, jaccard, model_indices  # beside this script
 
 
 def load(dump, name):
-    with open(os.path.join(dump, "index.json")) as f:
-        meta = json.load(f)["arrays"].get(name)
-    if meta is None:
+    a = dump_array(dump, name)
+    if a is None:
         sys.exit(f"{dump}: no {name} (run the driver with --dump_dir and --dump_train_features)")
-    dtype = {"float32": "<f4", "int64": "<i8"}[meta["dtype"]]
-    return np.fromfile(os.path.join(dump, meta["file"]), dtype=dtype).reshape(meta["shape"])
+    return a
 
 
 def dist64(x, y):
@@ -80,11 +75,6 @@ def greedy64(x64, starts, weight, picks):
     return np.array(sel)
 
 
-def jaccard(a, b):
-    a, b = set(a.tolist()), set(b.tolist())
-    return len(a & b) / max(len(a | b), 1), len(a - b)
-
-
 def main():
     flags = {a for a in sys.argv[1:] if a.startswith("--")}
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
@@ -103,17 +93,17 @@ def main():
         print(f"identical selection order over {m} picks")
         return
     x32, a32 = published_greedy(feats, w, starts, weight, pub[:k])
+    x64 = x32.astype(np.float64)
     if "--reorder" in flags:
         r = published_greedy(np.ascontiguousarray(feats[:, ::-1]), np.ascontiguousarray(w[:, ::-1]), starts, weight,
                              picks=len(pub))
         j, d = jaccard(r, pub)
         print(f"published selection, channels reversed, vs published: Jaccard {j:.4f}, {d} picks differ")
     if "--full" in flags:
-        g = greedy64(x32.astype(np.float64), starts, weight, len(pub))
+        g = greedy64(x64, starts, weight, len(pub))
         for name, other in (("published", pub), ("softpatch", ours)):
             j, d = jaccard(g, other)
             print(f"float64 selection on the published features vs {name}: Jaccard {j:.4f}, {d} picks differ")
-    x64 = x32.astype(np.float64)
     a64 = np.mean([dist64(x64, x64[s]) for s in starts], axis=0)
     for p in pub[:k]:
         a64 = np.minimum(a64, dist64(x64, x64[p]) * weight)

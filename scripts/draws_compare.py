@@ -38,22 +38,34 @@ def model_indices(path):
     return idx.astype(np.int64)
 
 
-def published_indices(dump):
+def dump_array(dump, name):
+    """Array name of a reference driver's --dump_dir (raw little-endian values described by
+    its index.json), or None when the run did not dump it."""
     with open(os.path.join(dump, "index.json")) as f:
-        meta = json.load(f)["arrays"].get("coreset_indices")
+        meta = json.load(f)["arrays"].get(name)
     if meta is None:
-        sys.exit(f"{dump}: no coreset_indices in index.json")
-    return np.fromfile(os.path.join(dump, meta["file"]), dtype="<i8").reshape(-1)
+        return None
+    dtype = {"float32": "<f4", "int64": "<i8"}[meta["dtype"]]
+    return np.fromfile(os.path.join(dump, meta["file"]), dtype=dtype).reshape(meta["shape"])
+
+
+def jaccard(a, b):
+    """The Jaccard overlap of two index arrays as sets, and how many of a's are not in b."""
+    a, b = set(a.tolist()), set(b.tolist())
+    return len(a & b) / max(len(a | b), 1), len(a - b)
 
 
 def compare_banks(dump, model):
-    a, b = published_indices(dump), model_indices(model)
-    sa, sb = set(a.tolist()), set(b.tolist())
-    jac = len(sa & sb) / max(len(sa | sb), 1)
+    a, b = dump_array(dump, "coreset_indices"), model_indices(model)
+    if a is None:
+        sys.exit(f"{dump}: no coreset_indices in index.json")
+    a = a.reshape(-1)
+    jac, only_a = jaccard(a, b)
+    _, only_b = jaccard(b, a)
     m = min(len(a), len(b))
     part = next((i for i in range(m) if a[i] != b[i]), None)
-    print(f"bank indices: Jaccard {jac:.4f}; {len(sa - sb)} published picks not in softpatch's, "
-          f"{len(sb - sa)} softpatch picks not in the published; selection order "
+    print(f"bank indices: Jaccard {jac:.4f}; {only_a} published picks not in softpatch's, "
+          f"{only_b} softpatch picks not in the published; selection order "
           + ("identical" if part is None and len(a) == len(b) else f"parts at step {part if part is not None else m} of {m}"))
 
 

@@ -16,13 +16,7 @@ import sys
 
 import numpy as np
 
-
-def load(dump, index, name, dtype):
-    meta = index["arrays"].get(name)
-    if meta is None:
-        return None
-    a = np.fromfile(os.path.join(dump, meta["file"]), dtype=dtype)
-    return a.reshape(meta["shape"])
+from draws_compare import dump_array  # beside this script
 
 
 def main():
@@ -31,16 +25,14 @@ def main():
     result_path, dump, out = sys.argv[1:]
     with open(result_path) as f:
         result = json.load(f)
-    with open(os.path.join(dump, "index.json")) as f:
-        index = json.load(f)
     draws = {}
     if result.get("noise_files"):
         draws["noise_files"] = np.array([p.replace(os.sep, "/") for p in result["noise_files"]])
     for key, name in (("discriminator_projection", "proj_noise_discriminator"), ("coreset_projection", "proj_coreset")):
-        w = load(dump, index, name, "<f4")
+        w = dump_array(dump, name)
         if w is not None:
             draws[key] = w.astype("<f4")
-    starts = load(dump, index, "coreset_start_points", "<i8")
+    starts = dump_array(dump, "coreset_start_points")
     if starts is not None:
         draws["coreset_start_points"] = starts.astype("<i8").reshape(-1)
     np.savez(out, **draws)

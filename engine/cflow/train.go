@@ -35,10 +35,14 @@ func NewTrainer(d *Decoder, n int, lr float64) (*Trainer, error) {
 func (t *Trainer) Adam() *Adam { return t.adam }
 
 // Step trains on one batch: x [n][C] fibers and c [n][P] their conditions.
-// It returns the batch's loss before the update.
+// It returns the batch's loss before the update; the batch's gradients
+// stay in the trainer until the next Step.
 func (t *Trainer) Step(x, c []float32) (float32, error) {
 	if err := t.gr.load(x, c); err != nil {
 		return 0, err
+	}
+	for _, g := range t.grad {
+		clear(g) // gorgonia adds each run's gradients to the last
 	}
 	defer t.vm.Reset()
 	if err := t.vm.RunAll(); err != nil {
@@ -51,12 +55,7 @@ func (t *Trainer) Step(x, c []float32) (float32, error) {
 		}
 		t.grad[i] = g.Data().([]float32)
 	}
-	loss := scalarOf(t.gr.loss)
-	err := t.adam.Step(t.gr.values, t.grad)
-	for _, g := range t.grad {
-		clear(g) // gorgonia adds each run's gradients to the last
-	}
-	return loss, err
+	return scalarOf(t.gr.loss), t.adam.Step(t.gr.values, t.grad)
 }
 
 // Close releases the trainer's machine.
