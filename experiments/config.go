@@ -477,6 +477,7 @@ func (c *Config) check(d *decoder) error {
 			errs = append(errs, err)
 		}
 	}
+	add(checkMethodOptions(c.MethodOptions, d))
 	if c.Dataset.Root == "" {
 		add(fmt.Errorf("%s: dataset.root is required", d.file))
 	}
@@ -553,4 +554,50 @@ func (c *Config) check(d *decoder) error {
 		add(d.errorf("run.feature_memory_mib", "%d is not at least 1", c.Run.FeatureMemoryMiB))
 	}
 	return errors.Join(errs...)
+}
+
+// checker is implemented by method options with rules of their own.
+type checker interface{ Check() error }
+
+// checkMethodOptions checks the methods' own settings that have rules
+// (a Check method), in name order, the error naming where the method's
+// section is.
+func checkMethodOptions(opts map[string]any, d *decoder) error {
+	for _, name := range slices.Sorted(maps.Keys(opts)) {
+		if c, ok := opts[name].(checker); ok {
+			if err := c.Check(); err != nil {
+				return fmt.Errorf("%s: %w", d.at(d.lines[name]), err)
+			}
+		}
+	}
+	return nil
+}
+
+// MethodOptions returns the methods' own settings (defaults, then each
+// "method.key=value" of sets applied, as a config's --set does), checked:
+// the eval and fit commands' --set. A key that is not a method's setting
+// is an error.
+func MethodOptions(sets []string) (map[string]any, error) {
+	root := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	for _, s := range sets {
+		if err := applySet(root, s); err != nil {
+			return nil, err
+		}
+	}
+	cfg := defaults()
+	d := &decoder{file: "--set", lines: map[string]int{}, extra: cfg.MethodOptions}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k := root.Content[i].Value
+		if _, ok := cfg.MethodOptions[k]; !ok {
+			return nil, fmt.Errorf("--set %s...: %q is not a method with settings of its own (those are: %s)", k, k,
+				strings.Join(slices.Sorted(maps.Keys(cfg.MethodOptions)), ", "))
+		}
+	}
+	if err := d.decode(root, reflect.ValueOf(&cfg).Elem(), ""); err != nil {
+		return nil, err
+	}
+	if err := checkMethodOptions(cfg.MethodOptions, d); err != nil {
+		return nil, err
+	}
+	return cfg.MethodOptions, nil
 }

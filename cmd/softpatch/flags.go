@@ -76,6 +76,7 @@ type cellFlags struct {
 	fold, batch                 int
 	featureMemory               int64
 	params                      detector.Params
+	sets                        setFlags
 }
 
 func (cf *cellFlags) register(fs *flag.FlagSet) {
@@ -97,6 +98,7 @@ func (cf *cellFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&cf.params.Coreset, "coreset", detector.DefaultCoreset, "memory-bank fraction of the training patches")
 	fs.BoolVar(&cf.params.NoSoftWeight, "no-soft-weight", false, "SoftPatch without soft weights (the filtered coreset is still used)")
 	fs.Uint64Var(&cf.params.Seed, "seed", 0, "seed of the detector's random draws")
+	fs.Var(&cf.sets, "set", "a method's own setting, METHOD.KEY=YAML value (repeatable), as in a config: e.g. cflow.meta_epochs=2")
 	fs.IntVar(&cf.batch, "batch", 8, "images per forward pass")
 	fs.Int64Var(&cf.featureMemory, "feature-memory", 2048, "MiB of full training features kept in memory: when a class's take more, all go to a temporary file in $TMPDIR (put it on disk, not tmpfs)")
 }
@@ -142,6 +144,10 @@ func (cf *cellFlags) load(verb string) (*runner.Cell, *runner.Backbone, error) {
 	if cf.batch < 1 {
 		return nil, nil, fmt.Errorf("%s: --batch must be at least 1, got %d", verb, cf.batch)
 	}
+	if cf.params.Options, err = experiments.MethodOptions(cf.sets); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", verb, err)
+	}
+	cf.features.MethodOptions = cf.params.Options
 	format, err := datasets.ParseFormat(cf.format)
 	if err != nil {
 		return nil, nil, err

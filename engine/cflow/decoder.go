@@ -172,3 +172,13 @@ func rotation(c int, r *rand.Rand) []float32 {
 	}
 	return out
 }
+
+// Learnable returns the number of trained parameters (the rotations are
+// fixed).
+func (d *Decoder) Learnable() int {
+	n := 0
+	for _, b := range d.Blocks {
+		n += len(b.W1) + len(b.B1) + len(b.W2) + len(b.B2) + len(b.Scale) + len(b.Offset)
+	}
+	return n
+}

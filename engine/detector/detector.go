@@ -150,6 +150,24 @@ type Detector interface {
 	Close() error
 }
 
+// Mapper is implemented by detectors that make their anomaly maps
+// themselves: the runner calls Maps with the patch scores of a whole set
+// of images (a cell's test set, or all images of a predict call) instead
+// of upsampling and smoothing each image's with Map. CFLOW needs it: it
+// normalises each layer's likelihoods by their maximum over the set.
+type Mapper interface {
+	// Maps returns the anomaly maps [size*size] of n images from their
+	// patch scores [n][positions].
+	Maps(patch []float32, n, positions, size int) ([][]float32, error)
+}
+
+// Configured is implemented by detectors with settings of their own
+// (Method.Options): a loaded model returns those it was fitted with, from
+// which its feature pipeline is built again.
+type Configured interface {
+	Options() any
+}
+
 // Accelerable is implemented by detectors that can move their scoring to
 // an Accelerator after they were fitted or loaded (Fit does it itself
 // with FitOptions.Accelerator).

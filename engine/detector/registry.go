@@ -32,6 +32,10 @@ type Params struct {
 	// (Method.Options), by method name; a method without an entry uses
 	// its defaults.
 	Options map[string]any
+	// Features is the feature pipeline the detector will be fitted on (the
+	// method's FeatureSpec under the run's settings), for methods whose
+	// detector reads the layout of its features from it (CFLOW).
+	Features FeatureSpec
 }
 
 // ParamProblem is one invalid parameter: its name as a config key under
@@ -70,6 +74,10 @@ type FeatureSettings struct {
 	// Channels, when set, are the channels a model file records (Meta),
 	// used instead of a draw.
 	Channels []int
+	// Options are the method's own settings (Method.Options; nil: its
+	// defaults), for methods whose features depend on them (CFLOW's
+	// layers).
+	Options any
 }
 
 // FeatureSpec is a method's feature pipeline: the backbone layers it

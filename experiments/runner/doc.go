@@ -27,3 +27,6 @@
 // sweep and predict paths depend on no particular method. BenchFeatures
 // measures the pipeline it is given.
 package runner
+
+// Methods in packages of their own register themselves when imported.
+import _ "github.com/softpatch/softpatch/engine/cflow"

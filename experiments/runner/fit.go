@@ -46,6 +46,7 @@ func fitOn(b *Backbone, method string, params detector.Params, items []datasets.
 	if len(items) == 0 {
 		return nil, errors.New("no training images")
 	}
+	params.Features = p.spec
 	d, err := detector.New(method, params)
 	if err != nil {
 		return nil, err
@@ -112,9 +113,19 @@ func (f *fitted) score(label string, items []datasets.Item, batch int, src sourc
 	return patch, scoring.Seconds(), err
 }
 
-// maps returns the anomaly maps [size][size] of n images' patch scores.
+// maps returns the anomaly maps [size][size] of n images' patch scores:
+// the detector's own (detector.Mapper), else the pipeline's.
 func (f *fitted) maps(patch []float32, n int) ([][]float32, error) {
-	return f.p.maps(patch, n, f.positions)
+	return mapsOf(f.d, f.p, patch, n, f.positions)
+}
+
+// mapsOf returns the anomaly maps of n images' patch scores
+// [n][positions] from detector d on pipeline p.
+func mapsOf(d detector.Detector, p *Pipeline, patch []float32, n, positions int) ([][]float32, error) {
+	if m, ok := d.(detector.Mapper); ok {
+		return m.Maps(patch[:n*positions], n, positions, p.b.pre.ImageSize)
+	}
+	return p.maps(patch, n, positions)
 }
 
 // imageScores returns n images' scores from their patch scores and maps

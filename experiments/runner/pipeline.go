@@ -49,6 +49,10 @@ type Options struct {
 	// Device is "auto" (a GPU when the driver finds one), "cpu" or "gpu"
 	// (an error without one).
 	Device string
+	// MethodOptions are the settings of the methods that have their own
+	// (detector.Method.Options) by method name, for those whose features
+	// depend on them (CFLOW's layers); absent: the defaults.
+	MethodOptions map[string]any
 }
 
 // DefaultOptions are the published settings on the device auto picks.
@@ -163,7 +167,7 @@ func (b *Backbone) featureSpec(method string, arch backbone.Arch) (detector.Feat
 		return detector.FeatureSpec{}, err
 	}
 	return m.Features(detector.FeatureSettings{Layers: b.opts.Layers, Arch: arch, PaDiMKeep: b.opts.PaDiMKeep,
-		PaDiMSeed: b.opts.PaDiMSeed, Channels: b.channels})
+		PaDiMSeed: b.opts.PaDiMSeed, Channels: b.channels, Options: b.opts.MethodOptions[method]})
 }
 
 // pipeline returns the Pipeline of spec, the same one for equal specs.

@@ -77,9 +77,12 @@ func Predict(images []string, o PredictOptions) (*Predictions, error) {
 			w = meta.Backbone.Weights
 		}
 	}
-	b, err := Open(Options{Weights: w, Arch: meta.Backbone.Arch, ResizeMode: meta.ResizeMode, Layers: meta.Layers, Resize: meta.Resize,
-		ImageSize: meta.ImageSize, CheckpointBN: meta.Backbone.BNPass == backbone.BNCheckpoint, Threads: o.Threads, Device: o.Device},
-		[]string{method}, meta.Channels)
+	opts := Options{Weights: w, Arch: meta.Backbone.Arch, ResizeMode: meta.ResizeMode, Layers: meta.Layers, Resize: meta.Resize,
+		ImageSize: meta.ImageSize, CheckpointBN: meta.Backbone.BNPass == backbone.BNCheckpoint, Threads: o.Threads, Device: o.Device}
+	if c, ok := d.(detector.Configured); ok {
+		opts.MethodOptions = map[string]any{method: c.Options()}
+	}
+	b, err := Open(opts, []string{method}, meta.Channels)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +118,28 @@ func Predict(images []string, o PredictOptions) (*Predictions, error) {
 	// images at a time.
 	group := max(o.Batch, d.Info().ScoreBatch)
 	dim := d.Info().Dim
+	// predicted makes the maps and scores of images[lo:lo+nb] from their
+	// patch scores. A detector that makes its maps itself
+	// (detector.Mapper) gets all images at once.
+	_, setMaps := d.(detector.Mapper)
+	var all []float32
+	predicted := func(patch []float32, lo, nb int) error {
+		bmaps, err := mapsOf(d, p, patch, nb, positions)
+		if err != nil {
+			return err
+		}
+		scores, err := d.ImageScores(patch, nb, positions, bmaps)
+		if err != nil {
+			return err
+		}
+		for i := range nb {
+			k := lo + i
+			maps[k] = bmaps[i]
+			res.Scores = append(res.Scores, PredictedImage{File: images[k], Score: scores[i],
+				Map: stems[k] + "_map.npy", Overlay: stems[k] + "_overlay.png"})
+		}
+		return nil
+	}
 	var gfeats []float32
 	for lo := 0; lo < len(images); lo += group {
 		hi := min(lo+group, len(images))
@@ -139,23 +164,23 @@ func Predict(images []string, o PredictOptions) (*Predictions, error) {
 		if err := d.Score(patch, detector.Features{Data: gfeats, N: nb, Positions: positions, Dim: dim}); err != nil {
 			return nil, err
 		}
-		bmaps, err := p.maps(patch, nb, positions)
-		if err != nil {
-			return nil, err
+		if setMaps {
+			// Its maps depend on all images: made after the last group.
+			all = append(all, patch...)
+			bar.Add(nb)
+			continue
 		}
-		scores, err := d.ImageScores(patch, nb, positions, bmaps)
-		if err != nil {
+		if err := predicted(patch, lo, nb); err != nil {
 			return nil, err
-		}
-		for i := range nb {
-			k := lo + i
-			maps[k] = bmaps[i]
-			res.Scores = append(res.Scores, PredictedImage{File: images[k], Score: scores[i],
-				Map: stems[k] + "_map.npy", Overlay: stems[k] + "_overlay.png"})
 		}
 		bar.Add(nb)
 	}
 	bar.Finish()
+	if setMaps {
+		if err := predicted(all, 0, len(images)); err != nil {
+			return nil, err
+		}
+	}
 
 	res.MapMin, res.MapMax = mapRange(maps)
 	for k, path := range images {

@@ -48,7 +48,8 @@ func cellSettings(o Options, arch backbone.Arch, id backbone.Identity, c *Cell) 
 		if err != nil {
 			return nil, err
 		}
-		spec, err := method.Features(detector.FeatureSettings{Layers: o.Layers, Arch: arch, PaDiMKeep: o.PaDiMKeep, PaDiMSeed: o.PaDiMSeed})
+		spec, err := method.Features(detector.FeatureSettings{Layers: o.Layers, Arch: arch, PaDiMKeep: o.PaDiMKeep, PaDiMSeed: o.PaDiMSeed,
+			Options: p.Options[m]})
 		if err != nil {
 			return nil, err
 		}

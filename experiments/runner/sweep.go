@@ -181,7 +181,7 @@ func OptionsFrom(cfg *experiments.Config) Options {
 	bb := cfg.Backbone
 	return Options{Weights: bb.Weights, Arch: bb.Arch, Layers: bb.Layers, Resize: bb.Resize, ImageSize: bb.ImageSize,
 		ResizeMode: bb.ResizeMode, CheckpointBN: bb.BNPass == backbone.BNCheckpoint, PaDiMKeep: bb.PaDiMChannels,
-		PaDiMSeed: bb.PaDiMSeed, Threads: cfg.Run.Threads, Device: cfg.Run.Device}
+		PaDiMSeed: bb.PaDiMSeed, Threads: cfg.Run.Threads, Device: cfg.Run.Device, MethodOptions: cfg.MethodOptions}
 }
 
 // ParamsFrom returns the detector params of a sweep config.

@@ -1,0 +1,217 @@
+package cflow
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/softpatch/softpatch/engine/detector"
+)
+
+// Name is the method's registered name.
+const Name = "cflow"
+
+// embedding is Meta.Embedding of a CFLOW model file.
+const embedding = "cflow-fibers"
+
+func init() {
+	detector.Register(detector.Method{Name: Name, Order: 5,
+		Summary:  "CFLOW-AD: a conditional normalizing flow per layer (layer2..4) on the fibers, trained with Adam",
+		Features: features,
+		New:      newDetector,
+		Options:  func() any { return DefaultOptions() }})
+	detector.RegisterFormat(magic, Name, load)
+}
+
+// optionsOf returns the CFLOW options in o (nil: the defaults), checked.
+func optionsOf(o any) (*Options, error) {
+	if o == nil {
+		return DefaultOptions(), nil
+	}
+	opts, ok := o.(*Options)
+	if !ok {
+		return nil, fmt.Errorf("cflow: options of type %T, want *cflow.Options", o)
+	}
+	if err := opts.Check(); err != nil {
+		return nil, err
+	}
+	return opts.clone(), nil
+}
+
+// features is CFLOW's feature pipeline: the fibers of its layers.
+func features(s detector.FeatureSettings) (detector.FeatureSpec, error) {
+	o, err := optionsOf(s.Options)
+	if err != nil {
+		return detector.FeatureSpec{}, err
+	}
+	f, err := NewFibers(s.Arch, o.Layers)
+	if err != nil {
+		return detector.FeatureSpec{}, err
+	}
+	return detector.FeatureSpec{Layers: f.Layers, Embed: f, Embedding: embedding}, nil
+}
+
+// cflowDetector is CFLOW as a detector.Detector.
+type cflowDetector struct {
+	opts   *Options
+	seed   uint64
+	fibers Fibers
+	m      *Model
+	flows  []*Flow // scoring, per layer, made at the first Score
+}
+
+func newDetector(p detector.Params) (detector.Detector, error) {
+	o, err := optionsOf(p.Options[Name])
+	if err != nil {
+		return nil, err
+	}
+	d := &cflowDetector{opts: o, seed: p.Seed}
+	if p.Features.Embed != nil {
+		f, ok := p.Features.Embed.(Fibers)
+		if !ok {
+			return nil, fmt.Errorf("cflow: features embedded by %T, want cflow.Fibers", p.Features.Embed)
+		}
+		d.fibers = f
+	}
+	return d, nil
+}
+
+func (d *cflowDetector) Info() detector.Info {
+	// Scoring runs fixed batches of FiberBatch fibers: whole image
+	// batches fill them better than the backbone's batches would.
+	in := detector.Info{Method: Name, MapScores: true, ScoreBatch: d.opts.ImageBatch}
+	if m := d.m; m != nil {
+		in.Dim = m.Width
+		params := 0
+		for _, dec := range m.Decoders {
+			params += dec.Learnable()
+		}
+		in.Summary = fmt.Sprintf("%d decoders of %d blocks (%.1f M parameters), layers %v", len(m.Decoders), len(m.Decoders[0].Blocks), float64(params)/1e6, m.layerNames())
+	}
+	return in
+}
+
+// Options returns the detector's settings (detector.Configured).
+func (d *cflowDetector) Options() any { return d.opts.clone() }
+
+func (d *cflowDetector) Fit(src detector.Stream, opts detector.FitOptions) error {
+	if len(d.fibers.Layers) == 0 {
+		return fmt.Errorf("cflow: the detector was made without its feature pipeline (detector.Params.Features)")
+	}
+	var rows, width int
+	st, err := detector.Feed(src, opts, func(x detector.Features) (*store, error) {
+		rows, width = x.Positions, x.Dim
+		return newStore(src.Images, x.Positions*x.Dim, opts.MaxMemory, opts.TempDir)
+	})
+	if st != nil {
+		defer st.Close()
+	}
+	if err != nil {
+		return err
+	}
+	layout, err := d.fibers.layoutOf(rows, width)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if d.m, err = NewModel(d.opts, layout, width, d.seed); err != nil {
+		return err
+	}
+	if opts.Stage != nil {
+		opts.Stage("init", time.Since(t0).Seconds())
+	}
+	t0 = time.Now()
+	var progress func(done, total int)
+	if opts.Progress != nil {
+		progress = opts.Progress("cflow train", "image batches")
+	}
+	if err := d.m.Train(st, d.seed, progress); err != nil {
+		return err
+	}
+	if opts.Stage != nil {
+		opts.Stage("train", time.Since(t0).Seconds())
+	}
+	return nil
+}
+
+// layoutOf finds the layers' grids of images stored as rows x width.
+func (f Fibers) layoutOf(rows, width int) ([]Layer, error) {
+	if width != f.Width {
+		return nil, fmt.Errorf("cflow: features %d values wide, the fibers of %v are stored %d wide", width, f.Layers, f.Width)
+	}
+	for h := 1; ; h++ {
+		ls := f.Layout(h, h)
+		switch v := values(ls); {
+		case v == rows*width:
+			return ls, nil
+		case v > rows*width:
+			return nil, fmt.Errorf("cflow: %d rows of %d values are not the square grids of layers %v", rows, width, f.Layers)
+		}
+	}
+}
+
+// Score writes each position's log p / C into the first values of the
+// image's row scores, layer after layer; the rest are 0.
+func (d *cflowDetector) Score(dst []float32, f detector.Features) error {
+	m := d.m
+	if m == nil {
+		return fmt.Errorf("cflow: not fitted")
+	}
+	per := values(m.Layout)
+	if f.Dim != m.Width || f.Positions*f.Dim != per {
+		return fmt.Errorf("cflow: features of %d rows x %d values, the model takes %d x %d", f.Positions, f.Dim, per/m.Width, m.Width)
+	}
+	if d.flows == nil {
+		for _, dec := range m.Decoders {
+			fl, err := NewFlow(dec, m.Options.FiberBatch)
+			if err != nil {
+				return err
+			}
+			d.flows = append(d.flows, fl)
+		}
+	}
+	clear(dst[:f.N*f.Positions])
+	return m.logProbs(d.flows, dst, f.Data, f.N, f.Positions)
+}
+
+// Maps are the published anomaly maps (Model.Maps).
+func (d *cflowDetector) Maps(patch []float32, n, positions, size int) ([][]float32, error) {
+	if d.m == nil {
+		return nil, fmt.Errorf("cflow: not fitted")
+	}
+	return d.m.Maps(patch, n, positions, size)
+}
+
+// ImageScores is the maximum of each image's anomaly map.
+func (d *cflowDetector) ImageScores(_ []float32, n, _ int, maps [][]float32) ([]float32, error) {
+	if len(maps) != n {
+		return nil, fmt.Errorf("cflow: image scores need the %d images' anomaly maps, got %d", n, len(maps))
+	}
+	out := make([]float32, n)
+	for i, mp := range maps {
+		out[i] = float32(math.Inf(-1))
+		for _, v := range mp {
+			out[i] = max(out[i], v)
+		}
+	}
+	return out, nil
+}
+
+func (d *cflowDetector) Save(w io.Writer, meta detector.Meta) error {
+	if d.m == nil {
+		return fmt.Errorf("cflow: not fitted")
+	}
+	return d.m.Save(w, meta)
+}
+
+func (d *cflowDetector) Close() error {
+	for _, f := range d.flows {
+		if err := f.Close(); err != nil {
+			slog.Warn("cflow: closing a flow", "err", err)
+		}
+	}
+	d.flows = nil
+	return nil
+}
