@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	_ "github.com/softpatch/softpatch/engine/cflow" // the configs name cflow
 	"github.com/softpatch/softpatch/experiments"
 )
 

@@ -161,3 +161,90 @@ func TestGoldenSchedule(t *testing.T) {
 		t.Errorf("learning rates differ by up to %.3g relative", worst)
 	}
 }
+
+// ulps returns how many float32 steps lie between a and b.
+func ulps(a, b float32) int64 {
+	key := func(f float32) int64 {
+		u := int64(math.Float32bits(f))
+		if u&(1<<31) != 0 {
+			return -(u &^ (1 << 31))
+		}
+		return u
+	}
+	d := key(a) - key(b)
+	if d < 0 {
+		d = -d
+	}
+	return d
+}
+
+// TestGoldenMaps: Model.Maps against the published test-time maps
+// (train.py: exp of log p / C less its maximum, bilinear upsampling with
+// corners aligned, summed over layers, subtracted from the maximum; torch in
+// float64, testdata/golden_maps.npz) on non-square grids and a crop size that
+// is no multiple of them. Maps works in float64 and rounds once to float32,
+// so every value must be torch's float64 value rounded to float32, within 1
+// ulp (float32) for the last bits of exp and the sums' rounding.
+func TestGoldenMaps(t *testing.T) {
+	g, err := npy.ReadNPZ("testdata/golden_maps.npz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	super, score := g["maps_super"], g["maps_score"]
+	n, size := super.Shape[0], super.Shape[1]
+	m := &Model{Options: DefaultOptions(), Width: 1}
+	var lps []*npy.Array
+	total := 0
+	for l := 0; g[fmt.Sprintf("maps_logp_%d", l)] != nil; l++ {
+		a := g[fmt.Sprintf("maps_logp_%d", l)]
+		m.Layout = append(m.Layout, Layer{Name: fmt.Sprint("layer", l), C: 1, H: a.Shape[1], W: a.Shape[2]})
+		lps = append(lps, a)
+		total += a.Shape[1] * a.Shape[2]
+	}
+	if len(lps) != 3 || score.Len() != n {
+		t.Fatalf("fixture of %d layers and %d scores for %d maps", len(lps), score.Len(), n)
+	}
+	// three extra entries per image, to be ignored
+	rows := total + 3
+	patch := make([]float32, n*rows)
+	for i := range patch {
+		patch[i] = 1e30
+	}
+	_, posOff := offsets(m.Layout)
+	for l, a := range lps {
+		hw := a.Shape[1] * a.Shape[2]
+		for i := range n {
+			copy(patch[i*rows+posOff[l]:i*rows+posOff[l]+hw], a.F32[i*hw:(i+1)*hw])
+		}
+	}
+	maps, err := m.Maps(patch, n, rows, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(maps) != n {
+		t.Fatalf("%d maps, want %d", len(maps), n)
+	}
+	const tol = 1 // ulps of float32
+	var worstMap, worstScore int64
+	for i, mp := range maps {
+		if len(mp) != size*size {
+			t.Fatalf("map %d: %d values, want %d", i, len(mp), size*size)
+		}
+		top := float32(math.Inf(-1))
+		for j, v := range mp {
+			d := ulps(v, float32(super.F64[i*size*size+j]))
+			if d > tol {
+				t.Errorf("map %d at (%d, %d): %v, torch %v (%d ulps)", i, j/size, j%size, v, super.F64[i*size*size+j], d)
+			}
+			worstMap = max(worstMap, d)
+			top = max(top, v)
+		}
+		// the image score: the map's maximum
+		d := ulps(top, float32(score.F64[i]))
+		if d > tol {
+			t.Errorf("image %d: score %v, torch %v (%d ulps)", i, top, score.F64[i], d)
+		}
+		worstScore = max(worstScore, d)
+	}
+	t.Logf("maps: worst %d ulps, scores: worst %d ulps (float32)", worstMap, worstScore)
+}

@@ -2,6 +2,7 @@
 """Golden fixtures for engine/cflow: the published CFLOW-AD decoder, run by torch.
 
     /usr/bin/python3 engine/cflow/testdata/gen_golden.py CFLOW_AD FREIA [OUT.npz]
+    /usr/bin/python3 engine/cflow/testdata/gen_golden.py --maps [OUT.npz]
 
 CFLOW_AD is a checkout of gudovskiy/cflow-ad, FREIA one of vislearn/FrEIA at commit
 cc5cf5e (the commit cflow-ad names; FrEIA's master changed the soft clamp in 2023 and gives
@@ -26,6 +27,15 @@ random fibers with their positional-encoding conditions and writes, as float32 u
                                                of sub-epoch s of meta-epoch e (lr 2e-4, 6 batches),
                                                by the published adjust_learning_rate and
                                                warmup_learning_rate with main.py's settings
+
+--maps needs no checkout: it writes golden_maps.npz (or OUT.npz), the published test-time
+anomaly maps (train.py after test_meta_epoch, restated in plain torch) of MAPS_N images from
+seeded log p / C values (normal * 3 - 1) of the layers MAPS_LAYERS (H, W), upsampled to
+MAPS_SIZE x MAPS_SIZE:
+
+  maps_logp_{l}                                layer l's log p / C, float32 [N][H][W]
+  maps_super                                   super_mask, float64 [N][SIZE][SIZE]
+  maps_score                                   the image scores (each map's maximum), float64 [N]
 """
 import os
 import sys
@@ -36,6 +46,7 @@ import numpy as np
 STEPS, LR = 3, 1e-2
 CASES = [("even", 16, 8, 2, 8), ("odd", 15, 8, 3, 6)]
 POSENC = [(8, 3, 5), (128, 4, 6)]
+MAPS_N, MAPS_LAYERS, MAPS_SIZE = 3, [(6, 5), (3, 3), (2, 2)], 20
 
 
 def schedule(adjust, warmup, meta_epochs=25, sub_epochs=8, batches=6):
@@ -57,7 +68,39 @@ def schedule(adjust, warmup, meta_epochs=25, sub_epochs=8, batches=6):
     return out
 
 
+def maps(out):
+    """The published anomaly maps, as train.py computes them from test_dist, in plain torch."""
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(7)
+    arrays, test_map = {}, []
+    for l, (h, w) in enumerate(MAPS_LAYERS):
+        lp = (rng.standard_normal((MAPS_N, h, w)) * 3 - 1).astype(np.float32)
+        arrays[f"maps_logp_{l}"] = lp
+        test_dist = lp.reshape(-1).tolist()  # log_prob.detach().cpu().tolist(), image-major
+        test_norm = torch.tensor(test_dist, dtype=torch.double)
+        test_norm -= torch.max(test_norm)
+        test_prob = torch.exp(test_norm)
+        test_mask = test_prob.reshape(-1, h, w)
+        test_map.append(F.interpolate(test_mask.unsqueeze(1), size=(MAPS_SIZE, MAPS_SIZE), mode='bilinear',
+                                      align_corners=True).squeeze().numpy())
+    score_map = np.zeros_like(test_map[0])
+    for m in test_map:
+        score_map += m
+    score_mask = score_map
+    super_mask = score_mask.max() - score_mask
+    arrays["maps_super"] = super_mask
+    arrays["maps_score"] = np.max(super_mask, axis=(1, 2))
+    np.savez(out, **arrays)
+    print(f"{out}: {len(arrays)} arrays, torch {torch.__version__}")
+
+
 def main():
+    if len(sys.argv) in (2, 3) and sys.argv[1] == "--maps":
+        maps(sys.argv[2] if len(sys.argv) == 3 else
+             os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_maps.npz"))
+        return
     if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     cflow, freia = sys.argv[1], sys.argv[2]
