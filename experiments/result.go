@@ -46,6 +46,11 @@ type Result struct {
 	DefectBankEntries  int                `json:"defect_bank_entries,omitempty"`
 	DefectBankFraction *float64           `json:"defect_bank_fraction,omitempty"`
 	Filter             *FilterResult      `json:"filter,omitempty"`
+	// BestEpoch is the published CFLOW protocol's model selection on the
+	// test set, for detectors that train in epochs: the test set is scored
+	// after every epoch and each metric reported at its best epoch. The
+	// cell's other metrics are the last epoch's.
+	BestEpoch          *BestEpoch         `json:"cflow_best_epoch,omitempty"`
 	ImageAUROC         float64            `json:"image_auroc"`
 	PixelAUROC         float64            `json:"pixel_auroc"`
 	AUPRO              float64            `json:"aupro"`
@@ -58,6 +63,16 @@ type Result struct {
 	// missing lists the metrics that the decoded JSON lacked (or gave as
 	// null); Metric reports them as absent.
 	missing []string
+}
+
+// BestEpoch is each metric at the training epoch (from 1) where it was
+// highest, of Epochs epochs.
+type BestEpoch struct {
+	Epochs     int     `json:"epochs"`
+	ImageAUROC float64 `json:"image_auroc"`
+	ImageEpoch int     `json:"image_epoch"`
+	PixelAUROC float64 `json:"pixel_auroc"`
+	PixelEpoch int     `json:"pixel_epoch"`
 }
 
 // ImageScore is one test image's result.

@@ -87,8 +87,9 @@ func (m *Model) conditions() ([][]float32, error) {
 // FiberBatch at a time (the remainder dropped), one Adam step each, at the
 // schedule's learning rate of the batch. Every decoder has its own Adam.
 // The shuffles come from a generator seeded with seed. progress, when
-// set, is called after every image batch.
-func (m *Model) Train(st *store, seed uint64, progress func(done, total int)) error {
+// set, is called after every image batch, epoch after every meta-epoch
+// (with its number from 1 and the total).
+func (m *Model) Train(st *store, seed uint64, progress func(done, total int), epoch func(e, epochs int) error) error {
 	o := m.Options
 	batch := min(o.ImageBatch, st.n)
 	if batch < o.ImageBatch {
@@ -171,6 +172,11 @@ func (m *Model) Train(st *store, seed uint64, progress func(done, total int)) er
 			fmt.Fprintf(&b, " %s %.4f", ly.Name, loss[l]/float64(max(1, steps[l])))
 		}
 		slog.Info("cflow meta-epoch", "epoch", e+1, "of", o.MetaEpochs, "lr", fmt.Sprintf("%.3g", sched.At(e, o.SubEpochs-1, batches-1, batches)), "loss", strings.TrimSpace(b.String()))
+		if epoch != nil {
+			if err := epoch(e+1, o.MetaEpochs); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -85,6 +85,11 @@ type FitOptions struct {
 	// Draws, when set, replays its set draws and receives the draws the
 	// fit made (memory banks; see Draws).
 	Draws *Draws
+	// Epoch, when set, is called by detectors that train in epochs (CFLOW:
+	// its meta-epochs) after each, with its number from 1 and the total;
+	// the detector scores as fitted so far meanwhile. An error stops the
+	// fit.
+	Epoch func(epoch, epochs int) error
 }
 
 // stage reports a finished stage to o.Stage, when set.

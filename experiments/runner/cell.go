@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -170,7 +171,7 @@ func (c *Cell) Fit(b *Backbone, o CellOptions) (detector.Detector, detector.Meta
 		}
 	}
 	draws := c.detectorDraws()
-	f, err := fitOn(b, c.Method, c.Params, train, o.Batch, o.FeatureMemoryMiB, (*Pipeline).each, st, "", draws)
+	f, err := fitOn(b, c.Method, c.Params, train, o.Batch, o.FeatureMemoryMiB, (*Pipeline).each, st, "", draws, nil)
 	if err != nil {
 		return nil, detector.Meta{}, err
 	}
@@ -218,7 +219,58 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*ex
 	res.Train = len(train)
 	res.Draws = c.ReplayInfo
 	draws := c.detectorDraws()
-	f, err := fitOn(b, c.Method, c.Params, train, o.Batch, o.FeatureMemoryMiB, src, st, "", draws)
+	labels := make([]bool, len(test))
+	masks := make([][]uint8, len(test))
+	for i, it := range test {
+		if labels[i] = it.Anomalous; it.Anomalous {
+			var err error
+			if masks[i], err = b.pre.LoadMask(it.MaskPath); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// The published CFLOW protocol: the test set evaluated after every
+	// epoch, each metric's best kept (Result.BestEpoch).
+	epoch := func(f *fitted, e, epochs int) error {
+		t0 := time.Now()
+		patch, _, err := f.score(fmt.Sprintf("epoch %d/%d test", e, epochs), test, o.Batch, src)
+		if err != nil {
+			return err
+		}
+		maps, err := f.maps(patch, len(test))
+		if err != nil {
+			return err
+		}
+		scores, err := f.imageScores(patch, len(test), maps)
+		if err != nil {
+			return err
+		}
+		img, err := experiments.AUROC(scores, labels)
+		if err != nil {
+			return fmt.Errorf("epoch %d: image AUROC: %w", e, err)
+		}
+		size := b.pre.ImageSize
+		pm, err := experiments.EvaluatePixels(maps, masks, size, size, experiments.DefaultFPRLimit)
+		if err != nil {
+			return fmt.Errorf("epoch %d: pixel metrics: %w", e, err)
+		}
+		be := res.BestEpoch
+		if be == nil {
+			be = &experiments.BestEpoch{}
+			res.BestEpoch = be
+		}
+		be.Epochs = epochs
+		if be.ImageEpoch == 0 || img > be.ImageAUROC {
+			be.ImageAUROC, be.ImageEpoch = img, e
+		}
+		if be.PixelEpoch == 0 || pm.AUROC > be.PixelAUROC {
+			be.PixelAUROC, be.PixelEpoch = pm.AUROC, e
+		}
+		st.done("epoch tests", t0)
+		slog.Info("test set after an epoch", "epoch", e, "image_auroc", fmt.Sprintf("%.4f", img), "pixel_auroc", fmt.Sprintf("%.4f", pm.AUROC))
+		return nil
+	}
+	f, err := fitOn(b, c.Method, c.Params, train, o.Batch, o.FeatureMemoryMiB, src, st, "", draws, epoch)
 	if err != nil {
 		return nil, err
 	}
@@ -261,16 +313,10 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*ex
 	if err != nil {
 		return nil, err
 	}
-	masks := make([][]uint8, len(test))
-	labels := make([]bool, len(test))
 	for i, it := range test {
-		labels[i] = it.Anomalous
 		label := 0
 		if it.Anomalous {
 			label = 1
-			if masks[i], err = b.pre.LoadMask(it.MaskPath); err != nil {
-				return nil, err
-			}
 		}
 		res.PerImage = append(res.PerImage, experiments.ImageScore{File: datasets.RelPath(c.Class.Root, it), Label: label, Type: it.Type, Score: imageScores[i]})
 	}

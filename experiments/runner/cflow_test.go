@@ -53,6 +53,10 @@ func TestCFLOWCellAndPredict(t *testing.T) {
 	if got := res.Settings.Detector.Options[cflow.Name].(*cflow.Options); got.SubEpochs != 2 || len(got.Layers) != 2 {
 		t.Errorf("the cell records options %+v", got)
 	}
+	// One epoch: the published protocol's best is the last epoch.
+	if be := res.BestEpoch; be == nil || be.Epochs != 1 || be.ImageEpoch != 1 || be.ImageAUROC != res.ImageAUROC || be.PixelAUROC != res.PixelAUROC {
+		t.Errorf("best epoch %+v of a one-epoch cell with image AUROC %v, pixel %v", be, res.ImageAUROC, res.PixelAUROC)
+	}
 
 	d, meta, err := cell.Fit(b, co)
 	if err != nil {

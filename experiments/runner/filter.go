@@ -51,7 +51,7 @@ func (c *Cell) applyFilter(b *Backbone, o CellOptions, src source, st stages, me
 		st.done("filter", t0)
 		return out.kept, &res, nil
 	}
-	fd, err := fitOn(b, f.Method, c.Params, c.Train, o.Batch, o.FeatureMemoryMiB, src, stages{}, "filter ", nil)
+	fd, err := fitOn(b, f.Method, c.Params, c.Train, o.Batch, o.FeatureMemoryMiB, src, stages{}, "filter ", nil, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("filter %s: %w", f.Method, err)
 	}

@@ -37,8 +37,11 @@ type fitted struct {
 // batch images at a time, keeping at most memMiB MiB of them in memory;
 // st gets the detector's stages ("features", then "discriminator" and
 // "coreset" for memory banks, "fit" for PaDiM), each prefixed by prefix.
-// draws, when set, are replayed and receive the fit's draws.
-func fitOn(b *Backbone, method string, params detector.Params, items []datasets.Item, batch int, memMiB int64, src source, st stages, prefix string, draws *detector.Draws) (*fitted, error) {
+// draws, when set, are replayed and receive the fit's draws; epoch, when
+// set, is called after each training epoch of detectors that train in
+// epochs (detector.FitOptions.Epoch).
+func fitOn(b *Backbone, method string, params detector.Params, items []datasets.Item, batch int, memMiB int64, src source, st stages, prefix string,
+	draws *detector.Draws, epoch func(f *fitted, e, epochs int) error) (*fitted, error) {
 	p, err := b.Pipeline(method)
 	if err != nil {
 		return nil, err
@@ -57,6 +60,9 @@ func fitOn(b *Backbone, method string, params detector.Params, items []datasets.
 		Stage:    func(name string, sec float64) { st.add(prefix+name, sec) }, Draws: draws}
 	if b.gpu.Device() != nil {
 		opts.Accelerator = b.gpu.Accelerator()
+	}
+	if epoch != nil {
+		opts.Epoch = func(e, epochs int) error { return epoch(f, e, epochs) }
 	}
 	stream := detector.Stream{Images: len(items), Each: func(fn func(detector.Features) error) error {
 		return src(p, prefix+"features train", items, batch, func(_, _ int, x detector.Features) error {
