@@ -43,22 +43,22 @@ type Result struct {
 	// defect of an injected training image (the centre of the patch's cell
 	// lies inside the image's mask), and DefectBankFraction their share of
 	// the bank: what the denoising left in. Set for memory banks only.
-	DefectBankEntries  int                `json:"defect_bank_entries,omitempty"`
-	DefectBankFraction *float64           `json:"defect_bank_fraction,omitempty"`
-	Filter             *FilterResult      `json:"filter,omitempty"`
+	DefectBankEntries  int           `json:"defect_bank_entries,omitempty"`
+	DefectBankFraction *float64      `json:"defect_bank_fraction,omitempty"`
+	Filter             *FilterResult `json:"filter,omitempty"`
 	// BestEpoch is the published CFLOW protocol's model selection on the
 	// test set, for detectors that train in epochs: the test set is scored
 	// after every epoch and each metric reported at its best epoch. The
 	// cell's other metrics are the last epoch's.
-	BestEpoch          *BestEpoch         `json:"cflow_best_epoch,omitempty"`
-	ImageAUROC         float64            `json:"image_auroc"`
-	PixelAUROC         float64            `json:"pixel_auroc"`
-	AUPRO              float64            `json:"aupro"`
-	ImageF1Max         float64            `json:"image_f1max"`
-	PixelF1Max         float64            `json:"pixel_f1max"`
-	PerImage           []ImageScore       `json:"per_image"`
-	Overlays           []Overlay          `json:"overlays,omitempty"`
-	Seconds            map[string]float64 `json:"seconds"`
+	BestEpoch  *BestEpoch         `json:"cflow_best_epoch,omitempty"`
+	ImageAUROC float64            `json:"image_auroc"`
+	PixelAUROC float64            `json:"pixel_auroc"`
+	AUPRO      float64            `json:"aupro"`
+	ImageF1Max float64            `json:"image_f1max"`
+	PixelF1Max float64            `json:"pixel_f1max"`
+	PerImage   []ImageScore       `json:"per_image"`
+	Overlays   []Overlay          `json:"overlays,omitempty"`
+	Seconds    map[string]float64 `json:"seconds"`
 
 	// missing lists the metrics that the decoded JSON lacked (or gave as
 	// null); Metric reports them as absent.
