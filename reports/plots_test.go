@@ -316,3 +316,21 @@ func TestWriteROCClass(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteBestEpochs(t *testing.T) {
+	results := map[string]*experiments.Result{
+		"wood/noise=0/cflow":     {ImageAUROC: 0.7, PixelAUROC: 0.8, BestEpoch: &experiments.BestEpoch{Epochs: 3, ImageAUROC: 0.75, ImageEpoch: 2, PixelAUROC: 0.8, PixelEpoch: 3}},
+		"wood/noise=0/patchcore": {ImageAUROC: 0.9},
+	}
+	var b strings.Builder
+	if err := writeBestEpochs(&b, results, []string{"wood/noise=0/cflow", "wood/noise=0/patchcore"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.String(); !strings.Contains(got, "| wood/noise=0/cflow | 3 | 0.7000 | 0.7500 (2) | 0.8000 | 0.8000 (3) |") || strings.Contains(got, "patchcore") {
+		t.Errorf("best epochs:\n%s", got)
+	}
+	b.Reset()
+	if err := writeBestEpochs(&b, results, []string{"wood/noise=0/patchcore"}); err != nil || b.Len() != 0 {
+		t.Errorf("no epochal cells wrote %q, %v", b.String(), err)
+	}
+}

@@ -103,7 +103,13 @@ func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, table
 	}
 	var st []string
 	total := 0.0
-	for _, name := range []string{"features", "discriminator", "coreset", "scoring", "maps", "metrics"} {
+	names := []string{"features", "discriminator", "coreset", "scoring", "maps", "metrics"}
+	for _, name := range slices.Sorted(maps.Keys(stages)) { // the other methods' own stages (PaDiM's fit, CFLOW's train)
+		if !slices.Contains(names, name) && stages[name] > 0 {
+			names = append(names, name)
+		}
+	}
+	for _, name := range names {
 		st = append(st, fmt.Sprintf("%s %.1f", name, stages[name]))
 		total += stages[name]
 	}
@@ -124,6 +130,9 @@ func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, table
 		if err := t.WriteMarkdown(w); err != nil {
 			return err
 		}
+	}
+	if err := writeBestEpochs(w, results, keys); err != nil {
+		return err
 	}
 	if err := writeOverlays(w, recs, results, keys); err != nil {
 		return err
@@ -177,5 +186,33 @@ func writeOverlays(w io.Writer, recs map[string]experiments.Record, results map[
 	}
 	t := Table{Ratio: best.Ratio, Overlap: best.Overlap}
 	_, err := fmt.Fprintf(w, "## Anomaly maps (%s)\n\nThe highest- and the lowest-scored test image of each cell, its map normalised over the cell's maps.\n\n| class | method | highest | lowest |\n|---|---|---|---|\n%s\n", t.Setting(), b.String())
+	return err
+}
+
+// writeBestEpochs writes, for the cells of detectors that train in epochs
+// (CFLOW), their last epoch's AUROCs next to the published protocol's
+// best epoch (experiments.BestEpoch).
+func writeBestEpochs(w io.Writer, results map[string]*experiments.Result, keys []string) error {
+	var b strings.Builder
+	for _, k := range keys {
+		r := results[k]
+		be := r.BestEpoch
+		if be == nil {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("## Last epoch and the published protocol's best epoch\n\n" +
+				"The cells' tables report the last epoch. CFLOW's published code scores the test set after every meta-epoch " +
+				"and reports each metric at its best epoch (model selection on the test set); that is the second number.\n\n" +
+				"| cell | epochs | image AUROC last | best (epoch) | pixel AUROC last | best (epoch) |\n|---|---|---|---|---|---|\n")
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.4f | %.4f (%d) | %.4f | %.4f (%d) |\n", k, be.Epochs, r.ImageAUROC, be.ImageAUROC, be.ImageEpoch,
+			r.PixelAUROC, be.PixelAUROC, be.PixelEpoch)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	b.WriteString("\n")
+	_, err := io.WriteString(w, b.String())
 	return err
 }
