@@ -65,3 +65,49 @@ func (a *Adam) Step(params, grads [][]float32) error {
 	}
 	return nil
 }
+
+// Drift takes one step per learning rate of lrs with zero gradients, as
+// torch's Adam does for parameters whose gradients an earlier zero_grad()
+// left at zero (torch before 2.0, the published code's: docs/method.md,
+// section 10.4): the moments decay and the parameters keep moving along
+// the momentum. Each value is loaded once for all the steps, so the steps
+// cost little memory traffic; the result equals len(lrs) Steps with zero
+// gradients exactly.
+func (a *Adam) Drift(params [][]float32, lrs []float64) error {
+	if len(lrs) == 0 {
+		return nil
+	}
+	if len(params) != len(a.m) {
+		return fmt.Errorf("cflow: adam: %d parameters for %d slots", len(params), len(a.m))
+	}
+	b1, b2, eps := float32(a.Beta1), float32(a.Beta2), float32(a.Eps)
+	step, bc2 := make([]float32, len(lrs)), make([]float32, len(lrs))
+	for k, lr := range lrs {
+		t := float64(a.t + k + 1)
+		step[k] = float32(lr / (1 - math.Pow(a.Beta1, t)))
+		bc2[k] = float32(math.Sqrt(1 - math.Pow(a.Beta2, t)))
+	}
+	a.t += len(lrs)
+	a.LR = lrs[len(lrs)-1]
+	const chunk = 1 << 14
+	for i, p := range params {
+		if len(p) != len(a.m[i]) {
+			return fmt.Errorf("cflow: adam: parameter %d has %d values, want %d", i, len(p), len(a.m[i]))
+		}
+		m, v := a.m[i], a.v[i]
+		parallel((len(p)+chunk-1)/chunk, func(c int) {
+			lo, hi := c*chunk, min((c+1)*chunk, len(p))
+			for j := lo; j < hi; j++ {
+				mj, vj, pj := m[j], v[j], p[j]
+				for k := range step {
+					mj *= b1
+					vj *= b2
+					denom := float32(math.Sqrt(float64(vj)))/bc2[k] + eps
+					pj -= step[k] * (mj / denom)
+				}
+				m[j], v[j], p[j] = mj, vj, pj
+			}
+		})
+	}
+	return nil
+}

@@ -125,3 +125,58 @@ func TestAdamErrors(t *testing.T) {
 		t.Error("a refused step counted")
 	}
 }
+
+// TestAdamDrift checks that Drift equals Steps with zero gradients, bit
+// for bit, after a step with gradients.
+func TestAdamDrift(t *testing.T) {
+	sizes := []int{5, 40000}
+	mk := func() ([][]float32, *Adam) {
+		p := [][]float32{make([]float32, sizes[0]), make([]float32, sizes[1])}
+		for i := range p {
+			for j := range p[i] {
+				p[i][j] = float32(j%7) * 0.1
+			}
+		}
+		return p, NewAdam(1e-3, sizes)
+	}
+	g := [][]float32{make([]float32, sizes[0]), make([]float32, sizes[1])}
+	zero := [][]float32{make([]float32, sizes[0]), make([]float32, sizes[1])}
+	for i := range g {
+		for j := range g[i] {
+			g[i][j] = float32(j%5) - 2
+		}
+	}
+	lrs := []float64{1e-3, 5e-4, 5e-4, 2e-4}
+	p1, a1 := mk()
+	p2, a2 := mk()
+	for _, a := range []struct {
+		p [][]float32
+		a *Adam
+	}{{p1, a1}, {p2, a2}} {
+		if err := a.a.Step(a.p, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, lr := range lrs {
+		a1.LR = lr
+		if err := a1.Step(p1, zero); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a2.Drift(p2, lrs); err != nil {
+		t.Fatal(err)
+	}
+	if a1.Steps() != a2.Steps() || a2.Steps() != 5 {
+		t.Errorf("steps %d and %d, want 5", a1.Steps(), a2.Steps())
+	}
+	for i := range p1 {
+		for j := range p1[i] {
+			if p1[i][j] != p2[i][j] || a1.m[i][j] != a2.m[i][j] || a1.v[i][j] != a2.v[i][j] {
+				t.Fatalf("parameter %d value %d: stepped %v, drifted %v", i, j, p1[i][j], p2[i][j])
+			}
+		}
+	}
+	if p1[1][3] == 0.3 {
+		t.Error("the parameters did not move")
+	}
+}

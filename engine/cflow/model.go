@@ -85,8 +85,11 @@ func (m *Model) conditions() ([][]float32, error) {
 // shuffled into batches of ImageBatch (the last, incomplete one dropped);
 // per batch and layer the fibers of its images are shuffled and fed
 // FiberBatch at a time (the remainder dropped), one Adam step each, at the
-// schedule's learning rate of the batch. Every decoder has its own Adam.
-// The shuffles come from a generator seeded with seed. progress, when
+// schedule's learning rate of the batch. As in the published code (one
+// torch Adam over all decoders, torch before 2.0), every step also moves
+// the decoders that have had a gradient before along their momentum with
+// zero gradients; those steps are taken lazily (Trainer.Drift), before
+// the decoder's next step and at the end of every meta-epoch. The shuffles come from a generator seeded with seed. progress, when
 // set, is called after every image batch, epoch after every meta-epoch
 // (with its number from 1 and the total).
 func (m *Model) Train(st *store, seed uint64, progress func(done, total int), epoch func(e, epochs int) error) error {
@@ -120,6 +123,7 @@ func (m *Model) Train(st *store, seed uint64, progress func(done, total int), ep
 	xb, cb := make([]float32, 0), make([]float32, 0)
 	r := rand.New(rand.NewPCG(seed, 19))
 	sched := o.schedule()
+	joint := newJoint(trainers)
 	total, done := o.MetaEpochs*o.SubEpochs*batches, 0
 	for e := range o.MetaEpochs {
 		loss, steps := make([]float64, len(m.Layout)), make([]int, len(m.Layout))
@@ -142,15 +146,13 @@ func (m *Model) Train(st *store, seed uint64, progress func(done, total int), ep
 						copy(c[b*hw*P:(b+1)*hw*P], conds[l])
 					}
 					perm := r.Perm(batch * hw)
-					t := trainers[l]
-					t.Adam().LR = lr
 					xb, cb = grow(xb, o.FiberBatch*C), grow(cb, o.FiberBatch*P)
 					for s := range batch * hw / o.FiberBatch {
 						for k, f := range perm[s*o.FiberBatch : (s+1)*o.FiberBatch] {
 							copy(xb[k*C:(k+1)*C], x[f*C:(f+1)*C])
 							copy(cb[k*P:(k+1)*P], c[f*P:(f+1)*P])
 						}
-						v, err := t.Step(xb, cb)
+						v, err := joint.step(l, xb, cb, lr)
 						if err != nil {
 							return fmt.Errorf("cflow: %s: %w", ly.Name, err)
 						}
@@ -166,6 +168,9 @@ func (m *Model) Train(st *store, seed uint64, progress func(done, total int), ep
 					progress(done, total)
 				}
 			}
+		}
+		if err := joint.flush(); err != nil {
+			return err
 		}
 		var b strings.Builder
 		for l, ly := range m.Layout {
@@ -296,4 +301,59 @@ func upsampleAdd(dst, src []float64, h, w, size int) {
 			dst[y*size+x] += ly0*(lx0*src[y0*w+x0]+lx1*src[y0*w+x1]) + ly1*(lx0*src[y1*w+x0]+lx1*src[y1*w+x1])
 		}
 	}
+}
+
+// joint steps several decoders' trainers as one torch Adam over all their
+// parameters does in torch before 2.0: a step of one decoder is also a
+// zero-gradient step (Trainer.Drift) of every decoder that has had a
+// gradient before, each counting its own steps from its first gradient.
+// The zero-gradient steps are deferred until the decoder steps again or
+// flush is called.
+type joint struct {
+	trainers []*Trainer
+	pending  [][]float64 // learning rates of the deferred steps, per decoder
+	started  []bool
+}
+
+func newJoint(trainers []*Trainer) *joint {
+	return &joint{trainers: trainers, pending: make([][]float64, len(trainers)), started: make([]bool, len(trainers))}
+}
+
+// step trains decoder l on fibers x and conditions c at learning rate lr
+// and returns the loss.
+func (j *joint) step(l int, x, c []float32, lr float64) (float32, error) {
+	if err := j.drift(l); err != nil {
+		return 0, err
+	}
+	t := j.trainers[l]
+	t.Adam().LR = lr
+	v, err := t.Step(x, c)
+	if err != nil {
+		return 0, err
+	}
+	j.started[l] = true
+	for k := range j.trainers {
+		if k != l && j.started[k] {
+			j.pending[k] = append(j.pending[k], lr)
+		}
+	}
+	return v, nil
+}
+
+// drift takes decoder l's deferred steps.
+func (j *joint) drift(l int) error {
+	err := j.trainers[l].Drift(j.pending[l])
+	j.pending[l] = j.pending[l][:0]
+	return err
+}
+
+// flush takes every decoder's deferred steps, so that the parameters are
+// those of the published code after the same steps.
+func (j *joint) flush() error {
+	for l := range j.trainers {
+		if err := j.drift(l); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -34,6 +34,10 @@ func NewTrainer(d *Decoder, n int, lr float64) (*Trainer, error) {
 // Adam returns the optimiser, to set its learning rate between steps.
 func (t *Trainer) Adam() *Adam { return t.adam }
 
+// Drift takes Adam steps with zero gradients at the learning rates lrs
+// (Adam.Drift).
+func (t *Trainer) Drift(lrs []float64) error { return t.adam.Drift(t.gr.values, lrs) }
+
 // Step trains on one batch: x [n][C] fibers and c [n][P] their conditions.
 // It returns the batch's loss before the update; the batch's gradients
 // stay in the trainer until the next Step.
