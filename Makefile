@@ -73,6 +73,7 @@ fixtures:
 	/usr/bin/python3 internal/torchfile/testdata/gen_npz.py
 	/usr/bin/python3 engine/cflow/testdata/gen_golden.py $${CFLOW_AD:?checkout of gudovskiy/cflow-ad} $${FREIA:?checkout of vislearn/FrEIA at cc5cf5e}
 	/usr/bin/python3 engine/cflow/testdata/gen_golden.py --maps
+	/usr/bin/python3 engine/cflow/testdata/gen_golden.py --joint $${CFLOW_AD} $${FREIA}
 
 # Regenerate the GPU kernels' PTX (committed, embedded in the binary) with Debian's clang: no
 # CUDA toolkit needed. sm_70 is the baseline; the driver JIT-compiles for the GPU at hand.

@@ -248,3 +248,151 @@ func TestGoldenMaps(t *testing.T) {
 	}
 	t.Logf("maps: worst %d ulps, scores: worst %d ulps (float32)", worstMap, worstScore)
 }
+
+// maxRelDiff returns the largest difference between got and want relative
+// to want's largest magnitude (at least 1), as within measures it.
+func maxRelDiff(got, want []float32) float64 {
+	scale, worst := 1.0, 0.0
+	for _, w := range want {
+		scale = math.Max(scale, math.Abs(float64(w)))
+	}
+	for i := range got {
+		worst = math.Max(worst, math.Abs(float64(got[i])-float64(want[i])))
+	}
+	return worst / scale
+}
+
+// jointRun trains decoders built from the initial parameters of
+// testdata/golden_joint.npz through its steps (decoder, lr, fibers,
+// conditions): with joint (one Adam over all decoders, as published) or
+// without it (each trainer stepped alone). It returns the decoders, each
+// step's loss and each trainer's Adam step count.
+func jointRun(t *testing.T, g map[string]*npy.Array, useJoint bool) ([]*Decoder, []float32, []int) {
+	t.Helper()
+	which, lrs := g["joint_decoder"].I64, g["joint_lr"].F64
+	if len(which) != len(lrs) {
+		t.Fatalf("fixture of %d decoders for %d learning rates", len(which), len(lrs))
+	}
+	var decs []*Decoder
+	var trs []*Trainer
+	var per []int // steps per decoder
+	for l := 0; g[fmt.Sprintf("joint%d_x", l)] != nil; l++ {
+		decs = append(decs, goldenDecoder(t, g, fmt.Sprint("joint", l), ""))
+		per = append(per, 0)
+	}
+	for _, l := range which {
+		per[l]++
+	}
+	n := 0
+	for l, d := range decs {
+		rows := g[fmt.Sprintf("joint%d_x", l)].Shape[0]
+		if per[l] == 0 || rows%per[l] != 0 || (n != 0 && rows/per[l] != n) {
+			t.Fatalf("decoder %d: %d fibers for %d steps of %d", l, rows, per[l], n)
+		}
+		n = rows / per[l]
+		tr, err := NewTrainer(d, n, lrs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		trs = append(trs, tr)
+	}
+	j := newJoint(trs)
+	taken := make([]int, len(decs))
+	var losses []float32
+	for s, l := range which {
+		C, P := decs[l].C, decs[l].P
+		k := taken[l]
+		x := g[fmt.Sprintf("joint%d_x", l)].F32[k*n*C : (k+1)*n*C]
+		c := g[fmt.Sprintf("joint%d_c", l)].F32[k*n*P : (k+1)*n*P]
+		taken[l]++
+		var v float32
+		var err error
+		if useJoint {
+			v, err = j.step(int(l), x, c, lrs[s])
+		} else {
+			trs[l].Adam().LR = lrs[s]
+			v, err = trs[l].Step(x, c)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		losses = append(losses, v)
+	}
+	if useJoint {
+		if err := j.flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := make([]int, len(trs))
+	for l, tr := range trs {
+		steps[l] = tr.Adam().Steps()
+	}
+	return decs, losses, steps
+}
+
+// TestGoldenJointAdam: the published training's one torch Adam over all
+// decoders (torch 1.13, whose zero_grad leaves zero gradients: a step of
+// one decoder also moves every decoder that has had a gradient before, with
+// its own step count from its first gradient; a decoder without one yet is
+// skipped), testdata/golden_joint.npz: two decoders (16 and 12 channels)
+// stepped 3, 2, 1 and 3 times in turn at changing learning rates. joint
+// must give torch's losses (2e-6 relative) and final parameters (1e-5
+// relative to the largest magnitude, at least 1), and the trainers stepped
+// alone (no drift) must not: their parameters must differ by more than 10
+// times that tolerance, so the fixture tells the two apart.
+func TestGoldenJointAdam(t *testing.T) {
+	g, err := npy.ReadNPZ("testdata/golden_joint.npz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const lossTol, paramTol = 2e-6, 1e-5
+	keys := []string{"W1", "b1", "W2", "b2", "scale", "offset"}
+	// compare returns the largest relative difference of decoder l's
+	// parameters from torch's final ones, failing beyond paramTol if check.
+	compare := func(what string, l int, d *Decoder, check bool) float64 {
+		after := goldenDecoder(t, g, fmt.Sprint("joint", l), "after_")
+		worst := 0.0
+		for k := range d.Blocks {
+			a, b := d.Blocks[k], after.Blocks[k]
+			for i, p := range [][2][]float32{{a.W1, b.W1}, {a.B1, b.B1}, {a.W2, b.W2}, {a.B2, b.B2}, {a.Scale, b.Scale}, {a.Offset, b.Offset}} {
+				if len(p[0]) != len(p[1]) {
+					t.Fatalf("decoder %d block %d %s: %d values, want %d", l, k, keys[i], len(p[0]), len(p[1]))
+				}
+				e := maxRelDiff(p[0], p[1])
+				if check && !(e <= paramTol) {
+					t.Errorf("%s: decoder %d block %d %s: max difference %.3g relative, tolerance %.1g", what, l, k, keys[i], e, paramTol)
+				}
+				worst = math.Max(worst, e)
+			}
+		}
+		return worst
+	}
+
+	decs, losses, steps := jointRun(t, g, true)
+	want := g["joint_loss"].F32
+	worstLoss := 0.0
+	for s, v := range losses {
+		e := math.Abs(float64(v)-float64(want[s])) / math.Abs(float64(want[s]))
+		if !(e <= lossTol) {
+			t.Errorf("step %d (decoder %d): loss %v, torch %v (%.3g relative, tolerance %.1g)", s, g["joint_decoder"].I64[s], v, want[s], e, lossTol)
+		}
+		worstLoss = math.Max(worstLoss, e)
+	}
+	t.Logf("joint: losses within %.3g relative of torch's", worstLoss)
+	for l, d := range decs {
+		if w := int(g[fmt.Sprintf("joint%d_adam_steps", l)].F32[0]); steps[l] != w {
+			t.Errorf("decoder %d: %d Adam steps, torch %d", l, steps[l], w)
+		}
+		t.Logf("joint: decoder %d (%d Adam steps): parameters within %.3g relative of torch's", l, steps[l], compare("joint", l, d, true))
+	}
+
+	alone, _, _ := jointRun(t, g, false)
+	for l, d := range alone {
+		e := compare("alone", l, d, false)
+		if !(e > 10*paramTol) {
+			t.Errorf("decoder %d stepped alone: parameters within %.3g relative of torch's joint Adam, want more than %.1g", l, e, 10*paramTol)
+		}
+		t.Logf("alone (no drift): decoder %d: parameters %.3g relative from torch's", l, e)
+	}
+}

@@ -3,6 +3,7 @@
 
     /usr/bin/python3 engine/cflow/testdata/gen_golden.py CFLOW_AD FREIA [OUT.npz]
     /usr/bin/python3 engine/cflow/testdata/gen_golden.py --maps [OUT.npz]
+    /usr/bin/python3 engine/cflow/testdata/gen_golden.py --joint CFLOW_AD FREIA [OUT.npz]
 
 CFLOW_AD is a checkout of gudovskiy/cflow-ad, FREIA one of vislearn/FrEIA at commit
 cc5cf5e (the commit cflow-ad names; FrEIA's master changed the soft clamp in 2023 and gives
@@ -36,6 +37,23 @@ MAPS_SIZE x MAPS_SIZE:
   maps_logp_{l}                                layer l's log p / C, float32 [N][H][W]
   maps_super                                   super_mask, float64 [N][SIZE][SIZE]
   maps_score                                   the image scores (each map's maximum), float64 [N]
+
+--joint writes golden_joint.npz (or OUT.npz): the published training's one torch.optim.Adam
+over all decoders' parameters (train.py), whose zero_grad() (torch 1.13) leaves zero, not
+None, gradients, so each step also moves every decoder that has had a gradient before. It
+builds the decoders JOINT_DECODERS (channels C, condition dims P, coupling blocks) as above,
+then takes the steps JOINT_STEPS (decoder l, lr): the param groups' lr set to lr,
+zero_grad(), the loss of JOINT_N fibers of decoder l, backward(), step(). As float32 unless
+noted:
+
+  joint{l}_b{k}_{W1,b1,W2,b2,scale,offset,rot} decoder l's initial parameters (as above)
+  joint{l}_x, joint{l}_c                       the fibers [S_l*N][C_l] and conditions [S_l*N][P]
+                                               of decoder l's S_l steps, in their order
+  joint_decoder, joint_lr                      each step's decoder (int64 [S]) and lr (float64 [S])
+  joint_loss                                   each step's loss before its update, [S]
+  joint{l}_after_b{k}_{...}                    decoder l's parameters after all the steps
+  joint{l}_adam_steps                          torch's step count of decoder l's parameters
+                                               (its first W1's state['step']) at the end, [1]
 """
 import os
 import sys
@@ -47,6 +65,9 @@ STEPS, LR = 3, 1e-2
 CASES = [("even", 16, 8, 2, 8), ("odd", 15, 8, 3, 6)]
 POSENC = [(8, 3, 5), (128, 4, 6)]
 MAPS_N, MAPS_LAYERS, MAPS_SIZE = 3, [(6, 5), (3, 3), (2, 2)], 20
+JOINT_DECODERS = [(16, 8, 2), (12, 8, 2)]
+JOINT_STEPS = [(0, 2e-3), (0, 2e-3), (0, 1e-3), (1, 1e-3), (1, 1e-3), (0, 5e-4), (1, 5e-4), (1, 5e-4), (1, 5e-4)]
+JOINT_N, JOINT_GRID = 8, (4, 4)
 
 
 def schedule(adjust, warmup, meta_epochs=25, sub_epochs=8, batches=6):
@@ -96,24 +117,112 @@ def maps(out):
     print(f"{out}: {len(arrays)} arrays, torch {torch.__version__}")
 
 
-def main():
-    if len(sys.argv) in (2, 3) and sys.argv[1] == "--maps":
-        maps(sys.argv[2] if len(sys.argv) == 3 else
-             os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_maps.npz"))
-        return
-    if len(sys.argv) not in (3, 4):
-        sys.exit(__doc__)
-    cflow, freia = sys.argv[1], sys.argv[2]
-    out = sys.argv[3] if len(sys.argv) == 4 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden.npz")
+def published(cflow, freia):
+    """Imports cflow-ad's and FrEIA's modules from their checkouts."""
     # FrEIA imports graphviz and cflow-ad's model.py timm, for plotting and other encoders only.
     sys.modules.setdefault("graphviz", types.ModuleType("graphviz"))
     sys.modules.setdefault("timm", types.ModuleType("timm"))
     sys.path[:0] = [freia, cflow]
     import torch
+    torch.set_num_threads(1)
+
+
+def block_params(dec, prefix):
+    """The parameters of each coupling block k of dec, as (f"{prefix}_b{k}_{key}", tensor)."""
+    for k, m in enumerate(dec.module_list):
+        sn = m.subnet
+        for key, t in (("W1", sn[0].weight), ("b1", sn[0].bias), ("W2", sn[2].weight), ("b2", sn[2].bias),
+                       ("scale", m.global_scale), ("offset", m.global_offset), ("rot", m.w_perm)):
+            yield f"{prefix}_b{k}_{key}", t
+
+
+def param_array(key, t):
+    """A parameter as saved: matrices [rows][cols], the rest flat."""
+    return t.detach().numpy().reshape(t.shape[-2:] if key.endswith(("W1", "W2", "rot")) else (-1,)).copy()
+
+
+def joint(cflow, freia, out):
+    """The published joint Adam over several decoders (train.py), step by step."""
+    published(cflow, freia)
+    import torch
+    from model import freia_cflow_head, positionalencoding2d  # cflow-ad/model.py
+    from utils import get_logp  # cflow-ad/utils.py
+
+    arrays, decoders = {}, []
+    for l, (c, p, blocks) in enumerate(JOINT_DECODERS):
+        class Cfg:  # the fields freia_cflow_head reads (main.py's values but the sizes)
+            coupling_blocks = blocks
+            clamp_alpha = 1.9
+            condition_vec = p
+        np.random.seed(100 + l)
+        torch.manual_seed(200 + l)
+        dec = freia_cflow_head(Cfg, c)
+        decoders.append(dec)
+        for key, t in block_params(dec, f"joint{l}"):
+            arrays[key] = param_array(key, t)
+
+    # train.py: params = list(decoders[0].parameters()) + ..., optimizer = torch.optim.Adam(params, lr=c.lr)
+    params = []
+    for dec in decoders:
+        params += list(dec.parameters())
+    optimizer = torch.optim.Adam(params, lr=JOINT_STEPS[0][1])
+
+    torch.manual_seed(300)
+    xs, cs = [[] for _ in decoders], [[] for _ in decoders]
+    losses = []
+    for l, lr in JOINT_STEPS:
+        c, p, _ = JOINT_DECODERS[l]
+        # fibers of decoder l and the conditions of random positions of a JOINT_GRID map
+        x = torch.randn(JOINT_N, c)
+        pe = positionalencoding2d(p, *JOINT_GRID).reshape(p, -1).t()
+        cond = pe[torch.randint(pe.shape[0], (JOINT_N,))].contiguous()
+        xs[l].append(x.numpy())
+        cs[l].append(cond.numpy())
+        # train.py: warmup_learning_rate / adjust_learning_rate set every param group's lr
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr
+        z, log_jac_det = decoders[l](x, [cond])
+        decoder_log_prob = get_logp(c, z, log_jac_det)
+        log_prob = decoder_log_prob / c
+        loss = -torch.nn.LogSigmoid()(log_prob)
+        optimizer.zero_grad()
+        loss.mean().backward()
+        optimizer.step()
+        losses.append(loss.mean().item())
+
+    for l, dec in enumerate(decoders):
+        arrays[f"joint{l}_x"], arrays[f"joint{l}_c"] = np.concatenate(xs[l]), np.concatenate(cs[l])
+        for key, t in block_params(dec, f"joint{l}"):
+            if t.requires_grad:
+                arrays[key.replace(f"joint{l}_", f"joint{l}_after_", 1)] = t.detach().numpy().reshape(-1).copy()
+        w1 = dec.module_list[0].subnet[0].weight
+        arrays[f"joint{l}_adam_steps"] = np.array([float(optimizer.state[w1]["step"])])
+    arrays["joint_loss"] = np.array(losses)
+    arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+    arrays["joint_decoder"] = np.array([l for l, _ in JOINT_STEPS], dtype=np.int64)
+    arrays["joint_lr"] = np.array([lr for _, lr in JOINT_STEPS], dtype=np.float64)
+    np.savez(out, **arrays)
+    print(f"{out}: {len(arrays)} arrays, torch {torch.__version__}")
+
+
+def main():
+    if len(sys.argv) in (2, 3) and sys.argv[1] == "--maps":
+        maps(sys.argv[2] if len(sys.argv) == 3 else
+             os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_maps.npz"))
+        return
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--joint":
+        joint(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) == 5 else
+              os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_joint.npz"))
+        return
+    if len(sys.argv) not in (3, 4):
+        sys.exit(__doc__)
+    cflow, freia = sys.argv[1], sys.argv[2]
+    out = sys.argv[3] if len(sys.argv) == 4 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden.npz")
+    published(cflow, freia)
+    import torch
     from model import freia_cflow_head, positionalencoding2d  # cflow-ad/model.py
     from utils import get_logp  # cflow-ad/utils.py
     from custom_models.utils import adjust_learning_rate, warmup_learning_rate
-    torch.set_num_threads(1)
 
     arrays = {}
     for p, h, w in POSENC:
@@ -137,14 +246,10 @@ def main():
         x, cond = e_r[idx].contiguous(), c_r[idx].contiguous()
 
         def params(prefix):
-            for k, m in enumerate(dec.module_list):
-                sn = m.subnet
-                for key, t in (("W1", sn[0].weight), ("b1", sn[0].bias), ("W2", sn[2].weight), ("b2", sn[2].bias),
-                               ("scale", m.global_scale), ("offset", m.global_offset), ("rot", m.w_perm)):
-                    yield f"{prefix}_b{k}_{key}", t
+            return block_params(dec, prefix)
 
         for key, t in params(name):
-            arrays[key] = t.detach().numpy().reshape(t.shape[-2:] if key.endswith(("W1", "W2", "rot")) else (-1,)).copy()
+            arrays[key] = param_array(key, t)
         arrays[f"{name}_x"], arrays[f"{name}_c"] = x.numpy(), cond.numpy()
 
         def loss_of():
