@@ -3,6 +3,8 @@ package cflow
 import (
 	"fmt"
 	"math"
+
+	"github.com/softpatch/softpatch/engine/compute"
 )
 
 // Adam is torch.optim.Adam without weight decay or amsgrad, in float32 as
@@ -95,8 +97,7 @@ func (a *Adam) Drift(params [][]float32, lrs []float64) error {
 			return fmt.Errorf("cflow: adam: parameter %d has %d values, want %d", i, len(p), len(a.m[i]))
 		}
 		m, v := a.m[i], a.v[i]
-		parallel((len(p)+chunk-1)/chunk, func(c int) {
-			lo, hi := c*chunk, min((c+1)*chunk, len(p))
+		compute.ParallelFor(len(p), chunk, func(lo, hi int) {
 			for j := lo; j < hi; j++ {
 				mj, vj, pj := m[j], v[j], p[j]
 				for k := range step {

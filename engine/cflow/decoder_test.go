@@ -2,6 +2,7 @@ package cflow
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -178,5 +179,53 @@ func TestAdamDrift(t *testing.T) {
 	}
 	if p1[1][3] == 0.3 {
 		t.Error("the parameters did not move")
+	}
+}
+
+// TestApplyReflections checks the compact WY form against applying the
+// reflections one by one, from the right end, on a 150 x 150 matrix in
+// three blocks.
+func TestApplyReflections(t *testing.T) {
+	const c = 150
+	r := rand.New(rand.NewPCG(5, 6))
+	vs := make([][]float64, c-1)
+	for n := range vs {
+		v := make([]float64, c-n)
+		s := 0.0
+		for i := range v {
+			v[i] = r.NormFloat64()
+			s += v[i] * v[i]
+		}
+		for i := range v {
+			v[i] *= math.Sqrt(2 / s)
+		}
+		vs[n] = v
+	}
+	want := make([]float64, c*c)
+	for i := range c {
+		want[i*c+i] = 1
+	}
+	got := append([]float64(nil), want...)
+	for n := c - 2; n >= 0; n-- {
+		w := make([]float64, c-n)
+		for i, vi := range vs[n] {
+			for j := range w {
+				w[j] += vi * want[(n+i)*c+n+j]
+			}
+		}
+		for i, vi := range vs[n] {
+			for j := range w {
+				want[(n+i)*c+n+j] -= vi * w[j]
+			}
+		}
+	}
+	for n1 := c - 2; n1 >= 0; n1 -= rotationBlock {
+		n0 := max(0, n1-rotationBlock+1)
+		applyReflections(got, c, vs[n0:n1+1], n0)
+	}
+	for i := range got {
+		if math.Abs(got[i]-want[i]) > 1e-12 {
+			t.Fatalf("value %d: %v, want %v", i, got[i], want[i])
+		}
 	}
 }

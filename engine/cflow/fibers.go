@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 
-	"sync"
-
 	"github.com/softpatch/softpatch/engine/backbone"
 	"github.com/softpatch/softpatch/engine/compute"
 )
@@ -98,40 +96,28 @@ func (f Fibers) Embed(feats []backbone.Feature) ([]float32, int, error) {
 	}
 	per := values(ls)
 	out := make([]float32, n*per)
-	parallel(n, func(i int) {
-		at := i * per
-		for j, x := range feats {
-			l := ls[j]
-			hw := l.H * l.W
-			src := x.Data[i*l.C*hw : (i+1)*l.C*hw]
-			dst := out[at : at+hw*l.C]
-			for c := 0; c < l.C; c++ {
-				for p, v := range src[c*hw : (c+1)*hw] {
-					dst[p*l.C+c] = v
-				}
-			}
-			at += hw * l.C
+	compute.ParallelFor(n, 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			embedImage(out[i*per:(i+1)*per], feats, ls, i)
 		}
 	})
 	return out, per / f.Width, nil
 }
 
-// parallel calls fn(i) for i in [0, n) on compute.Threads() goroutines.
-func parallel(n int, fn func(i int)) {
-	var wg sync.WaitGroup
-	next := make(chan int, n)
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	for range min(compute.Threads(), n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				fn(i)
+// embedImage writes image i's fibers of every layer to dst, layer after
+// layer.
+func embedImage(dst []float32, feats []backbone.Feature, ls []Layer, i int) {
+	at := 0
+	for j, x := range feats {
+		l := ls[j]
+		hw := l.H * l.W
+		src := x.Data[i*l.C*hw : (i+1)*l.C*hw]
+		out := dst[at : at+hw*l.C]
+		for c := 0; c < l.C; c++ {
+			for p, v := range src[c*hw : (c+1)*hw] {
+				out[p*l.C+c] = v
 			}
-		}()
+		}
+		at += hw * l.C
 	}
-	wg.Wait()
 }

@@ -23,6 +23,7 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 )
 
 var numThreads atomic.Int64
@@ -144,6 +145,49 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	g.run(alpha, a, b, beta, c)
 }
 
+// Dgemm is Sgemm in float64: C = alpha op(A) op(B) + beta C, row-major,
+// by OpenBLAS's cblas_dgemm, split into Threads() blocks of rows of C
+// computed concurrently (one call when the product is small).
+func Dgemm(transA, transB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	checkGemm("Dgemm", transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	ta, tb := C.enum_CBLAS_TRANSPOSE(C.CblasNoTrans), C.enum_CBLAS_TRANSPOSE(C.CblasNoTrans)
+	if transA {
+		ta = C.CblasTrans
+	}
+	if transB {
+		tb = C.CblasTrans
+	}
+	parts := Threads()
+	if m*n*k < 1<<20 || m < 2*parts {
+		parts = 1
+	}
+	ParallelFor(parts, 1, func(lo, hi int) {
+		for p := lo; p < hi; p++ {
+			i0, i1 := splitBlock(m, parts, p)
+			if i0 == i1 {
+				continue
+			}
+			ao := i0 * lda
+			if transA {
+				ao = i0
+			}
+			var ap *C.double
+			if k > 0 {
+				ap = (*C.double)(unsafe.Pointer(&a[ao]))
+			}
+			var bp *C.double
+			if k > 0 {
+				bp = (*C.double)(unsafe.Pointer(&b[0]))
+			}
+			C.cblas_dgemm(C.CblasRowMajor, ta, tb, C.blasint(i1-i0), C.blasint(n), C.blasint(k), C.double(alpha), ap, C.blasint(lda),
+				bp, C.blasint(ldb), C.double(beta), (*C.double)(unsafe.Pointer(&c[i0*ldc])), C.blasint(ldc))
+		}
+	})
+}
+
 // splitBlock returns block p of [0, n) split into parts blocks whose
 // boundaries are multiples of 16 where possible (see splitUnits).
 func splitBlock(n, parts, p int) (lo, hi int) { return splitUnits(n, parts, p, 16) }
@@ -163,7 +207,7 @@ func splitUnits(n, parts, p, unit int) (lo, hi int) {
 
 // checkGemm panics unless the sizes are non-negative and the arrays hold
 // the matrices of a GEMM (fn names the caller).
-func checkGemm(fn string, transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+func checkGemm[T float32 | float64](fn string, transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
 	if m < 0 || n < 0 || k < 0 {
 		panic(fmt.Sprintf("compute.%s: negative size m=%d n=%d k=%d", fn, m, n, k))
 	}
@@ -175,7 +219,7 @@ func checkGemm(fn string, transA, transB bool, m, n, k int, a []float32, lda int
 
 // checkMat panics unless s can hold a rows x cols row-major matrix with row
 // stride ld.
-func checkMat(fn, name string, s []float32, rows, cols, ld int) {
+func checkMat[T float32 | float64](fn, name string, s []T, rows, cols, ld int) {
 	if ld < max(cols, 1) {
 		panic(fmt.Sprintf("compute.%s: ld%s=%d < max(%d, 1) columns", fn, strings.ToLower(name), ld, cols))
 	}
