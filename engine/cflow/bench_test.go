@@ -15,9 +15,9 @@ import (
 // 1024 (layer3) and 2048 (layer4). The kernels run on GOMAXPROCS threads
 // (set it with -cpu; scripts/cflow_step_speed.sh runs -cpu 2 against the
 // published code at 2 torch threads). Each size's decoder (NewDecoder draws
-// 8 rotations: tens of seconds at C=2048) and trainer are built once, outside
-// the timed region, and reused by the probe run and the timed run; use a
-// fixed -benchtime such as 5x so that C=2048 does not run for minutes.
+// 8 rotations: seconds at C=2048) and trainer are built once, outside the
+// timed region, and reused by the probe run and the timed run; use a fixed
+// -benchtime such as 5x so that C=2048 does not run for minutes.
 func BenchmarkTrainerStep(b *testing.B) {
 	defer compute.SetThreads(compute.Threads())
 	const n, p = 256, 128
