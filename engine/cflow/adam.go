@@ -25,6 +25,9 @@ type Adam struct {
 	m, v [][]float32
 }
 
+// adamChunk is the fewest parameter values a thread updates.
+const adamChunk = 1 << 14
+
 // NewAdam returns torch's default Adam at learning rate lr for parameters
 // of the given sizes.
 func NewAdam(lr float64, sizes []int) *Adam {
@@ -58,12 +61,14 @@ func (a *Adam) Step(params, grads [][]float32) error {
 	eps := float32(a.Eps)
 	for i, p := range params {
 		m, v, g := a.m[i], a.v[i], grads[i]
-		for j := range p {
-			m[j] = m[j]*b1 + g[j]*c1
-			v[j] = v[j]*b2 + g[j]*g[j]*c2
-			denom := float32(math.Sqrt(float64(v[j])))/bc2 + eps
-			p[j] -= step * (m[j] / denom)
-		}
+		compute.ParallelFor(len(p), adamChunk, func(lo, hi int) {
+			for j := lo; j < hi; j++ {
+				m[j] = m[j]*b1 + g[j]*c1
+				v[j] = v[j]*b2 + g[j]*g[j]*c2
+				denom := float32(math.Sqrt(float64(v[j])))/bc2 + eps
+				p[j] -= step * (m[j] / denom)
+			}
+		})
 	}
 	return nil
 }
@@ -91,13 +96,12 @@ func (a *Adam) Drift(params [][]float32, lrs []float64) error {
 	}
 	a.t += len(lrs)
 	a.LR = lrs[len(lrs)-1]
-	const chunk = 1 << 14
 	for i, p := range params {
 		if len(p) != len(a.m[i]) {
 			return fmt.Errorf("cflow: adam: parameter %d has %d values, want %d", i, len(p), len(a.m[i]))
 		}
 		m, v := a.m[i], a.v[i]
-		compute.ParallelFor(len(p), chunk, func(lo, hi int) {
+		compute.ParallelFor(len(p), adamChunk, func(lo, hi int) {
 			for j := lo; j < hi; j++ {
 				mj, vj, pj := m[j], v[j], p[j]
 				for k := range step {

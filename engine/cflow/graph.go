@@ -24,6 +24,7 @@ type graph struct {
 	cBuf []float32
 
 	learn  []*G.Node   // per block: W1, B1, W2, B2, Scale, Offset
+	grads  G.Nodes     // the loss's gradients with respect to learn
 	values [][]float32 // their backing slices (the decoder's)
 
 	z, logdet, logprob, loss *G.Node
@@ -74,21 +75,19 @@ func newGraph(d *Decoder, n int, grads bool) (*graph, error) {
 		gr.learn = append(gr.learn, w1, b1, w2, b2, scale, offset)
 		gr.values = append(gr.values, b.W1, b.B1, b.W2, b.B2, b.Scale, b.Offset)
 
-		x1 := must(G.Slice(h, nil, G.S(0, c1)))
-		x2 := must(G.Slice(h, nil, G.S(c1, d.C)))
-		a := must(G.Mul(must(G.Concat(1, x1, gr.c)), must(G.Transpose(w1))))
-		a = must(G.Rectify(must(G.BroadcastAdd(a, b1, nil, []byte{0}))))
-		a = must(G.BroadcastAdd(must(G.Mul(a, must(G.Transpose(w2)))), b2, nil, []byte{0}))
-		a = must(G.Mul(a, scalar(0.1)))
-		s := must(G.Mul(must(G.Tanh(must(G.Slice(a, nil, G.S(0, c2))))), scalar(Clamp)))
-		t := must(G.Slice(a, nil, G.S(c2, 2*c2)))
-		y2 := must(G.Add(must(G.HadamardProd(x2, must(G.Exp(s)))), t))
-		u := must(G.Concat(1, x1, y2))
+		// The subnet on [x1, c], x W^T + b without transposing W, its
+		// output a before the 0.1 (ops.go).
+		linear := func(x, w, b *G.Node) *G.Node {
+			return must(G.ApplyOp(addRows, must(G.ApplyOp(newMM(false, true), x, w)), b))
+		}
+		a := must(G.Rectify(linear(must(G.ApplyOp(newSubnetIn(c1), h, gr.c)), w1, b1)))
+		a = linear(a, w2, b2)
 		// sigma = 0.1 softplus_{beta=1/2}(Scale) = 0.2 softplus(Scale/2)
 		sigma := must(G.Mul(must(G.Softplus(must(G.Mul(scale, scalar(0.5))))), scalar(0.2)))
-		u = must(G.BroadcastAdd(must(G.BroadcastHadamardProd(u, sigma, nil, []byte{0})), offset, nil, []byte{0}))
-		h = must(G.Mul(u, must(G.Transpose(rot))))
-		ld := must(G.Add(must(G.Sum(s, 1)), must(G.Sum(must(G.Log(sigma))))))
+		// [x1, x2 exp(s) + t] sigma + offset, then the rotation.
+		u := must(G.ApplyOp(coupling, h, a, sigma, offset))
+		h = must(G.ApplyOp(newRotate(), u, rot))
+		ld := must(G.Add(must(G.ApplyOp(logScale, a)), must(G.Sum(must(G.Log(sigma))))))
 		if logdet == nil {
 			logdet = ld
 		} else {
@@ -105,7 +104,7 @@ func newGraph(d *Decoder, n int, grads bool) (*graph, error) {
 	gr.logprob = must(G.Mul(logp, scalar(1/float64(d.C))))
 	gr.loss = must(G.Mean(must(G.Softplus(must(G.Neg(gr.logprob))))))
 	if err == nil && grads {
-		_, err = G.Grad(gr.loss, gr.learn...)
+		gr.grads, err = G.Grad(gr.loss, gr.learn...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cflow: building the graph: %w", err)

@@ -27,7 +27,9 @@ func NewTrainer(d *Decoder, n int, lr float64) (*Trainer, error) {
 	for i, v := range gr.values {
 		sizes[i] = len(v)
 	}
-	return &Trainer{gr: gr, vm: G.NewTapeMachine(gr.g, G.BindDualValues(gr.learn...)), adam: NewAdam(lr, sizes),
+	// The gradients are read from the gradient nodes: binding dual values
+	// to the parameters would clone and clear all of them at every run.
+	return &Trainer{gr: gr, vm: G.NewTapeMachine(gr.g), adam: NewAdam(lr, sizes),
 		grad: make([][]float32, len(gr.learn))}, nil
 }
 
@@ -45,19 +47,15 @@ func (t *Trainer) Step(x, c []float32) (float32, error) {
 	if err := t.gr.load(x, c); err != nil {
 		return 0, err
 	}
-	for _, g := range t.grad {
-		clear(g) // gorgonia adds each run's gradients to the last
-	}
 	defer t.vm.Reset()
 	if err := t.vm.RunAll(); err != nil {
 		return 0, fmt.Errorf("cflow: training step: %w", err)
 	}
-	for i, n := range t.gr.learn {
-		g, err := n.Grad()
-		if err != nil {
-			return 0, fmt.Errorf("cflow: gradient of %s: %w", n.Name(), err)
+	for i, n := range t.gr.grads {
+		t.grad[i] = values32(n)
+		if len(t.grad[i]) != len(t.gr.values[i]) {
+			return 0, fmt.Errorf("cflow: the gradient of %s has %d values, want %d", t.gr.learn[i].Name(), len(t.grad[i]), len(t.gr.values[i]))
 		}
-		t.grad[i] = g.Data().([]float32)
 	}
 	return scalarOf(t.gr.loss), t.adam.Step(t.gr.values, t.grad)
 }
