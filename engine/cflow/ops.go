@@ -76,7 +76,9 @@ type mmOp struct {
 	ta, tb, constB bool
 }
 
-func newMM(ta, tb bool) mmOp { return mmOp{opBase{fmt.Sprintf("cflow.mm(%v,%v)", ta, tb)}, ta, tb, false} }
+func newMM(ta, tb bool) mmOp {
+	return mmOp{opBase{fmt.Sprintf("cflow.mm(%v,%v)", ta, tb)}, ta, tb, false}
+}
 
 // newRotate is the product A B^T with a constant B.
 func newRotate() mmOp { return mmOp{opBase{"cflow.rotate"}, false, true, true} }
