@@ -27,7 +27,7 @@ trap 'rm -rf "$tmp"' EXIT
 (cd "$here" && go test -c -o "$tmp/cflow.test" ./engine/cflow)
 
 # Timed steps per C (ours: after go test's 1-step probe; published: after 2 warm-up steps).
-declare -A ours_steps=([512]=10 [1024]=5 [2048]=3) pub_steps=([512]=20 [1024]=10 [2048]=5)
+declare -A ours_steps=([512]=20 [1024]=10 [2048]=5) pub_steps=([512]=20 [1024]=10 [2048]=5)
 
 echo "load before: $(uptime)"
 rows=()

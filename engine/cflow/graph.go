@@ -25,6 +25,7 @@ type graph struct {
 
 	learn  []*G.Node   // per block: W1, B1, W2, B2, Scale, Offset
 	grads  G.Nodes     // the loss's gradients with respect to learn
+	ar     *arena      // the fused ops' outputs
 	values [][]float32 // their backing slices (the decoder's)
 
 	z, logdet, logprob, loss *G.Node
@@ -40,7 +41,7 @@ func newGraph(d *Decoder, n int, grads bool) (*graph, error) {
 		return nil, fmt.Errorf("cflow: a batch of %d fibers", n)
 	}
 	useComputeBLAS()
-	gr := &graph{d: d, n: n, g: G.NewGraph(), xBuf: make([]float32, n*d.C), cBuf: make([]float32, n*d.P)}
+	gr := &graph{d: d, n: n, g: G.NewGraph(), ar: &arena{}, xBuf: make([]float32, n*d.C), cBuf: make([]float32, n*d.P)}
 	g := gr.g
 	matrix := func(name string, rows, cols int, v []float32) *G.Node {
 		return G.NewMatrix(g, tensor.Float32, G.WithShape(rows, cols), G.WithName(name),
@@ -78,16 +79,16 @@ func newGraph(d *Decoder, n int, grads bool) (*graph, error) {
 		// The subnet on [x1, c], x W^T + b without transposing W, its
 		// output a before the 0.1 (ops.go).
 		linear := func(x, w, b *G.Node) *G.Node {
-			return must(G.ApplyOp(addRows, must(G.ApplyOp(newMM(false, true), x, w)), b))
+			return must(G.ApplyOp(newAddRows(gr.ar), must(G.ApplyOp(newMM(gr.ar, false, true), x, w)), b))
 		}
-		a := must(G.Rectify(linear(must(G.ApplyOp(newSubnetIn(c1), h, gr.c)), w1, b1)))
+		a := must(G.Rectify(linear(must(G.ApplyOp(newSubnetIn(gr.ar, c1), h, gr.c)), w1, b1)))
 		a = linear(a, w2, b2)
 		// sigma = 0.1 softplus_{beta=1/2}(Scale) = 0.2 softplus(Scale/2)
 		sigma := must(G.Mul(must(G.Softplus(must(G.Mul(scale, scalar(0.5))))), scalar(0.2)))
 		// [x1, x2 exp(s) + t] sigma + offset, then the rotation.
-		u := must(G.ApplyOp(coupling, h, a, sigma, offset))
-		h = must(G.ApplyOp(newRotate(), u, rot))
-		ld := must(G.Add(must(G.ApplyOp(logScale, a)), must(G.Sum(must(G.Log(sigma))))))
+		u := must(G.ApplyOp(newCoupling(gr.ar), h, a, sigma, offset))
+		h = must(G.ApplyOp(newRotate(gr.ar), u, rot))
+		ld := must(G.Add(must(G.ApplyOp(newLogScale(gr.ar), a)), must(G.Sum(must(G.Log(sigma))))))
 		if logdet == nil {
 			logdet = ld
 		} else {
@@ -120,6 +121,7 @@ func (gr *graph) load(x, c []float32) error {
 	}
 	copy(gr.xBuf, x)
 	copy(gr.cBuf, c)
+	gr.ar.reset()
 	return nil
 }
 

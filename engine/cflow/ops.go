@@ -41,9 +41,46 @@ func floats(v G.Value) ([]float32, tensor.Shape, error) {
 	return d, t.Shape(), nil
 }
 
-// output returns prealloc's data when it has n values, else a new tensor
-// of the shape.
-func output(prealloc G.Value, shape ...int) (G.Value, []float32) {
+// arena holds the outputs of a graph's fused ops between runs: gorgonia's
+// tape machine forgets its values at every Reset, so each run would
+// allocate them again (hundreds of MB a step at C = 2048, mostly the
+// weights' gradients), and fresh pages cost more than the products.
+// A run asks for the same sizes in the same order, so the i-th request of
+// a run gets the i-th buffer. An output is valid until the next run.
+type arena struct {
+	bufs [][]float32
+	next int
+}
+
+// get returns a buffer of n values (not cleared).
+func (a *arena) get(n int) []float32 {
+	if a.next < len(a.bufs) && len(a.bufs[a.next]) == n {
+		a.next++
+		return a.bufs[a.next-1]
+	}
+	b := make([]float32, n)
+	if a.next < len(a.bufs) {
+		a.bufs[a.next] = b
+	} else {
+		a.bufs = append(a.bufs, b)
+	}
+	a.next++
+	return b
+}
+
+// reset starts a run.
+func (a *arena) reset() { a.next = 0 }
+
+// opBase holds what the ops share: a name, and the arena of the graph
+// the op belongs to.
+type opBase struct {
+	name string
+	ar   *arena
+}
+
+// output returns prealloc's data when it has the shape's size, else a
+// buffer of the op's arena.
+func (o opBase) output(prealloc G.Value, shape ...int) (G.Value, []float32) {
 	n := 1
 	for _, s := range shape {
 		n *= s
@@ -53,12 +90,9 @@ func output(prealloc G.Value, shape ...int) (G.Value, []float32) {
 			return t, d
 		}
 	}
-	t := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
-	return t, t.Data().([]float32)
+	b := o.ar.get(n)
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(b)), b
 }
-
-// opBase holds what the ops share.
-type opBase struct{ name string }
 
 func (o opBase) ReturnsPtr() bool          { return false }
 func (o opBase) CallsExtern() bool         { return false }
@@ -76,12 +110,12 @@ type mmOp struct {
 	ta, tb, constB bool
 }
 
-func newMM(ta, tb bool) mmOp {
-	return mmOp{opBase{fmt.Sprintf("cflow.mm(%v,%v)", ta, tb)}, ta, tb, false}
+func newMM(ar *arena, ta, tb bool) mmOp {
+	return mmOp{opBase{fmt.Sprintf("cflow.mm(%v,%v)", ta, tb), ar}, ta, tb, false}
 }
 
 // newRotate is the product A B^T with a constant B.
-func newRotate() mmOp { return mmOp{opBase{"cflow.rotate"}, false, true, true} }
+func newRotate(ar *arena) mmOp { return mmOp{opBase{"cflow.rotate", ar}, false, true, true} }
 
 func (o mmOp) Arity() int         { return 2 }
 func (o mmOp) Type() hm.Type      { return hm.NewFnType(matrixType, matrixType, matrixType) }
@@ -133,7 +167,7 @@ func (o mmOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, c := output(prealloc, m, n)
+	out, c := o.output(prealloc, m, n)
 	compute.Sgemm(o.ta, o.tb, m, n, k, 1, a, as[1], b, bs[1], 0, c, n)
 	return out, nil
 }
@@ -149,7 +183,7 @@ func (o mmOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 			return nil
 		}
 		var n *G.Node
-		n, err = G.ApplyOp(newMM(ta, tb), x, y)
+		n, err = G.ApplyOp(newMM(o.ar, ta, tb), x, y)
 		return n
 	}
 	if o.constB {
@@ -171,7 +205,7 @@ func (o mmOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 // addRowsOp is X + b, b added to every row of the matrix X.
 type addRowsOp struct{ opBase }
 
-var addRows = addRowsOp{opBase{"cflow.addRows"}}
+func newAddRows(ar *arena) addRowsOp { return addRowsOp{opBase{"cflow.addRows", ar}} }
 
 func (o addRowsOp) Arity() int         { return 2 }
 func (o addRowsOp) Type() hm.Type      { return hm.NewFnType(matrixType, vectorType, matrixType) }
@@ -201,7 +235,7 @@ func (o addRowsOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, erro
 	if len(b) != cols {
 		return nil, fmt.Errorf("cflow: adding %d values to rows of %d", len(b), cols)
 	}
-	out, y := output(prealloc, rows, cols)
+	out, y := o.output(prealloc, rows, cols)
 	for i := range rows {
 		yr, xr := y[i*cols:(i+1)*cols], x[i*cols:(i+1)*cols]
 		for j, v := range b {
@@ -213,15 +247,13 @@ func (o addRowsOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, erro
 
 // SymDiff: dX = G, db = the column sums of G.
 func (o addRowsOp) SymDiff(_ G.Nodes, _, grad *G.Node) (G.Nodes, error) {
-	db, err := G.ApplyOp(colSum, grad)
+	db, err := G.ApplyOp(colSumOp{opBase{"cflow.colSum", o.ar}}, grad)
 	return G.Nodes{grad, db}, err
 }
 
 // colSumOp sums a matrix's columns: [rows][cols] to [cols]. It appears
 // only in backward graphs, so it is not differentiable itself.
 type colSumOp struct{ opBase }
-
-var colSum = colSumOp{opBase{"cflow.colSum"}}
 
 func (o colSumOp) Arity() int    { return 1 }
 func (o colSumOp) Type() hm.Type { return hm.NewFnType(matrixType, vectorType) }
@@ -239,7 +271,7 @@ func (o colSumOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 		return nil, err
 	}
 	rows, cols := xs[0], xs[1]
-	out, y := output(prealloc, cols)
+	out, y := o.output(prealloc, cols)
 	clear(y)
 	for i := range rows {
 		for j, v := range x[i*cols : (i+1)*cols] {
@@ -257,8 +289,8 @@ type subnetInOp struct {
 	c1 int
 }
 
-func newSubnetIn(c1 int) subnetInOp {
-	return subnetInOp{opBase{fmt.Sprintf("cflow.subnetIn(%d)", c1)}, c1}
+func newSubnetIn(ar *arena, c1 int) subnetInOp {
+	return subnetInOp{opBase{fmt.Sprintf("cflow.subnetIn(%d)", c1), ar}, c1}
 }
 
 func (o subnetInOp) Arity() int         { return 2 }
@@ -287,7 +319,7 @@ func (o subnetInOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 	}
 	n, C, P := hs[0], hs[1], cs[1]
 	w := o.c1 + P
-	out, y := output(prealloc, n, w)
+	out, y := o.output(prealloc, n, w)
 	for i := range n {
 		copy(y[i*w:i*w+o.c1], h[i*C:i*C+o.c1])
 		copy(y[i*w+o.c1:(i+1)*w], c[i*P:(i+1)*P])
@@ -297,7 +329,7 @@ func (o subnetInOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 
 // SymDiff: dh is the gradient's first c1 columns, zeros after.
 func (o subnetInOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
-	dh, err := G.ApplyOp(padGradOp{opBase{fmt.Sprintf("cflow.padGrad(%d)", o.c1)}, o.c1}, grad, in[0])
+	dh, err := G.ApplyOp(padGradOp{opBase{fmt.Sprintf("cflow.padGrad(%d)", o.c1), o.ar}, o.c1}, grad, in[0])
 	return G.Nodes{dh, nil}, err
 }
 
@@ -332,7 +364,7 @@ func (o padGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, erro
 		return nil, err
 	}
 	n, C, w := hs[0], hs[1], gs[1]
-	out, y := output(prealloc, n, C)
+	out, y := o.output(prealloc, n, C)
 	for i := range n {
 		copy(y[i*C:i*C+o.c1], g[i*w:i*w+o.c1])
 		clear(y[i*C+o.c1 : (i+1)*C])
@@ -356,7 +388,7 @@ func exp32(x float32) float32  { return float32(math.Exp(float64(x))) }
 // [h1, h2 exp(s) + t] sigma + offset, h1 the first C1 = C - C2 columns.
 type couplingOp struct{ opBase }
 
-var coupling = couplingOp{opBase{"cflow.coupling"}}
+func newCoupling(ar *arena) couplingOp { return couplingOp{opBase{"cflow.coupling", ar}} }
 
 func (o couplingOp) Arity() int { return 4 }
 func (o couplingOp) Type() hm.Type {
@@ -423,7 +455,7 @@ func (o couplingOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 	if err != nil {
 		return nil, err
 	}
-	out, v := output(prealloc, x.n, x.C)
+	out, v := o.output(prealloc, x.n, x.C)
 	compute.ParallelFor(x.n, 16, func(lo, hi int) {
 		e := make([]float32, x.c2)
 		for i := lo; i < hi; i++ {
@@ -443,7 +475,7 @@ func (o couplingOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 	for k := range out {
 		var err error
 		args := append(slices.Clone(in), grad)
-		if out[k], err = G.ApplyOp(couplingGradOp{opBase{fmt.Sprintf("cflow.couplingGrad(%d)", k)}, k}, args...); err != nil {
+		if out[k], err = G.ApplyOp(couplingGradOp{opBase{fmt.Sprintf("cflow.couplingGrad(%d)", k), o.ar}, k}, args...); err != nil {
 			return nil, err
 		}
 	}
@@ -494,7 +526,7 @@ func (o couplingGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value,
 	}
 	switch o.wrt {
 	case 0: // dh
-		out, dh := output(prealloc, x.n, x.C)
+		out, dh := o.output(prealloc, x.n, x.C)
 		compute.ParallelFor(x.n, 16, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				gi, di := g[i*x.C:(i+1)*x.C], dh[i*x.C:(i+1)*x.C]
@@ -509,7 +541,7 @@ func (o couplingGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value,
 		})
 		return out, nil
 	case 1: // da
-		out, da := output(prealloc, x.n, 2*x.c2)
+		out, da := o.output(prealloc, x.n, 2*x.c2)
 		compute.ParallelFor(x.n, 16, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				gi, h, a := g[i*x.C:(i+1)*x.C], x.h[i*x.C:(i+1)*x.C], x.a[i*2*x.c2:(i+1)*2*x.c2]
@@ -525,7 +557,7 @@ func (o couplingGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value,
 		})
 		return out, nil
 	case 2: // dsigma
-		out, ds := output(prealloc, x.C)
+		out, ds := o.output(prealloc, x.C)
 		clear(ds)
 		u, e := make([]float32, x.C), make([]float32, x.c2)
 		for i := range x.n {
@@ -536,7 +568,7 @@ func (o couplingGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value,
 		}
 		return out, nil
 	default: // doffset
-		out, do := output(prealloc, x.C)
+		out, do := o.output(prealloc, x.C)
 		clear(do)
 		for i := range x.n {
 			for j, gj := range g[i*x.C : (i+1)*x.C] {
@@ -551,7 +583,7 @@ func (o couplingGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value,
 // Clamp tanh(0.1 a) over the first C2 columns.
 type logScaleOp struct{ opBase }
 
-var logScale = logScaleOp{opBase{"cflow.logScale"}}
+func newLogScale(ar *arena) logScaleOp { return logScaleOp{opBase{"cflow.logScale", ar}} }
 
 func (o logScaleOp) Arity() int         { return 1 }
 func (o logScaleOp) Type() hm.Type      { return hm.NewFnType(matrixType, vectorType) }
@@ -570,7 +602,7 @@ func (o logScaleOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 		return nil, err
 	}
 	n, w := as[0], as[1]
-	out, r := output(prealloc, n)
+	out, r := o.output(prealloc, n)
 	for i := range n {
 		s := float32(0)
 		for _, v := range a[i*w : i*w+w/2] {
@@ -583,7 +615,7 @@ func (o logScaleOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 
 // SymDiff: da = [g Clamp (1 - tanh^2) 0.1, 0], g broadcast along rows.
 func (o logScaleOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
-	da, err := G.ApplyOp(logScaleGradOp{opBase{"cflow.logScaleGrad"}}, in[0], grad)
+	da, err := G.ApplyOp(logScaleGradOp{opBase{"cflow.logScaleGrad", o.ar}}, in[0], grad)
 	return G.Nodes{da}, err
 }
 
@@ -614,7 +646,7 @@ func (o logScaleGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value,
 		return nil, err
 	}
 	n, w := as[0], as[1]
-	out, da := output(prealloc, n, w)
+	out, da := o.output(prealloc, n, w)
 	for i := range n {
 		ai, di := a[i*w:(i+1)*w], da[i*w:(i+1)*w]
 		for j := range w / 2 {
