@@ -273,34 +273,32 @@ func (m *Model) Maps(patch []float32, n, rows, size int) ([][]float32, error) {
 // upsampleAdd adds src [h][w] upsampled to [size][size] to dst: torch's
 // bilinear interpolation with align_corners=True in float64.
 func upsampleAdd(dst, src []float64, h, w, size int) {
-	scale := func(in int) float64 {
-		if size > 1 {
-			return float64(in-1) / float64(size-1)
-		}
-		return 0
-	}
-	sh, sw := scale(h), scale(w)
 	for y := range size {
-		fy := sh * float64(y)
-		y0 := int(fy)
-		y1 := y0
-		if y0 < h-1 {
-			y1++
-		}
-		ly1 := fy - float64(y0)
-		ly0 := 1 - ly1
+		y0, y1, ly0, ly1 := alignedSource(y, h, size)
 		for x := range size {
-			fx := sw * float64(x)
-			x0 := int(fx)
-			x1 := x0
-			if x0 < w-1 {
-				x1++
-			}
-			lx1 := fx - float64(x0)
-			lx0 := 1 - lx1
+			x0, x1, lx0, lx1 := alignedSource(x, w, size)
 			dst[y*size+x] += ly0*(lx0*src[y0*w+x0]+lx1*src[y0*w+x1]) + ly1*(lx0*src[y1*w+x0]+lx1*src[y1*w+x1])
 		}
 	}
+}
+
+// alignedSource returns, for output index o of size along an input axis
+// of in values, the two input indices and their weights, as torch computes
+// them with align_corners=True: source o (in-1)/(size-1), the second index
+// clamped to the axis.
+func alignedSource(o, in, size int) (i0, i1 int, l0, l1 float64) {
+	scale := 0.0
+	if size > 1 {
+		scale = float64(in-1) / float64(size-1)
+	}
+	f := scale * float64(o)
+	i0 = int(f)
+	i1 = i0
+	if i0 < in-1 {
+		i1++
+	}
+	l1 = f - float64(i0)
+	return i0, i1, 1 - l1, l1
 }
 
 // joint steps several decoders' trainers as one torch Adam over all their

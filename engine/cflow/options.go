@@ -52,7 +52,7 @@ func (o *Options) Check() error {
 	case o.SubEpochs < 1:
 		return fmt.Errorf("cflow.sub_epochs: %d is not at least 1", o.SubEpochs)
 	case o.WarmEpochs < 0 || o.WarmEpochs >= o.MetaEpochs && o.WarmEpochs > 0:
-		return fmt.Errorf("cflow.warm_epochs: %d is not in [0, meta_epochs %d)", o.WarmEpochs, o.MetaEpochs)
+		return fmt.Errorf("cflow.warm_epochs: %d is not below meta_epochs %d (a schedule this short wants cflow.warm_epochs=0 or 1)", o.WarmEpochs, o.MetaEpochs)
 	case !(o.LR > 0 && o.LR < 1):
 		return fmt.Errorf("cflow.lr: %v is not in (0, 1)", o.LR)
 	case o.CouplingBlocks < 1:
