@@ -64,7 +64,7 @@ var readmeCommands = []struct{ line, needs string }{
 	{"softpatch fit --data data/synth-200 --class wood --method padim --out wood.padim", ""},
 	{"softpatch eval --data data/synth --class wood --method cflow --set cflow.meta_epochs=2 --set cflow.sub_epochs=1 --set cflow.warm_epochs=1 --json cflow.json",
 		"CFLOW training, about 10 minutes on 2 cores (experiments/runner's TestCFLOWCellAndPredict runs a cell at 64 px)"},
-	{"softpatch run configs/cflow_quick.yaml", "CFLOW training, about 20 minutes on 2 cores (its config decodes in configs' test)"},
+	{"softpatch run configs/cflow_quick.yaml", "CFLOW training, about half an hour on 2 cores (its config decodes in configs' test)"},
 	{"make emulator", "make: run by make test-emulated"},
 	{"export SOFTPATCH_LIBCUDA=$PWD/build/emulator/libcuda.so.1 SOFTPATCH_CUBLAS=$PWD/build/emulator/libcuda.so.1", "the emulator built by make"},
 	{"bin/softpatch version", "the emulator built by make (its GPU path is tested by make test-emulated)"},
