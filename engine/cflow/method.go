@@ -1,10 +1,10 @@
 package cflow
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"time"
 
 	"github.com/softpatch/softpatch/engine/detector"
@@ -52,6 +52,9 @@ func features(s detector.FeatureSettings) (detector.FeatureSpec, error) {
 	}
 	return detector.FeatureSpec{Layers: f.Layers, Embed: f, Embedding: embedding}, nil
 }
+
+// errNotFitted is returned by the methods that need a fitted model.
+var errNotFitted = errors.New("cflow: not fitted")
 
 // cflowDetector is CFLOW as a detector.Detector.
 type cflowDetector struct {
@@ -168,7 +171,7 @@ func (f Fibers) layoutOf(rows, width int) ([]Layer, error) {
 func (d *cflowDetector) Score(dst []float32, f detector.Features) error {
 	m := d.m
 	if m == nil {
-		return fmt.Errorf("cflow: not fitted")
+		return errNotFitted
 	}
 	per := values(m.Layout)
 	if f.Dim != m.Width || f.Positions*f.Dim != per {
@@ -190,7 +193,7 @@ func (d *cflowDetector) Score(dst []float32, f detector.Features) error {
 // Maps are the published anomaly maps (Model.Maps).
 func (d *cflowDetector) Maps(patch []float32, n, positions, size int) ([][]float32, error) {
 	if d.m == nil {
-		return nil, fmt.Errorf("cflow: not fitted")
+		return nil, errNotFitted
 	}
 	return d.m.Maps(patch, n, positions, size)
 }
@@ -202,17 +205,14 @@ func (d *cflowDetector) ImageScores(_ []float32, n, _ int, maps [][]float32) ([]
 	}
 	out := make([]float32, n)
 	for i, mp := range maps {
-		out[i] = float32(math.Inf(-1))
-		for _, v := range mp {
-			out[i] = max(out[i], v)
-		}
+		out[i] = detector.MapScore(mp)
 	}
 	return out, nil
 }
 
 func (d *cflowDetector) Save(w io.Writer, meta detector.Meta) error {
 	if d.m == nil {
-		return fmt.Errorf("cflow: not fitted")
+		return errNotFitted
 	}
 	return d.m.Save(w, meta)
 }

@@ -15,6 +15,8 @@ type Model struct {
 	Layout   []Layer
 	Width    int
 	Decoders []*Decoder
+
+	conds [][]float32 // conditions' result, made once
 }
 
 // NewModel returns an untrained model for fibers laid out as layout
@@ -60,8 +62,12 @@ func offsets(ls []Layer) (vals, pos []int) {
 	return vals, pos
 }
 
-// conditions returns every layer's positional encodings, [H*W][P].
+// conditions returns every layer's positional encodings, [H*W][P],
+// computed at the first call.
 func (m *Model) conditions() ([][]float32, error) {
+	if m.conds != nil {
+		return m.conds, nil
+	}
 	var out [][]float32
 	for _, l := range m.Layout {
 		pe, err := PositionalEncoding(m.Options.ConditionDim, l.H, l.W)
@@ -77,6 +83,7 @@ func (m *Model) conditions() ([][]float32, error) {
 		}
 		out = append(out, t)
 	}
+	m.conds = out
 	return out, nil
 }
 
@@ -89,9 +96,10 @@ func (m *Model) conditions() ([][]float32, error) {
 // torch Adam over all decoders, torch before 2.0), every step also moves
 // the decoders that have had a gradient before along their momentum with
 // zero gradients; those steps are taken lazily (Trainer.Drift), before
-// the decoder's next step and at the end of every meta-epoch. The shuffles come from a generator seeded with seed. progress, when
-// set, is called after every image batch, epoch after every meta-epoch
-// (with its number from 1 and the total).
+// the decoder's next step and at the end of every meta-epoch. The
+// shuffles come from a generator seeded with seed. progress, when set, is
+// called after every image batch, epoch after every meta-epoch (with its
+// number from 1 and the total).
 func (m *Model) Train(st *store, seed uint64, progress func(done, total int), epoch func(e, epochs int) error) error {
 	o := m.Options
 	batch := min(o.ImageBatch, st.n)
@@ -119,7 +127,6 @@ func (m *Model) Train(st *store, seed uint64, progress func(done, total int), ep
 	valOff, _ := offsets(m.Layout)
 	per := values(m.Layout)
 	imgs := make([]float32, batch*per)
-	var x, c []float32
 	xb, cb := make([]float32, 0), make([]float32, 0)
 	r := rand.New(rand.NewPCG(seed, 19))
 	sched := o.schedule()
@@ -138,19 +145,16 @@ func (m *Model) Train(st *store, seed uint64, progress func(done, total int), ep
 				lr := sched.At(e, sub, i, batches)
 				for l, ly := range m.Layout {
 					hw, C, P := ly.H*ly.W, ly.C, o.ConditionDim
-					// The batch's fibers [batch*hw][C], image-major, and
-					// their conditions.
-					x, c = grow(x, batch*hw*C), grow(c, batch*hw*P)
-					for b := range batch {
-						copy(x[b*hw*C:(b+1)*hw*C], imgs[b*per+valOff[l]:])
-						copy(c[b*hw*P:(b+1)*hw*P], conds[l])
-					}
+					// Fiber f of the batch, image-major, is position
+					// f%hw of image f/hw.
 					perm := r.Perm(batch * hw)
 					xb, cb = grow(xb, o.FiberBatch*C), grow(cb, o.FiberBatch*P)
 					for s := range batch * hw / o.FiberBatch {
 						for k, f := range perm[s*o.FiberBatch : (s+1)*o.FiberBatch] {
-							copy(xb[k*C:(k+1)*C], x[f*C:(f+1)*C])
-							copy(cb[k*P:(k+1)*P], c[f*P:(f+1)*P])
+							b, p := f/hw, f%hw
+							at := b*per + valOff[l] + p*C
+							copy(xb[k*C:(k+1)*C], imgs[at:at+C])
+							copy(cb[k*P:(k+1)*P], conds[l][p*P:(p+1)*P])
 						}
 						v, err := joint.step(l, xb, cb, lr)
 						if err != nil {

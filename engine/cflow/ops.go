@@ -469,24 +469,27 @@ func (o couplingOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 	return out, nil
 }
 
-// SymDiff: one op per input, each recomputing what it needs.
+// SymDiff: one op per input but the offset, each recomputing what it
+// needs; the offset's gradient is the column sums of grad.
 func (o couplingOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 	out := make(G.Nodes, 4)
-	for k := range out {
+	for k := range 3 {
 		var err error
 		args := append(slices.Clone(in), grad)
 		if out[k], err = G.ApplyOp(couplingGradOp{opBase{fmt.Sprintf("cflow.couplingGrad(%d)", k), o.ar}, k}, args...); err != nil {
 			return nil, err
 		}
 	}
-	return out, nil
+	var err error
+	out[3], err = G.ApplyOp(colSumOp{opBase{"cflow.colSum", o.ar}}, grad)
+	return out, err
 }
 
 // couplingGradOp is the coupling's gradient with respect to its input
-// wrt (0 h, 1 a, 2 sigma, 3 offset), from its inputs and the output's
+// wrt (0 h, 1 a, 2 sigma), from its inputs and the output's
 // gradient g [n][C]. With G = g sigma (row-wise): dh = [G1, G2 exp(s)],
 // da = [G2 h2 exp(s) Clamp (1 - tanh^2) 0.1, 0.1 G2], dsigma the column
-// sums of g u, doffset those of g.
+// sums of g u.
 type couplingGradOp struct {
 	opBase
 	wrt int
@@ -556,7 +559,7 @@ func (o couplingGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value,
 			}
 		})
 		return out, nil
-	case 2: // dsigma
+	default: // dsigma
 		out, ds := o.output(prealloc, x.C)
 		clear(ds)
 		u, e := make([]float32, x.C), make([]float32, x.c2)
@@ -564,15 +567,6 @@ func (o couplingGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value,
 			x.row(i, u, e)
 			for j, gj := range g[i*x.C : (i+1)*x.C] {
 				ds[j] += gj * u[j]
-			}
-		}
-		return out, nil
-	default: // doffset
-		out, do := o.output(prealloc, x.C)
-		clear(do)
-		for i := range x.n {
-			for j, gj := range g[i*x.C : (i+1)*x.C] {
-				do[j] += gj
 			}
 		}
 		return out, nil
