@@ -9,9 +9,11 @@
 # parity.txt (the parity suite, go test -v), bench.txt (kNN against the bare cuBLAS SGEMM of the
 # same shape, the 16k-of-160k coreset, the backbone, the embedding, the discriminators),
 # features.json (softpatch bench features: backbone and backbone + embedding, 224 px, batch 32),
-# cell.txt with cell_gpu.json and cell_cpu.json (one SoftPatch-lof cell with and without the GPU)
-# and results.json (the numbers, parsed). At most 6 minutes, when every step runs into its
-# timeout (90 + 90 + 30 + 30 + 2 x 60 s); a step cut short leaves what it wrote.
+# cell.txt with cell_gpu.json and cell_cpu.json (one SoftPatch-lof cell with and without the GPU),
+# cflow.txt with cflow_gpu.json (one CFLOW cell of one sub-epoch, trained and scored on the GPU:
+# its training fibers/s) and results.json (the numbers, parsed). At most 8 minutes, when every
+# step runs into its timeout (90 + 90 + 30 + 30 + 2 x 60 + 120 s); a step cut short leaves what
+# it wrote.
 set -uo pipefail
 out=${OUT:-/tmp/gpu-check}
 mkdir -p "$out"
@@ -56,6 +58,11 @@ for dev in gpu cpu; do
 		--overlap --device "$dev" --json "$out/cell_$dev.json" >>"$out/cell.txt" 2>&1
 	echo "cell $dev exit $?" >>"$out/cell.txt"
 done
+# One CFLOW cell on the same class, its published decoders (layer2..4, 8 blocks) trained for one
+# sub-epoch on the GPU: the training stage's fibers/s.
+timeout 120 "$root/softpatch" eval --data /tmp/sp-data --class wood --method cflow --noise 0.1 --overlap --device gpu \
+	--set cflow.meta_epochs=1 --set cflow.sub_epochs=1 --set cflow.warm_epochs=0 --json "$out/cflow_gpu.json" >"$out/cflow.txt" 2>&1
+echo "cflow exit $?" >>"$out/cflow.txt"
 python3 - "$out" <<'PY'
 import json, re, sys
 out = sys.argv[1]
@@ -89,6 +96,18 @@ for dev in ("gpu", "cpu"):
         res[f"cell_{dev}"] = {k: c[k] for k in ("device", "seconds", "image_auroc", "pixel_auroc", "bank_size")}
     except Exception as e:
         res[f"cell_{dev}"] = f"no result: {e}"
+try:
+    c = json.load(open(f"{out}/cflow_gpu.json"))
+    # Steps per layer and sub-epoch: the image batches of 32 (the last incomplete one dropped)
+    # times each layer's fibers, fed 256 at a time (the remainder dropped), at 224 px: 28 x 28,
+    # 14 x 14 and 7 x 7 positions.
+    batches = c["train_images"] // 32
+    fibers = sum(batches * 32 * hw // 256 * 256 for hw in (784, 196, 49))
+    res["cflow_gpu"] = {k: c[k] for k in ("device", "seconds", "train_images", "image_auroc", "pixel_auroc")}
+    res["cflow_gpu"]["train_fibers"] = fibers
+    res["cflow_gpu"]["train_fibers_per_s"] = fibers / c["seconds"]["train"]
+except Exception as e:
+    res["cflow_gpu"] = f"no result: {e}"
 json.dump(res, open(f"{out}/results.json", "w"), indent=1)
 print(json.dumps(res, indent=1))
 PY

@@ -330,3 +330,4 @@ extern "C" __global__ void max_pool(const float *x, long planes, int h, int w, i
 
 #include "denoise.cuh"
 #include "embed.cuh"
+#include "flow.cuh"

@@ -101,8 +101,9 @@ func TestGoldenForward(t *testing.T) {
 	}
 }
 
-// TestGoldenTraining: gorgonia's gradients equal torch's autograd, and three
-// Adam steps (lr 1e-2) give torch's losses and parameters.
+// TestGoldenTraining: gorgonia's gradients equal torch's autograd, and ten
+// Adam steps (lr 1e-2) on the same fibers give torch's losses and
+// parameters (within 1e-5: the bound is 1e-4).
 func TestGoldenTraining(t *testing.T) {
 	g := golden(t)
 	for _, name := range []string{"even", "odd"} {
@@ -133,7 +134,7 @@ func TestGoldenTraining(t *testing.T) {
 		for k := range d.Blocks {
 			a, b := d.Blocks[k], after.Blocks[k]
 			for i, p := range [][2][]float32{{a.W1, b.W1}, {a.B1, b.B1}, {a.W2, b.W2}, {a.B2, b.B2}, {a.Scale, b.Scale}, {a.Offset, b.Offset}} {
-				within(t, fmt.Sprintf("%s block %d %s after %d steps", name, k, keys[i], len(losses)), p[0], p[1], 1e-6)
+				within(t, fmt.Sprintf("%s block %d %s after %d steps", name, k, keys[i], len(losses)), p[0], p[1], 1e-5)
 			}
 		}
 	}
@@ -297,7 +298,11 @@ func jointRun(t *testing.T, g map[string]*npy.Array, useJoint bool) ([]*Decoder,
 		defer tr.Close()
 		trs = append(trs, tr)
 	}
-	j := newJoint(trs)
+	steppers := make([]stepper, len(trs))
+	for l, tr := range trs {
+		steppers[l] = cpuStepper{tr}
+	}
+	j := newJoint(steppers)
 	taken := make([]int, len(decs))
 	var losses []float32
 	for s, l := range which {

@@ -118,8 +118,26 @@ func (d *cflowDetector) Fit(src detector.Stream, opts detector.FitOptions) error
 	if err != nil {
 		return err
 	}
+	accel, _ := opts.Accelerator.(Accelerator)
+	err = d.train(st, layout, width, accel, opts)
+	if errors.Is(err, ErrDeviceOff) {
+		slog.Warn("cflow: the device failed: training again from the start on the CPU", "err", err)
+		err = d.train(st, layout, width, nil, opts)
+	}
+	return err
+}
+
+// train makes a fresh model of layout and trains it on st, on a's device
+// when it takes the decoders.
+func (d *cflowDetector) train(st *store, layout []Layer, width int, a Accelerator, opts detector.FitOptions) (err error) {
+	if d.m != nil {
+		d.m.closeDevice()
+	}
 	t0 := time.Now()
 	if d.m, err = NewModel(d.opts, layout, width, d.seed); err != nil {
+		return err
+	}
+	if err := d.m.useDevice(a); err != nil {
 		return err
 	}
 	if opts.Stage != nil {
@@ -177,6 +195,15 @@ func (d *cflowDetector) Score(dst []float32, f detector.Features) error {
 	if f.Dim != m.Width || f.Positions*f.Dim != per {
 		return fmt.Errorf("cflow: features of %d rows x %d values, the model takes %d x %d", f.Positions, f.Dim, per/m.Width, m.Width)
 	}
+	clear(dst[:f.N*f.Positions])
+	if m.onDevice() {
+		err := m.logProbs(nil, dst, f.Data, f.N, f.Positions)
+		if !errors.Is(err, ErrDeviceOff) {
+			return err
+		}
+		slog.Warn("cflow: the device failed: scoring on the CPU", "err", err)
+		m.closeDevice()
+	}
 	if d.flows == nil {
 		for _, dec := range m.Decoders {
 			fl, err := NewFlow(dec, m.Options.FiberBatch)
@@ -186,7 +213,6 @@ func (d *cflowDetector) Score(dst []float32, f detector.Features) error {
 			d.flows = append(d.flows, fl)
 		}
 	}
-	clear(dst[:f.N*f.Positions])
 	return m.logProbs(d.flows, dst, f.Data, f.N, f.Positions)
 }
 
@@ -217,7 +243,25 @@ func (d *cflowDetector) Save(w io.Writer, meta detector.Meta) error {
 	return d.m.Save(w, meta)
 }
 
+// Accelerate puts the fitted (or loaded) decoders on a's device when a is
+// an Accelerator that takes them (detector.Accelerable).
+func (d *cflowDetector) Accelerate(a detector.Accelerator) error {
+	if d.m == nil {
+		return errNotFitted
+	}
+	ca, ok := a.(Accelerator)
+	if !ok {
+		return nil
+	}
+	return d.m.useDevice(ca)
+}
+
 func (d *cflowDetector) Close() error {
+	if d.m != nil {
+		if err := d.m.closeDevice(); err != nil {
+			slog.Warn("cflow: freeing the device's memory", "err", err)
+		}
+	}
 	for _, f := range d.flows {
 		if err := f.Close(); err != nil {
 			slog.Warn("cflow: closing a flow", "err", err)

@@ -16,7 +16,8 @@ type Model struct {
 	Width    int
 	Decoders []*Decoder
 
-	conds [][]float32 // conditions' result, made once
+	conds [][]float32     // conditions' result, made once
+	dev   []DeviceDecoder // the decoders on a device (useDevice), or nil
 }
 
 // NewModel returns an untrained model for fibers laid out as layout
@@ -117,12 +118,18 @@ func (m *Model) Train(st *store, seed uint64, progress func(done, total int), ep
 	if err != nil {
 		return err
 	}
-	trainers := make([]*Trainer, len(m.Decoders))
+	steppers := make([]stepper, len(m.Decoders))
 	for l, d := range m.Decoders {
-		if trainers[l], err = NewTrainer(d, o.FiberBatch, o.LR); err != nil {
+		if m.onDevice() {
+			steppers[l] = m.dev[l]
+			continue
+		}
+		t, err := NewTrainer(d, o.FiberBatch, o.LR)
+		if err != nil {
 			return err
 		}
-		defer trainers[l].Close()
+		defer t.Close()
+		steppers[l] = cpuStepper{t}
 	}
 	valOff, _ := offsets(m.Layout)
 	per := values(m.Layout)
@@ -130,7 +137,7 @@ func (m *Model) Train(st *store, seed uint64, progress func(done, total int), ep
 	xb, cb := make([]float32, 0), make([]float32, 0)
 	r := rand.New(rand.NewPCG(seed, 19))
 	sched := o.schedule()
-	joint := newJoint(trainers)
+	joint := newJoint(steppers)
 	total, done := o.MetaEpochs*o.SubEpochs*batches, 0
 	for e := range o.MetaEpochs {
 		loss, steps := make([]float64, len(m.Layout)), make([]int, len(m.Layout))
@@ -176,6 +183,11 @@ func (m *Model) Train(st *store, seed uint64, progress func(done, total int), ep
 		if err := joint.flush(); err != nil {
 			return err
 		}
+		for l, d := range m.dev { // the epoch's parameters, for the callback and Save
+			if err := d.Download(); err != nil {
+				return fmt.Errorf("cflow: %s: %w", m.Layout[l].Name, err)
+			}
+		}
 		var b strings.Builder
 		for l, ly := range m.Layout {
 			fmt.Fprintf(&b, " %s %.4f", ly.Name, loss[l]/float64(max(1, steps[l])))
@@ -200,7 +212,8 @@ func grow(s []float32, n int) []float32 {
 
 // logProbs writes log p / C of every fiber of n images (data [n][per])
 // into dst [n][rows]: image i's layer l positions at i*rows plus the
-// positions of the layers before l.
+// positions of the layers before l. The decoders run on the device when
+// they are there, else through flows.
 func (m *Model) logProbs(flows []*Flow, dst, data []float32, n, rows int) error {
 	conds, err := m.conditions()
 	if err != nil {
@@ -210,7 +223,7 @@ func (m *Model) logProbs(flows []*Flow, dst, data []float32, n, rows int) error 
 	per, fb := values(m.Layout), m.Options.FiberBatch
 	for l, ly := range m.Layout {
 		hw, C, P := ly.H*ly.W, ly.C, m.Options.ConditionDim
-		xb, cb := make([]float32, fb*C), make([]float32, fb*P)
+		xb, cb, lp := make([]float32, fb*C), make([]float32, fb*P), make([]float32, fb)
 		for lo := 0; lo < n*hw; lo += fb {
 			hi := min(lo+fb, n*hw)
 			clear(xb)
@@ -219,13 +232,20 @@ func (m *Model) logProbs(flows []*Flow, dst, data []float32, n, rows int) error 
 				copy(xb[(k-lo)*C:(k-lo+1)*C], data[i*per+valOff[l]+p*C:])
 				copy(cb[(k-lo)*P:(k-lo+1)*P], conds[l][p*P:(p+1)*P])
 			}
-			out, err := flows[l].Forward(xb, cb)
-			if err != nil {
-				return fmt.Errorf("cflow: %s: %w", ly.Name, err)
+			if m.onDevice() {
+				if err := m.dev[l].LogProbs(lp, xb, cb); err != nil {
+					return fmt.Errorf("cflow: %s: %w", ly.Name, err)
+				}
+			} else {
+				out, err := flows[l].Forward(xb, cb)
+				if err != nil {
+					return fmt.Errorf("cflow: %s: %w", ly.Name, err)
+				}
+				copy(lp, out.LogProb)
 			}
 			for k := lo; k < hi; k++ {
 				i, p := k/hw, k%hw
-				dst[i*rows+posOff[l]+p] = out.LogProb[k-lo]
+				dst[i*rows+posOff[l]+p] = lp[k-lo]
 			}
 		}
 	}
@@ -312,12 +332,12 @@ func alignedSource(o, in, size int) (i0, i1 int, l0, l1 float64) {
 // The zero-gradient steps are deferred until the decoder steps again or
 // flush is called.
 type joint struct {
-	trainers []*Trainer
+	trainers []stepper
 	pending  [][]float64 // learning rates of the deferred steps, per decoder
 	started  []bool
 }
 
-func newJoint(trainers []*Trainer) *joint {
+func newJoint(trainers []stepper) *joint {
 	return &joint{trainers: trainers, pending: make([][]float64, len(trainers)), started: make([]bool, len(trainers))}
 }
 
@@ -327,9 +347,7 @@ func (j *joint) step(l int, x, c []float32, lr float64) (float32, error) {
 	if err := j.drift(l); err != nil {
 		return 0, err
 	}
-	t := j.trainers[l]
-	t.Adam().LR = lr
-	v, err := t.Step(x, c)
+	v, err := j.trainers[l].Step(x, c, lr)
 	if err != nil {
 		return 0, err
 	}

@@ -60,6 +60,11 @@ func (t *Trainer) Step(x, c []float32) (float32, error) {
 	return scalarOf(t.gr.loss), t.adam.Step(t.gr.values, t.grad)
 }
 
+// Gradients returns the last Step's gradients, per learnable parameter in
+// the order of the blocks and, within a block, W1, B1, W2, B2, Scale,
+// Offset. They are the trainer's: valid until the next Step.
+func (t *Trainer) Gradients() [][]float32 { return t.grad }
+
 // Close releases the trainer's machine.
 func (t *Trainer) Close() error { return t.vm.Close() }
 

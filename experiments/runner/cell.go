@@ -255,7 +255,7 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*ex
 			return fmt.Errorf("epoch %d: pixel metrics: %w", e, err)
 		}
 		be := res.BestEpoch
-		if be == nil {
+		if be == nil || e == 1 { // a first epoch: a fresh run, or training again after a GPU failure
 			be = &experiments.BestEpoch{}
 			res.BestEpoch = be
 		}

@@ -61,7 +61,7 @@ import types
 
 import numpy as np
 
-STEPS, LR = 3, 1e-2
+STEPS, LR = 10, 1e-2
 CASES = [("even", 16, 8, 2, 8), ("odd", 15, 8, 3, 6)]
 POSENC = [(8, 3, 5), (128, 4, 6)]
 MAPS_N, MAPS_LAYERS, MAPS_SIZE = 3, [(6, 5), (3, 3), (2, 2)], 20

@@ -15,6 +15,7 @@ import (
 
 	"github.com/softpatch/softpatch/cuda"
 	"github.com/softpatch/softpatch/engine/backbone"
+	"github.com/softpatch/softpatch/engine/cflow"
 	"github.com/softpatch/softpatch/engine/coreset"
 	"github.com/softpatch/softpatch/engine/denoise"
 	"github.com/softpatch/softpatch/engine/detector"
@@ -247,6 +248,85 @@ func (s *gpuSearcher) Close() error {
 	err := s.ix.Close()
 	s.ix = nil
 	return err
+}
+
+// Decoder puts a CFLOW decoder on the GPU (cflow.Accelerator), when there
+// is one with cuBLAS; nil keeps it on the CPU.
+func (a gpuAccel) Decoder(dec *cflow.Decoder, n int) (cflow.DeviceDecoder, error) {
+	d := a.g.Device()
+	if d == nil || !d.HasBLAS() {
+		return nil, nil
+	}
+	f, err := d.NewFlow(dec, n)
+	if err != nil {
+		return nil, a.g.Fail("cflow", err)
+	}
+	return &gpuDecoder{g: a.g, f: f}, nil
+}
+
+// gpuDecoder is a cuda.Flow under the GPU's failure policy: a failure is
+// an error with gpu, and with auto it turns the GPU off and the error
+// wraps cflow.ErrDeviceOff, on which CFLOW goes on on the CPU.
+type gpuDecoder struct {
+	g *GPU
+	f *cuda.Flow
+}
+
+// check returns err under the policy.
+func (d *gpuDecoder) check(err error) error {
+	if err == nil {
+		return nil
+	}
+	if e := d.g.Fail("cflow", err); e != nil {
+		return e
+	}
+	return fmt.Errorf("%w: %v", cflow.ErrDeviceOff, err)
+}
+
+// off is the error of a call after the GPU was turned off.
+func (d *gpuDecoder) off() error {
+	if d.g.Device() == nil {
+		return fmt.Errorf("%w: the GPU was turned off after a failure", cflow.ErrDeviceOff)
+	}
+	return nil
+}
+
+func (d *gpuDecoder) Step(x, c []float32, lr float64) (float32, error) {
+	if err := d.off(); err != nil {
+		return 0, err
+	}
+	v, err := d.f.Step(x, c, lr)
+	return v, d.check(err)
+}
+
+func (d *gpuDecoder) Drift(lrs []float64) error {
+	if err := d.off(); err != nil {
+		return err
+	}
+	return d.check(d.f.Drift(lrs))
+}
+
+func (d *gpuDecoder) LogProbs(dst, x, c []float32) error {
+	if err := d.off(); err != nil {
+		return err
+	}
+	return d.check(d.f.LogProbs(dst, x, c))
+}
+
+func (d *gpuDecoder) Download() error {
+	if err := d.off(); err != nil {
+		return err
+	}
+	return d.check(d.f.Download())
+}
+
+// Close frees the flow's GPU memory (the device may be off: its memory
+// is freed with it).
+func (d *gpuDecoder) Close() error {
+	if d.g.Device() == nil {
+		return nil
+	}
+	return d.f.Close()
 }
 
 // openDevice opens GPU 0 for device gpu (an error without one) or auto
