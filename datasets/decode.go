@@ -1,8 +1,3 @@
-// Package datasets loads images and masks and turns them into model inputs
-// exactly as the PyTorch reference does: PIL's Image.open(...).convert("RGB")
-// for decoding, torchvision 0.14's Resize + CenterCrop (Pillow's BILINEAR
-// resampler, bit-exact) for geometry, and ToTensor + Normalize for the
-// float32 CHW tensor.
 package datasets
 
 import (

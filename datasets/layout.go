@@ -10,16 +10,16 @@ import (
 	"strings"
 )
 
-// Format names a dataset layout on disk.
+// Format names a dataset layout on disk. docs/datasets.md describes each
+// one with its quirks.
 type Format string
 
 // The supported layouts. FormatAuto (the empty string) means "detect".
 const (
-	// FormatAuto detects the layout of each class from its train folder:
-	// train/ok means BTAD, train/good means MVTec AD.
+	// FormatAuto detects the layout of each class folder (DetectFormat).
 	FormatAuto Format = ""
 	// FormatMVTec is MVTec AD: CLASS/train/good, CLASS/test/<type>, masks
-	// CLASS/ground_truth/<defect>/<stem>_mask.png.
+	// CLASS/ground_truth/<defect>/<stem>_mask.png. MPDD uses it too.
 	FormatMVTec Format = "mvtec"
 	// FormatBTAD is BTAD: normal folder ok, anomalous ko, images and masks
 	// .bmp or .png, masks in CLASS/ground_truth/ko/<stem>.<ext>.
@@ -29,32 +29,58 @@ const (
 	// (Layout.MaskSuffix, default "_mask"); masks may be png, bmp, jpeg or
 	// tiff.
 	FormatFolder Format = "folder"
+	// FormatVisA is the VisA release: CLASS/Data/Images/{Normal,Anomaly},
+	// masks CLASS/Data/Masks/Anomaly/<stem>.png, the split in a CSV
+	// (Layout.SplitFile, default ROOT/split_csv/1cls.csv). Its masks mark
+	// defects with any non-zero value (Item.MaskNonZero).
+	FormatVisA Format = "visa"
+	// FormatMVTec2 is MVTec AD 2: CLASS/train/good, CLASS/validation/good
+	// (Class.Validation), CLASS/test_public/{good,bad} with masks
+	// CLASS/test_public/ground_truth/bad/<stem>_mask.png, and the
+	// unlabelled CLASS/test_private and CLASS/test_private_mixed
+	// (Class.Unlabeled).
+	FormatMVTec2 Format = "mvtec2"
+	// FormatRealIAD is Real-IAD: ROOT is one resolution's image folder
+	// (realiad_1024, realiad_256, ...), CLASS/OK and CLASS/NG hold the
+	// images, and a JSON split file (Layout.SplitFile) lists the train and
+	// test samples, the FUIAD files with anomalous training images.
+	FormatRealIAD Format = "realiad"
 )
 
-// ParseFormat parses "mvtec", "btad", "folder" or "" / "auto" (detect).
+// ParseFormat parses a name of FormatNames ("" and "auto" mean detect),
+// ignoring case and surrounding space.
 func ParseFormat(s string) (Format, error) {
 	switch f := Format(strings.ToLower(strings.TrimSpace(s))); f {
-	case FormatMVTec, FormatBTAD, FormatFolder, FormatAuto:
+	case FormatMVTec, FormatBTAD, FormatFolder, FormatVisA, FormatMVTec2, FormatRealIAD, FormatAuto:
 		return f, nil
 	case "auto":
 		return FormatAuto, nil
 	}
-	return "", fmt.Errorf("datasets: unknown dataset format %q (want %s)", s, strings.Join(FormatNames()[1:], ", "))
+	return "", fmt.Errorf("datasets: unknown dataset format %q (want %s, or auto)", s, strings.Join(FormatNames()[1:], ", "))
 }
 
 // FormatNames returns the format names a config may give: "auto" (detect,
 // FormatAuto), then the layouts.
 func FormatNames() []string {
-	return []string{"auto", string(FormatMVTec), string(FormatBTAD), string(FormatFolder)}
+	return []string{"auto", string(FormatMVTec), string(FormatBTAD), string(FormatFolder),
+		string(FormatVisA), string(FormatMVTec2), string(FormatRealIAD)}
 }
 
 // Layout says how a dataset is laid out. Normal and MaskSuffix are used
 // only by FormatFolder; empty means "good" and "_mask", and MaskSuffix
 // NoMaskSuffix means masks have their image's stem.
+//
+// SplitFile is used only by FormatVisA and FormatRealIAD (and by
+// FormatAuto when the class turns out to be one of them): VisA's split
+// CSV (default ROOT/split_csv/1cls.csv), or Real-IAD's split JSON, or a
+// folder holding one JSON per class named CLASS.json (default: the first of
+// ROOT/../realiad_jsons/CLASS.json and
+// ROOT/../realiad_jsons/realiad_jsons/CLASS.json that exists).
 type Layout struct {
 	Format     Format
 	Normal     string
 	MaskSuffix string
+	SplitFile  string
 }
 
 // rules returns the normal-folder name, the mask suffix and the accepted
@@ -89,16 +115,24 @@ var imageExts = map[string]bool{".png": true, ".jpg": true, ".jpeg": true, ".bmp
 // Item is one image of a class.
 type Item struct {
 	Class string `json:"class"`
-	// Split is "train" or "test".
+	// Split is "train" or "test"; "validation", "test_private" or
+	// "test_private_mixed" for the extra lists of MVTec AD 2.
 	Split string `json:"split"`
 	// Type is the name of the folder the image is in: the normal folder
-	// ("good" for MVTec, "ok" for BTAD) or a defect name.
+	// ("good" for MVTec, "ok" for BTAD) or a defect name. VisA items have
+	// "normal", or for anomalies the defect label of CLASS/image_anno.csv
+	// ("anomaly" without one); Real-IAD items their anomaly_class ("OK"
+	// for normal ones); unlabelled items "unlabeled".
 	Type string `json:"type"`
 	// Path is the image file (ROOT joined with its place in the tree).
 	Path string `json:"path"`
 	// MaskPath is the ground-truth mask of an anomalous image, "" for normal ones.
 	MaskPath  string `json:"mask,omitempty"`
 	Anomalous bool   `json:"anomalous"`
+	// MaskNonZero says that any non-zero mask value marks a defect (VisA),
+	// instead of the reference's rule for MVTec AD (Preprocess.LoadMask);
+	// Preprocess.LoadItemMask reads the mask by the item's rule.
+	MaskNonZero bool `json:"mask_nonzero,omitempty"`
 	// Width and Height are the image size read from the file header.
 	Width  int `json:"width"`
 	Height int `json:"height"`
@@ -116,18 +150,35 @@ type Problem struct {
 // Error returns "datasets: PATH: REASON".
 func (p Problem) Error() string { return "datasets: " + p.Path + ": " + p.Reason }
 
-// Class is one class of a dataset: its training images (all normal) and
-// test images, in the order of docs/method.md#21-layouts-and-file-order.
+// Class is one class of a dataset: its training images and test images,
+// in the order of docs/method.md#21-layouts-and-file-order. Training
+// images are normal except where the split file of a VisA or Real-IAD
+// class puts anomalous images into training (Real-IAD's FUIAD files): those
+// are training items with Anomalous set, known to the harness only.
 type Class struct {
 	Name   string `json:"name"`
 	Root   string `json:"root"`
 	Format Format `json:"format"`
-	// Normal is the name of the normal folder ("good", "ok", ...).
+	// Normal is the name of the normal folder ("good", "ok", ...), or the
+	// normal label of a split file ("normal" for VisA, Real-IAD's
+	// normal_class, "OK").
 	Normal string `json:"normal"`
 	Train  []Item `json:"train"`
 	Test   []Item `json:"test"`
+	// Validation is MVTec AD 2's validation set (validation/good, Split
+	// "validation", all normal), nil for the other formats.
+	Validation []Item `json:"validation,omitempty"`
+	// Unlabeled is MVTec AD 2's private test images (test_private and
+	// test_private_mixed, Split naming the folder), which ship without
+	// ground truth: they can be scored (predict) but not evaluated. Nil
+	// for the other formats.
+	Unlabeled []Item `json:"unlabeled,omitempty"`
 	// Problems lists the files skipped with LoadOptions.SkipBad.
 	Problems []Problem `json:"problems,omitempty"`
+	// Warnings lists usable but suspicious files: with LoadOptions.Verify,
+	// masks that mark no pixel as a defect under their item's mask rule;
+	// a VisA image_anno.csv whose defect names could not be read.
+	Warnings []Problem `json:"warnings,omitempty"`
 }
 
 // LoadOptions controls Load.
@@ -141,11 +192,30 @@ type LoadOptions struct {
 	Verify bool
 }
 
-// Classes lists the classes under root: the sub-folders that contain a
-// train or test folder, sorted by name. l is accepted for symmetry with
-// Load; every layout keeps one class per sub-folder.
+// classMarkers returns the folders, relative to a class folder, of which
+// one makes a sub-folder of the root a class of format f.
+func classMarkers(f Format) []string {
+	visa := filepath.Join("Data", "Images")
+	switch f {
+	case FormatMVTec, FormatBTAD, FormatFolder:
+		return []string{"train", "test"}
+	case FormatMVTec2:
+		return []string{"train", "test_public"}
+	case FormatVisA:
+		return []string{visa}
+	case FormatRealIAD:
+		return []string{"OK", "NG"}
+	}
+	return []string{"train", "test", "test_public", visa, "OK", "NG"}
+}
+
+// Classes lists the classes under root, sorted by name: the sub-folders
+// that contain a train or test folder (mvtec, btad, folder), train or
+// test_public (mvtec2), Data/Images (visa), OK or NG (realiad), or any of
+// these (auto). Every layout keeps one class per sub-folder.
 func Classes(root string, l Layout) ([]string, error) {
-	if _, err := ParseFormat(string(l.Format)); err != nil {
+	f, err := ParseFormat(string(l.Format))
+	if err != nil {
 		return nil, err
 	}
 	st, err := os.Stat(root)
@@ -159,44 +229,63 @@ func Classes(root string, l Layout) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datasets: %s: %v", root, unwrapPath(err))
 	}
+	markers := classMarkers(f)
 	var out []string
 	for _, e := range ents {
 		if !isDir(root, e) || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		if dirExists(filepath.Join(root, e.Name(), "train")) || dirExists(filepath.Join(root, e.Name(), "test")) {
-			out = append(out, e.Name())
+		for _, m := range markers {
+			if dirExists(filepath.Join(root, e.Name(), m)) {
+				out = append(out, e.Name())
+				break
+			}
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("datasets: %s: no classes (no sub-folder has a train or test folder)", root)
+		return nil, fmt.Errorf("datasets: %s: no classes (no sub-folder has a %s folder)", root, strings.Join(markers, " or "))
 	}
 	return out, nil // os.ReadDir sorts by name
 }
 
 // DetectFormat returns the layout of the class folder dir: BTAD if
-// dir/train/ok exists, MVTec AD if dir/train/good exists.
+// dir/train/ok exists; MVTec AD 2 if dir/train/good and dir/validation or
+// dir/test_public do; MVTec AD if dir/train/good does; VisA if
+// dir/Data/Images does; Real-IAD if dir/OK or dir/NG does.
 func DetectFormat(dir string) (Format, error) {
+	has := func(rel ...string) bool { return dirExists(filepath.Join(append([]string{dir}, rel...)...)) }
 	switch {
-	case dirExists(filepath.Join(dir, "train", "ok")):
+	case has("train", "ok"):
 		return FormatBTAD, nil
-	case dirExists(filepath.Join(dir, "train", "good")):
+	case has("train", "good") && (has("validation") || has("test_public")):
+		return FormatMVTec2, nil
+	case has("train", "good"):
 		return FormatMVTec, nil
+	case has("Data", "Images"):
+		return FormatVisA, nil
+	case has("OK") || has("NG"):
+		return FormatRealIAD, nil
 	}
-	return "", fmt.Errorf("datasets: %s: cannot detect the layout (neither train/good nor train/ok); give the format", dir)
+	return "", fmt.Errorf("datasets: %s: cannot detect the layout (none of train/good, train/ok, Data/Images, OK or NG); give the format", dir)
 }
 
-// Load lists the images of class under root. Train items come from
-// CLASS/train/NORMAL, sorted by file name; test items from every folder
-// of CLASS/test, ordered by folder name (the normal folder sorts among the
-// defect types), then file name. Each image's header is read (ImageSize);
-// each anomalous test image must have a mask of the same size.
+// Load lists the images of class under root.
+//
+// In the folder layouts (mvtec, btad, folder, and mvtec2 with test_public
+// for test) train items come from CLASS/train/NORMAL, sorted by file name;
+// test items from every folder of CLASS/test, ordered by folder name (the
+// normal folder sorts among the defect types), then file name. VisA and
+// Real-IAD take their splits from a split file (Layout.SplitFile; see
+// loadVisA and loadRealIAD) and order each split by path. Each image's
+// header is read (ImageSize); each anomalous test image must have a mask
+// of the same size.
 //
 // Errors name the path and what is wrong: root or class missing (listing
 // the classes that exist), an empty split, a file that is not a readable
 // image, an anomalous image without a mask, a mask whose size differs from
-// its image's. With opt.SkipBad, the per-file problems drop the file and
-// are recorded in Class.Problems; a split left empty is still an error.
+// its image's, and for split files the line or entry at fault. With
+// opt.SkipBad, the per-file problems drop the file and are recorded in
+// Class.Problems; a split left empty is still an error.
 func Load(root, class string, l Layout, opt LoadOptions) (*Class, error) {
 	f, err := ParseFormat(string(l.Format))
 	if err != nil {
@@ -215,38 +304,89 @@ func Load(root, class string, l Layout, opt LoadOptions) (*Class, error) {
 			return nil, err
 		}
 	}
-	normal, suffix, maskExts := l.rules(f)
-	c := &Class{Name: class, Root: root, Format: f, Normal: normal}
-	bad := func(path, reason string) error {
-		if opt.SkipBad {
-			c.Problems = append(c.Problems, Problem{path, reason})
-			return nil
-		}
-		return Problem{path, reason}
+	if l.SplitFile != "" && f != FormatVisA && f != FormatRealIAD {
+		return nil, fmt.Errorf("datasets: %s: a split file is read by the visa and realiad formats only, not by %s (class %s)", l.SplitFile, f, dir)
 	}
-
-	// Training split.
-	trainDir := filepath.Join(dir, "train", normal)
-	files, err := listImages(trainDir, bad)
+	ld := &loader{c: &Class{Name: class, Root: root, Format: f}, dir: dir, opt: opt}
+	switch f {
+	case FormatVisA:
+		err = ld.loadVisA(l.SplitFile)
+	case FormatRealIAD:
+		err = ld.loadRealIAD(l.SplitFile)
+	case FormatMVTec2:
+		err = ld.loadMVTec2()
+	default:
+		err = ld.loadFolders(l)
+	}
 	if err != nil {
 		return nil, err
 	}
+	return ld.c, nil
+}
+
+// loader collects one class's items, problems and warnings.
+type loader struct {
+	c   *Class
+	dir string // the class folder
+	opt LoadOptions
+}
+
+// bad records a problem with path under SkipBad (returning nil), else
+// returns it as the error.
+func (ld *loader) bad(path, reason string) error {
+	if ld.opt.SkipBad {
+		ld.c.Problems = append(ld.c.Problems, Problem{path, reason})
+		return nil
+	}
+	return Problem{path, reason}
+}
+
+// warn records a warning about path.
+func (ld *loader) warn(path, reason string) {
+	ld.c.Warnings = append(ld.c.Warnings, Problem{path, reason})
+}
+
+// loadFolders loads the MVTec-like layouts: mvtec, btad and folder.
+func (ld *loader) loadFolders(l Layout) error {
+	normal, suffix, maskExts := l.rules(ld.c.Format)
+	ld.c.Normal = normal
+	var err error
+	if ld.c.Train, err = ld.folderItems(filepath.Join(ld.dir, "train", normal), "train", normal); err != nil {
+		return err
+	}
+	if len(ld.c.Train) == 0 {
+		return fmt.Errorf("datasets: %s: empty split: no usable training images", filepath.Join(ld.dir, "train", normal))
+	}
+	ld.c.Test, err = ld.testFolders(filepath.Join(ld.dir, "test"), filepath.Join(ld.dir, "ground_truth"), normal, suffix, maskExts)
+	return err
+}
+
+// folderItems lists the images of dir as items of split and type typ
+// (normal), reading their headers.
+func (ld *loader) folderItems(dir, split, typ string) ([]Item, error) {
+	files, err := listImages(dir, ld.bad)
+	if err != nil {
+		return nil, err
+	}
+	var out []Item
 	for _, p := range files {
-		it := Item{Class: class, Split: "train", Type: normal, Path: p}
-		ok, err := checkImage(&it, opt.Verify, bad)
+		it := Item{Class: ld.c.Name, Split: split, Type: typ, Path: p}
+		ok, err := ld.image(&it)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			c.Train = append(c.Train, it)
+			out = append(out, it)
 		}
 	}
-	if len(c.Train) == 0 {
-		return nil, fmt.Errorf("datasets: %s: empty split: no usable training images", trainDir)
-	}
+	return out, nil
+}
 
-	// Test split.
-	testDir := filepath.Join(dir, "test")
+// testFolders lists the test items of testDir: every sub-folder (but
+// gtDir, when it lies inside) by name, each one's images by name; the
+// images of any folder but normal are anomalous and paired with their
+// masks in gtDir/<type>/<stem><suffix><ext>.
+func (ld *loader) testFolders(testDir, gtDir, normal, suffix string, maskExts []string) ([]Item, error) {
 	ents, err := os.ReadDir(testDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("datasets: %s: empty split: no test folder", testDir)
@@ -254,18 +394,19 @@ func Load(root, class string, l Layout, opt LoadOptions) (*Class, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datasets: %w", err)
 	}
+	var out []Item
 	for _, e := range ents {
-		if !isDir(testDir, e) || strings.HasPrefix(e.Name(), ".") {
+		if !isDir(testDir, e) || strings.HasPrefix(e.Name(), ".") || filepath.Join(testDir, e.Name()) == gtDir {
 			continue
 		}
 		typ := e.Name()
-		files, err := listImages(filepath.Join(testDir, typ), bad)
+		files, err := listImages(filepath.Join(testDir, typ), ld.bad)
 		if err != nil {
 			return nil, err
 		}
 		for _, p := range files {
-			it := Item{Class: class, Split: "test", Type: typ, Path: p, Anomalous: typ != normal}
-			ok, err := checkImage(&it, opt.Verify, bad)
+			it := Item{Class: ld.c.Name, Split: "test", Type: typ, Path: p, Anomalous: typ != normal}
+			ok, err := ld.image(&it)
 			if err != nil {
 				return nil, err
 			}
@@ -273,19 +414,19 @@ func Load(root, class string, l Layout, opt LoadOptions) (*Class, error) {
 				continue
 			}
 			if it.Anomalous {
-				if ok, err = pairMask(&it, dir, suffix, maskExts, opt.Verify, bad); err != nil {
+				if ok, err = ld.pairMask(&it, gtDir, suffix, maskExts); err != nil {
 					return nil, err
 				} else if !ok {
 					continue
 				}
 			}
-			c.Test = append(c.Test, it)
+			out = append(out, it)
 		}
 	}
-	if len(c.Test) == 0 {
+	if len(out) == 0 {
 		return nil, fmt.Errorf("datasets: %s: empty split: no usable test images", testDir)
 	}
-	return c, nil
+	return out, nil
 }
 
 // listImages returns the image files of dir sorted by name. Hidden files
@@ -317,24 +458,25 @@ func listImages(dir string, bad func(path, reason string) error) ([]string, erro
 	return out, nil
 }
 
-// checkImage reads the header of it.Path into it.Width and it.Height and,
-// with verify, decodes the whole file.
-func checkImage(it *Item, verify bool, bad func(path, reason string) error) (bool, error) {
+// image reads the header of it.Path into it.Width and it.Height and,
+// with Verify, decodes the whole file.
+func (ld *loader) image(it *Item) (bool, error) {
 	w, h, err := ImageSize(it.Path)
-	if err == nil && verify {
+	if err == nil && ld.opt.Verify {
 		_, err = DecodeRGBFile(it.Path)
 	}
 	if err != nil {
-		return false, bad(it.Path, reason(err, it.Path))
+		return false, ld.bad(it.Path, reason(err, it.Path))
 	}
 	it.Width, it.Height = w, h
 	return true, nil
 }
 
-// pairMask finds the mask of an anomalous test image and checks its size.
-func pairMask(it *Item, dir, suffix string, exts []string, verify bool, bad func(path, reason string) error) (bool, error) {
+// pairMask finds the mask of an anomalous test image in gtDir/<type> and
+// checks it (mask).
+func (ld *loader) pairMask(it *Item, gtDir, suffix string, exts []string) (bool, error) {
 	stem := strings.TrimSuffix(filepath.Base(it.Path), filepath.Ext(it.Path))
-	gt := filepath.Join(dir, "ground_truth", it.Type)
+	gt := filepath.Join(gtDir, it.Type)
 	var tried []string
 	for _, ext := range exts {
 		for _, e := range []string{ext, strings.ToUpper(ext)} {
@@ -350,17 +492,35 @@ func pairMask(it *Item, dir, suffix string, exts []string, verify bool, bad func
 		tried = append(tried, stem+suffix+ext)
 	}
 	if it.MaskPath == "" {
-		return false, bad(it.Path, fmt.Sprintf("anomalous image without mask (looked for %s in %s)", strings.Join(tried, " or "), gt))
+		return false, ld.bad(it.Path, fmt.Sprintf("anomalous image without mask (looked for %s in %s)", strings.Join(tried, " or "), gt))
 	}
+	return ld.mask(it)
+}
+
+// mask checks the mask it.MaskPath: a readable image of its image's size.
+// With Verify it decodes the mask and warns when no pixel of it marks a
+// defect under the item's rule (maskDefects).
+func (ld *loader) mask(it *Item) (bool, error) {
 	w, h, err := ImageSize(it.MaskPath)
-	if err == nil && verify {
-		_, err = DecodeGrayFile(it.MaskPath)
-	}
 	if err != nil {
-		return false, bad(it.MaskPath, reason(err, it.MaskPath))
+		return false, ld.bad(it.MaskPath, reason(err, it.MaskPath))
 	}
 	if w != it.Width || h != it.Height {
-		return false, bad(it.MaskPath, fmt.Sprintf("mask is %dx%d but its image %s is %dx%d", w, h, it.Path, it.Width, it.Height))
+		return false, ld.bad(it.MaskPath, fmt.Sprintf("mask is %dx%d but its image %s is %dx%d", w, h, it.Path, it.Width, it.Height))
+	}
+	if !ld.opt.Verify {
+		return true, nil
+	}
+	n, top, err := maskDefects(it.MaskPath, it.MaskNonZero)
+	if err != nil {
+		return false, ld.bad(it.MaskPath, reason(err, it.MaskPath))
+	}
+	switch {
+	case n > 0:
+	case it.MaskNonZero:
+		ld.warn(it.MaskPath, "mask marks no defect: every pixel is 0")
+	default:
+		ld.warn(it.MaskPath, fmt.Sprintf("mask marks no defect: no pixel is 255 (largest value %d), and only 255 marks a defect in a %s mask", top, ld.c.Format))
 	}
 	return true, nil
 }

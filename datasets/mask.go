@@ -37,17 +37,9 @@ func (p Preprocess) LoadMask(path string) ([]uint8, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
+	data, err := readMaskFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("datasets: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("datasets: %s: reading: %w", path, err)
-	}
-	if len(data) > maxFileBytes {
-		return nil, fmt.Errorf("datasets: %s: file larger than %d bytes", path, maxFileBytes)
+		return nil, err
 	}
 	mode := pilMaskMode(data)
 	if mode == "1" || mode == "P" {
@@ -78,6 +70,116 @@ func (p Preprocess) LoadMask(path string) ([]uint8, error) {
 		g.Pix[i] = img.Pix[3*i]
 	}
 	return p.Mask(g), nil
+}
+
+// LoadMaskNonZero reads a mask whose defects are marked by any non-zero
+// value (VisA's masks number their defect regions 1, 2, ...; see
+// docs/datasets.md) and returns it at the model's geometry like LoadMask.
+// A pixel is a defect where the value the file stores is not 0: the gray
+// value, the palette index of a palette file (as numpy reads a PIL "P"
+// image), or any channel of a colour file. That binary mask, as 0 and 255,
+// then takes LoadMask's path for an 8-bit gray mask (bilinear resize, 1
+// where the result is 255), so that a VisA mask gives exactly what
+// LoadMask gives on the 0/255 copy VisA's own preparation script writes
+// (every non-zero value set to 255).
+func (p Preprocess) LoadMaskNonZero(path string) ([]uint8, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	data, err := readMaskFile(path)
+	if err != nil {
+		return nil, err
+	}
+	vals, w, h, err := maskLevels(data, path, true)
+	if err != nil {
+		return nil, err
+	}
+	if p.Mode == ResizeShorter {
+		if rw, rh := resizedSize(w, h, p.Resize); rw*rh > MaxPixels {
+			return nil, fmt.Errorf("datasets: %s: a %dx%d mask resized to shorter side %d is %dx%d, over %d pixels", path, w, h, p.Resize, rw, rh, MaxPixels)
+		}
+	}
+	for i, v := range vals {
+		if v != 0 {
+			vals[i] = 255
+		}
+	}
+	return p.Mask(&Gray8{W: w, H: h, Pix: vals}), nil
+}
+
+// LoadItemMask reads the mask of it by its rule: LoadMaskNonZero when
+// it.MaskNonZero is set (VisA), else LoadMask.
+func (p Preprocess) LoadItemMask(it Item) ([]uint8, error) {
+	if it.MaskPath == "" {
+		return nil, fmt.Errorf("datasets: %s: image has no mask", it.Path)
+	}
+	if it.MaskNonZero {
+		return p.LoadMaskNonZero(it.MaskPath)
+	}
+	return p.LoadMask(it.MaskPath)
+}
+
+// readMaskFile reads a mask file whole, up to maxFileBytes.
+func readMaskFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("datasets: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("datasets: %s: reading: %w", path, err)
+	}
+	if len(data) > maxFileBytes {
+		return nil, fmt.Errorf("datasets: %s: file larger than %d bytes", path, maxFileBytes)
+	}
+	return data, nil
+}
+
+// maskLevels decodes a mask file into the value per pixel a mask rule
+// reads, at the file's own size: 0 or 255 for a mode "1" file, the palette
+// index for a mode "P" one, otherwise channel 0 (red, or gray) or, with
+// anyChannel, the largest of the three channels.
+func maskLevels(data []byte, path string, anyChannel bool) ([]uint8, int, int, error) {
+	if mode := pilMaskMode(data); mode == "1" || mode == "P" {
+		return maskIndices(data, path, mode)
+	}
+	img, err := decodeRGBBytes(data, path)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	out := make([]uint8, img.W*img.H)
+	for i := range out {
+		px := img.Pix[3*i : 3*i+3]
+		out[i] = px[0]
+		if anyChannel {
+			out[i] = max(px[0], px[1], px[2])
+		}
+	}
+	return out, img.W, img.H, nil
+}
+
+// maskDefects decodes the mask file at path and counts, at its own size,
+// the pixels that mark a defect: non-zero ones with nonZero (LoadMaskNonZero),
+// else those whose value is 255 (LoadMask; at the model's size a pixel can
+// only be 1 where the source has 255 nearby). top is the largest value
+// read.
+func maskDefects(path string, nonZero bool) (n int, top uint8, err error) {
+	data, err := readMaskFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	vals, _, _, err := maskLevels(data, path, nonZero)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, v := range vals {
+		top = max(top, v)
+		if v == 255 || (nonZero && v != 0) {
+			n++
+		}
+	}
+	return n, top, nil
 }
 
 // pilMaskMode returns "1" or "P" when PIL opens the file in that mode (and

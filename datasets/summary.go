@@ -4,41 +4,70 @@ import "fmt"
 
 // Summary is what "softpatch data inspect" reports for one class: its
 // layout, how many images each split has, the masks found, the image
-// sizes and the files Load skipped.
+// sizes and the files Load skipped or warned about.
 type Summary struct {
-	Class         string         `json:"class"`
-	Format        Format         `json:"format"`
-	Normal        string         `json:"normal"`
-	TrainNormals  int            `json:"train_normals"`
-	TestNormals   int            `json:"test_normals"`
-	TestAnomalies map[string]int `json:"test_anomalies"` // per defect type
-	Masks         int            `json:"masks"`
-	Sizes         map[string]int `json:"sizes"` // "WxH" -> images (headers)
-	Problems      []Problem      `json:"problems"`
-	Error         string         `json:"error,omitempty"` // the class could not be loaded
+	Class        string `json:"class"`
+	Format       Format `json:"format"`
+	Normal       string `json:"normal"`
+	TrainNormals int    `json:"train_normals"`
+	// TrainAnomalies counts the anomalous training images a split file
+	// put into training (Real-IAD's FUIAD files), per type.
+	TrainAnomalies map[string]int `json:"train_anomalies,omitempty"`
+	TestNormals    int            `json:"test_normals"`
+	TestAnomalies  map[string]int `json:"test_anomalies"` // per defect type
+	// ValidationNormals counts MVTec AD 2's validation images.
+	ValidationNormals int `json:"validation_normals,omitempty"`
+	// Unlabeled counts MVTec AD 2's images without ground truth, per
+	// folder (test_private, test_private_mixed).
+	Unlabeled map[string]int `json:"unlabeled,omitempty"`
+	Masks     int            `json:"masks"`
+	Sizes     map[string]int `json:"sizes"` // "WxH" -> images (headers)
+	Problems  []Problem      `json:"problems"`
+	Warnings  []Problem      `json:"warnings,omitempty"`
+	Error     string         `json:"error,omitempty"` // the class could not be loaded
 }
 
-// Summarize counts a loaded class's images: train normals, test normals,
-// test anomalies per defect type, masks and images per size. Problems is
+// Summarize counts a loaded class's images: train normals (and
+// anomalies), test normals, test anomalies per defect type, validation and
+// unlabelled images, masks and images per size (every list). Problems is
 // never nil, so that it encodes as a list.
 func Summarize(c *Class) Summary {
-	s := Summary{Class: c.Name, Format: c.Format, Normal: c.Normal, TrainNormals: len(c.Train),
-		TestAnomalies: map[string]int{}, Sizes: map[string]int{}, Problems: c.Problems}
+	s := Summary{Class: c.Name, Format: c.Format, Normal: c.Normal,
+		TestAnomalies: map[string]int{}, Sizes: map[string]int{}, Problems: c.Problems, Warnings: c.Warnings,
+		ValidationNormals: len(c.Validation)}
 	if s.Problems == nil {
 		s.Problems = []Problem{}
 	}
-	for _, it := range append(append([]Item(nil), c.Train...), c.Test...) {
-		s.Sizes[fmt.Sprintf("%dx%d", it.Width, it.Height)]++
-		switch {
-		case it.Split == "train":
-		case it.Anomalous:
+	count := func(m *map[string]int, key string) {
+		if *m == nil {
+			*m = map[string]int{}
+		}
+		(*m)[key]++
+	}
+	for _, list := range [][]Item{c.Train, c.Test, c.Validation, c.Unlabeled} {
+		for _, it := range list {
+			s.Sizes[fmt.Sprintf("%dx%d", it.Width, it.Height)]++
+			if it.MaskPath != "" {
+				s.Masks++
+			}
+		}
+	}
+	for _, it := range c.Train {
+		if it.Anomalous {
+			count(&s.TrainAnomalies, it.Type)
+		} else {
+			s.TrainNormals++
+		}
+	}
+	for _, it := range c.Test {
+		if it.Anomalous {
 			s.TestAnomalies[it.Type]++
-		default:
+		} else {
 			s.TestNormals++
 		}
-		if it.MaskPath != "" {
-			s.Masks++
-		}
+	}
+	for _, it := range c.Unlabeled {
+		count(&s.Unlabeled, it.Split)
 	}
 	return s
 }

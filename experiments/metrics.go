@@ -115,6 +115,43 @@ func (c *Curve) F1Max() (f1 float64, threshold float32, err error) {
 	return b.value(), b.thr, nil
 }
 
+// AP is the average precision, sklearn's average_precision_score: the sum over the thresholds of
+// (R_i - R_{i-1}) P_i, recall R and precision P = TP/(TP+FP) of "score >= Thresholds[i]" (a
+// step function, not the trapezoid). It fails with ErrNoPositives when there are no positives.
+func (c *Curve) AP() (float64, error) {
+	if c.P == 0 {
+		return 0, ErrNoPositives
+	}
+	var a apSum
+	var ptp int64
+	for i := range c.TP {
+		a.add(c.TP[i]-ptp, c.TP[i], c.FP[i])
+		ptp = c.TP[i]
+	}
+	return a.value(c.P), nil
+}
+
+// AP is the average precision of scores against labels (true = anomalous); see Curve.AP.
+func AP(scores []float32, labels []bool) (float64, error) {
+	c, err := NewCurve(scores, labels)
+	if err != nil {
+		return 0, err
+	}
+	return c.AP()
+}
+
+// apSum accumulates the average precision's sum times P: each threshold's new true positives
+// times its precision.
+type apSum struct{ s float64 }
+
+func (a *apSum) add(dtp, tp, fp int64) {
+	if dtp > 0 {
+		a.s += float64(dtp) * (float64(tp) / float64(tp+fp))
+	}
+}
+
+func (a *apSum) value(p int64) float64 { return a.s / float64(p) }
+
 // AUROC is the image-level (or any) ROC area of scores against labels (true = anomalous), with
 // sklearn's roc_auc_score semantics; see Curve.AUROC. Errors: ErrNoScores, ErrNaN, length
 // mismatch, and ErrOneClass when only one class is present (where sklearn raises ValueError).
@@ -144,6 +181,7 @@ type PixelMetrics struct {
 	AUROC       float64 // pixel AUROC over every pixel of every image (roc_auc_score semantics)
 	F1Max       float64 // pixel F1-max (precision_recall_curve semantics)
 	F1Threshold float32 // the lowest pixel score reaching F1Max
+	AP          float64 // pixel average precision (average_precision_score semantics)
 	AUPRO       float64 // area under the PRO curve up to FPR FPRLimit, divided by FPRLimit
 	FPRLimit    float64 // the integration limit used
 	Pixels      int64   // all pixels
@@ -151,7 +189,7 @@ type PixelMetrics struct {
 	Regions     int     // 8-connected ground-truth regions over all images
 }
 
-// EvaluatePixels computes pixel AUROC, pixel F1-max and AUPRO of anomaly maps against
+// EvaluatePixels computes pixel AUROC, pixel F1-max, pixel AP and AUPRO of anomaly maps against
 // ground-truth masks with a single sort of all pixel scores.
 //
 // Layout: maps[i] is image i's anomaly map, h*w float32 values in row-major order (pixel (y, x)
@@ -240,6 +278,7 @@ func EvaluatePixels(maps [][]float32, masks [][]uint8, h, w int, fprLimit float6
 	var (
 		roc        rocArea
 		f1         f1Best
+		ap         apSum
 		pro        proArea
 		tp, fp     int64
 		ptp, pfp   int64
@@ -261,6 +300,7 @@ func EvaluatePixels(maps [][]float32, masks [][]uint8, h, w int, fprLimit float6
 		}
 		roc.add(fp-pfp, tp+ptp)
 		f1.add(tp, fp, pos, keyScore(uint32(hk)))
+		ap.add(tp-ptp, tp, fp)
 		if proPending {
 			proPending = pro.add(float64(fp)/negatives, min(overlap/regions, 1))
 		}
@@ -271,6 +311,7 @@ func EvaluatePixels(maps [][]float32, masks [][]uint8, h, w int, fprLimit float6
 	}
 	r.AUROC = roc.value(pos, neg)
 	r.F1Max, r.F1Threshold = f1.value(), f1.thr
+	r.AP = ap.value(pos)
 	r.AUPRO = pro.area / fprLimit
 	return r, nil
 }

@@ -18,6 +18,7 @@ type golden struct {
 		K           []int64
 		Labels      []int
 		AUROC       float64
+		AP          float64
 		F1Max       float64
 		F1Threshold float32 `json:"f1_threshold"`
 	}
@@ -29,6 +30,7 @@ type golden struct {
 		Masks             []string
 		Regions           []int
 		PixelAUROC        float64      `json:"pixel_auroc"`
+		PixelAP           float64      `json:"pixel_ap"`
 		PixelF1Max        float64      `json:"pixel_f1max"`
 		PixelF1Threshold  float32      `json:"pixel_f1_threshold"`
 		AUPRO             [][2]float64 `json:"aupro"`
@@ -82,7 +84,14 @@ func TestImageGolden(t *testing.T) {
 		if d := math.Abs(f1 - c.F1Max); d > 1e-9 || thr != c.F1Threshold {
 			t.Errorf("%s: F1max %.17g at %v, sklearn %.17g at %v", c.Name, f1, thr, c.F1Max, c.F1Threshold)
 		}
-		t.Logf("%s: |AUROC diff| %.3g, |F1 diff| %.3g", c.Name, math.Abs(auc-c.AUROC), math.Abs(f1-c.F1Max))
+		ap, err := AP(scores, labels)
+		if err != nil {
+			t.Fatalf("%s: %v", c.Name, err)
+		}
+		if d := math.Abs(ap - c.AP); d > 1e-12 {
+			t.Errorf("%s: AP %.17g, sklearn %.17g (diff %.3g)", c.Name, ap, c.AP, d)
+		}
+		t.Logf("%s: |AUROC diff| %.3g, |F1 diff| %.3g, |AP diff| %.3g", c.Name, math.Abs(auc-c.AUROC), math.Abs(f1-c.F1Max), math.Abs(ap-c.AP))
 	}
 }
 
@@ -124,6 +133,9 @@ func TestPixelGolden(t *testing.T) {
 			}
 			if d := math.Abs(r.AUROC - c.PixelAUROC); d > 1e-9 {
 				t.Errorf("%s: pixel AUROC %.17g, sklearn %.17g", c.Name, r.AUROC, c.PixelAUROC)
+			}
+			if d := math.Abs(r.AP - c.PixelAP); d > 1e-12 {
+				t.Errorf("%s: pixel AP %.17g, sklearn %.17g", c.Name, r.AP, c.PixelAP)
 			}
 			if d := math.Abs(r.F1Max - c.PixelF1Max); d > 1e-9 || r.F1Threshold != c.PixelF1Threshold {
 				t.Errorf("%s: pixel F1max %.17g at %v, sklearn %.17g at %v", c.Name, r.F1Max, r.F1Threshold, c.PixelF1Max, c.PixelF1Threshold)

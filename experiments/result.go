@@ -50,12 +50,22 @@ type Result struct {
 	// test set, for detectors that train in epochs: the test set is scored
 	// after every epoch and each metric reported at its best epoch. The
 	// cell's other metrics are the last epoch's.
-	BestEpoch  *BestEpoch         `json:"cflow_best_epoch,omitempty"`
-	ImageAUROC float64            `json:"image_auroc"`
-	PixelAUROC float64            `json:"pixel_auroc"`
-	AUPRO      float64            `json:"aupro"`
-	ImageF1Max float64            `json:"image_f1max"`
-	PixelF1Max float64            `json:"pixel_f1max"`
+	BestEpoch  *BestEpoch `json:"cflow_best_epoch,omitempty"`
+	ImageAUROC float64    `json:"image_auroc"`
+	PixelAUROC float64    `json:"pixel_auroc"`
+	AUPRO      float64    `json:"aupro"`
+	ImageF1Max float64    `json:"image_f1max"`
+	PixelF1Max float64    `json:"pixel_f1max"`
+	// ImageAP and PixelAP are the average precisions (sklearn's
+	// average_precision_score) of the image scores and of every pixel.
+	ImageAP float64 `json:"image_ap"`
+	PixelAP float64 `json:"pixel_ap"`
+	// AUPIMO is the mean over the anomalous test images of their AUPIMO
+	// (experiments.AUPIMO: shared FPR 1e-5 to 1e-4 on the normal images);
+	// nil with AUPIMONote saying why when the normal test images have too
+	// few pixels to resolve that range.
+	AUPIMO     *float64           `json:"aupimo,omitempty"`
+	AUPIMONote string             `json:"aupimo_note,omitempty"`
 	PerImage   []ImageScore       `json:"per_image"`
 	Overlays   []Overlay          `json:"overlays,omitempty"`
 	Seconds    map[string]float64 `json:"seconds"`
@@ -81,6 +91,8 @@ type ImageScore struct {
 	Label int     `json:"label"`
 	Type  string  `json:"type"`
 	Score float32 `json:"score"`
+	// AUPIMO is an anomalous image's AUPIMO (when the cell has one).
+	AUPIMO *float64 `json:"aupimo,omitempty"`
 }
 
 // Overlay is an anomaly-map overlay written for a cell.
@@ -117,7 +129,8 @@ type FilterResult struct {
 
 // Metrics names the scalar metrics of a Result (their JSON names), in the
 // order of its fields.
-var Metrics = []string{"image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max", "defect_bank_fraction"}
+var Metrics = []string{"image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max", "image_ap", "pixel_ap", "aupimo",
+	"defect_bank_fraction"}
 
 // metric returns the field holding the named metric, nil for a name not
 // in Metrics.
@@ -133,6 +146,12 @@ func (r *Result) metric(name string) *float64 {
 		return &r.ImageF1Max
 	case "pixel_f1max":
 		return &r.PixelF1Max
+	case "image_ap":
+		return &r.ImageAP
+	case "pixel_ap":
+		return &r.PixelAP
+	case "aupimo":
+		return r.AUPIMO
 	case "defect_bank_fraction":
 		return r.DefectBankFraction
 	}

@@ -33,9 +33,9 @@ func TestResultSchema(t *testing.T) {
 		want string
 	}{
 		{Result{}, "commit date device data class method noise noise_files backbone mark,omitempty draws,omitempty settings,omitempty settings_hash,omitempty train_images test_images bank_size " +
-			"excluded_patches,omitempty defect_bank_entries,omitempty defect_bank_fraction,omitempty filter,omitempty cflow_best_epoch,omitempty image_auroc pixel_auroc aupro image_f1max pixel_f1max per_image overlays,omitempty seconds"},
+			"excluded_patches,omitempty defect_bank_entries,omitempty defect_bank_fraction,omitempty filter,omitempty cflow_best_epoch,omitempty image_auroc pixel_auroc aupro image_f1max pixel_f1max image_ap pixel_ap aupimo,omitempty aupimo_note,omitempty per_image overlays,omitempty seconds"},
 		{BestEpoch{}, "epochs image_auroc image_epoch pixel_auroc pixel_epoch"},
-		{ImageScore{}, "file label type score"},
+		{ImageScore{}, "file label type score aupimo,omitempty"},
 		{Overlay{}, "which file image score"},
 		{FilterResult{}, "method drop,omitempty threshold,omitempty dropped dropped_scores injected dropped_noise precision recall reused,omitempty"},
 		{Bank2D{}, "x y noisy defect,omitempty"},
@@ -50,12 +50,12 @@ func TestResultSchema(t *testing.T) {
 // TestResultRoundTripAndMetric encodes a full result, decodes it through a
 // Record, and checks Metric by name, including metrics a result lacks.
 func TestResultRoundTripAndMetric(t *testing.T) {
-	drop, frac := 0.1, 0.03
+	drop, frac, aupimo := 0.1, 0.03, 0.6
 	r := Result{Commit: "abc", Class: "wood", Method: "padim+patchcore", Noise: datasets.Noise{Ratio: 0.1, Overlap: true},
 		NoiseDrawn: []string{"wood/test/hole/000.png"}, Backbone: backbone.Identity{Arch: "wide_resnet50_2", BNPass: backbone.BNPublished},
 		Train: 10, Test: 4, BankSize: 100, Filter: &FilterResult{Method: "padim", Drop: &drop, Dropped: []string{"a"}, DroppedScore: []float32{2}},
-		ImageAUROC: 0.1, PixelAUROC: 0.2, AUPRO: 0.3, ImageF1Max: 0.4, PixelF1Max: 0.5, DefectBankEntries: 3, DefectBankFraction: &frac,
-		PerImage: []ImageScore{{File: "x.png", Label: 1, Type: "hole", Score: 0.5}},
+		ImageAUROC: 0.1, PixelAUROC: 0.2, AUPRO: 0.3, ImageF1Max: 0.4, PixelF1Max: 0.5, ImageAP: 0.7, PixelAP: 0.8, AUPIMO: &aupimo, DefectBankEntries: 3, DefectBankFraction: &frac,
+		PerImage: []ImageScore{{File: "x.png", Label: 1, Type: "hole", Score: 0.5, AUPIMO: &aupimo}},
 		Overlays: []Overlay{{Which: "highest", File: "overlays/c/highest.png", Image: "x.png", Score: 0.5}},
 		Seconds:  map[string]float64{"features": 1}}
 	b, err := json.Marshal(r)

@@ -95,7 +95,7 @@ func TestResultsMarkdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	if err := WriteResultsMarkdown(&b, recs, tables, []byte(`{"Name":"q"}`), []string{"/x/curve.png", "/x/curve.svg"}); err != nil {
+	if err := WriteResultsMarkdown(&b, recs, tables, []byte(`{"Name":"q"}`), []string{"/x/curve.png", "/x/curve.svg"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []string{"from 2 cells", "commit: abc1234", "**random-init backbone** (seed 0", "device: 2 threads",
@@ -245,7 +245,7 @@ func TestResultsMarkdownSettings(t *testing.T) {
 		recs[m] = experiments.Record{Key: m, Cell: experiments.Cell{Class: "wood", Method: m}, Result: raw}
 	}
 	var b bytes.Buffer
-	if err := WriteResultsMarkdown(&b, recs, nil, nil, nil); err != nil {
+	if err := WriteResultsMarkdown(&b, recs, nil, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"`detector.coreset` 0.1", "settings that differ between cells: `method`", "1 cells record no settings"} {
@@ -305,7 +305,7 @@ func TestWriteROCClass(t *testing.T) {
 		return fs
 	}
 	for _, class := range []string{"pill", "wood"} {
-		if err := Write(dir, io.Discard, false, class); err != nil {
+		if err := Write(dir, io.Discard, Options{ROCClass: class}); err != nil {
 			t.Fatal(err)
 		}
 		got := rocs()

@@ -54,7 +54,7 @@ func writeSettings(b *strings.Builder, leaves []map[string]string, unrecorded in
 // (commits, backbones with weights hash or the random-init mark, devices,
 // dates, data, seconds per stage summed over cells), the config, the pixel
 // and image AUROC tables and the figures (paths relative to the folder).
-func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, tables []Table, config []byte, figures []string) error {
+func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, tables []Table, config []byte, figures []string, metrics []string) error {
 	var commits, backbones, devices, data, dates []string
 	var leaves []map[string]string // each recorded settings' leaves
 	unrecorded := 0
@@ -122,9 +122,10 @@ func WriteResultsMarkdown(w io.Writer, recs map[string]experiments.Record, table
 		return err
 	}
 	for _, t := range tables {
-		// AUROCs of every setting; the defect share of the banks where
-		// there is noise.
-		if t.Metric != "pixel_auroc" && t.Metric != "image_auroc" && (t.Metric != "defect_bank_fraction" || t.Ratio == 0) {
+		// AUROCs of every setting, and the metrics asked for; the defect
+		// share of the banks where there is noise.
+		if t.Metric != "pixel_auroc" && t.Metric != "image_auroc" && !slices.Contains(metrics, t.Metric) &&
+			(t.Metric != "defect_bank_fraction" || t.Ratio == 0) {
 			continue
 		}
 		if err := t.WriteMarkdown(w); err != nil {

@@ -22,15 +22,17 @@ import (
 // order (each one of experiments.Metrics).
 var Metrics = []string{"pixel_auroc", "image_auroc", "aupro", "pixel_f1max", "image_f1max"}
 
-// OptionalMetrics are tabulated after Metrics when some cell has them:
-// defect_bank_fraction, the share of a memory bank from defects of
-// injected images (results before it was recorded lack it).
-var OptionalMetrics = []string{"defect_bank_fraction"}
+// OptionalMetrics are tabulated after Metrics when some cell has them
+// (results written before they were recorded lack them): the average
+// precisions, AUPIMO, and defect_bank_fraction, the share of a memory
+// bank from defects of injected images.
+var OptionalMetrics = []string{"image_ap", "pixel_ap", "aupimo", "defect_bank_fraction"}
 
 // metricLabels are the metrics' names in tables and figures.
 var metricLabels = map[string]string{
 	"pixel_auroc": "Pixel AUROC", "image_auroc": "Image AUROC", "aupro": "AUPRO",
 	"pixel_f1max": "Pixel F1-max", "image_f1max": "Image F1-max",
+	"image_ap": "Image AP", "pixel_ap": "Pixel AP", "aupimo": "AUPIMO",
 	"defect_bank_fraction": "Defect bank fraction",
 }
 

@@ -153,7 +153,7 @@ func TestOptionalMetricTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := tables[len(tables)-1]
-	if len(tables) != len(Metrics)+1 || last.Metric != "defect_bank_fraction" || last.Rows[0].Values[1] != 0.25 || !math.IsNaN(last.Rows[0].Values[0]) {
+	if len(tables) != len(Metrics)+3 || last.Metric != "defect_bank_fraction" || last.Rows[0].Values[1] != 0.25 || !math.IsNaN(last.Rows[0].Values[0]) {
 		t.Errorf("%d tables, last %s %v %v", len(tables), last.Metric, last.Methods, last.Rows[0].Values)
 	}
 	var md bytes.Buffer

@@ -13,14 +13,47 @@ import (
 	"github.com/softpatch/softpatch/internal/atomicfile"
 )
 
+// Options choose what Write prints and draws beyond what it always
+// writes.
+type Options struct {
+	// Metrics are the metrics whose tables are printed, listed in
+	// RESULTS.md and drawn as robustness curves (each one of
+	// experiments.Metrics); nil means pixel AUROC printed, pixel and image
+	// AUROC drawn.
+	Metrics []string
+	// All prints every metric's tables.
+	All bool
+	// ROCClass is the class whose image ROC curves and memory banks are
+	// drawn ("" the first by name).
+	ROCClass string
+}
+
+// CheckMetrics reports a name in metrics that is not a metric of a cell.
+func CheckMetrics(metrics []string) error {
+	for _, m := range metrics {
+		if !slices.Contains(experiments.Metrics, m) {
+			return fmt.Errorf("report: unknown metric %q (metrics: %s)", m, strings.Join(experiments.Metrics, ", "))
+		}
+	}
+	return nil
+}
+
 // Write reports on the results folder dir: every cell's metrics to
 // results.csv, the tables to tables.md and tables.csv, RESULTS.md
 // (provenance, config, tables, figures), per-class bar charts of pixel
-// AUROC and image ROC curves of one class (rocClass, default the first)
-// for every setting, the memory banks of that class, and the robustness
-// curves of pixel and image AUROC (robustness_<metric>.png and .svg). It
-// prints the tables to w (pixel AUROC only unless all).
-func Write(dir string, w io.Writer, all bool, rocClass string) error {
+// AUROC and image ROC curves of one class (o.ROCClass) for every setting,
+// the memory banks of that class, and the robustness curves of o's
+// metrics (robustness_<metric>.png and .svg). It prints the tables of o's
+// metrics to w.
+func Write(dir string, w io.Writer, o Options) error {
+	if err := CheckMetrics(o.Metrics); err != nil {
+		return err
+	}
+	rocClass := o.ROCClass
+	printed, drawn := o.Metrics, o.Metrics
+	if len(o.Metrics) == 0 {
+		printed, drawn = []string{"pixel_auroc"}, []string{"pixel_auroc", "image_auroc"}
+	}
 	recs, err := experiments.ReadResults(dir)
 	if err != nil {
 		return err
@@ -53,7 +86,11 @@ func Write(dir string, w io.Writer, all bool, rocClass string) error {
 		return err
 	}
 	var figures []string
-	for _, metric := range []string{"pixel_auroc", "image_auroc"} {
+	for _, metric := range drawn {
+		if !slices.ContainsFunc(tables, func(t Table) bool { return t.Metric == metric }) {
+			slog.Info("no robustness curve: no cell has the metric", "metric", metric)
+			continue
+		}
 		fs, err := RobustnessCurve(tables, metric, MetricLabel(metric)+" against the noise ratio", filepath.Join(dir, "robustness_"+metric))
 		if err != nil {
 			return err
@@ -96,12 +133,12 @@ func Write(dir string, w io.Writer, all bool, rocClass string) error {
 	}
 	cfgJSON, _ := os.ReadFile(filepath.Join(dir, "config.json")) // absent for folders not written by run
 	if err := atomicfile.WriteFile(filepath.Join(dir, "RESULTS.md"), func(f io.Writer) error {
-		return WriteResultsMarkdown(f, recs, tables, cfgJSON, figures)
+		return WriteResultsMarkdown(f, recs, tables, cfgJSON, figures, o.Metrics)
 	}); err != nil {
 		return err
 	}
 	for _, t := range tables {
-		if all || t.Metric == "pixel_auroc" {
+		if o.All || slices.Contains(printed, t.Metric) {
 			if err := t.WriteText(w); err != nil {
 				return err
 			}

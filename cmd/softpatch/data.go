@@ -37,39 +37,55 @@ func runDataTo(w io.Writer, args []string) error {
 	return fmt.Errorf("usage: softpatch %s", dataUsage)
 }
 
-func layoutFlags(fs *flag.FlagSet) (format, normal, suffix *string) {
-	format = fs.String("format", "", "layout: mvtec, btad or folder (default: detect from train/good or train/ok)")
-	normal = fs.String("normal", "", "folder layout: name of the normal folder (default good)")
-	suffix = fs.String("mask-suffix", "", "folder layout: mask file suffix before the extension (default _mask; none: the image's own stem)")
-	return
+// layoutFlags are the dataset-layout flags of the data verbs.
+type layoutFlags struct {
+	format, normal, suffix, splitFile *string
 }
 
-func makeLayout(format, normal, suffix string) (datasets.Layout, error) {
-	f, err := datasets.ParseFormat(format)
+// registerLayout adds the layout flags to fs.
+func registerLayout(fs *flag.FlagSet) layoutFlags {
+	return layoutFlags{
+		format: fs.String("format", "", "layout: "+strings.Join(datasets.FormatNames()[1:], ", ")+
+			" (default: detect from train/good, train/ok, train/good with validation or test_public, Data/Images, OK or NG; see docs/datasets.md)"),
+		normal:    fs.String("normal", "", "folder layout: name of the normal folder (default good)"),
+		suffix:    fs.String("mask-suffix", "", "folder layout: mask file suffix before the extension (default _mask; none: the image's own stem)"),
+		splitFile: fs.String("split-file", "", splitFileHelp),
+	}
+}
+
+// splitFileHelp is the help of --split-file, shared with the cell flags.
+const splitFileHelp = "visa: the split CSV (default ROOT/split_csv/1cls.csv); realiad: the split JSON, or a folder of CLASS.json files such as realiad_jsons_fuiad_0.1 (default ROOT/../realiad_jsons/CLASS.json)"
+
+// layout checks the flags' combination and returns the layout.
+func (lf layoutFlags) layout() (datasets.Layout, error) {
+	f, err := datasets.ParseFormat(*lf.format)
 	if err != nil {
 		return datasets.Layout{}, err
 	}
-	if (normal != "" || suffix != "") && f != datasets.FormatFolder {
+	if (*lf.normal != "" || *lf.suffix != "") && f != datasets.FormatFolder {
 		return datasets.Layout{}, fmt.Errorf("--normal and --mask-suffix need --format folder")
 	}
-	return datasets.Layout{Format: f, Normal: normal, MaskSuffix: suffix}, nil
+	if *lf.splitFile != "" && f != datasets.FormatVisA && f != datasets.FormatRealIAD && f != datasets.FormatAuto {
+		return datasets.Layout{}, fmt.Errorf("--split-file needs --format visa or realiad")
+	}
+	return datasets.Layout{Format: f, Normal: *lf.normal, MaskSuffix: *lf.suffix, SplitFile: *lf.splitFile}, nil
 }
 
 func dataInspect(w io.Writer, args []string) error {
-	fs := newFlags("data inspect", "data inspect --data ROOT [--format mvtec|btad|folder] [--class C] [--json]",
+	fs := newFlags("data inspect", "data inspect --data ROOT [--format "+strings.Join(datasets.FormatNames()[1:], "|")+"] [--split-file F] [--class C] [--json]",
 		"softpatch data inspect --data ./mvtec --class bottle")
 	root := fs.String("data", "", "dataset root (required)")
 	class := fs.String("class", "", "only this class (default: all)")
 	asJSON := fs.Bool("json", false, "print a JSON list of class summaries")
 	quick := fs.Bool("quick", false, "read only file headers instead of decoding every image and mask (misses truncated files)")
-	format, normal, suffix := layoutFlags(fs)
+	lf := registerLayout(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *root == "" || fs.NArg() > 0 {
 		return fmt.Errorf("data inspect: --data ROOT is required and takes no arguments")
 	}
-	l, err := makeLayout(*format, *normal, *suffix)
+	l, err := lf.layout()
 	if err != nil {
 		return err
 	}
@@ -125,20 +141,31 @@ func printSummary(w io.Writer, s datasets.Summary) {
 		fmt.Fprintf(w, "class %s: %s\n", s.Class, s.Error)
 		return
 	}
-	fmt.Fprintf(w, "class %s (%s, normal folder %q)\n", s.Class, s.Format, s.Normal)
+	fmt.Fprintf(w, "class %s (%s, normal %q)\n", s.Class, s.Format, s.Normal)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	nAnom := 0
-	for _, n := range s.TestAnomalies {
-		nAnom += n
+	counts := func(title string, m map[string]int) {
+		fmt.Fprintf(tw, "  %s\t%d\n", title, total(m))
+		for _, t := range slices.Sorted(maps.Keys(m)) {
+			fmt.Fprintf(tw, "    %s\t%d\n", t, m[t])
+		}
 	}
 	fmt.Fprintf(tw, "  train normals\t%d\n", s.TrainNormals)
+	if len(s.TrainAnomalies) > 0 {
+		counts("train anomalies (from the split file)", s.TrainAnomalies)
+	}
+	if s.ValidationNormals > 0 {
+		fmt.Fprintf(tw, "  validation normals\t%d\n", s.ValidationNormals)
+	}
 	fmt.Fprintf(tw, "  test normals\t%d\n", s.TestNormals)
-	fmt.Fprintf(tw, "  test anomalies\t%d\n", nAnom)
-	for _, t := range slices.Sorted(maps.Keys(s.TestAnomalies)) {
-		fmt.Fprintf(tw, "    %s\t%d\n", t, s.TestAnomalies[t])
+	counts("test anomalies", s.TestAnomalies)
+	if len(s.Unlabeled) > 0 {
+		counts("unlabeled (scored, not evaluated)", s.Unlabeled)
 	}
 	fmt.Fprintf(tw, "  masks found\t%d\n", s.Masks)
 	fmt.Fprintf(tw, "  problems\t%d\n", len(s.Problems))
+	if len(s.Warnings) > 0 {
+		fmt.Fprintf(tw, "  warnings\t%d\n", len(s.Warnings))
+	}
 	tw.Flush()
 	var sizes []string
 	for _, k := range slices.Sorted(maps.Keys(s.Sizes)) {
@@ -148,6 +175,18 @@ func printSummary(w io.Writer, s datasets.Summary) {
 	for _, p := range s.Problems {
 		fmt.Fprintf(w, "  problem: %s: %s\n", p.Path, p.Reason)
 	}
+	for _, p := range s.Warnings {
+		fmt.Fprintf(w, "  warning: %s: %s\n", p.Path, p.Reason)
+	}
+}
+
+// total sums a map's counts.
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // splitResult is what "data split --json" prints; paths are relative to ROOT.
@@ -176,14 +215,14 @@ func dataSplit(w io.Writer, args []string) error {
 	augment := fs.Bool("augment", false, "give each injected image its own seeded random affine (the published --noise_augmentation)")
 	skipBad := fs.Bool("skip-bad", false, "skip unusable files (listed) instead of failing")
 	asJSON := fs.Bool("json", false, "print JSON")
-	format, normal, suffix := layoutFlags(fs)
+	lf := registerLayout(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *root == "" || *class == "" || fs.NArg() > 0 {
 		return fmt.Errorf("data split: --data ROOT and --class C are required and it takes no arguments")
 	}
-	l, err := makeLayout(*format, *normal, *suffix)
+	l, err := lf.layout()
 	if err != nil {
 		return err
 	}
@@ -232,9 +271,22 @@ func dataSplit(w io.Writer, args []string) error {
 		src = "list " + *list
 	}
 	fmt.Fprintf(w, "class %s under %s: %s, %s\n", c.Name, c.Root, src, mode)
-	fmt.Fprintf(w, "train: %d (%d clean + %d drawn)\n", len(train), len(c.Train), len(drawn))
+	fromFile := 0 // anomalous training images of a split file (Real-IAD FUIAD)
+	for _, it := range c.Train {
+		if it.Anomalous {
+			fromFile++
+		}
+	}
+	if fromFile > 0 {
+		fmt.Fprintf(w, "train: %d (%d clean + %d anomalous from the split file + %d drawn)\n", len(train), len(c.Train)-fromFile, fromFile, len(drawn))
+	} else {
+		fmt.Fprintf(w, "train: %d (%d clean + %d drawn)\n", len(train), len(c.Train), len(drawn))
+	}
 	for i, it := range train {
 		mark := ""
+		if i < len(c.Train) && it.Anomalous {
+			mark = "  [anomalous, from the split file]"
+		}
 		if i >= len(c.Train) {
 			mark = "  [noise]"
 			if a := it.Augment; a != nil {

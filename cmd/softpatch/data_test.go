@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"image"
+	"image/jpeg"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -127,5 +128,162 @@ func TestDataSplit(t *testing.T) {
 	}
 	if err := runDataTo(&out, []string{"frobnicate"}); err == nil || errors.Is(err, flag.ErrHelp) {
 		t.Errorf("unknown sub-verb: %v", err)
+	}
+}
+
+// writeGray writes a w x h gray PNG (or JPEG, by extension) at root/rel
+// whose every pixel is v, creating folders.
+func writeGray(t *testing.T, root, rel string, w, h int, v uint8) {
+	t.Helper()
+	p := filepath.Join(root, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := image.NewGray(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		img.Pix[i] = v
+	}
+	var buf bytes.Buffer
+	var err error
+	if strings.HasSuffix(strings.ToLower(p), ".jpg") {
+		err = jpeg.Encode(&buf, img, nil)
+	} else {
+		err = png.Encode(&buf, img)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeFile(t *testing.T, root, rel, text string) {
+	t.Helper()
+	p := filepath.Join(root, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inspect runs data inspect and returns its output with the spacing
+// collapsed.
+func inspect(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := runDataTo(&out, append([]string{"inspect"}, args...))
+	return strings.Join(strings.Fields(out.String()), " "), err
+}
+
+func TestDataInspectVisA(t *testing.T) {
+	root := t.TempDir()
+	for _, f := range []string{"Normal/0", "Normal/1", "Normal/2", "Anomaly/0"} {
+		writeGray(t, root, "candle/Data/Images/"+f+".JPG", 15, 10, 128)
+	}
+	writeGray(t, root, "candle/Data/Masks/Anomaly/0.png", 15, 10, 1) // VisA's small values
+	writeFile(t, root, "split_csv/1cls.csv", "object,split,label,image,mask\n"+
+		"candle,train,normal,candle/Data/Images/Normal/1.JPG,\n"+
+		"candle,train,normal,candle/Data/Images/Normal/0.JPG,\n"+
+		"candle,test,normal,candle/Data/Images/Normal/2.JPG,\n"+
+		"candle,test,anomaly,candle/Data/Images/Anomaly/0.JPG,candle/Data/Masks/Anomaly/0.png\n")
+	s, err := inspect(t, "--data", root)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, s)
+	}
+	for _, want := range []string{`class candle (visa, normal "normal")`, "train normals 2", "test normals 1", "test anomalies 1 anomaly 1",
+		"masks found 1", "problems 0", "image sizes: 15x10 (4)"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "warning") {
+		t.Errorf("a VisA mask of 1s warned about:\n%s", s)
+	}
+	// The same mask read with MVTec AD's rule marks nothing: a warning.
+	writeGray(t, root, "mv/a/train/good/0.png", 15, 10, 9)
+	writeGray(t, root, "mv/a/test/cut/0.png", 15, 10, 9)
+	writeGray(t, root, "mv/a/ground_truth/cut/0_mask.png", 15, 10, 1)
+	if s, err = inspect(t, "--data", filepath.Join(root, "mv")); err != nil || !strings.Contains(s, "warnings 1") ||
+		!strings.Contains(s, "0_mask.png: mask marks no defect: no pixel is 255 (largest value 1)") {
+		t.Errorf("mvtec mask of 1s: %v\n%s", err, s)
+	}
+	// Bad input names the file and line.
+	writeFile(t, root, "split_csv/1cls.csv", "object,split,image,mask\n")
+	if _, err := inspect(t, "--data", root, "--class", "candle"); err == nil || !strings.Contains(err.Error(), filepath.Join(root, "split_csv", "1cls.csv")+":1: missing column label") {
+		t.Errorf("bad CSV: %v", err)
+	}
+	if _, err := inspect(t, "--data", root, "--format", "mvtec", "--split-file", "x.csv"); err == nil || !strings.Contains(err.Error(), "--split-file needs --format visa or realiad") {
+		t.Errorf("--split-file with mvtec: %v", err)
+	}
+}
+
+func TestDataInspectMVTec2(t *testing.T) {
+	root := t.TempDir()
+	for _, f := range []string{"train/good/000", "train/good/001", "validation/good/100", "test_public/good/200", "test_public/bad/300",
+		"test_private/400", "test_private_mixed/500", "test_private_mixed/501"} {
+		writeGray(t, root, "can/"+f+".png", 12, 10, 100)
+	}
+	writeGray(t, root, "can/test_public/ground_truth/bad/300_mask.png", 12, 10, 255)
+	s, err := inspect(t, "--data", root)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, s)
+	}
+	for _, want := range []string{`class can (mvtec2, normal "good")`, "train normals 2", "validation normals 1", "test normals 1",
+		"test anomalies 1 bad 1", "unlabeled (scored, not evaluated) 3 test_private 1 test_private_mixed 2", "masks found 1", "image sizes: 12x10 (8)"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, s)
+		}
+	}
+	var out bytes.Buffer
+	if err := runDataTo(&out, []string{"inspect", "--data", root, "--json"}); err != nil {
+		t.Fatal(err)
+	}
+	var sum []datasets.Summary
+	if err := json.Unmarshal(out.Bytes(), &sum); err != nil || len(sum) != 1 || sum[0].ValidationNormals != 1 || sum[0].Unlabeled["test_private_mixed"] != 2 {
+		t.Errorf("json: %v %+v", err, sum)
+	}
+}
+
+func TestDataInspectRealIAD(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "realiad_256")
+	for _, f := range []string{"OK/S1/a_C1", "OK/S1/a_C2", "OK/S2/b_C1", "NG/BX/S3/c_C1", "NG/BX/S3/c_C2"} {
+		writeGray(t, root, "usb/"+f+".jpg", 16, 16, 90)
+	}
+	writeGray(t, root, "usb/NG/BX/S3/c_C1.png", 16, 16, 255)
+	writeGray(t, root, "usb/NG/BX/S3/c_C2.png", 16, 16, 255)
+	sample := func(class, img, mask string) string {
+		m := "null"
+		if mask != "" {
+			m = `"` + mask + `"`
+		}
+		return `{"category": "usb", "anomaly_class": "` + class + `", "image_path": "` + img + `", "mask_path": ` + m + `}`
+	}
+	writeFile(t, base, "realiad_jsons_fuiad_0.1/usb.json", `{"meta": {"prefix": "usb", "normal_class": "OK"},
+ "train": [`+sample("OK", "OK/S1/a_C1.jpg", "")+`, `+sample("OK", "OK/S1/a_C2.jpg", "")+`, `+sample("BX", "NG/BX/S3/c_C1.jpg", "NG/BX/S3/c_C1.png")+`],
+ "test": [`+sample("OK", "OK/S2/b_C1.jpg", "")+`, `+sample("BX", "NG/BX/S3/c_C2.jpg", "NG/BX/S3/c_C2.png")+`]}`)
+	split := filepath.Join(base, "realiad_jsons_fuiad_0.1")
+	if _, err := inspect(t, "--data", root); err == nil || !strings.Contains(err.Error(), "1 of 1 classes") {
+		t.Errorf("without a split file: %v", err)
+	}
+	s, err := inspect(t, "--data", root, "--format", "realiad", "--split-file", split)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, s)
+	}
+	for _, want := range []string{`class usb (realiad, normal "OK")`, "train normals 2", "train anomalies (from the split file) 1 BX 1",
+		"test normals 1", "test anomalies 1 BX 1", "masks found 2"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, s)
+		}
+	}
+	var out bytes.Buffer
+	if err := runDataTo(&out, []string{"split", "--data", root, "--class", "usb", "--split-file", split}); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.Contains(s, "usb/NG/BX/S3/c_C1.jpg  [anomalous, from the split file]") || !strings.Contains(s, "train: 3 (2 clean + 1 anomalous from the split file + 0 drawn)") {
+		t.Errorf("split output:\n%s", s)
 	}
 }

@@ -70,6 +70,7 @@ func (f *featureFlags) openPatch() (*runner.Backbone, *runner.Pipeline, error) {
 type cellFlags struct {
 	features                    featureFlags
 	root, class, format, method string
+	splitFile                   string
 	list, filter, draws         string
 	ratio                       float64
 	overlap, augment, skipBad   bool
@@ -83,7 +84,8 @@ func (cf *cellFlags) register(fs *flag.FlagSet) {
 	cf.features.register(fs, true)
 	fs.StringVar(&cf.root, "data", "", "dataset root (required)")
 	fs.StringVar(&cf.class, "class", "", "class (required)")
-	fs.StringVar(&cf.format, "format", "", "layout: "+strings.Join(datasets.FormatNames()[1:], ", ")+" (default: detect)")
+	fs.StringVar(&cf.format, "format", "", "layout: "+strings.Join(datasets.FormatNames()[1:], ", ")+" (default: detect; see docs/datasets.md)")
+	fs.StringVar(&cf.splitFile, "split-file", "", splitFileHelp)
 	fs.StringVar(&cf.method, "method", "softpatch-lof", "detector, or FILTER+METHOD (see --filter); one of\n"+methodList())
 	fs.StringVar(&cf.filter, "filter", "", "image-level denoising: METHOD[:DROP] fits METHOD on the training set, drops the floor(DROP*N) training images it scores highest (DROP default 0.1), then fits --method on the rest; METHOD:>SCORE drops those scoring above SCORE")
 	fs.Float64Var(&cf.ratio, "noise", 0, "noise ratio: floor(r * n_train) anomalous test images join training")
@@ -153,7 +155,7 @@ func (cf *cellFlags) load(verb string) (*runner.Cell, *runner.Backbone, error) {
 		return nil, nil, err
 	}
 	noise := datasets.Noise{Ratio: cf.ratio, Overlap: cf.overlap, Fold: cf.fold, Augment: cf.augment}
-	class, err := runner.LoadClass(cf.root, cf.class, datasets.Layout{Format: format}, cf.skipBad)
+	class, err := runner.LoadClass(cf.root, cf.class, datasets.Layout{Format: format, SplitFile: cf.splitFile}, cf.skipBad)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -74,7 +74,7 @@ func runRun(args []string) error {
 	plan, err := runner.Sweep(cfg, runner.SweepOptions{Dir: dir, Shard: shard, Out: os.Stdout, AfterCell: runHook, RedoChanged: *redo})
 	if errors.Is(err, runner.ErrDatasetMissing) && plan != nil && len(plan.Done) > 0 {
 		// The stored cells still report, and the error says why nothing ran.
-		if rerr := reports.Write(dir, os.Stdout, false, ""); rerr != nil {
+		if rerr := reports.Write(dir, os.Stdout, reports.Options{}); rerr != nil {
 			return rerr
 		}
 		return fmt.Errorf("%w: reported the %d stored cells of %s, ran nothing", err, len(plan.Done), dir)
@@ -87,7 +87,7 @@ func runRun(args []string) error {
 	} else {
 		fmt.Printf("%d cells run, %d done before -> %s\n", len(plan.Todo), len(plan.Cells)-len(plan.Todo), dir)
 	}
-	return reports.Write(dir, os.Stdout, false, "")
+	return reports.Write(dir, os.Stdout, reports.Options{})
 }
 
 // reorder moves the positional arguments after the flags, so that

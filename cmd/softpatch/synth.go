@@ -15,10 +15,10 @@ import (
 // layout: softpatch synth --out DIR [flags].
 func runSynth(args []string) error {
 	fs := newFlags("synth",
-		"synth --out DIR [--classes "+strings.Join(synth.Classes(), ",")+"] [--seed N] [--train N --test-good N --test-defect N] [--size 256] [--force]",
+		"synth --out DIR [--classes "+strings.Join(synth.AllClasses(), ",")+"] [--seed N] [--train N --test-good N --test-defect N] [--size 256] [--force]",
 		"softpatch synth --out data/synth --classes fabric,pill")
 	out := fs.String("out", "", "root folder of the dataset (required)")
-	classes := fs.String("classes", strings.Join(synth.Classes(), ","), "comma-separated classes to write")
+	classes := fs.String("classes", strings.Join(synth.Classes(), ","), "comma-separated classes to write (capsules, the multi-instance class, only when named)")
 	seed := fs.Uint64("seed", 0, "random seed: the same flags give byte-identical files")
 	train := fs.Int("train", synth.DefaultTrain, "training normals per class")
 	testGood := fs.Int("test-good", synth.DefaultTestGood, "normal test images per class")
@@ -52,11 +52,11 @@ func runSynth(args []string) error {
 		}
 	}
 	if len(names) == 0 {
-		return fmt.Errorf("synth: --classes names no class (classes: %s)", strings.Join(synth.Classes(), ", "))
+		return fmt.Errorf("synth: --classes names no class (classes: %s)", strings.Join(synth.AllClasses(), ", "))
 	}
 	for _, c := range names {
 		if synth.DefectTypes(c) == nil {
-			return fmt.Errorf("synth: unknown class %q (classes: %s)", c, strings.Join(synth.Classes(), ", "))
+			return fmt.Errorf("synth: unknown class %q (classes: %s)", c, strings.Join(synth.AllClasses(), ", "))
 		}
 	}
 	// Check every class folder before writing anything.

@@ -20,6 +20,8 @@ type scene struct {
 	corners []pt // object outline points where a piece may break off
 	angle   float64
 	rim     func(ang float64) pt // object outline point at a polar angle (objects)
+	caps    []capsule            // the instances (capsules)
+	capLook *capsuleLook         // light and shadow shared by the instances (capsules)
 }
 
 // pick returns a random pixel centre where the surface weight is full,
@@ -39,7 +41,8 @@ func (s *scene) pick(r *rand.Rand, margin float64) pt {
 
 type classDef struct {
 	name    string
-	kind    string // "texture" or "object"
+	kind    string // "texture", "object" or "multi" (several objects)
+	optIn   bool   // written only when Config.Classes names it
 	about   string
 	defects []string
 	draw    func(s *scene, r *rand.Rand)
@@ -55,6 +58,10 @@ var classDefs = []classDef{
 		defects: []string{"chip", "color", "contamination", "crack"}, draw: drawPill, defect: defectObject},
 	{name: "nut", kind: "object", about: "hex nut with a threaded bore, chamfer and brushed metal, on a light background with a shadow",
 		defects: []string{"chip", "color", "scratch"}, draw: drawNut, defect: defectObject},
+	// Classes added later are opt-in, so that the default set, and every
+	// result computed on it, stays as it was.
+	{name: "capsules", kind: "multi", optIn: true, about: "VisA-like tray of two-tone capsules on a loose grid, jittered in position, angle and count",
+		defects: []string{"color", "contamination", "crack", "squeeze"}, draw: drawCapsules, defect: defectCapsules},
 }
 
 func fill(c *canvas, f func(x, y float64) rgb) {

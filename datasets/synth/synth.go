@@ -20,6 +20,14 @@
 //     face on a light background with a drop shadow, rotated freely and
 //     shifted. Defects: chip (broken corner), color (paint or rust spot),
 //     scratch (thin bright or dark line on the face).
+//   - capsules (several objects, opt-in: not in the default Classes, only
+//     written when Config.Classes names it): a VisA-like dark tray with up
+//     to twelve two-tone gelatin capsules on a loose 3×4 grid, each
+//     jittered in position, angle, size and colour and lying either way
+//     round, the grid shifted and turned a little, and a slot or two
+//     sometimes empty. Every defect is on one capsule: color (discoloured
+//     spot), contamination (foreign particle or fibre), crack (dark split
+//     in the shell), squeeze (dented, pinched or bent capsule).
 //
 // Every image gets a lighting gradient, a brightness and white-balance
 // change and Gaussian sensor noise. Defects are local (0.1% to 10% of the
@@ -49,7 +57,7 @@ import (
 
 // Config says what Generate writes. Zero fields take their defaults.
 type Config struct {
-	Classes    []string // classes to write; default: all of Classes()
+	Classes    []string // classes to write (any of AllClasses()); default: Classes()
 	Seed       uint64   // default 0
 	Size       int      // image side in pixels, default 256 (at least 32)
 	Train      int      // training normals per class, default 200
@@ -91,9 +99,23 @@ func (cfg Config) WithDefaults() Config {
 	return cfg
 }
 
-// Classes returns the class names in the order Generate writes them:
-// fabric, wood (textures), pill, nut (objects).
+// Classes returns the default classes, in the order Generate writes them:
+// fabric, wood (textures), pill, nut (objects). Config.Classes defaults to
+// them. AllClasses adds the opt-in classes.
 func Classes() []string {
+	var out []string
+	for _, c := range classDefs {
+		if !c.optIn {
+			out = append(out, c.name)
+		}
+	}
+	return out
+}
+
+// AllClasses returns every class Generate can write: Classes followed by
+// the opt-in classes (capsules), which are written only when
+// Config.Classes names them.
+func AllClasses() []string {
 	var out []string
 	for _, c := range classDefs {
 		out = append(out, c.name)
@@ -185,7 +207,7 @@ func (cfg Config) validate() error {
 	}
 	for _, c := range cfg.Classes {
 		if lookup(c) == nil {
-			return fmt.Errorf("synth: unknown class %q (classes: %s)", c, strings.Join(Classes(), ", "))
+			return fmt.Errorf("synth: unknown class %q (classes: %s)", c, strings.Join(AllClasses(), ", "))
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package runner
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -224,7 +225,7 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*ex
 	for i, it := range test {
 		if labels[i] = it.Anomalous; it.Anomalous {
 			var err error
-			if masks[i], err = b.pre.LoadMask(it.MaskPath); err != nil {
+			if masks[i], err = b.pre.LoadItemMask(it); err != nil {
 				return nil, err
 			}
 		}
@@ -329,22 +330,48 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*ex
 
 	t0 = time.Now()
 	size := b.pre.ImageSize
-	if res.ImageAUROC, err = experiments.AUROC(imageScores, labels); err != nil {
+	curve, err := experiments.NewCurve(imageScores, labels)
+	if err != nil {
+		return nil, fmt.Errorf("eval: image metrics: %w", err)
+	}
+	if res.ImageAUROC, err = curve.AUROC(); err != nil {
 		return nil, fmt.Errorf("eval: image AUROC: %w", err)
 	}
-	if res.ImageF1Max, _, err = experiments.F1Max(imageScores, labels); err != nil {
+	if res.ImageF1Max, _, err = curve.F1Max(); err != nil {
 		return nil, fmt.Errorf("eval: image F1-max: %w", err)
+	}
+	if res.ImageAP, err = curve.AP(); err != nil {
+		return nil, fmt.Errorf("eval: image AP: %w", err)
 	}
 	pm, err := experiments.EvaluatePixels(anomalyMaps, masks, size, size, experiments.DefaultFPRLimit)
 	if err != nil {
 		return nil, fmt.Errorf("eval: pixel metrics: %w", err)
 	}
-	res.PixelAUROC, res.PixelF1Max, res.AUPRO = pm.AUROC, pm.F1Max, pm.AUPRO
+	res.PixelAUROC, res.PixelF1Max, res.AUPRO, res.PixelAP = pm.AUROC, pm.F1Max, pm.AUPRO, pm.AP
+	addAUPIMO(&res, anomalyMaps, masks, size)
 	st.done("metrics", t0)
 
 	res.Date = time.Now().UTC().Format(time.RFC3339)
 	res.Device = b.Device()
 	return &res, nil
+}
+
+// addAUPIMO sets the cell's AUPIMO, and each anomalous image's, or says
+// why there is none (too few normal test pixels for the FPR range, most
+// often).
+func addAUPIMO(res *experiments.Result, maps [][]float32, masks [][]uint8, size int) {
+	p, err := experiments.AUPIMO(maps, masks, size, size, experiments.AUPIMOFPRLow, experiments.AUPIMOFPRHigh, experiments.AUPIMOThresholds)
+	if err != nil {
+		res.AUPIMONote = err.Error()
+		slog.Info("no AUPIMO", "reason", err)
+		return
+	}
+	res.AUPIMO = &p.Mean
+	for i, v := range p.Scores {
+		if !math.IsNaN(v) {
+			res.PerImage[i].AUPIMO = &v
+		}
+	}
 }
 
 // writeBank2D writes the bank of m (fitted on train, positions patches an

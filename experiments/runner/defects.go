@@ -32,7 +32,7 @@ func defectEntries(p *Pipeline, m *detector.Model, positions int, train, drawn [
 		}
 		mask, ok := masks[img]
 		if !ok {
-			if mask, err = p.b.pre.LoadMask(it.MaskPath); err != nil {
+			if mask, err = p.b.pre.LoadItemMask(it); err != nil {
 				return nil, 0, err
 			}
 			masks[img] = mask

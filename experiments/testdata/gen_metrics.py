@@ -10,6 +10,7 @@ values. Masks are strings of '0'/'1', one character per pixel, row-major.
 
 References:
 - AUROC: sklearn.metrics.roc_auc_score on the float32 scores.
+- AP: sklearn.metrics.average_precision_score on the float32 scores (image and pixel level).
 - F1-max: max of 2PR/(P+R) over sklearn.metrics.precision_recall_curve (0 where P+R = 0); the
   threshold is the lowest one reaching the exact (rational) maximum.
 - AUPRO: the MVTec AD evaluation code's compute_pro + generic_util.trapezoid, re-written below
@@ -23,7 +24,7 @@ from fractions import Fraction
 
 import numpy as np
 from scipy import ndimage
-from sklearn.metrics import precision_recall_curve, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics_golden.json")
 
@@ -127,6 +128,7 @@ def image_case(name, k, scale, labels):
         "k": [int(v) for v in k],
         "labels": [int(v) for v in labels],
         "auroc": float(roc_auc_score(labels, scores)),
+        "ap": float(average_precision_score(labels, scores)),
         "f1max": f1,
         "f1_threshold": thr,
     }
@@ -163,6 +165,7 @@ def pixel_case(name, maps_k, scale, masks, diag_image=None):
         "regions": regions,
         "regions4": regions4,
         "pixel_auroc": float(roc_auc_score(labels, flat)),
+        "pixel_ap": float(average_precision_score(labels, flat)),
         "pixel_f1max": f1,
         "pixel_f1_threshold": thr,
         "aupro": [[lim, aupro(maps, masks, lim)] for lim in limits],
