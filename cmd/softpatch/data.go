@@ -5,11 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"os"
-	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/softpatch/softpatch/datasets"
 )
@@ -120,7 +117,7 @@ func dataInspect(w io.Writer, args []string) error {
 			if i > 0 {
 				fmt.Fprintln(w)
 			}
-			printSummary(w, s)
+			s.WriteText(w)
 		}
 	}
 	if failed > 0 {
@@ -134,59 +131,6 @@ func dataInspect(w io.Writer, args []string) error {
 		return fmt.Errorf("data inspect: problems found: %d (see above; --skip-bad leaves those files out)", problems)
 	}
 	return nil
-}
-
-func printSummary(w io.Writer, s datasets.Summary) {
-	if s.Error != "" {
-		fmt.Fprintf(w, "class %s: %s\n", s.Class, s.Error)
-		return
-	}
-	fmt.Fprintf(w, "class %s (%s, normal %q)\n", s.Class, s.Format, s.Normal)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	counts := func(title string, m map[string]int) {
-		fmt.Fprintf(tw, "  %s\t%d\n", title, total(m))
-		for _, t := range slices.Sorted(maps.Keys(m)) {
-			fmt.Fprintf(tw, "    %s\t%d\n", t, m[t])
-		}
-	}
-	fmt.Fprintf(tw, "  train normals\t%d\n", s.TrainNormals)
-	if len(s.TrainAnomalies) > 0 {
-		counts("train anomalies (from the split file)", s.TrainAnomalies)
-	}
-	if s.ValidationNormals > 0 {
-		fmt.Fprintf(tw, "  validation normals\t%d\n", s.ValidationNormals)
-	}
-	fmt.Fprintf(tw, "  test normals\t%d\n", s.TestNormals)
-	counts("test anomalies", s.TestAnomalies)
-	if len(s.Unlabeled) > 0 {
-		counts("unlabeled (scored, not evaluated)", s.Unlabeled)
-	}
-	fmt.Fprintf(tw, "  masks found\t%d\n", s.Masks)
-	fmt.Fprintf(tw, "  problems\t%d\n", len(s.Problems))
-	if len(s.Warnings) > 0 {
-		fmt.Fprintf(tw, "  warnings\t%d\n", len(s.Warnings))
-	}
-	tw.Flush()
-	var sizes []string
-	for _, k := range slices.Sorted(maps.Keys(s.Sizes)) {
-		sizes = append(sizes, fmt.Sprintf("%s (%d)", k, s.Sizes[k]))
-	}
-	fmt.Fprintf(w, "  image sizes: %s\n", strings.Join(sizes, ", "))
-	for _, p := range s.Problems {
-		fmt.Fprintf(w, "  problem: %s: %s\n", p.Path, p.Reason)
-	}
-	for _, p := range s.Warnings {
-		fmt.Fprintf(w, "  warning: %s: %s\n", p.Path, p.Reason)
-	}
-}
-
-// total sums a map's counts.
-func total(m map[string]int) int {
-	n := 0
-	for _, v := range m {
-		n += v
-	}
-	return n
 }
 
 // splitResult is what "data split --json" prints; paths are relative to ROOT.
