@@ -95,9 +95,10 @@ type NoiseConfig struct {
 	Ratios []float64 `yaml:"ratios" json:"ratios"`
 	// Overlap lists the overlap settings to run (false, true or both).
 	Overlap []bool `yaml:"overlap" json:"overlap"`
-	// Folds is the number of independent noise draws per setting.
-	Folds   int  `yaml:"folds" json:"folds"`
-	Augment bool `yaml:"augment" json:"augment"`
+	// Folds are the independent noise draws of each setting, by number:
+	// "folds: [0, 1, 2]", or a count, "folds: 3" being the same.
+	Folds   Folds `yaml:"folds" json:"folds"`
+	Augment bool  `yaml:"augment" json:"augment"`
 }
 
 // DetectorConfig holds the detectors' parameters.
@@ -107,7 +108,15 @@ type DetectorConfig struct {
 	LOFK       int     `yaml:"lof_k" json:"lof_k"`
 	SoftWeight *bool   `yaml:"soft_weight" json:"soft_weight"`
 	Seed       uint64  `yaml:"seed" json:"seed"`
+	// Seeds, when given, replaces Seed: every cell runs once per seed
+	// (experiments.Cell.Seed), and tables give the mean and standard
+	// deviation over folds and seeds.
+	Seeds []uint64 `yaml:"seeds" json:"seeds,omitempty"`
 }
+
+// Folds lists fold numbers. In a config a list gives them, and a single
+// number N stands for the first N, 0 to N-1.
+type Folds []int
 
 // FilterConfig is the image-level denoising of the methods named "X+Y"
 // (docs/method.md#63-image-level-denoising-xy): X is fitted on the noisy
@@ -147,7 +156,7 @@ func defaults() Config {
 	cfg := Config{
 		Dataset:  DatasetConfig{Format: "auto"},
 		Backbone: BackboneConfig{Arch: backbone.WideResNet50_2.Name, Layers: []string{"layer2", "layer3"}, Resize: 256, ImageSize: 224, ResizeMode: datasets.ResizeShorter.String(), BNPass: backbone.BNPublished, PaDiMChannels: embed.DefaultPaDiMKeep, PaDiMSeed: embed.DefaultPaDiMSeed},
-		Noise:    NoiseConfig{Ratios: []float64{0.1}, Overlap: []bool{false}, Folds: 1},
+		Noise:    NoiseConfig{Ratios: []float64{0.1}, Overlap: []bool{false}, Folds: Folds{0}},
 		// The paper's noise tables: PatchCore and SoftPatch.
 		Methods:  detector.DefaultNames(),
 		Detector: DetectorConfig{Coreset: 0.1, Threshold: 0.15, LOFK: 5, SoftWeight: &soft},
@@ -366,6 +375,19 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		v.Set(p)
 		return nil
 	case reflect.Slice:
+		if v.Type() == reflect.TypeFor[Folds]() && n.Kind == yaml.ScalarNode {
+			// A count: folds 0 to N-1.
+			var count int
+			if err := n.Decode(&count); err != nil || count < 1 || count > 100 {
+				return fmt.Errorf("%s: %s: want a fold count in [1, 100] or a list of fold numbers, got %q", d.at(n.Line), path, n.Value)
+			}
+			f := make(Folds, count)
+			for i := range f {
+				f[i] = i
+			}
+			v.Set(reflect.ValueOf(f))
+			return nil
+		}
 		items := n.Content
 		if n.Kind == yaml.ScalarNode { // a single value stands for a one-element list
 			items = []*yaml.Node{n}
@@ -516,8 +538,21 @@ func (c *Config) check(d *decoder) error {
 	if len(c.Noise.Overlap) == 0 {
 		add(d.errorf("noise.overlap", "give false, true or [false, true]"))
 	}
-	if c.Noise.Folds < 1 || c.Noise.Folds > 100 {
-		add(d.errorf("noise.folds", "%d is not in [1, 100]", c.Noise.Folds))
+	if len(c.Noise.Folds) == 0 {
+		add(d.errorf("noise.folds", "at least one fold is needed (a count, or a list of fold numbers)"))
+	}
+	for i, f := range c.Noise.Folds {
+		if f < 0 || f > 999 {
+			add(d.errorf(fmt.Sprintf("noise.folds[%d]", i), "%d is not in [0, 999]", f))
+		}
+		if slices.Index(c.Noise.Folds, f) < i {
+			add(d.errorf(fmt.Sprintf("noise.folds[%d]", i), "fold %d is listed twice", f))
+		}
+	}
+	for i, s := range c.Detector.Seeds {
+		if slices.Index(c.Detector.Seeds, s) < i {
+			add(d.errorf(fmt.Sprintf("detector.seeds[%d]", i), "seed %d is listed twice", s))
+		}
 	}
 	if len(c.Methods) == 0 {
 		add(d.errorf("methods", "at least one method is needed (%s)", strings.Join(detector.Names(), ", ")))

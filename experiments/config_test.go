@@ -28,7 +28,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	if c.Name != "quick" || !slices.Equal(c.Dataset.Classes, []string{"wood", "01"}) || c.Dataset.Format != "auto" ||
 		!slices.Equal(c.Noise.Ratios, []float64{0, 0.1}) || !slices.Equal(c.Noise.Overlap, []bool{false, true}) ||
-		c.Noise.Folds != 1 || c.Detector.Coreset != 0.05 || c.Detector.Threshold != 0.15 || c.Detector.LOFK != 5 ||
+		!slices.Equal(c.Noise.Folds, Folds{0}) || c.Detector.Coreset != 0.05 || c.Detector.Threshold != 0.15 || c.Detector.LOFK != 5 ||
 		!*c.Detector.SoftWeight || c.Backbone.Arch != "wide_resnet50_2" || c.Backbone.ImageSize != 224 ||
 		c.Backbone.Resize != 256 || !slices.Equal(c.Backbone.Layers, []string{"layer2", "layer3"}) || c.Run.Batch != 8 {
 		t.Errorf("decoded %+v", c)
@@ -39,7 +39,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(c.Noise.Ratios, []float64{0.2}) || c.Noise.Folds != 3 || *c.Detector.SoftWeight ||
+	if !slices.Equal(c.Noise.Ratios, []float64{0.2}) || !slices.Equal(c.Noise.Folds, Folds{0, 1, 2}) || *c.Detector.SoftWeight ||
 		!slices.Equal(c.Noise.Overlap, []bool{true}) || c.Run.Threads != 2 {
 		t.Errorf("after --set: %+v", c)
 	}
@@ -71,7 +71,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"dataset: {root: x}\nbackbone: {resize_mode: crop}\n", nil, []string{"backbone.resize_mode", `"crop" is not one of shorter, square`}},
 		{"dataset: {root: x}\nbackbone: {bn_pass: train}\n", nil, []string{"backbone.bn_pass", `"train" is not one of published, checkpoint`}},
 		{"dataset: {root: x}\nnoise: 0.1\n", nil, []string{"c.yaml:2:", "noise: want a mapping of ratios, overlap, folds, augment"}},
-		{"dataset: {root: x}\nnoise:\n  folds: two\n", nil, []string{"c.yaml:3:", "noise.folds", "want an integer"}},
+		{"dataset: {root: x}\nnoise:\n  folds: two\n", nil, []string{"c.yaml:3:", "noise.folds", "want a fold count in [1, 100] or a list of fold numbers"}},
+		{"dataset: {root: x}\nnoise:\n  folds: [0, 2, 0]\n", nil, []string{"c.yaml:3:", "noise.folds[2]", "fold 0 is listed twice"}},
+		{"dataset: {root: x}\nnoise:\n  folds: 0\n", nil, []string{"c.yaml:3:", "noise.folds", "want a fold count"}},
+		{"dataset: {root: x}\ndetector:\n  seeds: [1, 1]\n", nil, []string{"c.yaml:3:", "detector.seeds[1]", "seed 1 is listed twice"}},
 		{"dataset: {root: x}\nnoise:\n  overlap: [yes please]\n", nil, []string{"c.yaml:3:", "want true or false"}},
 		{"dataset: {root: x}\ndataset: {root: y}\n", nil, []string{"c.yaml:2:", `key "dataset" given twice`}},
 		{"name: n\n", nil, []string{"c.yaml: dataset.root is required"}},
@@ -161,6 +164,29 @@ func TestPlanAndShards(t *testing.T) {
 	}
 	if cells[0].Class != "wood" || cells[len(cells)-1].Class != "pill" {
 		t.Error("cells not grouped by class")
+	}
+	// A fold list and seeds: folds 1 and 4, seeds 0 and 7 give 2 x 2
+	// replicates per noisy setting and method, the clean cells one per seed.
+	c, err = ParseConfig("q.yaml", []byte(quick), []string{"noise.folds=[1, 4]", "detector.seeds=[0, 7]", "noise.overlap=false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeded := Plan(c, []string{"wood"})
+	if len(seeded) != (2+4)*2 {
+		t.Fatalf("%d cells with folds [1, 4] and seeds [0, 7]", len(seeded))
+	}
+	reps := map[string]bool{}
+	for _, cl := range seeded {
+		reps[cl.Replicate()] = true
+	}
+	if !reps["fold=4/seed=7"] || !reps["fold=0/seed=0"] || !reps["fold=0/seed=7"] || len(reps) != 6 {
+		t.Errorf("replicates %v", reps)
+	}
+	if k := (Cell{Class: "wood", Ratio: 0.1, Fold: 1, Seed: 7, Method: "patchcore"}).Key(); k != "wood/noise=0.1/overlap=false/fold=1/seed=7/patchcore" {
+		t.Errorf("key %s", k)
+	}
+	if k := (Cell{Class: "wood", Ratio: 0.1, Fold: 1, Method: "patchcore"}).Key(); k != "wood/noise=0.1/overlap=false/fold=1/patchcore" {
+		t.Errorf("seed 0 key %s", k)
 	}
 	for n := 1; n <= 7; n++ {
 		count := map[string]int{}

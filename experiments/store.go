@@ -185,12 +185,13 @@ func Pending(cells []Cell, done map[string]Record) []Cell {
 	return out
 }
 
-// WriteResultsCSV writes one row per record, sorted by key: the cell and
+// WriteResultsCSV writes one row per record, sorted by key: the cell (its
+// class, noise, overlap, fold, seed and method) and
 // the scalar metrics of its result (Metrics; empty where a result lacks
 // one). Only the metrics are read from each result.
 func WriteResultsCSV(w io.Writer, recs map[string]Record) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write(append([]string{"class", "noise", "overlap", "fold", "method"}, Metrics...)); err != nil {
+	if err := cw.Write(append([]string{"class", "noise", "overlap", "fold", "seed", "method"}, Metrics...)); err != nil {
 		return err
 	}
 	ks := make([]string, 0, len(recs))
@@ -205,7 +206,7 @@ func WriteResultsCSV(w io.Writer, recs map[string]Record) error {
 			return fmt.Errorf("results record %s: %w", k, err)
 		}
 		row := []string{r.Cell.Class, strconv.FormatFloat(r.Cell.Ratio, 'g', -1, 64), strconv.FormatBool(r.Cell.Overlap),
-			strconv.Itoa(r.Cell.Fold), r.Cell.Method}
+			strconv.Itoa(r.Cell.Fold), strconv.FormatUint(r.Cell.Seed, 10), r.Cell.Method}
 		for _, name := range Metrics {
 			v, ok := m[name].(float64)
 			if !ok {

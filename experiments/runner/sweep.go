@@ -219,7 +219,11 @@ func sweepCell(class *datasets.Class, c experiments.Cell, cfg *experiments.Confi
 		}
 	}
 	noise := datasets.Noise{Ratio: c.Ratio, Overlap: c.Overlap, Fold: c.Fold, Augment: cfg.Noise.Augment}
-	return NewCell(class, noise, method, ParamsFrom(cfg), f)
+	params := ParamsFrom(cfg)
+	if len(cfg.Detector.Seeds) > 0 {
+		params.Seed = c.Seed
+	}
+	return NewCell(class, noise, method, params, f)
 }
 
 // Sweep runs the cells of cfg in o.Shard that o.Dir does not hold yet,
