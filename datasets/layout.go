@@ -83,6 +83,24 @@ type Layout struct {
 	SplitFile  string
 }
 
+// Check reports a layout whose options do not apply to its format: Normal
+// and MaskSuffix belong to FormatFolder, SplitFile to FormatVisA and
+// FormatRealIAD (or FormatAuto, which may find either). The error names the
+// options as Layout's fields; callers say which flag or key set them.
+func (l Layout) Check() error {
+	name := string(l.Format)
+	if l.Format == FormatAuto {
+		name = "auto"
+	}
+	if (l.Normal != "" || l.MaskSuffix != "") && l.Format != FormatFolder {
+		return fmt.Errorf("datasets: a normal-folder name and a mask suffix need the folder format, not %s", name)
+	}
+	if l.SplitFile != "" && l.Format != FormatVisA && l.Format != FormatRealIAD && l.Format != FormatAuto {
+		return fmt.Errorf("datasets: a split file needs the visa or realiad format, not %s", name)
+	}
+	return nil
+}
+
 // rules returns the normal-folder name, the mask suffix and the accepted
 // mask extensions of a resolved format.
 func (l Layout) rules(f Format) (normal, suffix string, maskExts []string) {

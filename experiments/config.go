@@ -48,8 +48,17 @@ type DatasetConfig struct {
 	// Root is the dataset folder (relative paths are taken from the
 	// config file's folder).
 	Root string `yaml:"root" json:"root"`
-	// Format is mvtec, btad, folder or auto (detect).
+	// Format is auto (detect) or one of datasets.FormatNames: mvtec, btad,
+	// folder, visa, mvtec2, realiad (docs/datasets.md).
 	Format string `yaml:"format" json:"format"`
+	// Normal and MaskSuffix are the folder format's normal-folder name
+	// and mask suffix (datasets.Layout).
+	Normal     string `yaml:"normal" json:"normal,omitempty"`
+	MaskSuffix string `yaml:"mask_suffix" json:"mask_suffix,omitempty"`
+	// SplitFile is VisA's split CSV or Real-IAD's split JSON (or folder
+	// of CLASS.json files, e.g. a contaminated-training split); relative
+	// paths are taken from the config file's folder.
+	SplitFile string `yaml:"split_file" json:"split_file,omitempty"`
 	// Classes lists the classes to run; empty means every class found.
 	Classes []string `yaml:"classes" json:"classes"`
 	// Generate writes the generated dataset into Root when it is absent
@@ -58,6 +67,16 @@ type DatasetConfig struct {
 	// SkipBad leaves out unusable files (unreadable images, anomalies
 	// without masks), listed in the log, instead of failing the class.
 	SkipBad bool `yaml:"skip_bad" json:"skip_bad,omitempty"`
+}
+
+// Layout returns the dataset's layout (a checked config has a valid one).
+func (d DatasetConfig) Layout() (datasets.Layout, error) {
+	f, err := datasets.ParseFormat(d.Format)
+	if err != nil {
+		return datasets.Layout{}, err
+	}
+	l := datasets.Layout{Format: f, Normal: d.Normal, MaskSuffix: d.MaskSuffix, SplitFile: d.SplitFile}
+	return l, l.Check()
 }
 
 // GenerateConfig sizes the generated dataset.
@@ -190,7 +209,7 @@ func LoadConfig(path string, sets []string) (*Config, error) {
 		return nil, err
 	}
 	dir := filepath.Dir(path)
-	for key, p := range map[string]*string{"dataset.root": &cfg.Dataset.Root, "backbone.weights": &cfg.Backbone.Weights} {
+	for key, p := range map[string]*string{"dataset.root": &cfg.Dataset.Root, "dataset.split_file": &cfg.Dataset.SplitFile, "backbone.weights": &cfg.Backbone.Weights} {
 		if *p, err = resolvePath(*p, dir, d.lines[key] == 0); err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", d.at(d.lines[key]), key, err)
 		}
@@ -503,7 +522,11 @@ func (c *Config) check(d *decoder) error {
 	if c.Dataset.Root == "" {
 		add(fmt.Errorf("%s: dataset.root is required", d.file))
 	}
-	add(oneOf("dataset.format", c.Dataset.Format, datasets.FormatNames()))
+	if err := oneOf("dataset.format", c.Dataset.Format, datasets.FormatNames()); err != nil {
+		add(err)
+	} else if _, err := c.Dataset.Layout(); err != nil {
+		add(d.errorf("dataset", "%v", err))
+	}
 	if g := c.Dataset.Generate; g != nil {
 		if g.Train < 1 || g.TestGood < 1 || g.TestDefect < 1 {
 			add(d.errorf("dataset.generate", "train, test_good and test_defect must be at least 1 (got %d, %d, %d)", g.Train, g.TestGood, g.TestDefect))

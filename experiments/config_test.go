@@ -53,10 +53,12 @@ func TestParseConfigErrors(t *testing.T) {
 		sets []string
 		want []string
 	}{
-		{"dataset:\n  root: x\n  colour: red\n", nil, []string{"c.yaml:3:", `unknown key "colour" in dataset`, "allowed: root, format, classes, generate"}},
+		{"dataset:\n  root: x\n  colour: red\n", nil, []string{"c.yaml:3:", `unknown key "colour" in dataset`, "allowed: root, format, normal, mask_suffix, split_file, classes, generate"}},
 		{"dataset: {root: x}\nnoise:\n  ratios: [0.1, lots]\n", nil, []string{"c.yaml:3:", "noise.ratios[1]", "want a number", `"lots"`}},
 		{"dataset: {root: x}\nnoise:\n  ratios: [1.5]\n", nil, []string{"c.yaml:3:", "noise.ratios[0]", "1.5 is not in [0, 1)"}},
 		{"dataset: {root: x}\nmethods: [patchcore, cflow]\n", nil, []string{"c.yaml:2:", "methods[1]", `"cflow" is not a method: want one of padim, patchcore, patchcore-random, softpatch-nearest`}},
+		{"dataset: {root: x, format: mvtec, split_file: s.csv}\n", nil, []string{"c.yaml:1:", "dataset:", "a split file needs the visa or realiad format, not mvtec"}},
+		{"dataset: {root: x, normal: ok}\n", nil, []string{"c.yaml:1:", "a normal-folder name and a mask suffix need the folder format, not auto"}},
 		{"dataset: {root: x}\nmethods: [padim+patchcore, padim+]\n", nil, []string{"c.yaml:2:", "methods[1]", `"padim+" is not a method`, "FILTER+METHOD"}},
 		{"dataset: {root: x}\nmethods: [+patchcore]\n", nil, []string{"methods[0]", `"+patchcore" is not a method`}},
 		{"dataset: {root: x}\nfilter: {drop: 0.1, threshold: 3}\n", nil, []string{"c.yaml:2:", "filter", "drop or threshold, not both"}},
@@ -109,6 +111,16 @@ func TestLoadConfigRelativeRoot(t *testing.T) {
 	}
 	if c.Dataset.Root != filepath.Join(dir, "data") {
 		t.Errorf("root %q", c.Dataset.Root)
+	}
+	// A split file is resolved as the root is.
+	if err := os.WriteFile(p, []byte("dataset:\n  root: data\n  format: visa\n  split_file: splits/1cls.csv\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = LoadConfig(p, nil); err != nil || c.Dataset.SplitFile != filepath.Join(dir, "splits", "1cls.csv") {
+		t.Errorf("split file %q (%v)", c.Dataset.SplitFile, err)
+	}
+	if l, err := c.Dataset.Layout(); err != nil || l.SplitFile != c.Dataset.SplitFile || l.Format != "visa" {
+		t.Errorf("layout %+v (%v)", l, err)
 	}
 	if _, err := LoadConfig(filepath.Join(dir, "nope.yaml"), nil); err == nil || !strings.Contains(err.Error(), "nope.yaml") {
 		t.Errorf("missing file: %v", err)

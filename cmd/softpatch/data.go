@@ -59,13 +59,11 @@ func (lf layoutFlags) layout() (datasets.Layout, error) {
 	if err != nil {
 		return datasets.Layout{}, err
 	}
-	if (*lf.normal != "" || *lf.suffix != "") && f != datasets.FormatFolder {
-		return datasets.Layout{}, fmt.Errorf("--normal and --mask-suffix need --format folder")
+	l := datasets.Layout{Format: f, Normal: *lf.normal, MaskSuffix: *lf.suffix, SplitFile: *lf.splitFile}
+	if err := l.Check(); err != nil {
+		return l, fmt.Errorf("--format %s with --normal, --mask-suffix or --split-file: %w", f, err)
 	}
-	if *lf.splitFile != "" && f != datasets.FormatVisA && f != datasets.FormatRealIAD && f != datasets.FormatAuto {
-		return datasets.Layout{}, fmt.Errorf("--split-file needs --format visa or realiad")
-	}
-	return datasets.Layout{Format: f, Normal: *lf.normal, MaskSuffix: *lf.suffix, SplitFile: *lf.splitFile}, nil
+	return l, nil
 }
 
 func dataInspect(w io.Writer, args []string) error {

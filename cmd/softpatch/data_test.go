@@ -215,7 +215,7 @@ func TestDataInspectVisA(t *testing.T) {
 	if _, err := inspect(t, "--data", root, "--class", "candle"); err == nil || !strings.Contains(err.Error(), filepath.Join(root, "split_csv", "1cls.csv")+":1: missing column label") {
 		t.Errorf("bad CSV: %v", err)
 	}
-	if _, err := inspect(t, "--data", root, "--format", "mvtec", "--split-file", "x.csv"); err == nil || !strings.Contains(err.Error(), "--split-file needs --format visa or realiad") {
+	if _, err := inspect(t, "--data", root, "--format", "mvtec", "--split-file", "x.csv"); err == nil || !strings.Contains(err.Error(), "a split file needs the visa or realiad format") {
 		t.Errorf("--split-file with mvtec: %v", err)
 	}
 }

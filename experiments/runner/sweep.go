@@ -85,7 +85,7 @@ func PlanSweep(cfg *experiments.Config, dir string, shard experiments.Shard, red
 	if p.Done, err = experiments.ReadResults(dir); err != nil {
 		return nil, err
 	}
-	format, err := datasets.ParseFormat(cfg.Dataset.Format)
+	layout, err := cfg.Dataset.Layout()
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func PlanSweep(cfg *experiments.Config, dir string, shard experiments.Shard, red
 	}
 	classes := cfg.Dataset.Classes
 	if len(classes) == 0 {
-		if classes, err = datasets.Classes(cfg.Dataset.Root, datasets.Layout{Format: format}); err != nil {
+		if classes, err = datasets.Classes(cfg.Dataset.Root, layout); err != nil {
 			return nil, err
 		}
 	}
@@ -117,7 +117,7 @@ func PlanSweep(cfg *experiments.Config, dir string, shard experiments.Shard, red
 	seen := map[string]bool{}
 	for _, c := range p.Cells {
 		if class == nil || class.Name != c.Class {
-			if class, err = LoadClass(cfg.Dataset.Root, c.Class, datasets.Layout{Format: format}, cfg.Dataset.SkipBad); err != nil {
+			if class, err = LoadClass(cfg.Dataset.Root, c.Class, layout, cfg.Dataset.SkipBad); err != nil {
 				return nil, err
 			}
 		}
@@ -281,7 +281,7 @@ func Sweep(cfg *experiments.Config, o SweepOptions) (*SweepPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	format, _ := datasets.ParseFormat(cfg.Dataset.Format) // checked by PlanSweep
+	layout, _ := cfg.Dataset.Layout() // checked by PlanSweep
 	opts := CellOptions{Batch: cfg.Run.Batch, FeatureMemoryMiB: cfg.Run.FeatureMemoryMiB, ResultsDir: o.Dir}
 	var (
 		class *datasets.Class
@@ -293,7 +293,7 @@ func Sweep(cfg *experiments.Config, o SweepOptions) (*SweepPlan, error) {
 	for i, c := range todo {
 		slog.Info("cell", "n", fmt.Sprintf("%d/%d", i+1, len(todo)), "key", c.Key())
 		if class == nil || class.Name != c.Class {
-			if class, err = LoadClass(cfg.Dataset.Root, c.Class, datasets.Layout{Format: format}, cfg.Dataset.SkipBad); err != nil {
+			if class, err = LoadClass(cfg.Dataset.Root, c.Class, layout, cfg.Dataset.SkipBad); err != nil {
 				return nil, err
 			}
 			// The class's features are computed here, once per pipeline its
