@@ -12,7 +12,9 @@ import (
 // resize, crop and normalisation (docs/method.md#25-noise-augmentation). The
 // draw comes from our seeded generator, not torch's, so a cell can be rerun
 // exactly; the transform itself is torchvision 0.14's functional.affine on a
-// tensor with nearest interpolation and fill 0.
+// tensor with nearest interpolation and fill 0. The ranges below are
+// DrawAffine's; a resampled noise copy's smaller affine (DrawResampleAffine)
+// is the same type and transform.
 type Affine struct {
 	Angle  float64 `json:"angle"` // degrees, U(-10, 10)
 	TX     float64 `json:"tx"`    // horizontal shift as a fraction of the width, U(-0.1, 0.1)
@@ -26,6 +28,25 @@ type Affine struct {
 func DrawAffine(r *rand.Rand) Affine {
 	u := func(lo, hi float64) float64 { return lo + (hi-lo)*r.Float64() }
 	return Affine{Angle: u(-10, 10), TX: u(-0.1, 0.1), TY: u(-0.1, 0.1), Scale: u(0.9, 1.1), ShearX: u(-10, 10)}
+}
+
+// The small affine of a resampled noise copy (Class.Inject): when noise
+// with overlap asks for more anomalous images than a class has, each image
+// injected again gets its own rotation in +-ResampleMaxAngle degrees and
+// shift in +-ResampleMaxShift of the width and height, scale 1 and no
+// shear: the published maintainer's recipe for 15-20% noise.
+const (
+	ResampleMaxAngle = 3.0  // degrees
+	ResampleMaxShift = 0.03 // fraction of the width (tx) or height (ty)
+)
+
+// DrawResampleAffine draws a resampled copy's affine from r: the angle,
+// then tx, then ty, each uniform in its range; Scale 1, ShearX 0. Apply
+// transforms the image as it does DrawAffine's.
+func DrawResampleAffine(r *rand.Rand) Affine {
+	u := func(lo, hi float64) float64 { return lo + (hi-lo)*r.Float64() }
+	return Affine{Angle: u(-ResampleMaxAngle, ResampleMaxAngle), TX: u(-ResampleMaxShift, ResampleMaxShift),
+		TY: u(-ResampleMaxShift, ResampleMaxShift), Scale: 1}
 }
 
 // translation returns the whole-pixel shift for an h x w image:
@@ -95,8 +116,9 @@ func inverseAffine(angle, tx, ty, scale, shearX float64) [6]float64 {
 }
 
 // LoadItem is LoadImage for a dataset item: the injected noise images of
-// an augmented noisy training set (Item.Augment) are transformed after
-// normalisation, as the published NoiseDataset does.
+// an augmented noisy training set, and resampled noise copies
+// (Item.Augment), are transformed after normalisation, as the published
+// NoiseDataset does.
 func (p Preprocess) LoadItem(it Item) ([]float32, error) {
 	x, err := p.LoadImage(it.Path)
 	if err != nil || it.Augment == nil {

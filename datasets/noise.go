@@ -29,7 +29,9 @@ type Noise struct {
 	// Files, when not empty, replaces the draw: the anomalous test images
 	// to inject, as paths relative to the dataset root with forward
 	// slashes (as WriteNoiseList writes them), relative to the class
-	// folder, or absolute. Ratio is then ignored.
+	// folder, or absolute. Ratio is then ignored. A file may be listed
+	// again only when that copy carries an affine (Augment, or its
+	// ResampleAffines entry): a replayed draw's resampled copies.
 	Files []string `json:"files,omitempty"`
 	// Augment gives every injected image its own seeded random affine
 	// transform (the published --noise_augmentation; see Affine).
@@ -37,6 +39,24 @@ type Noise struct {
 	// Affines, when set with Augment, replace the affine draws: one per
 	// injected image, in draw order (a replayed draws file).
 	Affines []Affine `json:"affines,omitempty"`
+	// ResampleAffines, when set without Augment, replace the affine draws
+	// of resampled copies (Class.Inject): one entry per injected image, in
+	// draw order, nil for an image injected as it is (a replayed draws
+	// file's "resample").
+	ResampleAffines []*Affine `json:"resample_affines,omitempty"`
+
+	// What the draw did, set by Class.Inject (values given are ignored).
+	// Both are absent from JSON when zero, so a draw that neither caps nor
+	// resamples records exactly what it did before they existed.
+
+	// Requested is NoiseCount's n_noise when the draw injected fewer
+	// images: without Overlap a draw keeps NoiseReserve anomalous images in
+	// the test set. The injected count is the number of drawn images.
+	Requested int `json:"requested,omitempty"`
+	// Resampled is how many injected images repeat an image injected
+	// before (with Overlap, once the anomalous images run out), each with
+	// its own affine.
+	Resampled int `json:"resampled,omitempty"`
 }
 
 // NoiseCount returns n_noise = floor(ratio * nTrain), computed as the
@@ -87,6 +107,31 @@ func RelPaths(root string, items []Item) []string {
 	return out
 }
 
+// NoiseReservePercent is the share of a class's anomalous test images, in
+// percent and rounded up to at least one image, that a draw without overlap
+// leaves in the test set when the ratio asks for all of them or more
+// (Class.Inject): image AUROC, pixel AUROC and AUPRO need anomalous test
+// images, so a cell whose draw took them all could not be evaluated.
+const NoiseReservePercent = 10
+
+// NoiseReserve returns how many of a class's a anomalous test images a
+// capped draw without overlap keeps in the test set:
+// max(1, ceil(NoiseReservePercent/100 * a)), in integers.
+func NoiseReserve(a int) int {
+	return max(1, (a*NoiseReservePercent+99)/100)
+}
+
+// Injection is a noisy split drawn by Class.Inject.
+type Injection struct {
+	// Train, Test and Drawn are as Noisy returns them.
+	Train, Test, Drawn []Item
+	// Noise is the setting given, with the draw's outcome (Requested,
+	// Resampled) set.
+	Noise Noise
+	// Anomalous is the number of the class's anomalous test images.
+	Anomalous int
+}
+
 // Noisy returns the noisy training set and the test set of c under n.
 // Unless n.Files is given, n_noise = NoiseCount(n.Ratio, len(c.Train))
 // anomalous test images are drawn uniformly without replacement with a
@@ -98,7 +143,52 @@ func RelPaths(root string, items []Item) []string {
 // drawn item carries its own seeded Affine, in draw order). Without
 // n.Overlap, test is c.Test minus exactly the drawn images; with it,
 // c.Test whole. The returned slices are new; c is not modified.
+//
+// A ratio that asks for more anomalous images than the class has is an
+// error here; Class.Inject resamples or caps such draws instead. A file
+// listed more than once in n.Files is an error unless each later
+// occurrence carries an affine (n.Augment, or an n.ResampleAffines entry):
+// the resampled copies of a replayed draws file.
 func (c *Class) Noisy(dataset string, n Noise) (train, test, drawn []Item, err error) {
+	in, err := c.inject(dataset, n, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return in.Train, in.Test, in.Drawn, nil
+}
+
+// Inject is Noisy for ratios up to where the class's A anomalous test
+// images run out; k = NoiseCount(n.Ratio, len(c.Train)), and a draw with
+// k < A (or any noise list) is exactly Noisy's.
+//
+// With n.Overlap and k > A every anomalous image is injected once, in test
+// order (Noisy's draw for k = A), followed by k - A resampled copies:
+// passes over the anomalous images, each a Fisher-Yates permutation (so
+// without replacement within a pass; the last pass takes the first of
+// its), drawn from a PCG generator seeded by (dataset+"\x00resample",
+// class, ratio, fold), which then draws each copy's affine with
+// DrawResampleAffine in draw order. With n.Augment the copies instead take
+// the augmentation's draw like every injected image (DrawAffine, in draw
+// order; a copy is already distinct, and two transforms cannot be
+// composed exactly under nearest sampling), and the generator draws only
+// the passes. Noise.Resampled records k - A.
+//
+// Without n.Overlap and k >= A (a draw that would leave no anomalous test
+// image) the draw is capped at A - NoiseReserve(A) images: the first of
+// the partial Fisher-Yates shuffle Noisy uses, listed in test order.
+// Noise.Requested records k, and the injected count is len(Drawn).
+//
+// A class without anomalous test images and k > 0 is an error.
+func (c *Class) Inject(dataset string, n Noise) (*Injection, error) {
+	return c.inject(dataset, n, true)
+}
+
+// resampleSuffix keys the generator of resampled copies apart from the
+// draw's and the augmentation's, which stay as they were.
+const resampleSuffix = "\x00resample"
+
+func (c *Class) inject(dataset string, n Noise, runOut bool) (*Injection, error) {
+	n.Requested, n.Resampled = 0, 0
 	var anom []int // indices into c.Test
 	for i, it := range c.Test {
 		if it.Anomalous {
@@ -106,7 +196,8 @@ func (c *Class) Noisy(dataset string, n Noise) (train, test, drawn []Item, err e
 		}
 	}
 	picked := map[int]bool{}
-	var order []int
+	var order []int // indices into c.Test, in draw order; a copy repeats one
+	var copyAffines []Affine
 	if len(n.Files) > 0 {
 		// A file may be named relative to the root (as WriteNoiseList
 		// writes it), relative to the class folder (test/TYPE/FILE), or
@@ -120,30 +211,36 @@ func (c *Class) Noisy(dataset string, n Noise) (train, test, drawn []Item, err e
 				byRel[filepath.ToSlash(abs)] = i
 			}
 		}
-		for _, f := range n.Files {
+		for j, f := range n.Files {
 			key := filepath.ToSlash(filepath.Clean(filepath.FromSlash(f)))
 			i, ok := byRel[key]
 			if !ok {
-				return nil, nil, nil, fmt.Errorf("datasets: %s: not an anomalous test image of class %s under %s", f, c.Name, c.Root)
+				return nil, fmt.Errorf("datasets: %s: not an anomalous test image of class %s under %s", f, c.Name, c.Root)
 			}
-			if picked[i] {
-				return nil, nil, nil, fmt.Errorf("datasets: %s: listed twice in the noise list", f)
+			if picked[i] && !n.Augment && (j >= len(n.ResampleAffines) || n.ResampleAffines[j] == nil) {
+				return nil, fmt.Errorf("datasets: %s: listed twice in the noise list, and no affine tells the copy apart", f)
 			}
 			picked[i] = true
 			order = append(order, i)
 		}
 	} else {
 		if math.IsNaN(n.Ratio) || n.Ratio < 0 || n.Ratio > 1 {
-			return nil, nil, nil, fmt.Errorf("datasets: noise ratio %v out of range [0, 1]", n.Ratio)
+			return nil, fmt.Errorf("datasets: noise ratio %v out of range [0, 1]", n.Ratio)
 		}
 		k := NoiseCount(n.Ratio, len(c.Train))
-		if k > len(anom) {
-			return nil, nil, nil, fmt.Errorf("datasets: %s: noise ratio %v needs %d anomalous images but class %s has %d",
+		take, copies := k, 0
+		switch {
+		case runOut && len(anom) > 0 && n.Overlap && k > len(anom):
+			take, copies = len(anom), k-len(anom)
+		case runOut && len(anom) > 0 && !n.Overlap && k > 0 && k >= len(anom):
+			take, n.Requested = len(anom)-NoiseReserve(len(anom)), k
+		case k > len(anom):
+			return nil, fmt.Errorf("datasets: %s: noise ratio %v needs %d anomalous images but class %s has %d",
 				filepath.Join(c.Root, c.Name), n.Ratio, k, c.Name, len(anom))
 		}
 		r := rand.New(rand.NewPCG(noiseSeed(dataset, c.Name, n.Ratio, n.Fold)))
 		perm := append([]int(nil), anom...)
-		for j := 0; j < k; j++ { // partial Fisher-Yates
+		for j := 0; j < take; j++ { // partial Fisher-Yates
 			m := j + r.IntN(len(perm)-j)
 			perm[j], perm[m] = perm[m], perm[j]
 			picked[perm[j]] = true
@@ -153,16 +250,40 @@ func (c *Class) Noisy(dataset string, n Noise) (train, test, drawn []Item, err e
 				order = append(order, i)
 			}
 		}
+		if copies > 0 {
+			s1, s2 := noiseSeed(dataset+resampleSuffix, c.Name, n.Ratio, n.Fold)
+			rr := rand.New(rand.NewPCG(s1, s2))
+			for left := copies; left > 0; left -= len(anom) {
+				pass := append([]int(nil), anom...)
+				for j := range pass { // a full Fisher-Yates pass
+					m := j + rr.IntN(len(pass)-j)
+					pass[j], pass[m] = pass[m], pass[j]
+				}
+				order = append(order, pass[:min(left, len(pass))]...)
+			}
+			if !n.Augment {
+				for range copies {
+					copyAffines = append(copyAffines, DrawResampleAffine(rr))
+				}
+			}
+		}
 	}
-	train = append([]Item(nil), c.Train...)
+	n.Resampled = len(order) - len(picked)
+	train := append([]Item(nil), c.Train...)
 	var aug *rand.Rand
 	if n.Augment {
 		s1, s2 := noiseSeed(dataset+"\x00augment", c.Name, n.Ratio, n.Fold)
 		aug = rand.New(rand.NewPCG(s1, s2))
 	}
 	if len(n.Affines) > 0 && (!n.Augment || len(n.Affines) != len(order)) {
-		return nil, nil, nil, fmt.Errorf("datasets: %d replayed affine draws for %d injected images (augmentation %t)", len(n.Affines), len(order), n.Augment)
+		return nil, fmt.Errorf("datasets: %d replayed affine draws for %d injected images (augmentation %t)", len(n.Affines), len(order), n.Augment)
 	}
+	if len(n.ResampleAffines) > 0 && (n.Augment || len(n.ResampleAffines) != len(order)) {
+		return nil, fmt.Errorf("datasets: %d replayed resampled-copy affines for %d injected images (augmentation %t; copies take its draw then)",
+			len(n.ResampleAffines), len(order), n.Augment)
+	}
+	first := len(order) - len(copyAffines) // the first drawn copy
+	var drawn, test []Item
 	for j, i := range order {
 		it := c.Test[i]
 		switch {
@@ -171,6 +292,14 @@ func (c *Class) Noisy(dataset string, n Noise) (train, test, drawn []Item, err e
 			it.Augment = &a
 		case aug != nil:
 			a := DrawAffine(aug)
+			it.Augment = &a
+		case len(n.ResampleAffines) > 0:
+			if p := n.ResampleAffines[j]; p != nil {
+				a := *p
+				it.Augment = &a
+			}
+		case j >= first:
+			a := copyAffines[j-first]
 			it.Augment = &a
 		}
 		drawn = append(drawn, it)
@@ -181,7 +310,7 @@ func (c *Class) Noisy(dataset string, n Noise) (train, test, drawn []Item, err e
 			test = append(test, it)
 		}
 	}
-	return train, test, drawn, nil
+	return &Injection{Train: train, Test: test, Drawn: drawn, Noise: n, Anomalous: len(anom)}, nil
 }
 
 // WriteNoiseList writes the drawn images as a JSON list of paths relative

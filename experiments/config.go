@@ -36,6 +36,7 @@ type Config struct {
 	Methods  []string       `yaml:"methods" json:"methods"`
 	Detector DetectorConfig `yaml:"detector" json:"detector"`
 	Filter   FilterConfig   `yaml:"filter" json:"filter"`
+	Decision DecisionConfig `yaml:"decision" json:"decision"`
 	Run      RunConfig      `yaml:"run" json:"run"`
 	// MethodOptions holds the settings of the methods that have their own
 	// (detector.Method.Options), by method name: a config sets them under
@@ -147,6 +148,51 @@ type FilterConfig struct {
 	Threshold *float64 `yaml:"threshold" json:"threshold,omitempty"`
 }
 
+// DecisionConfig is how a cell or a fitted model sets its decision
+// threshold (detector.Decision) without anomalous images
+// (docs/method.md#11-decision-threshold): from training images held out
+// of fits of the same method, or from a validation split of normal
+// images, at the false-positive rate FPR on normal images.
+type DecisionConfig struct {
+	// Source is auto (validation when the class has a validation split,
+	// MVTec AD 2's, else holdout), holdout, validation or none.
+	Source string `yaml:"source" json:"source"`
+	// FPR is the false-positive rate on normal images asked for.
+	FPR float64 `yaml:"fpr" json:"fpr"`
+	// Holdout is the share of the training images each calibration fit
+	// holds out: the training set is cut into round(1/Holdout) parts, and
+	// Rounds of them are held out in turn (each costs one more fit).
+	Holdout float64 `yaml:"holdout" json:"holdout"`
+	Rounds  int     `yaml:"rounds" json:"rounds"`
+}
+
+// DecisionSources are the values of DecisionConfig.Source.
+var DecisionSources = []string{"auto", "holdout", "validation", "none"}
+
+// DefaultDecision is the decision threshold's default: holdout (or
+// validation) at a 1% false-positive rate, one fifth of the training
+// images held out once.
+var DefaultDecision = DecisionConfig{Source: "auto", FPR: 0.01, Holdout: 0.2, Rounds: 1}
+
+// Parts is the number of parts a holdout calibration cuts the training
+// set into.
+func (d DecisionConfig) Parts() int { return max(2, int(math.Round(1/d.Holdout))) }
+
+// Check reports an impossible decision setting, naming its key.
+func (d DecisionConfig) Check() error {
+	switch {
+	case !slices.Contains(DecisionSources, d.Source):
+		return fmt.Errorf("decision.source: %q is not one of %s", d.Source, strings.Join(DecisionSources, ", "))
+	case !(d.FPR >= 0 && d.FPR < 1):
+		return fmt.Errorf("decision.fpr: %v is not in [0, 1)", d.FPR)
+	case !(d.Holdout > 0 && d.Holdout <= 0.5):
+		return fmt.Errorf("decision.holdout: %v is not in (0, 0.5]", d.Holdout)
+	case d.Rounds < 1 || d.Rounds > d.Parts():
+		return fmt.Errorf("decision.rounds: %d is not in [1, %d] (holdout %v cuts the training set into %d parts)", d.Rounds, d.Parts(), d.Holdout, d.Parts())
+	}
+	return nil
+}
+
 // DefaultDrop is the fraction of training images a filter drops when the
 // config sets neither drop nor threshold.
 const DefaultDrop = 0.1
@@ -179,6 +225,7 @@ func defaults() Config {
 		// The paper's noise tables: PatchCore and SoftPatch.
 		Methods:  detector.DefaultNames(),
 		Detector: DetectorConfig{Coreset: 0.1, Threshold: 0.15, LOFK: 5, SoftWeight: &soft},
+		Decision: DefaultDecision,
 		Run:      RunConfig{Batch: 8, Device: "auto", FeatureMemoryMiB: 2048, CacheMaxGiB: 20},
 	}
 	for _, m := range detector.Methods() {
@@ -597,6 +644,10 @@ func (c *Config) check(d *decoder) error {
 	}
 	for _, p := range (detector.Params{Coreset: c.Detector.Coreset, Threshold: c.Detector.Threshold, LOFK: c.Detector.LOFK}).Check() {
 		add(d.errorf("detector."+p.Key, "%s", p.Problem))
+	}
+	if err := c.Decision.Check(); err != nil {
+		key, problem, _ := strings.Cut(err.Error(), ": ")
+		add(d.errorf(key, "%s", problem))
 	}
 	if c.Run.Batch < 1 {
 		add(d.errorf("run.batch", "%d is not at least 1", c.Run.Batch))

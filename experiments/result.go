@@ -11,6 +11,7 @@ import (
 
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/backbone"
+	"github.com/softpatch/softpatch/engine/detector"
 	"github.com/softpatch/softpatch/internal/atomicfile"
 )
 
@@ -64,15 +65,27 @@ type Result struct {
 	// (experiments.AUPIMO: shared FPR 1e-5 to 1e-4 on the normal images);
 	// nil with AUPIMONote saying why when the normal test images have too
 	// few pixels to resolve that range.
-	AUPIMO     *float64           `json:"aupimo,omitempty"`
-	AUPIMONote string             `json:"aupimo_note,omitempty"`
-	PerImage   []ImageScore       `json:"per_image"`
-	Overlays   []Overlay          `json:"overlays,omitempty"`
-	Seconds    map[string]float64 `json:"seconds"`
+	AUPIMO     *float64 `json:"aupimo,omitempty"`
+	AUPIMONote string   `json:"aupimo_note,omitempty"`
+	// Decision is the cell's decision threshold, set without anomalous
+	// images, and how it fares on the test set.
+	Decision *DecisionResult    `json:"decision,omitempty"`
+	PerImage []ImageScore       `json:"per_image"`
+	Overlays []Overlay          `json:"overlays,omitempty"`
+	Seconds  map[string]float64 `json:"seconds"`
 
 	// missing lists the metrics that the decoded JSON lacked (or gave as
 	// null); Metric reports them as absent.
 	missing []string
+}
+
+// DecisionResult is a cell's decision threshold (detector.Decision) and
+// its false-positive rate on the normal test images and false-negative
+// rate on the anomalous ones (null without such images).
+type DecisionResult struct {
+	detector.Decision
+	TestFPR *float64 `json:"test_fpr"`
+	TestFNR *float64 `json:"test_fnr"`
 }
 
 // BestEpoch is each metric at the training epoch (from 1) where it was
@@ -130,7 +143,11 @@ type FilterResult struct {
 // Metrics names the scalar metrics of a Result (their JSON names), in the
 // order of its fields.
 var Metrics = []string{"image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max", "image_ap", "pixel_ap", "aupimo",
-	"defect_bank_fraction"}
+	"defect_bank_fraction", "test_fpr", "test_fnr"}
+
+// nestedMetrics are the Metrics that are not top-level fields of a
+// cell's JSON: the decision's rates on the test set.
+var nestedMetrics = []string{"test_fpr", "test_fnr"}
 
 // metric returns the field holding the named metric, nil for a name not
 // in Metrics.
@@ -154,6 +171,14 @@ func (r *Result) metric(name string) *float64 {
 		return r.AUPIMO
 	case "defect_bank_fraction":
 		return r.DefectBankFraction
+	case "test_fpr", "test_fnr":
+		if r.Decision == nil {
+			return nil
+		}
+		if name == "test_fpr" {
+			return r.Decision.TestFPR
+		}
+		return r.Decision.TestFNR
 	}
 	return nil
 }
@@ -183,6 +208,9 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	}
 	p.missing = nil
 	for _, name := range Metrics {
+		if slices.Contains(nestedMetrics, name) {
+			continue // absent exactly when their pointer is nil
+		}
 		if v, ok := fields[name]; !ok || bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
 			p.missing = append(p.missing, name)
 		}

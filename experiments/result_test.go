@@ -7,11 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/backbone"
+	"github.com/softpatch/softpatch/engine/detector"
 )
 
 // jsonTags lists a struct type's JSON tags, in field order.
@@ -33,12 +35,13 @@ func TestResultSchema(t *testing.T) {
 		want string
 	}{
 		{Result{}, "commit date device data class method noise noise_files backbone mark,omitempty draws,omitempty settings,omitempty settings_hash,omitempty train_images test_images bank_size " +
-			"excluded_patches,omitempty defect_bank_entries,omitempty defect_bank_fraction,omitempty filter,omitempty cflow_best_epoch,omitempty image_auroc pixel_auroc aupro image_f1max pixel_f1max image_ap pixel_ap aupimo,omitempty aupimo_note,omitempty per_image overlays,omitempty seconds"},
+			"excluded_patches,omitempty defect_bank_entries,omitempty defect_bank_fraction,omitempty filter,omitempty cflow_best_epoch,omitempty image_auroc pixel_auroc aupro image_f1max pixel_f1max image_ap pixel_ap aupimo,omitempty aupimo_note,omitempty decision,omitempty per_image overlays,omitempty seconds"},
 		{BestEpoch{}, "epochs image_auroc image_epoch pixel_auroc pixel_epoch"},
 		{ImageScore{}, "file label type score aupimo,omitempty"},
 		{Overlay{}, "which file image score"},
 		{FilterResult{}, "method drop,omitempty threshold,omitempty dropped dropped_scores injected dropped_noise precision recall reused,omitempty"},
 		{Bank2D{}, "x y noisy defect,omitempty"},
+		{DecisionResult{}, "test_fpr test_fnr"},
 	} {
 		typ := reflect.TypeOf(c.v)
 		if got := strings.Join(jsonTags(typ), " "); got != c.want {
@@ -50,11 +53,12 @@ func TestResultSchema(t *testing.T) {
 // TestResultRoundTripAndMetric encodes a full result, decodes it through a
 // Record, and checks Metric by name, including metrics a result lacks.
 func TestResultRoundTripAndMetric(t *testing.T) {
-	drop, frac, aupimo := 0.1, 0.03, 0.6
+	drop, frac, aupimo, fpr, fnr := 0.1, 0.03, 0.6, 0.02, 0.25
 	r := Result{Commit: "abc", Class: "wood", Method: "padim+patchcore", Noise: datasets.Noise{Ratio: 0.1, Overlap: true},
 		NoiseDrawn: []string{"wood/test/hole/000.png"}, Backbone: backbone.Identity{Arch: "wide_resnet50_2", BNPass: backbone.BNPublished},
 		Train: 10, Test: 4, BankSize: 100, Filter: &FilterResult{Method: "padim", Drop: &drop, Dropped: []string{"a"}, DroppedScore: []float32{2}},
 		ImageAUROC: 0.1, PixelAUROC: 0.2, AUPRO: 0.3, ImageF1Max: 0.4, PixelF1Max: 0.5, ImageAP: 0.7, PixelAP: 0.8, AUPIMO: &aupimo, DefectBankEntries: 3, DefectBankFraction: &frac,
+		Decision: &DecisionResult{Decision: detector.Decision{Threshold: 1.5, FPR: 0.01, Source: "holdout", Images: 20, Rounds: 1}, TestFPR: &fpr, TestFNR: &fnr},
 		PerImage: []ImageScore{{File: "x.png", Label: 1, Type: "hole", Score: 0.5, AUPIMO: &aupimo}},
 		Overlays: []Overlay{{Which: "highest", File: "overlays/c/highest.png", Image: "x.png", Score: 0.5}},
 		Seconds:  map[string]float64{"features": 1}}
@@ -75,8 +79,12 @@ func TestResultRoundTripAndMetric(t *testing.T) {
 	}
 	for _, name := range Metrics {
 		v, ok := got.Metric(name)
-		if !ok || v != m[name] {
-			t.Errorf("Metric(%q) = %v, %t; the JSON has %v", name, v, ok, m[name])
+		want := m[name]
+		if slices.Contains(nestedMetrics, name) {
+			want = m["decision"].(map[string]any)[name]
+		}
+		if !ok || v != want {
+			t.Errorf("Metric(%q) = %v, %t; the JSON has %v", name, v, ok, want)
 		}
 	}
 	if _, ok := got.Metric("seconds"); ok {

@@ -29,6 +29,9 @@ type Settings struct {
 	// cell's methods that have their own.
 	Detector DetectorSettings `json:"detector"`
 	Features FeatureSettings  `json:"features"`
+	// Decision is how the cell sets its decision threshold (nil: it sets
+	// none, as cells stored before thresholds existed).
+	Decision *DecisionConfig `json:"decision,omitempty"`
 }
 
 // DataSettings identify a cell's data: the dataset root (absolute), its

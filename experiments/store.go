@@ -208,7 +208,11 @@ func WriteResultsCSV(w io.Writer, recs map[string]Record) error {
 		row := []string{r.Cell.Class, strconv.FormatFloat(r.Cell.Ratio, 'g', -1, 64), strconv.FormatBool(r.Cell.Overlap),
 			strconv.Itoa(r.Cell.Fold), strconv.FormatUint(r.Cell.Seed, 10), r.Cell.Method}
 		for _, name := range Metrics {
-			v, ok := m[name].(float64)
+			from := m
+			if slices.Contains(nestedMetrics, name) {
+				from, _ = m["decision"].(map[string]any)
+			}
+			v, ok := from[name].(float64)
 			if !ok {
 				row = append(row, "")
 				continue

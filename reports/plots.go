@@ -57,11 +57,13 @@ func methodColor(m string) color.Color {
 // RobustnessCurve draws metric (averaged over classes) against the noise
 // ratio, one line per method, without overlap and with overlap side by
 // side on one y range (one panel when the sweep ran one setting only);
-// clean training (ratio 0) starts both panels. One legend serves both
-// panels; the backbone mark of the tables stands under the title. It
-// writes base+".png", ".svg" and ".pdf" and returns their paths. Settings
-// whose Average is missing (a class without the cell) are left out of the
-// lines.
+// clean training (ratio 0) starts both panels. Where the Average has a
+// std over replicates (Row.Std), a translucent band of the method's
+// colour spans mean ± 1 std under its line (bandRuns says where), and the
+// legend says so. One legend serves both panels; the backbone mark of the
+// tables stands under the title. It writes base+".png", ".svg" and ".pdf"
+// and returns their paths. Settings whose Average is missing (a class
+// without the cell) are left out of the lines.
 func RobustnessCurve(tables []Table, metric, title, base string) ([]string, error) {
 	f := figure{title: title, panelW: textWidth / 2, panelH: 190}
 	if len(tables) > 0 {
@@ -70,15 +72,16 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 	var ratios []float64
 	lo, hi := math.Inf(1), math.Inf(-1)
 	var legend []string
+	banded := false
 	for _, overlap := range []bool{false, true} {
 		p := newPlot("No overlap", "Noise ratio", MetricLabel(metric)+", mean over classes")
 		if overlap {
 			p.Title.Text = "Overlap"
 		}
 		p.Add(grid())
-		lines := 0
+		var bands, lines []plot.Plotter // bands first, under every line
 		for _, m := range methods(tables) {
-			var pts plotter.XYs
+			var pts []curvePoint
 			for _, t := range tables {
 				if t.Metric != metric || (t.Ratio > 0 && t.Overlap != overlap) {
 					continue
@@ -89,8 +92,13 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 				}
 				for _, r := range t.Rows {
 					if r.Name == "Average" && !math.IsNaN(r.Values[j]) {
-						pts = append(pts, plotter.XY{X: t.Ratio, Y: r.Values[j]})
-						lo, hi = min(lo, r.Values[j]), max(hi, r.Values[j])
+						pt := curvePoint{x: t.Ratio, y: r.Values[j], std: math.NaN()}
+						lo, hi = min(lo, pt.y), max(hi, pt.y)
+						if r.hasStd(j) {
+							pt.std = r.std(j)
+							lo, hi = min(lo, pt.y-pt.std), max(hi, pt.y+pt.std)
+						}
+						pts = append(pts, pt)
 						if !slices.Contains(ratios, t.Ratio) {
 							ratios = append(ratios, t.Ratio)
 						}
@@ -100,27 +108,39 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 			if len(pts) == 0 {
 				continue
 			}
-			slices.SortFunc(pts, func(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) })
-			l, sc, err := plotter.NewLinePoints(pts)
+			slices.SortFunc(pts, func(a, b curvePoint) int { return cmp.Compare(a.x, b.x) })
+			xys := make(plotter.XYs, len(pts))
+			for i, pt := range pts {
+				xys[i] = plotter.XY{X: pt.x, Y: pt.y}
+			}
+			l, sc, err := plotter.NewLinePoints(xys)
 			if err != nil {
 				return nil, err
 			}
 			l.Color, sc.Color = methodColor(m), methodColor(m)
 			l.Width = vg.Points(1.2)
 			sc.GlyphStyle.Shape, sc.GlyphStyle.Radius = methodGlyph(m), vg.Points(2.2)
-			p.Add(l, sc)
+			for _, run := range bandRuns(pts) {
+				bands = append(bands, band{ring: bandRing(run), color: bandColor(methodColor(m))})
+				banded = true
+			}
+			lines = append(lines, l, sc)
 			if !slices.Contains(legend, m) {
 				legend = append(legend, m)
 				f.legend = append(f.legend, legendEntry{m, []plot.Thumbnailer{l, sc}})
 			}
-			lines++
 		}
-		if lines > 0 { // a sweep may run one overlap setting only
+		if len(lines) > 0 { // a sweep may run one overlap setting only
+			p.Add(bands...)
+			p.Add(lines...)
 			f.panels = append(f.panels, p)
 		}
 	}
 	if len(f.panels) == 0 {
 		return nil, fmt.Errorf("reports: no %s values to plot", metric)
+	}
+	if banded {
+		f.legend = append(f.legend, legendEntry{bandLegend, []plot.Thumbnailer{band{color: bandColor(color.Gray{Y: 90})}}})
 	}
 	slices.Sort(ratios)
 	var xticks []plot.Tick
@@ -142,6 +162,92 @@ func RobustnessCurve(tables []Table, metric, title, base string) ([]string, erro
 		f.panelW = columnWidth
 	}
 	return f.save(base)
+}
+
+// bandLegend is the legend entry of the robustness curve's bands.
+const bandLegend = "band: ± 1 std over replicates"
+
+// bandAlpha is the opacity of a band (0.2).
+const bandAlpha = 51
+
+// curvePoint is one point of a method's robustness curve: the Average y
+// at noise ratio x and its sample std over replicates (NaN when none).
+type curvePoint struct{ x, y, std float64 }
+
+// bandRuns splits a curve's points (sorted by x) into the maximal runs of
+// consecutive points that have a std: each run is one piece of the band,
+// so that a point without one (one replicate, e.g. clean training run
+// with one seed) is not given a std of 0.
+func bandRuns(pts []curvePoint) [][]curvePoint {
+	var runs [][]curvePoint
+	start := -1
+	for i := 0; i <= len(pts); i++ {
+		if i < len(pts) && !math.IsNaN(pts[i].std) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 {
+			runs = append(runs, pts[start:i])
+			start = -1
+		}
+	}
+	return runs
+}
+
+// bandRing is the outline of one run's band: y+std from the first point
+// to the last, then y-std back. A run of one point gives its two ends,
+// drawn as a narrow bar (band.Plot).
+func bandRing(run []curvePoint) plotter.XYs {
+	ring := make(plotter.XYs, 0, 2*len(run))
+	for _, pt := range run {
+		ring = append(ring, plotter.XY{X: pt.x, Y: pt.y + pt.std})
+	}
+	for i := len(run) - 1; i >= 0; i-- {
+		ring = append(ring, plotter.XY{X: run[i].x, Y: run[i].y - run[i].std})
+	}
+	return ring
+}
+
+// bandColor is c at the bands' opacity.
+func bandColor(c color.Color) color.Color {
+	r, g, b, _ := c.RGBA()
+	return color.NRGBA{R: uint8(r >> 8), G: uint8(g >> 8), B: uint8(b >> 8), A: bandAlpha}
+}
+
+// band is a translucent area filled without an outline: a ring in data
+// coordinates (bandRing); a ring of two points is drawn as a bar
+// bandBarWidth wide.
+type band struct {
+	ring  plotter.XYs
+	color color.Color
+}
+
+const bandBarWidth = vg.Length(4)
+
+// Plot fills the band on the plot's data canvas.
+func (b band) Plot(c draw.Canvas, p *plot.Plot) {
+	trX, trY := p.Transforms(&c)
+	var pts []vg.Point
+	if len(b.ring) == 2 {
+		x, w := trX(b.ring[0].X), bandBarWidth/2
+		y0, y1 := trY(b.ring[0].Y), trY(b.ring[1].Y)
+		pts = []vg.Point{{X: x - w, Y: y0}, {X: x + w, Y: y0}, {X: x + w, Y: y1}, {X: x - w, Y: y1}}
+	} else {
+		for _, xy := range b.ring {
+			pts = append(pts, vg.Point{X: trX(xy.X), Y: trY(xy.Y)})
+		}
+	}
+	if len(pts) > 0 {
+		c.FillPolygon(b.color, c.ClipPolygonXY(pts))
+	}
+}
+
+// Thumbnail fills the legend thumbnail's middle.
+func (b band) Thumbnail(c *draw.Canvas) {
+	h := (c.Max.Y - c.Min.Y) / 4
+	c.FillPolygon(b.color, []vg.Point{{X: c.Min.X, Y: c.Min.Y + h}, {X: c.Max.X, Y: c.Min.Y + h}, {X: c.Max.X, Y: c.Max.Y - h}, {X: c.Min.X, Y: c.Max.Y - h}})
 }
 
 // grid is the panels' light background grid.

@@ -7,6 +7,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -24,9 +25,10 @@ var Metrics = []string{"pixel_auroc", "image_auroc", "aupro", "pixel_f1max", "im
 
 // OptionalMetrics are tabulated after Metrics when some cell has them
 // (results written before they were recorded lack them): the average
-// precisions, AUPIMO, and defect_bank_fraction, the share of a memory
-// bank from defects of injected images.
-var OptionalMetrics = []string{"image_ap", "pixel_ap", "aupimo", "defect_bank_fraction"}
+// precisions, AUPIMO, defect_bank_fraction (the share of a memory bank
+// from defects of injected images), and the decision threshold's false-
+// positive and false-negative rates on the test set.
+var OptionalMetrics = []string{"image_ap", "pixel_ap", "aupimo", "defect_bank_fraction", "test_fpr", "test_fnr"}
 
 // metricLabels are the metrics' names in tables and figures.
 var metricLabels = map[string]string{
@@ -34,6 +36,7 @@ var metricLabels = map[string]string{
 	"pixel_f1max": "Pixel F1-max", "image_f1max": "Image F1-max",
 	"image_ap": "Image AP", "pixel_ap": "Pixel AP", "aupimo": "AUPIMO",
 	"defect_bank_fraction": "Defect bank fraction",
+	"test_fpr":             "Decision FPR", "test_fnr": "Decision FNR",
 }
 
 // MetricLabel is metric's name for a reader, "Pixel AUROC" for
@@ -67,9 +70,11 @@ func backboneMark(marks []string) string {
 // Table is one table of the paper's shape for one noise setting and one
 // metric: a row per class, then "Average" (the mean over classes) and, for
 // noisy settings, "Gap" (Average minus the clean-data Average of the same
-// method); a column per method. Values are means over folds; NaN marks a
-// missing cell. Mark is the cells' backbone mark ("random-init backbone"),
-// shown in the table's heading.
+// method); a column per method. Values are means over replicates (a
+// setting's folds and seeds, experiments.Cell.Replicate), with their
+// sample standard deviations and replicate counts in each Row's Std and N;
+// NaN marks a missing cell. Mark is the cells' backbone mark
+// ("random-init backbone"), shown in the table's heading.
 type Table struct {
 	Metric  string
 	Ratio   float64
@@ -79,10 +84,52 @@ type Table struct {
 	Mark    string
 }
 
-// Row is a table row.
+// Row is a table row: per method (the table's Methods, in order) a value,
+// its sample standard deviation and the number of replicate values behind
+// both.
+//
+//   - A class row's value is the mean over the replicates of that
+//     (setting, class, method); Std is their sample standard deviation
+//     (denominator n-1, as numpy.std(ddof=1)), NaN when n < 2; N is n.
+//   - The Average row's value is the mean of the class values (NaN when a
+//     class lacks the cell). When every class has the same replicates, Std
+//     is the sample standard deviation of the per-replicate averages (for
+//     each replicate, the mean over classes of its values; their mean is
+//     the Average itself) and N their number (Std NaN when N < 2). When the
+//     classes' replicates differ, Std is NaN and N is 0.
+//   - The Gap row's value is the Average minus the clean setting's
+//     Average; Std is NaN and N is 0: a difference of two means, not
+//     paired replicate by replicate (clean training has one replicate per
+//     seed, noisy settings one per fold and seed).
+//
+// Std and N may be nil (a Row built by hand): every std is then NaN.
 type Row struct {
 	Name   string
 	Values []float64 // one per method
+	Std    []float64 // sample std per method; NaN where there is none
+	N      []int     // replicate values per method behind Values and Std
+}
+
+// std is the row's standard deviation for method j, NaN where there is
+// none.
+func (r Row) std(j int) float64 {
+	if j < len(r.Std) {
+		return r.Std[j]
+	}
+	return math.NaN()
+}
+
+// n is the row's replicate count for method j, 0 where it has none.
+func (r Row) n(j int) int {
+	if j < len(r.N) {
+		return r.N[j]
+	}
+	return 0
+}
+
+// hasStd reports whether the row's value for method j has a std to show.
+func (r Row) hasStd(j int) bool {
+	return !math.IsNaN(r.std(j)) && r.n(j) >= 2
 }
 
 // Title names the table, e.g. "Pixel AUROC, noise 0.1, overlap".
@@ -119,7 +166,8 @@ type setting struct {
 // first, then by ratio, no overlap before overlap) and metric (of the
 // OptionalMetrics, those some cell has). Methods are
 // ordered as detector.Names(), each "X+Y" right after Y (the
-// paper's column order), classes by name.
+// paper's column order), classes by name. Each value is a mean over the
+// replicates of its cell with a sample standard deviation (see Row).
 func Tables(recs map[string]experiments.Record) ([]Table, error) {
 	type key struct {
 		s      setting
@@ -127,8 +175,8 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 		method string
 		metric string
 	}
-	sums := map[key][2]float64{} // sum, count over folds
-	present := map[string]bool{} // the metrics some cell has
+	reps := map[key]map[string]float64{} // value by replicate (fold and seed)
+	present := map[string]bool{}         // the metrics some cell has
 	var settings []setting
 	var classes, methods, marks []string
 	for k, r := range recs {
@@ -150,8 +198,10 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 		for _, metric := range slices.Concat(Metrics, OptionalMetrics) {
 			if v, ok := res.Metric(metric); ok {
 				k := key{s, r.Cell.Class, r.Cell.Method, metric}
-				a := sums[k]
-				sums[k] = [2]float64{a[0] + v, a[1] + 1}
+				if reps[k] == nil {
+					reps[k] = map[string]float64{}
+				}
+				reps[k][r.Cell.Replicate()] = v
 				present[metric] = true
 			}
 		}
@@ -174,19 +224,47 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 	slices.Sort(classes)
 	slices.SortStableFunc(methods, func(a, b string) int { return methodIndex(a) - methodIndex(b) })
 
-	value := func(s setting, class, method, metric string) float64 {
-		a, ok := sums[key{s, class, method, metric}]
-		if !ok {
-			return math.NaN()
+	// value is a class's mean over replicates, its sample std and n.
+	value := func(s setting, class, method, metric string) (float64, float64, int) {
+		byRep := reps[key{s, class, method, metric}]
+		if len(byRep) == 0 {
+			return math.NaN(), math.NaN(), 0
 		}
-		return a[0] / a[1]
+		var xs []float64
+		for _, r := range slices.Sorted(maps.Keys(byRep)) {
+			xs = append(xs, byRep[r])
+		}
+		mean, std := meanStd(xs)
+		return mean, std, len(xs)
 	}
-	average := func(s setting, method, metric string) float64 {
+	// average is the mean of the class means (NaN when a class is
+	// missing) and, when every class has the same replicates, the sample
+	// std of the per-replicate class averages and their number.
+	average := func(s setting, method, metric string) (float64, float64, int) {
 		sum := 0.0
 		for _, c := range classes {
-			sum += value(s, c, method, metric)
+			v, _, _ := value(s, c, method, metric)
+			sum += v
 		}
-		return sum / float64(len(classes)) // NaN when a class is missing
+		mean := sum / float64(len(classes)) // NaN when a class is missing
+		if math.IsNaN(mean) {
+			return mean, math.NaN(), 0
+		}
+		first := slices.Sorted(maps.Keys(reps[key{s, classes[0], method, metric}]))
+		for _, c := range classes[1:] {
+			if !slices.Equal(first, slices.Sorted(maps.Keys(reps[key{s, c, method, metric}]))) {
+				return mean, math.NaN(), 0 // the classes' replicates differ
+			}
+		}
+		avgs := make([]float64, len(first))
+		for i, r := range first {
+			for _, c := range classes {
+				avgs[i] += reps[key{s, c, method, metric}][r]
+			}
+			avgs[i] /= float64(len(classes))
+		}
+		_, std := meanStd(avgs)
+		return mean, std, len(avgs)
 	}
 	clean := setting{0, false}
 	mark := backboneMark(marks)
@@ -200,16 +278,18 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 			for _, c := range classes {
 				r := Row{Name: c}
 				for _, m := range methods {
-					r.Values = append(r.Values, value(s, c, m, metric))
+					v, std, n := value(s, c, m, metric)
+					r.Values, r.Std, r.N = append(r.Values, v), append(r.Std, std), append(r.N, n)
 				}
 				t.Rows = append(t.Rows, r)
 			}
 			avg := Row{Name: "Average"}
 			gap := Row{Name: "Gap"}
 			for _, m := range methods {
-				a := average(s, m, metric)
-				avg.Values = append(avg.Values, a)
-				gap.Values = append(gap.Values, a-average(clean, m, metric))
+				a, std, n := average(s, m, metric)
+				avg.Values, avg.Std, avg.N = append(avg.Values, a), append(avg.Std, std), append(avg.N, n)
+				c, _, _ := average(clean, m, metric)
+				gap.Values, gap.Std, gap.N = append(gap.Values, a-c), append(gap.Std, math.NaN()), append(gap.N, 0)
 			}
 			t.Rows = append(t.Rows, avg)
 			if s.ratio > 0 && slices.Contains(settings, clean) {
@@ -221,12 +301,34 @@ func Tables(recs map[string]experiments.Record) ([]Table, error) {
 	return tables, nil
 }
 
+// meanStd is the mean of xs and their sample standard deviation (n-1
+// denominator; NaN for fewer than two values).
+func meanStd(xs []float64) (mean, std float64) {
+	if len(xs) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	if len(xs) < 2 {
+		return mean, math.NaN()
+	}
+	ss := 0.0
+	for _, x := range xs {
+		ss += (x - mean) * (x - mean)
+	}
+	return mean, math.Sqrt(ss / float64(len(xs)-1))
+}
+
 // percentMetrics are shown as percentages with two decimals: shares too
 // small for three decimals of a fraction.
 var percentMetrics = []string{"defect_bank_fraction"}
 
 // cells formats the table's rows as strings: three decimals (a percentage
-// with two for percentMetrics), gaps signed, "-" for a missing value.
+// with two for percentMetrics), gaps signed, "-" for a missing value; a
+// value with a std (Row.Std, two or more replicates) as "mean ± std", both
+// in that format ("0.912 ± 0.004", "25.00% ± 1.50%").
 func (t Table) cells() (header []string, rows [][]string) {
 	header = append([]string{"class"}, t.Methods...)
 	scale, format := 1.0, "%.3f"
@@ -235,27 +337,72 @@ func (t Table) cells() (header []string, rows [][]string) {
 	}
 	for _, r := range t.Rows {
 		row := []string{r.Name}
-		for _, v := range r.Values {
+		for j, v := range r.Values {
+			var cell string
 			switch {
 			case math.IsNaN(v):
-				row = append(row, "-")
+				cell = "-"
 			case r.Name == "Gap":
-				row = append(row, fmt.Sprintf("%+"+format[1:], v*scale))
+				cell = fmt.Sprintf("%+"+format[1:], v*scale)
 			default:
-				row = append(row, fmt.Sprintf(format, v*scale))
+				cell = fmt.Sprintf(format, v*scale)
 			}
+			if !math.IsNaN(v) && r.hasStd(j) {
+				cell += " ± " + fmt.Sprintf(format, r.std(j)*scale)
+			}
+			row = append(row, cell)
 		}
 		rows = append(rows, row)
 	}
 	return header, rows
 }
 
-// WriteText writes the table for a terminal, under its title.
+// Spread is the line under the heading that says what a "±" in the table
+// means, e.g. "mean ± sample std over 3 replicates (folds × seeds)", with
+// a note on the values shown without one; "" when no value has a std
+// (one replicate everywhere).
+func (t Table) Spread() string {
+	var ns []int
+	bare := false // a class or Average value without a std
+	for _, r := range t.Rows {
+		for j, v := range r.Values {
+			switch {
+			case math.IsNaN(v):
+			case r.hasStd(j):
+				if !slices.Contains(ns, r.n(j)) {
+					ns = append(ns, r.n(j))
+				}
+			case r.Name != "Gap":
+				bare = true
+			}
+		}
+	}
+	if len(ns) == 0 {
+		return ""
+	}
+	slices.Sort(ns)
+	over := strconv.Itoa(ns[0])
+	if len(ns) > 1 {
+		over += " to " + strconv.Itoa(ns[len(ns)-1])
+	}
+	line := "mean ± sample std (n-1) over " + over + " replicates (folds × seeds)"
+	if bare {
+		line += "; values without ± rest on one replicate, or (Average) on classes with different replicates"
+	}
+	if slices.ContainsFunc(t.Rows, func(r Row) bool { return r.Name == "Gap" }) {
+		line += "; Gap: difference of means, no std"
+	}
+	return line
+}
+
+// WriteText writes the table for a terminal, under its title (and the
+// Spread line when some value has a std).
 func (t Table) WriteText(w io.Writer) error {
 	return t.write(w, nil)
 }
 
-// WriteMarkdown writes the table as a Markdown table under a bold title.
+// WriteMarkdown writes the table as a Markdown table under a bold title
+// (and the Spread line in italics when some value has a std).
 func (t Table) WriteMarkdown(w io.Writer) error {
 	return t.write(w, renderer.NewMarkdown())
 }
@@ -263,11 +410,20 @@ func (t Table) WriteMarkdown(w io.Writer) error {
 func (t Table) write(w io.Writer, r tw.Renderer) error {
 	header, rows := t.cells()
 	title := t.Heading()
+	spread := t.Spread()
 	if r != nil {
 		title = "**" + title + "**"
+		if spread != "" {
+			spread = "_" + spread + "_"
+		}
 	}
 	if _, err := fmt.Fprintf(w, "%s\n\n", title); err != nil {
 		return err
+	}
+	if spread != "" {
+		if _, err := fmt.Fprintf(w, "%s\n\n", spread); err != nil {
+			return err
+		}
 	}
 	opts := []tablewriter.Option{tablewriter.WithHeaderAutoFormat(tw.Off)}
 	if r != nil {
@@ -289,7 +445,14 @@ func (t Table) write(w io.Writer, r tw.Renderer) error {
 
 // WriteCSV writes every table as rows of one CSV: metric, noise, overlap,
 // the backbone mark (empty with pretrained weights), row name, then one
-// column per method (the methods of the first table).
+// column per method (the methods of the first table). A row with a std
+// for some method (Row.Std: two or more replicates) is followed by two
+// rows of the same columns named "NAME std" (the sample std per method,
+// empty where there is none) and "NAME n" (Row.N, the replicate values
+// behind each value, empty for 0), e.g. "wood", "wood std", "wood n".
+// The columns and the value rows are the same as without replicates, so
+// that a reader of the values alone skips the rows ending in " std" and
+// " n".
 func WriteCSV(w io.Writer, tables []Table) error {
 	cw := csv.NewWriter(w)
 	if len(tables) > 0 {
@@ -299,16 +462,30 @@ func WriteCSV(w io.Writer, tables []Table) error {
 	}
 	for _, t := range tables {
 		for _, r := range t.Rows {
-			row := []string{t.Metric, strconv.FormatFloat(t.Ratio, 'g', -1, 64), strconv.FormatBool(t.Overlap), t.Mark, r.Name}
-			for _, v := range r.Values {
-				if math.IsNaN(v) {
-					row = append(row, "")
-				} else {
-					row = append(row, strconv.FormatFloat(v, 'f', 6, 64))
+			lead := []string{t.Metric, strconv.FormatFloat(t.Ratio, 'g', -1, 64), strconv.FormatBool(t.Overlap), t.Mark}
+			values, stds, ns := append(slices.Clone(lead), r.Name), append(slices.Clone(lead), r.Name+" std"), append(slices.Clone(lead), r.Name+" n")
+			spread := false
+			for j, v := range r.Values {
+				values, stds, ns = append(values, ""), append(stds, ""), append(ns, "")
+				if !math.IsNaN(v) {
+					values[len(values)-1] = strconv.FormatFloat(v, 'f', 6, 64)
+				}
+				if !math.IsNaN(v) && r.hasStd(j) {
+					spread = true
+					stds[len(stds)-1] = strconv.FormatFloat(r.std(j), 'f', 6, 64)
+				}
+				if r.n(j) > 0 {
+					ns[len(ns)-1] = strconv.Itoa(r.n(j))
 				}
 			}
-			if err := cw.Write(row); err != nil {
-				return err
+			rows := [][]string{values}
+			if spread {
+				rows = append(rows, stds, ns)
+			}
+			for _, row := range rows {
+				if err := cw.Write(row); err != nil {
+					return err
+				}
 			}
 		}
 	}

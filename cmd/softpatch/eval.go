@@ -45,5 +45,17 @@ func runEval(args []string) error {
 		fmt.Printf("filter %s dropped %d training images, %d of the %d injected: precision %.3f, recall %.3f\n",
 			f.Method, len(f.Dropped), f.DroppedNoise, f.Injected, f.Precision, f.Recall)
 	}
+	if d := res.Decision; d != nil {
+		fmt.Printf("decision threshold %.6g (%s, %d images, false-positive rate %g asked): on the test set false-positive rate %s, false-negative rate %s\n",
+			d.Threshold, d.Source, d.Images, d.FPR, rate(d.TestFPR), rate(d.TestFNR))
+	}
 	return nil
+}
+
+// rate formats a rate that may be undefined (nil).
+func rate(r *float64) string {
+	if r == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", *r)
 }

@@ -39,5 +39,8 @@ func runFit(args []string) error {
 		return err
 	}
 	fmt.Printf("%s %s noise %g: %s, backbone %s -> %s\n", cl.Class.Name, meta.Method, cl.Noise.Ratio, d.Info().Summary, b.Identity(), *out)
+	if dc := meta.Decision; dc != nil {
+		fmt.Printf("decision threshold %.6g: false-positive rate %g on %d normal %s images\n", dc.Threshold, dc.FPR, dc.Images, dc.Source)
+	}
 	return nil
 }

@@ -77,6 +77,7 @@ type cellFlags struct {
 	fold, batch                 int
 	featureMemory               int64
 	params                      detector.Params
+	decision                    experiments.DecisionConfig
 	sets                        setFlags
 }
 
@@ -101,6 +102,11 @@ func (cf *cellFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&cf.params.NoSoftWeight, "no-soft-weight", false, "SoftPatch without soft weights (the filtered coreset is still used)")
 	fs.Uint64Var(&cf.params.Seed, "seed", 0, "seed of the detector's random draws")
 	fs.Var(&cf.sets, "set", "a method's own setting, METHOD.KEY=YAML value (repeatable), as in a config: e.g. cflow.meta_epochs=2")
+	def := experiments.DefaultDecision
+	fs.StringVar(&cf.decision.Source, "decision", def.Source, "decision threshold from normal images only: holdout (training images held out of fits of the method), validation (the class's validation split, MVTec AD 2), auto (validation when there is one, else holdout) or none")
+	fs.Float64Var(&cf.decision.FPR, "decision-fpr", def.FPR, "decision threshold: false-positive rate on normal images")
+	fs.Float64Var(&cf.decision.Holdout, "decision-holdout", def.Holdout, "decision threshold: share of the training images each holdout fit leaves out")
+	fs.IntVar(&cf.decision.Rounds, "decision-rounds", def.Rounds, "decision threshold: holdout fits, each leaving out another part (at most 1/holdout)")
 	fs.IntVar(&cf.batch, "batch", 8, "images per forward pass")
 	fs.Int64Var(&cf.featureMemory, "feature-memory", 2048, "MiB of full training features kept in memory: when a class's take more, all go to a temporary file in $TMPDIR (put it on disk, not tmpfs)")
 }
@@ -140,6 +146,9 @@ func (cf *cellFlags) load(verb string) (*runner.Cell, *runner.Backbone, error) {
 	if ps := cf.params.Check(); len(ps) > 0 {
 		return nil, nil, fmt.Errorf("%s: --%s %s", verb, strings.ReplaceAll(ps[0].Key, "_", "-"), ps[0].Problem)
 	}
+	if err := cf.decision.Check(); err != nil {
+		return nil, nil, fmt.Errorf("%s: --%s", verb, strings.Replace(strings.Replace(err.Error(), "decision.source", "decision", 1), "decision.", "decision-", 1))
+	}
 	if cf.featureMemory < 1 {
 		return nil, nil, fmt.Errorf("%s: --feature-memory must be at least 1 MiB, got %d", verb, cf.featureMemory)
 	}
@@ -174,7 +183,7 @@ func (cf *cellFlags) load(verb string) (*runner.Cell, *runner.Backbone, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c.Replay, c.ReplayInfo = replay, info
+	c.Replay, c.ReplayInfo, c.Decision = replay, info, cf.decision
 	b, err := cf.features.open(replay.PaDiMChannels, c.Methods()...)
 	return c, b, err
 }

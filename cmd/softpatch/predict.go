@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 
 	"github.com/softpatch/softpatch/experiments/runner"
 )
@@ -16,6 +18,7 @@ func runPredict(args []string) error {
 	fs.IntVar(&o.Threads, "threads", 0, "compute threads (0: GOMAXPROCS, normally all cores)")
 	fs.StringVar(&o.Device, "device", "auto", "auto, cpu or gpu (see eval -h)")
 	fs.IntVar(&o.Batch, "batch", 8, "images per forward pass")
+	threshold := fs.String("threshold", "", "decision threshold to use instead of the model's (images scoring above it are anomalous)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -23,6 +26,29 @@ func runPredict(args []string) error {
 	if o.Model == "" || o.Out == "" || len(images) == 0 {
 		return fmt.Errorf("predict: --model, --out and at least one image are required")
 	}
-	_, err := runner.Predict(images, o)
-	return err
+	if *threshold != "" {
+		t, err := strconv.ParseFloat(*threshold, 64)
+		if err != nil || math.IsNaN(t) {
+			return fmt.Errorf("predict: --threshold %q is not a number", *threshold)
+		}
+		o.Threshold = &t
+	}
+	res, err := runner.Predict(images, o)
+	if err != nil {
+		return err
+	}
+	if d := res.Decision; d != nil {
+		for _, s := range res.Scores {
+			verdict, cmp := "normal", "<="
+			if *s.Anomalous {
+				verdict, cmp = "anomalous", ">"
+			}
+			fmt.Printf("%s: %s (score %.6g %s threshold %.6g)\n", s.File, verdict, s.Score, cmp, d.Threshold)
+		}
+	} else {
+		for _, s := range res.Scores {
+			fmt.Printf("%s: score %.6g (the model has no decision threshold: fit it with --decision, or give --threshold)\n", s.File, s.Score)
+		}
+	}
+	return nil
 }

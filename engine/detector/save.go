@@ -68,6 +68,8 @@ type Meta struct {
 	Class      string   `json:"class,omitempty"`
 	Train      int      `json:"train_images,omitempty"`
 	NoiseFiles []string `json:"noise_files,omitempty"`
+	// Decision, when set, is the model's yes/no rule (predict applies it).
+	Decision *Decision `json:"decision,omitempty"`
 	// Created is the fitting time (RFC 3339); SoftpatchVersion and Commit
 	// the build that fitted the model.
 	Created          string `json:"created,omitempty"`

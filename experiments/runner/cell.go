@@ -28,6 +28,9 @@ type Cell struct {
 	Method string
 	Params detector.Params
 	Filter *Filter
+	// Decision is how the cell sets its decision threshold (Source ""
+	// or "none": it sets none).
+	Decision experiments.DecisionConfig
 	// Settings are the cell's resolved settings, recorded in its result;
 	// Run resolves them when they are nil.
 	Settings *experiments.Settings
@@ -88,21 +91,16 @@ func (c *Cell) writeDraws(path string, p *Pipeline, d *detector.Draws) error {
 		return nil
 	}
 	all := experiments.Draws{PaDiMChannels: p.spec.Channels, Detector: *d}
-	if len(c.Drawn) > 0 {
-		all.NoiseFiles = c.NoiseFiles()
-	}
-	for _, it := range c.Drawn {
-		if it.Augment != nil {
-			all.Augment = append(all.Augment, *it.Augment)
-		}
-	}
+	all.SetNoise(c.Class.Root, c.Drawn, c.Noise.Augment)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
 	return all.WriteFile(path)
 }
 
-// NewCell draws the noisy split of class and checks the method (and the
+// NewCell draws the noisy split of class (datasets.Class.Inject: a ratio
+// beyond the class's anomalous test images resamples them with overlap and
+// is capped without, with a log line) and checks the method (and the
 // filter's), which must be registered detector methods.
 func NewCell(class *datasets.Class, noise datasets.Noise, method string, params detector.Params, filter *Filter) (*Cell, error) {
 	if _, err := detector.Lookup(method); err != nil {
@@ -113,10 +111,18 @@ func NewCell(class *datasets.Class, noise datasets.Noise, method string, params 
 			return nil, err
 		}
 	}
-	c := &Cell{Class: class, Noise: noise, Method: method, Params: params, Filter: filter}
-	var err error
-	if c.Train, c.Test, c.Drawn, err = class.Noisy(string(class.Format), noise); err != nil {
+	in, err := class.Inject(string(class.Format), noise)
+	if err != nil {
 		return nil, err
+	}
+	c := &Cell{Class: class, Noise: in.Noise, Train: in.Train, Test: in.Test, Drawn: in.Drawn, Method: method, Params: params, Filter: filter}
+	if n := in.Noise; n.Requested > 0 {
+		slog.Warn(fmt.Sprintf("class %s: noise %g asks for %d anomalous images, the test set has %d: injected %d and kept %d in the test set (no overlap)",
+			class.Name, n.Ratio, n.Requested, in.Anomalous, len(in.Drawn), in.Anomalous-len(in.Drawn)))
+	}
+	if n := in.Noise; n.Resampled > 0 && len(noise.Files) == 0 {
+		slog.Info(fmt.Sprintf("class %s: noise %g asks for %d anomalous images, the test set has %d: injected each once and %d resampled copies, each with its own affine (overlap)",
+			class.Name, n.Ratio, len(in.Drawn), in.Anomalous, n.Resampled))
 	}
 	if len(noise.Files) > 0 && len(class.Train) > 0 {
 		// A list replaces the draw: the ratio records what it injected.
@@ -156,7 +162,17 @@ func (c *Cell) Methods() []string {
 // if any) and evaluates it on its test images, computing every feature
 // with b.
 func (c *Cell) Run(b *Backbone, o CellOptions) (*experiments.Result, error) {
-	return c.run(b, o, (*Pipeline).each, nil)
+	return c.run(b, o, c.source(o), nil)
+}
+
+// source is where the cell's features come from outside a sweep: computed
+// by the pipeline, through a memory of the training images' features
+// when the decision threshold fits the detector more than once.
+func (c *Cell) source(o CellOptions) source {
+	if c.decisionSource() != "holdout" {
+		return (*Pipeline).each
+	}
+	return newTrainMemo(c.Train, o.FeatureMemoryMiB<<20).source
 }
 
 // Fit fits the cell's detector on its training images (behind its filter,
@@ -165,20 +181,34 @@ func (c *Cell) Run(b *Backbone, o CellOptions) (*experiments.Result, error) {
 func (c *Cell) Fit(b *Backbone, o CellOptions) (detector.Detector, detector.Meta, error) {
 	train := c.Train
 	st := stages{}
+	src := c.source(o)
 	if c.Filter != nil {
 		var err error
-		if train, _, err = c.applyFilter(b, o, (*Pipeline).each, st, nil); err != nil {
+		if train, _, err = c.applyFilter(b, o, src, st, nil); err != nil {
+			return nil, detector.Meta{}, err
+		}
+	}
+	var decision *detector.Decision
+	if c.decisionSource() == "holdout" {
+		var err error
+		if decision, err = c.holdoutDecision(b, o, src, st, train); err != nil {
 			return nil, detector.Meta{}, err
 		}
 	}
 	draws := c.detectorDraws()
-	f, err := fitOn(b, c.Method, c.Params, train, o.Batch, o.FeatureMemoryMiB, (*Pipeline).each, st, "", draws, nil)
+	f, err := fitOn(b, c.Method, c.Params, train, o.Batch, o.FeatureMemoryMiB, src, st, "", draws, nil)
 	if err != nil {
 		return nil, detector.Meta{}, err
 	}
 	if err := c.writeDraws(o.drawsPath(), f.p, draws); err != nil {
 		f.close()
 		return nil, detector.Meta{}, err
+	}
+	if c.decisionSource() == "validation" {
+		if decision, err = c.validationDecision(f, o, src); err != nil {
+			f.close()
+			return nil, detector.Meta{}, err
+		}
 	}
 	gh, gw, err := f.p.Grid(f.positions)
 	if err != nil {
@@ -187,7 +217,7 @@ func (c *Cell) Fit(b *Backbone, o CellOptions) (detector.Detector, detector.Meta
 	}
 	meta := f.p.Meta(gh, gw)
 	meta.Method, meta.Data, meta.Class, meta.Train = c.Label(), c.Class.Root, c.Class.Name, len(train)
-	meta.NoiseFiles = c.NoiseFiles()
+	meta.NoiseFiles, meta.Decision = c.NoiseFiles(), decision
 	return f.d, meta, nil
 }
 
@@ -219,6 +249,15 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*ex
 	}
 	res.Train = len(train)
 	res.Draws = c.ReplayInfo
+	var decision *detector.Decision
+	if c.decisionSource() == "holdout" {
+		// Before the cell's own fit, so that the two never hold memory
+		// together.
+		var err error
+		if decision, err = c.holdoutDecision(b, o, src, st, train); err != nil {
+			return nil, err
+		}
+	}
 	draws := c.detectorDraws()
 	labels := make([]bool, len(test))
 	masks := make([][]uint8, len(test))
@@ -320,6 +359,14 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*ex
 			label = 1
 		}
 		res.PerImage = append(res.PerImage, experiments.ImageScore{File: datasets.RelPath(c.Class.Root, it), Label: label, Type: it.Type, Score: imageScores[i]})
+	}
+	if c.decisionSource() == "validation" {
+		if decision, err = c.validationDecision(f, o, src); err != nil {
+			return nil, err
+		}
+	}
+	if decision != nil {
+		res.Decision = decisionResult(decision, imageScores, labels)
 	}
 	if o.ResultsDir != "" {
 		if res.Overlays, err = writeExtremes(b, c.Class.Root, test, imageScores, anomalyMaps, o.ResultsDir, o.CellDir); err != nil {

@@ -10,9 +10,11 @@ import (
 )
 
 // LoadDraws reads a draws file (experiments.ReadDraws) for a cell to
-// replay. It puts the file's noise draw into noise (its files, and its
-// affine draws, which turn the augmentation on) and returns the draws,
-// for Cell.Replay and for Open's channels, with the record of the file for
+// replay. It puts the file's noise draw into noise
+// (experiments.Draws.ReplayNoise: its files, which may repeat an image as
+// resampled copies, its augmentation's affines, which turn the
+// augmentation on, and its copies' affines) and returns the draws, for
+// Cell.Replay and for Open's channels, with the record of the file for
 // Cell.ReplayInfo. A noise draw in both the file and noise.Files is an
 // error.
 func LoadDraws(path string, noise *datasets.Noise) (*experiments.Draws, *experiments.DrawsInfo, error) {
@@ -20,14 +22,8 @@ func LoadDraws(path string, noise *datasets.Noise) (*experiments.Draws, *experim
 	if err != nil {
 		return nil, nil, err
 	}
-	if d.NoiseFiles != nil {
-		if len(noise.Files) > 0 {
-			return nil, nil, fmt.Errorf("%s: holds noise_files, and a noise list is given too: give one of them", path)
-		}
-		noise.Files = d.NoiseFiles
-	}
-	if d.Augment != nil {
-		noise.Augment, noise.Affines = true, d.Augment
+	if err := d.ReplayNoise(noise); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	info := &experiments.DrawsInfo{File: path, SHA256: sum, Replayed: d.Keys()}
 	slog.Info("replaying draws", "file", path, "draws", info.Replayed)

@@ -20,10 +20,13 @@ import (
 
 // PredictedImage is one image's entry in scores.json.
 type PredictedImage struct {
-	File    string  `json:"file"`
-	Score   float32 `json:"score"`
-	Map     string  `json:"map"`
-	Overlay string  `json:"overlay"`
+	File  string  `json:"file"`
+	Score float32 `json:"score"`
+	// Anomalous is the model's decision (Predictions.Decision), absent
+	// when the model has no threshold.
+	Anomalous *bool  `json:"anomalous,omitempty"`
+	Map       string `json:"map"`
+	Overlay   string `json:"overlay"`
 }
 
 // Predictions is scores.json: what Predict scored, with what.
@@ -35,9 +38,12 @@ type Predictions struct {
 	// Device is where the scores were computed (Backbone.Device).
 	Device string `json:"device"`
 	// MapMin and MapMax are the range the overlays' colour map spans.
-	MapMin float32          `json:"map_min"`
-	MapMax float32          `json:"map_max"`
-	Scores []PredictedImage `json:"scores"`
+	MapMin float32 `json:"map_min"`
+	MapMax float32 `json:"map_max"`
+	// Decision is the model's decision threshold (detector.Decision):
+	// images scoring above it are anomalous.
+	Decision *detector.Decision `json:"decision,omitempty"`
+	Scores   []PredictedImage   `json:"scores"`
 }
 
 // PredictOptions say which model scores the images and how.
@@ -51,6 +57,9 @@ type PredictOptions struct {
 	Threads int
 	Device  string
 	Batch   int
+	// Threshold, when set, replaces the model's decision threshold
+	// (Source "given").
+	Threshold *float64
 }
 
 // Predict scores images with a saved model and writes into o.Out the
@@ -108,7 +117,10 @@ func Predict(images []string, o PredictOptions) (*Predictions, error) {
 	positions := meta.GridH * meta.GridW
 	per := 3 * size * size
 	x := make([]float32, o.Batch*per)
-	res := Predictions{Model: o.Model, Method: meta.Method, Backbone: b.id, Mark: b.Mark(), Device: b.Device()}
+	if o.Threshold != nil {
+		meta.Decision = &detector.Decision{Threshold: *o.Threshold, Source: "given"}
+	}
+	res := Predictions{Model: o.Model, Method: meta.Method, Backbone: b.id, Mark: b.Mark(), Device: b.Device(), Decision: meta.Decision}
 	stems := uniqueStems(images)
 	maps := make([][]float32, len(images))
 	bar := progress.New("predict", len(images), "images")
@@ -135,8 +147,12 @@ func Predict(images []string, o PredictOptions) (*Predictions, error) {
 		for i := range nb {
 			k := lo + i
 			maps[k] = bmaps[i]
-			res.Scores = append(res.Scores, PredictedImage{File: images[k], Score: scores[i],
-				Map: stems[k] + "_map.npy", Overlay: stems[k] + "_overlay.png"})
+			pi := PredictedImage{File: images[k], Score: scores[i], Map: stems[k] + "_map.npy", Overlay: stems[k] + "_overlay.png"}
+			if meta.Decision != nil {
+				yes := meta.Decision.Anomalous(scores[i])
+				pi.Anomalous = &yes
+			}
+			res.Scores = append(res.Scores, pi)
 		}
 		return nil
 	}

@@ -34,6 +34,10 @@ func cellSettings(o Options, arch backbone.Arch, id backbone.Identity, c *Cell) 
 	if id.RandomInit {
 		s.Features.Weights = fmt.Sprintf("random-init seed %d", id.Seed)
 	}
+	if c.decisionSource() != "" {
+		d := c.Decision
+		s.Decision = &d
+	}
 	if f := c.Filter; f != nil {
 		s.Detector.Filter = &experiments.FilterRule{Method: f.Method, Drop: f.Drop, Threshold: f.Threshold}
 	}

@@ -223,7 +223,12 @@ func sweepCell(class *datasets.Class, c experiments.Cell, cfg *experiments.Confi
 	if len(cfg.Detector.Seeds) > 0 {
 		params.Seed = c.Seed
 	}
-	return NewCell(class, noise, method, params, f)
+	cell, err := NewCell(class, noise, method, params, f)
+	if err != nil {
+		return nil, err
+	}
+	cell.Decision = cfg.Decision
+	return cell, nil
 }
 
 // Sweep runs the cells of cfg in o.Shard that o.Dir does not hold yet,

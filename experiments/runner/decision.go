@@ -1,0 +1,208 @@
+package runner
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+
+	"github.com/softpatch/softpatch/datasets"
+	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/experiments"
+)
+
+// decisionSource resolves the cell's decision source: "" when it sets no
+// threshold, "validation" for auto when the class has a validation split
+// of normal images, else "holdout".
+func (c *Cell) decisionSource() string {
+	switch s := c.Decision.Source; s {
+	case "", "none":
+		return ""
+	case "auto":
+		if len(c.Class.Validation) > 0 {
+			return "validation"
+		}
+		return "holdout"
+	default:
+		return s
+	}
+}
+
+// holdoutParts cuts train into parts of a seeded permutation of its
+// indices (seeded by the class and the noise fold, so that every method of
+// a setting holds out the same images), each sorted.
+func (c *Cell) holdoutParts(n int) [][]int {
+	k := c.Decision.Parts()
+	key := "softpatch-decision-v1\x00" + c.Class.Name + "\x00" + strconv.Itoa(c.Noise.Fold)
+	sum := sha256.Sum256([]byte(key))
+	r := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(sum[:8]), binary.LittleEndian.Uint64(sum[8:16])))
+	perm := r.Perm(n)
+	parts := make([][]int, k)
+	for j := range parts {
+		parts[j] = slices.Clone(perm[j*n/k : (j+1)*n/k])
+		slices.Sort(parts[j])
+	}
+	return parts
+}
+
+// holdoutDecision sets the decision threshold from training images held
+// out of fits of the cell's detector: the training set train is cut into
+// Decision.Parts() parts and, for each of the first Decision.Rounds parts,
+// the detector is fitted on the other parts and scores the held-out one
+// (docs/method.md#11-decision-threshold). Its stages are prefixed
+// "decision ".
+func (c *Cell) holdoutDecision(b *Backbone, o CellOptions, src source, st stages, train []datasets.Item) (*detector.Decision, error) {
+	k := c.Decision.Parts()
+	if len(train) < k {
+		return nil, fmt.Errorf("decision threshold: holdout %v needs at least %d training images, the cell has %d (set decision.source none, or a larger decision.holdout)",
+			c.Decision.Holdout, k, len(train))
+	}
+	parts := c.holdoutParts(len(train))
+	var scores []float32
+	for r := range c.Decision.Rounds {
+		var fitItems, held []datasets.Item
+		for j, part := range parts {
+			for _, i := range part {
+				if j == r {
+					held = append(held, train[i])
+				} else {
+					fitItems = append(fitItems, train[i])
+				}
+			}
+		}
+		prefix := fmt.Sprintf("decision %d/%d ", r+1, c.Decision.Rounds)
+		s, err := func() ([]float32, error) {
+			f, err := fitOn(b, c.Method, c.Params, fitItems, o.Batch, o.FeatureMemoryMiB, src, st, prefix, &detector.Draws{}, nil)
+			if err != nil {
+				return nil, err
+			}
+			defer f.close()
+			return f.imageScoresOf(prefix+"held-out", held, o.Batch, src)
+		}()
+		if err != nil {
+			return nil, fmt.Errorf("decision threshold: %w", err)
+		}
+		scores = append(scores, s...)
+	}
+	d, err := detector.NewDecision(scores, c.Decision.FPR, "holdout")
+	if err != nil {
+		return nil, err
+	}
+	d.Rounds = c.Decision.Rounds
+	slog.Info("decision threshold", "source", "holdout", "threshold", fmt.Sprintf("%.6g", d.Threshold), "fpr", d.FPR, "images", d.Images)
+	return &d, nil
+}
+
+// validationDecision sets the decision threshold from the scores that the
+// fitted detector f gives the class's validation images.
+func (c *Cell) validationDecision(f *fitted, o CellOptions, src source) (*detector.Decision, error) {
+	scores, err := f.imageScoresOf("validation", c.Class.Validation, o.Batch, src)
+	if err != nil {
+		return nil, fmt.Errorf("decision threshold: %w", err)
+	}
+	d, err := detector.NewDecision(scores, c.Decision.FPR, "validation")
+	if err != nil {
+		return nil, err
+	}
+	slog.Info("decision threshold", "source", "validation", "threshold", fmt.Sprintf("%.6g", d.Threshold), "fpr", d.FPR, "images", d.Images)
+	return &d, nil
+}
+
+// imageScoresOf returns the image scores of items under f.
+func (f *fitted) imageScoresOf(label string, items []datasets.Item, batch int, src source) ([]float32, error) {
+	patch, _, err := f.score(label, items, batch, src)
+	if err != nil {
+		return nil, err
+	}
+	var maps [][]float32
+	if f.d.Info().MapScores {
+		if maps, err = f.maps(patch, len(items)); err != nil {
+			return nil, err
+		}
+	}
+	return f.imageScores(patch, len(items), maps)
+}
+
+// decisionResult is the decision d with its rates on the test set.
+func decisionResult(d *detector.Decision, scores []float32, labels []bool) *experiments.DecisionResult {
+	fpr, fnr := d.Rates(scores, labels)
+	out := &experiments.DecisionResult{Decision: *d}
+	if fpr == fpr { // not NaN
+		out.TestFPR = &fpr
+	}
+	if fnr == fnr {
+		out.TestFNR = &fnr
+	}
+	return out
+}
+
+// trainMemo serves the features of a cell's training images from memory
+// once computed, so that the holdout fits of eval and fit (which have no
+// class cache) compute each training image's features once. It keeps at
+// most max bytes; augmented images and other images are computed each
+// time.
+type trainMemo struct {
+	max, used int64
+	train     map[string]bool
+	feats     map[*Pipeline]map[string][]float32
+	positions map[*Pipeline]int
+}
+
+func newTrainMemo(train []datasets.Item, max int64) *trainMemo {
+	m := &trainMemo{max: max, train: map[string]bool{}, feats: map[*Pipeline]map[string][]float32{}, positions: map[*Pipeline]int{}}
+	for _, it := range train {
+		if it.Augment == nil {
+			m.train[it.Path] = true
+		}
+	}
+	return m
+}
+
+// source is a source: items all held are served from memory; otherwise
+// all are computed, and the training images among them kept while they
+// fit.
+func (m *trainMemo) source(p *Pipeline, label string, items []datasets.Item, batch int, fn func(lo, hi int, f detector.Features) error) error {
+	held := m.feats[p]
+	all := held != nil
+	for _, it := range items {
+		if _, ok := held[it.Path]; !ok || it.Augment != nil {
+			all = false
+			break
+		}
+	}
+	if !all {
+		return p.each(label, items, batch, func(lo, hi int, f detector.Features) error {
+			per := f.Positions * f.Dim
+			for j, it := range items[lo:hi] {
+				if !m.train[it.Path] || it.Augment != nil || m.used+int64(per)*4 > m.max {
+					continue
+				}
+				if m.feats[p] == nil {
+					m.feats[p] = map[string][]float32{}
+				}
+				if _, ok := m.feats[p][it.Path]; !ok {
+					m.feats[p][it.Path] = slices.Clone(f.Data[j*per : (j+1)*per])
+					m.used += int64(per) * 4
+					m.positions[p] = f.Positions
+				}
+			}
+			return fn(lo, hi, f)
+		})
+	}
+	var buf []float32
+	pos := m.positions[p]
+	for lo := 0; lo < len(items); lo += batch {
+		hi := min(lo+batch, len(items))
+		buf = buf[:0]
+		for _, it := range items[lo:hi] {
+			buf = append(buf, held[it.Path]...)
+		}
+		if err := fn(lo, hi, detector.Features{Data: buf, N: hi - lo, Positions: pos, Dim: len(buf) / ((hi - lo) * pos)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
