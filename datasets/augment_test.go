@@ -55,13 +55,14 @@ func TestDrawAffineRanges(t *testing.T) {
 
 // With Noise.Augment every drawn image, and only those, gets its own
 // affine, the same for the same draw; LoadItem applies it.
-func TestNoisyAugment(t *testing.T) {
+func TestInjectAugment(t *testing.T) {
 	c := noiseClass(t)
-	n := Noise{Ratio: 0.5, Augment: true}
-	train, _, drawn, err := c.Noisy("mvtec", n)
+	n := Noise{Ratio: 0.5, Augment: true} // k = 10 < A = 12: neither capped nor resampled
+	in, err := c.Inject("mvtec", n)
 	if err != nil {
 		t.Fatal(err)
 	}
+	train, drawn := in.Train, in.Drawn
 	if len(drawn) < 2 {
 		t.Fatalf("%d drawn", len(drawn))
 	}
@@ -73,9 +74,9 @@ func TestNoisyAugment(t *testing.T) {
 	if *drawn[0].Augment == *drawn[1].Augment {
 		t.Error("two drawn images share one transform")
 	}
-	_, _, again, _ := c.Noisy("mvtec", n)
+	again, _ := c.Inject("mvtec", n)
 	for i := range drawn {
-		if *again[i].Augment != *drawn[i].Augment {
+		if *again.Drawn[i].Augment != *drawn[i].Augment {
 			t.Errorf("drawn %d: transform differs between identical draws", i)
 		}
 	}

@@ -154,8 +154,11 @@ type Item struct {
 	// Width and Height are the image size read from the file header.
 	Width  int `json:"width"`
 	Height int `json:"height"`
-	// Augment, set on injected noise images when Noise.Augment is on, is
-	// the affine transform Preprocess.LoadItem applies after normalising.
+	// Augment is the affine transform Preprocess.LoadItem applies after
+	// normalising, set on injected noise images only: each injected
+	// image's own draw when Noise.Augment is on (the published
+	// --noise_augmentation, DrawAffine), and otherwise a resampled copy's
+	// small affine (DrawResampleAffine; see Class.Inject). nil: as loaded.
 	Augment *Affine `json:"augment,omitempty"`
 }
 

@@ -62,9 +62,10 @@ func TestLoadMVTec2(t *testing.T) {
 	}
 	// Noise draws from test_public only; validation and the private sets
 	// stay out of the split.
-	train, test, drawn, err := c.Noisy("mvtec2", Noise{Ratio: 0.5})
-	if err != nil || len(drawn) != 1 || len(train) != 3 || len(test) != 2 {
-		t.Errorf("Noisy: %v %d %d %d", err, len(train), len(test), len(drawn))
+	// k = floor(0.5 * 2) = 1 < A = 2: neither capped nor resampled.
+	in, err := c.Inject("mvtec2", Noise{Ratio: 0.5})
+	if err != nil || len(in.Drawn) != 1 || len(in.Train) != 3 || len(in.Test) != 2 || in.Noise.Requested != 0 {
+		t.Errorf("Inject: %v %+v", err, in)
 	}
 
 	// Optional folders may be absent.

@@ -19,7 +19,9 @@ import (
 
 // Noise is the paper's noisy-training setting (docs/method.md#24-noise-injection).
 type Noise struct {
-	// Ratio r: floor(r * n_train) anomalous test images join training.
+	// Ratio r: floor(r * n_train) anomalous test images join training
+	// (Class.Inject caps or resamples the draw where the class's
+	// anomalous test images run out).
 	Ratio float64 `json:"ratio"`
 	// Overlap keeps the drawn images in the test set too; by default they
 	// are removed from it.
@@ -121,9 +123,16 @@ func NoiseReserve(a int) int {
 	return max(1, (a*NoiseReservePercent+99)/100)
 }
 
+// resampleSuffix keys the generator of resampled copies apart from the
+// draw's and the augmentation's, which stay as they were.
+const resampleSuffix = "\x00resample"
+
 // Injection is a noisy split drawn by Class.Inject.
 type Injection struct {
-	// Train, Test and Drawn are as Noisy returns them.
+	// Train is the clean training images followed by Drawn; Test is the
+	// test set after the draw (c.Test minus the injected images without
+	// overlap, c.Test whole with it); Drawn is the injected images, in
+	// draw order (see Class.Inject).
 	Train, Test, Drawn []Item
 	// Noise is the setting given, with the draw's outcome (Requested,
 	// Resampled) set.
@@ -132,37 +141,23 @@ type Injection struct {
 	Anomalous int
 }
 
-// Noisy returns the noisy training set and the test set of c under n.
-// Unless n.Files is given, n_noise = NoiseCount(n.Ratio, len(c.Train))
-// anomalous test images are drawn uniformly without replacement with a
+// Inject returns the noisy training set and the test set of c under n.
+// The returned slices are new; c is not modified.
+//
+// Unless n.Files is given, k = NoiseCount(n.Ratio, len(c.Train)) and the
+// class has A anomalous test images. For k < A, k of them are drawn
+// uniformly without replacement (a partial Fisher-Yates shuffle) with a
 // PCG generator seeded by (dataset, class, ratio, fold), so the same
 // arguments always give the same draw and each fold an independent one;
-// drawn lists them in test order. train is the clean training images
+// Drawn lists them in test order. Train is the clean training images
 // followed by the drawn ones (Split stays "test", Anomalous true: the
 // labels are known to the harness, not to the method; with n.Augment each
 // drawn item carries its own seeded Affine, in draw order). Without
-// n.Overlap, test is c.Test minus exactly the drawn images; with it,
-// c.Test whole. The returned slices are new; c is not modified.
+// n.Overlap, Test is c.Test minus exactly the drawn images; with it,
+// c.Test whole.
 //
-// A ratio that asks for more anomalous images than the class has is an
-// error here; Class.Inject resamples or caps such draws instead. A file
-// listed more than once in n.Files is an error unless each later
-// occurrence carries an affine (n.Augment, or an n.ResampleAffines entry):
-// the resampled copies of a replayed draws file.
-func (c *Class) Noisy(dataset string, n Noise) (train, test, drawn []Item, err error) {
-	in, err := c.inject(dataset, n, false)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return in.Train, in.Test, in.Drawn, nil
-}
-
-// Inject is Noisy for ratios up to where the class's A anomalous test
-// images run out; k = NoiseCount(n.Ratio, len(c.Train)), and a draw with
-// k < A (or any noise list) is exactly Noisy's.
-//
-// With n.Overlap and k > A every anomalous image is injected once, in test
-// order (Noisy's draw for k = A), followed by k - A resampled copies:
+// With n.Overlap and k >= A every anomalous image is injected once, in
+// test order (the draw for k = A), followed by k - A resampled copies:
 // passes over the anomalous images, each a Fisher-Yates permutation (so
 // without replacement within a pass; the last pass takes the first of
 // its), drawn from a PCG generator seeded by (dataset+"\x00resample",
@@ -174,20 +169,20 @@ func (c *Class) Noisy(dataset string, n Noise) (train, test, drawn []Item, err e
 // the passes. Noise.Resampled records k - A.
 //
 // Without n.Overlap and k >= A (a draw that would leave no anomalous test
-// image) the draw is capped at A - NoiseReserve(A) images: the first of
-// the partial Fisher-Yates shuffle Noisy uses, listed in test order.
+// image) the draw is capped at A - NoiseReserve(A) images: the first
+// A - NoiseReserve(A) steps of the same partial Fisher-Yates shuffle,
+// listed in test order.
 // Noise.Requested records k, and the injected count is len(Drawn).
 //
-// A class without anomalous test images and k > 0 is an error.
+// A class without anomalous test images and k > 0 is an error, as is a
+// ratio outside [0, 1].
+//
+// n.Files replaces the draw (n.Ratio is then ignored, Requested stays 0
+// and Resampled counts the list's repeats). A file listed more than once is
+// an error unless each later occurrence carries an affine (n.Augment, or
+// an n.ResampleAffines entry): the resampled copies of a replayed draws
+// file.
 func (c *Class) Inject(dataset string, n Noise) (*Injection, error) {
-	return c.inject(dataset, n, true)
-}
-
-// resampleSuffix keys the generator of resampled copies apart from the
-// draw's and the augmentation's, which stay as they were.
-const resampleSuffix = "\x00resample"
-
-func (c *Class) inject(dataset string, n Noise, runOut bool) (*Injection, error) {
 	n.Requested, n.Resampled = 0, 0
 	var anom []int // indices into c.Test
 	for i, it := range c.Test {
@@ -218,7 +213,7 @@ func (c *Class) inject(dataset string, n Noise, runOut bool) (*Injection, error)
 				return nil, fmt.Errorf("datasets: %s: not an anomalous test image of class %s under %s", f, c.Name, c.Root)
 			}
 			if picked[i] && !n.Augment && (j >= len(n.ResampleAffines) || n.ResampleAffines[j] == nil) {
-				return nil, fmt.Errorf("datasets: %s: listed twice in the noise list, and no affine tells the copy apart", f)
+				return nil, fmt.Errorf("datasets: %s: listed twice in the noise list, and no affine tells the copy apart (a list cannot carry resampled copies' affines: replay the cell's draws file with --draws instead)", f)
 			}
 			picked[i] = true
 			order = append(order, i)
@@ -230,13 +225,13 @@ func (c *Class) inject(dataset string, n Noise, runOut bool) (*Injection, error)
 		k := NoiseCount(n.Ratio, len(c.Train))
 		take, copies := k, 0
 		switch {
-		case runOut && len(anom) > 0 && n.Overlap && k > len(anom):
+		case k > 0 && len(anom) == 0:
+			return nil, fmt.Errorf("datasets: %s: noise ratio %v needs %d anomalous images but class %s has none",
+				filepath.Join(c.Root, c.Name), n.Ratio, k, c.Name)
+		case n.Overlap && k > len(anom):
 			take, copies = len(anom), k-len(anom)
-		case runOut && len(anom) > 0 && !n.Overlap && k > 0 && k >= len(anom):
+		case !n.Overlap && k > 0 && k >= len(anom):
 			take, n.Requested = len(anom)-NoiseReserve(len(anom)), k
-		case k > len(anom):
-			return nil, fmt.Errorf("datasets: %s: noise ratio %v needs %d anomalous images but class %s has %d",
-				filepath.Join(c.Root, c.Name), n.Ratio, k, c.Name, len(anom))
 		}
 		r := rand.New(rand.NewPCG(noiseSeed(dataset, c.Name, n.Ratio, n.Fold)))
 		perm := append([]int(nil), anom...)

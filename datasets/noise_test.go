@@ -2,6 +2,7 @@ package datasets
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -31,15 +32,16 @@ func noiseClass(t *testing.T) *Class {
 	return c
 }
 
-func TestNoisyDraw(t *testing.T) {
+func TestInjectDraw(t *testing.T) {
 	c := noiseClass(t)
 	n := Noise{Ratio: 0.25, Fold: 0}
-	train, test, drawn, err := c.Noisy("mvtec", n)
+	in, err := c.Inject("mvtec", n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(drawn) != 5 || len(train) != 25 || len(test) != 15-5 {
-		t.Fatalf("drawn %d train %d test %d", len(drawn), len(train), len(test))
+	train, test, drawn := in.Train, in.Test, in.Drawn
+	if len(drawn) != 5 || len(train) != 25 || len(test) != 15-5 || in.Anomalous != 12 || !reflect.DeepEqual(in.Noise, n) {
+		t.Fatalf("drawn %d train %d test %d anomalous %d noise %+v", len(drawn), len(train), len(test), in.Anomalous, in.Noise)
 	}
 	if !reflect.DeepEqual(train[:20], c.Train) || !reflect.DeepEqual(train[20:], drawn) {
 		t.Error("train is not the clean images followed by the drawn ones")
@@ -47,7 +49,7 @@ func TestNoisyDraw(t *testing.T) {
 	// No overlap: test is c.Test minus exactly the drawn images, in order.
 	isDrawn := map[string]bool{}
 	for _, d := range drawn {
-		if !d.Anomalous || d.Split != "test" || isDrawn[d.Path] {
+		if !d.Anomalous || d.Split != "test" || isDrawn[d.Path] || d.Augment != nil {
 			t.Errorf("bad draw %+v", d)
 		}
 		isDrawn[d.Path] = true
@@ -62,14 +64,14 @@ func TestNoisyDraw(t *testing.T) {
 		t.Error("no-overlap test set is not the test set minus the draw")
 	}
 	// Deterministic.
-	_, _, again, _ := c.Noisy("mvtec", n)
-	if !reflect.DeepEqual(again, drawn) {
+	again, _ := c.Inject("mvtec", n)
+	if !reflect.DeepEqual(again, in) {
 		t.Error("same arguments, different draw")
 	}
 	// Overlap keeps the test set whole and draws the same images.
 	n.Overlap = true
-	train2, test2, drawn2, err := c.Noisy("mvtec", n)
-	if err != nil || !reflect.DeepEqual(test2, c.Test) || !reflect.DeepEqual(drawn2, drawn) || !reflect.DeepEqual(train2, train) {
+	in2, err := c.Inject("mvtec", n)
+	if err != nil || !reflect.DeepEqual(in2.Test, c.Test) || !reflect.DeepEqual(in2.Drawn, drawn) || !reflect.DeepEqual(in2.Train, train) {
 		t.Errorf("overlap: %v", err)
 	}
 	// Other folds, ratios, datasets and classes give other draws.
@@ -78,43 +80,62 @@ func TestNoisyDraw(t *testing.T) {
 		ds string
 		n  Noise
 	}{{"mvtec", Noise{Ratio: 0.25, Fold: 1}}, {"mvtec", Noise{Ratio: 0.25, Fold: 2}}, {"btad", Noise{Ratio: 0.25}}, {"mvtec", Noise{Ratio: 0.26}}} {
-		_, _, d, err := c.Noisy(m.ds, m.n)
-		if err != nil || len(d) != 5 {
-			t.Fatalf("%+v: %d drawn, %v", m, len(d), err)
+		o, err := c.Inject(m.ds, m.n)
+		if err != nil || len(o.Drawn) != 5 {
+			t.Fatalf("%+v: %v", m, err)
 		}
-		if !reflect.DeepEqual(d, drawn) {
+		if !reflect.DeepEqual(o.Drawn, drawn) {
 			differs++
 		}
 	}
 	if differs < 3 { // C(12,5) = 792 draws: a repeat is possible but rare
 		t.Errorf("only %d of 4 other seeds changed the draw", differs)
 	}
-	// The input class is untouched; counts follow floor(r * n).
+	// The input class is untouched.
 	if len(c.Test) != 15 || len(c.Train) != 20 {
-		t.Error("Noisy modified the class")
+		t.Error("Inject modified the class")
 	}
+	// Counts: k = floor(r * 20) against A = 12 anomalous test images.
+	// Below A every ratio injects k images and records nothing. From
+	// k = A on, without overlap the draw is capped at A - NoiseReserve(A)
+	// = 12 - max(1, ceil(1.2)) = 10 images, keeping 2 in the test set, and
+	// records k as Requested (0.6 asked for all 12, which the old rule
+	// injected; 0.65 asked for 13, which it refused); with overlap every
+	// image is injected once and k - A resampled copies follow (0.6: none,
+	// 0.65: one).
 	for _, r := range []struct {
-		ratio float64
-		want  int
-	}{{0, 0}, {0.1, 2}, {0.29, 5}, {0.6, 12}} {
-		_, _, d, err := c.Noisy("x", Noise{Ratio: r.ratio})
-		if err != nil || len(d) != r.want {
-			t.Errorf("ratio %v: %d drawn, %v", r.ratio, len(d), err)
+		ratio                     float64
+		overlap                   bool
+		want, requested, resample int
+	}{
+		{0, false, 0, 0, 0}, {0.1, false, 2, 0, 0}, {0.29, false, 5, 0, 0}, {0.55, false, 11, 0, 0},
+		{0.6, false, 10, 12, 0}, {0.65, false, 10, 13, 0}, {1, false, 10, 20, 0},
+		{0.6, true, 12, 0, 0}, {0.65, true, 13, 0, 1}, {1, true, 20, 0, 8},
+	} {
+		in, err := c.Inject("x", Noise{Ratio: r.ratio, Overlap: r.overlap})
+		if err != nil || len(in.Drawn) != r.want || in.Noise.Requested != r.requested || in.Noise.Resampled != r.resample {
+			t.Errorf("ratio %v overlap %t: %d drawn, noise %+v, %v; want %d drawn, requested %d, resampled %d",
+				r.ratio, r.overlap, len(in.Drawn), in.Noise, err, r.want, r.requested, r.resample)
+			continue
+		}
+		if kept := len(in.Test) - 3; !r.overlap && kept != 12-r.want {
+			t.Errorf("ratio %v: %d anomalous test images kept, want %d", r.ratio, kept, 12-r.want)
 		}
 	}
-	for _, r := range []float64{0.65, -0.1, 1.5} {
-		if _, _, _, err := c.Noisy("x", Noise{Ratio: r}); err == nil {
+	for _, r := range []float64{-0.1, 1.5, math.NaN()} {
+		if _, err := c.Inject("x", Noise{Ratio: r}); err == nil {
 			t.Errorf("ratio %v accepted", r)
 		}
 	}
 }
 
-func TestNoisyExplicitListAndRoundTrip(t *testing.T) {
+func TestInjectExplicitListAndRoundTrip(t *testing.T) {
 	c := noiseClass(t)
-	_, _, drawn, err := c.Noisy("mvtec", Noise{Ratio: 0.2, Fold: 3})
+	in, err := c.Inject("mvtec", Noise{Ratio: 0.2, Fold: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
+	drawn := in.Drawn
 	path := filepath.Join(t.TempDir(), "noise.json")
 	if err := WriteNoiseList(path, c.Root, drawn); err != nil {
 		t.Fatal(err)
@@ -126,12 +147,12 @@ func TestNoisyExplicitListAndRoundTrip(t *testing.T) {
 	if len(names) != 4 || !strings.HasPrefix(names[0], "k/test/") {
 		t.Fatalf("names %v", names)
 	}
-	_, test, again, err := c.Noisy("other", Noise{Files: names})
-	if err != nil || !reflect.DeepEqual(again, drawn) || len(test) != 11 {
+	again, err := c.Inject("other", Noise{Files: names})
+	if err != nil || !reflect.DeepEqual(again.Drawn, drawn) || len(again.Test) != 11 || again.Noise.Requested != 0 || again.Noise.Resampled != 0 {
 		t.Fatalf("explicit list: %v", err)
 	}
 	for _, bad := range [][]string{{"k/test/good/000.png"}, {"k/train/good/000.png"}, {"k/test/cut/999.png"}, {names[0], names[0]}} {
-		_, _, _, err := c.Noisy("x", Noise{Files: bad})
+		_, err := c.Inject("x", Noise{Files: bad})
 		if err == nil || !strings.Contains(err.Error(), bad[0]) {
 			t.Errorf("%v: error %v", bad, err)
 		}
@@ -143,12 +164,13 @@ func TestNoisyExplicitListAndRoundTrip(t *testing.T) {
 
 // Lists from other implementations name files relative to the class folder
 // or by absolute path; both select the same images.
-func TestNoisyExplicitListPathForms(t *testing.T) {
+func TestInjectExplicitListPathForms(t *testing.T) {
 	c := noiseClass(t)
-	_, _, drawn, err := c.Noisy("mvtec", Noise{Ratio: 0.2})
+	in, err := c.Inject("mvtec", Noise{Ratio: 0.2})
 	if err != nil {
 		t.Fatal(err)
 	}
+	drawn := in.Drawn
 	var classRel, abs []string
 	for _, it := range drawn {
 		classRel = append(classRel, strings.TrimPrefix(RelPath(c.Root, it), "k/"))
@@ -156,8 +178,8 @@ func TestNoisyExplicitListPathForms(t *testing.T) {
 		abs = append(abs, a)
 	}
 	for _, files := range [][]string{classRel, abs} {
-		_, _, got, err := c.Noisy("x", Noise{Files: files})
-		if err != nil || !reflect.DeepEqual(got, drawn) {
+		got, err := c.Inject("x", Noise{Files: files})
+		if err != nil || !reflect.DeepEqual(got.Drawn, drawn) {
 			t.Errorf("%v: %v", files, err)
 		}
 	}
@@ -165,15 +187,17 @@ func TestNoisyExplicitListPathForms(t *testing.T) {
 
 // The draw is part of every persisted result: it must not change when the
 // code changes. These names were drawn by this implementation (seed
-// "softpatch-noise-v1", PCG, partial Fisher-Yates) and pin it.
-func TestNoisyDrawIsStable(t *testing.T) {
+// "softpatch-noise-v1", PCG, partial Fisher-Yates) before Inject replaced
+// the strict Noisy, and pin it: k = 5 < A = 12 is a draw the two rules
+// share.
+func TestInjectDrawIsStable(t *testing.T) {
 	c := noiseClass(t)
-	_, _, drawn, err := c.Noisy("mvtec", Noise{Ratio: 0.25, Fold: 0})
+	in, err := c.Inject("mvtec", Noise{Ratio: 0.25, Fold: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, it := range drawn {
+	for _, it := range in.Drawn {
 		got = append(got, RelPath(c.Root, it))
 	}
 	want := []string{"k/test/cut/001.png", "k/test/cut/005.png", "k/test/hole/000.png", "k/test/hole/002.png", "k/test/hole/005.png"}

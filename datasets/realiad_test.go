@@ -97,9 +97,9 @@ func TestLoadRealIAD(t *testing.T) {
 	if s.TrainNormals != 2 || !reflect.DeepEqual(s.TrainAnomalies, map[string]int{"BX": 1}) || s.TestNormals != 1 || s.TestAnomalies["QS"] != 1 {
 		t.Errorf("summary %+v", s)
 	}
-	train, _, drawn, err := c.Noisy("realiad", Noise{})
-	if err != nil || len(train) != 3 || len(drawn) != 0 || !train[0].Anomalous {
-		t.Errorf("Noisy at ratio 0 keeps the file's contamination: %v %+v", err, train)
+	in, err := c.Inject("realiad", Noise{})
+	if err != nil || len(in.Train) != 3 || len(in.Drawn) != 0 || !in.Train[0].Anomalous {
+		t.Errorf("Inject at ratio 0 keeps the file's contamination: %v %+v", err, in)
 	}
 }
 

@@ -3,6 +3,7 @@ package datasets
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -50,15 +51,12 @@ func TestNoiseReserve(t *testing.T) {
 	}
 }
 
-// With overlap and k > A every anomalous image is injected once (Noisy's
+// With overlap and k > A every anomalous image is injected once (the
 // draw for k = A), then k - A resampled copies, pass by pass without
 // replacement within a pass, each with its own small affine.
 func TestInjectResampleOverlap(t *testing.T) {
 	c := smallAnomClass(t, 20, 3)
-	n := Noise{Ratio: 0.5, Overlap: true} // k = 10, A = 3
-	if _, _, _, err := c.Noisy("mvtec", n); err == nil || !strings.Contains(err.Error(), "needs 10 anomalous images but class s has 3") {
-		t.Errorf("Noisy: %v, want the old error", err)
-	}
+	n := Noise{Ratio: 0.5, Overlap: true} // k = 10, A = 3: 7 copies
 	in, err := c.Inject("mvtec", n)
 	if err != nil {
 		t.Fatal(err)
@@ -70,10 +68,11 @@ func TestInjectResampleOverlap(t *testing.T) {
 		t.Error("train is not the clean images and the draw, or the overlap test set is not whole")
 	}
 	// The first pass is every anomalous image once, in test order, as is.
-	_, _, all, err := c.Noisy("mvtec", Noise{Ratio: 0.15, Overlap: true})
-	if err != nil || len(all) != 3 {
-		t.Fatalf("k = A: %d drawn, %v", len(all), err)
+	kA, err := c.Inject("mvtec", Noise{Ratio: 0.15, Overlap: true}) // k = 3 = A: no copies
+	if err != nil || len(kA.Drawn) != 3 || kA.Noise.Resampled != 0 || kA.Noise.Requested != 0 {
+		t.Fatalf("k = A: %d drawn, %v", len(kA.Drawn), err)
 	}
+	all := kA.Drawn
 	if !reflect.DeepEqual(in.Drawn[:3], all) || !reflect.DeepEqual(in.Drawn[:3], anomalousOf(c)) {
 		t.Error("the first pass is not every anomalous image once in test order")
 	}
@@ -249,8 +248,51 @@ func TestInjectCapNoOverlap(t *testing.T) {
 	}
 }
 
-// Where the anomalous images do not run out Inject is Noisy, and the
-// draw's record stays empty so results do not change.
+// strictDraw is the rule the strict Class.Noisy applied before Inject
+// replaced it, kept here as the reference for the draws the two share
+// (k <= A, and k < A without overlap): k anomalous test images by a
+// partial Fisher-Yates shuffle from the PCG seeded by (dataset, class,
+// ratio, fold), listed in test order, each with its DrawAffine from the
+// "\x00augment" generator in that order when n.Augment is on.
+func strictDraw(c *Class, dataset string, n Noise) (train, test, drawn []Item) {
+	var anom []int
+	for i, it := range c.Test {
+		if it.Anomalous {
+			anom = append(anom, i)
+		}
+	}
+	r := rand.New(rand.NewPCG(noiseSeed(dataset, c.Name, n.Ratio, n.Fold)))
+	picked := map[int]bool{}
+	for j := 0; j < NoiseCount(n.Ratio, len(c.Train)); j++ {
+		m := j + r.IntN(len(anom)-j)
+		anom[j], anom[m] = anom[m], anom[j]
+		picked[anom[j]] = true
+	}
+	var aug *rand.Rand
+	if n.Augment {
+		aug = rand.New(rand.NewPCG(noiseSeed(dataset+"\x00augment", c.Name, n.Ratio, n.Fold)))
+	}
+	for i, it := range c.Test {
+		switch {
+		case picked[i]:
+			if aug != nil {
+				a := DrawAffine(aug)
+				it.Augment = &a
+			}
+			drawn = append(drawn, it)
+			if n.Overlap {
+				test = append(test, c.Test[i])
+			}
+		default:
+			test = append(test, it)
+		}
+	}
+	return append(append([]Item(nil), c.Train...), drawn...), test, drawn
+}
+
+// Where the anomalous images do not run out Inject draws what the strict
+// rule drew, bit for bit, and the draw's record stays empty so results do
+// not change.
 func TestInjectUnchangedBelowA(t *testing.T) {
 	c := noiseClass(t) // A = 12
 	for _, ratio := range []float64{0, 0.1, 0.25, 0.5, 0.55, 0.6} {
@@ -260,14 +302,11 @@ func TestInjectUnchangedBelowA(t *testing.T) {
 				if !ov && NoiseCount(ratio, 20) >= 12 {
 					continue // capped (TestInjectCapNoOverlap)
 				}
-				train, test, drawn, err := c.Noisy("mvtec", n)
-				if err != nil {
-					t.Fatal(err)
-				}
+				train, test, drawn := strictDraw(c, "mvtec", n)
 				in, err := c.Inject("mvtec", n)
 				if err != nil || !reflect.DeepEqual(in.Train, train) || !reflect.DeepEqual(in.Test, test) || !reflect.DeepEqual(in.Drawn, drawn) ||
 					!reflect.DeepEqual(in.Noise, n) {
-					t.Errorf("%+v: Inject differs from Noisy (%v)", n, err)
+					t.Errorf("%+v: Inject differs from the strict draw (%v)", n, err)
 				}
 			}
 		}
@@ -295,10 +334,6 @@ func TestInjectReplayCopies(t *testing.T) {
 	}
 	if !reflect.DeepEqual(re.Drawn, in.Drawn) || !reflect.DeepEqual(re.Train, in.Train) || !reflect.DeepEqual(re.Test, in.Test) || re.Noise.Resampled != 7 {
 		t.Error("the replayed copies differ from the draw")
-	}
-	train, test, drawn, err := c.Noisy("other", rn)
-	if err != nil || !reflect.DeepEqual(drawn, in.Drawn) || !reflect.DeepEqual(train, in.Train) || !reflect.DeepEqual(test, in.Test) {
-		t.Errorf("Noisy replay: %v", err)
 	}
 	// A copy without an affine is refused; with the augmentation every
 	// image has one.

@@ -5,9 +5,10 @@ cell's result equal except the timings ("seconds"), the finishing time
 overlay images. It is how a refactoring shows that it kept the numbers:
 run one sweep before and one after (with separate feature caches), then
 
-    python3 scripts/same_cells.py runs/before runs/after
+    python3 scripts/same_cells.py runs/before runs/after [--ignore KEY,KEY]
 
-It prints one line per difference (at most 20 per cell) and a summary;
+--ignore leaves out more top-level fields of the results, e.g. the
+"decision" and "settings,settings_hash" that a new setting adds. It prints one line per difference (at most 20 per cell) and a summary;
 the exit status is 1 when anything differs. Standard library only.
 """
 import glob
@@ -54,9 +55,13 @@ def same_file(a, b):
 
 
 def main():
-    if len(sys.argv) != 3:
+    args = sys.argv[1:]
+    if len(args) == 4 and args[2] == "--ignore":
+        IGNORED.update(args[3].split(","))
+        args = args[:2]
+    if len(args) != 2:
         sys.exit(__doc__)
-    before, after = sys.argv[1], sys.argv[2]
+    before, after = args
     ca, cb = cells(before), cells(after)
     problems = 0
     for key in sorted(set(ca) | set(cb)):

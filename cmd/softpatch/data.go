@@ -148,7 +148,9 @@ func dataSplit(w io.Writer, args []string) error {
 		"softpatch data split --data ./mvtec --class bottle --noise 0.1 --fold 0 --write-noise-list noise.json")
 	root := fs.String("data", "", "dataset root (required)")
 	class := fs.String("class", "", "class (required)")
-	ratio := fs.Float64("noise", 0, "noise ratio r: floor(r * n_train) anomalous test images join training")
+	ratio := fs.Float64("noise", 0, fmt.Sprintf("noise ratio r: floor(r * n_train) anomalous test images join training "+
+		"(without --overlap capped to keep %d%% of the class's anomalous images, at least one, in the test set; with it, resampled copies with a small affine beyond them)",
+		datasets.NoiseReservePercent))
 	overlap := fs.Bool("overlap", false, "keep the drawn images in the test set too")
 	fold := fs.Int("fold", 0, "fold: names an independent draw")
 	dataset := fs.String("dataset", "", "dataset name in the draw's seed (default: the layout, e.g. mvtec)")
@@ -188,16 +190,17 @@ func dataSplit(w io.Writer, args []string) error {
 	if ds == "" {
 		ds = string(c.Format)
 	}
-	train, test, drawn, err := c.Noisy(ds, n)
+	in, err := c.Inject(ds, n)
 	if err != nil {
 		return err
 	}
+	train, test, drawn := in.Train, in.Test, in.Drawn
 	if *writeList != "" {
 		if err := datasets.WriteNoiseList(*writeList, c.Root, drawn); err != nil {
 			return err
 		}
 	}
-	res := splitResult{Root: c.Root, Class: c.Name, Dataset: ds, Noise: n, Train: datasets.RelPaths(c.Root, train),
+	res := splitResult{Root: c.Root, Class: c.Name, Dataset: ds, Noise: in.Noise, Train: datasets.RelPaths(c.Root, train),
 		Test: datasets.RelPaths(c.Root, test), Drawn: datasets.RelPaths(c.Root, drawn), Skipped: c.Problems}
 	if *asJSON {
 		enc := json.NewEncoder(w)
@@ -213,6 +216,22 @@ func dataSplit(w io.Writer, args []string) error {
 		src = "list " + *list
 	}
 	fmt.Fprintf(w, "class %s under %s: %s, %s\n", c.Name, c.Root, src, mode)
+	if q := in.Noise.Requested; q > 0 {
+		fmt.Fprintf(w, "asked for %d anomalous images, the class has %d: injected %d, kept %d in the test set\n",
+			q, in.Anomalous, len(drawn), in.Anomalous-len(drawn))
+	}
+	if r := in.Noise.Resampled; r > 0 {
+		how := "a small affine"
+		if n.Augment {
+			how = "the noise augmentation's affine"
+		}
+		if *list == "" {
+			fmt.Fprintf(w, "asked for %d anomalous images, the class has %d: injected each once and %d resampled copies with %s\n",
+				len(drawn), in.Anomalous, r, how)
+		} else {
+			fmt.Fprintf(w, "the list repeats images: %d resampled copies with %s\n", r, how)
+		}
+	}
 	fromFile := 0 // anomalous training images of a split file (Real-IAD FUIAD)
 	for _, it := range c.Train {
 		if it.Anomalous {

@@ -131,6 +131,66 @@ func TestDataSplit(t *testing.T) {
 	}
 }
 
+// Where the ratio asks for as many anomalous images as the class has or
+// more, data split says what the draw did: capped without --overlap,
+// resampled with it, and the JSON records it.
+func TestDataSplitCappedResampled(t *testing.T) {
+	root := dataTree(t) // nut: 10 training images, A = 4 anomalous test images
+	split := func(args ...string) (splitResult, string) {
+		t.Helper()
+		var out bytes.Buffer
+		if err := runDataTo(&out, append([]string{"split", "--data", root, "--class", "nut", "--json"}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		var res splitResult
+		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+			t.Fatal(err)
+		}
+		out.Reset()
+		if err := runDataTo(&out, append([]string{"split", "--data", root, "--class", "nut"}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		return res, out.String()
+	}
+	// --noise 0.5: k = floor(0.5 * 10) = 5 >= A = 4, so without overlap
+	// the draw is capped at A - NoiseReserve(4) = 4 - max(1, ceil(0.4)) = 3
+	// images, keeping 1 anomalous (and the 2 good) in the test set; the
+	// JSON records the 5 asked for.
+	res, text := split("--noise", "0.5")
+	if len(res.Drawn) != 3 || len(res.Train) != 13 || len(res.Test) != 3 || res.Noise.Requested != 5 || res.Noise.Resampled != 0 {
+		t.Errorf("capped: drawn %d train %d test %d noise %+v", len(res.Drawn), len(res.Train), len(res.Test), res.Noise)
+	}
+	for _, want := range []string{"asked for 5 anomalous images, the class has 4: injected 3, kept 1 in the test set", "train: 13 (10 clean + 3 drawn)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("capped: output lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "resampled") {
+		t.Errorf("capped: output speaks of resampling:\n%s", text)
+	}
+	// --noise 0.75 --overlap: k = floor(7.5) = 7 > A = 4, so every
+	// anomalous image is injected once and 7 - 4 = 3 resampled copies,
+	// each with its small affine, follow; the test set stays whole (6).
+	res, text = split("--noise", "0.75", "--overlap")
+	if len(res.Drawn) != 7 || len(res.Train) != 17 || len(res.Test) != 6 || res.Noise.Resampled != 3 || res.Noise.Requested != 0 {
+		t.Errorf("resampled: drawn %d train %d test %d noise %+v", len(res.Drawn), len(res.Train), len(res.Test), res.Noise)
+	}
+	for _, want := range []string{"asked for 7 anomalous images, the class has 4: injected each once and 3 resampled copies with a small affine",
+		"train: 17 (10 clean + 7 drawn)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("resampled: output lacks %q:\n%s", want, text)
+		}
+	}
+	if n := strings.Count(text, "[noise, affine: "); n != 3 || strings.Contains(text, "kept") {
+		t.Errorf("resampled: %d copies marked with an affine, want 3:\n%s", n, text)
+	}
+	// Below A neither is said, and the JSON carries no record.
+	res, text = split("--noise", "0.3")
+	if len(res.Drawn) != 3 || res.Noise.Requested != 0 || res.Noise.Resampled != 0 || strings.Contains(text, "asked for") {
+		t.Errorf("below A: %+v\n%s", res.Noise, text)
+	}
+}
+
 // writeGray writes a w x h gray PNG (or JPEG, by extension) at root/rel
 // whose every pixel is v, creating folders.
 func writeGray(t *testing.T, root, rel string, w, h int, v uint8) {
