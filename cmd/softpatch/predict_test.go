@@ -22,7 +22,7 @@ import (
 func TestFitPredict(t *testing.T) {
 	dir, data := nutClass(t, 6, 1, 2)
 	model := filepath.Join(dir, "nut.model")
-	if err := runFit([]string{"--data", data, "--class", "nut", "--method", "softpatch-lof", "--noise", "0.34",
+	if err := runFit([]string{"--data", data, "--class", "nut", "--method", "softpatch-lof", "--noise", "0.34", "--overlap",
 		"--resize", "72", "--imagesize", "64", "--coreset", "0.25", "--out", model}); err != nil {
 		t.Fatal(err)
 	}

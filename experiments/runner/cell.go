@@ -162,17 +162,7 @@ func (c *Cell) Methods() []string {
 // if any) and evaluates it on its test images, computing every feature
 // with b.
 func (c *Cell) Run(b *Backbone, o CellOptions) (*experiments.Result, error) {
-	return c.run(b, o, c.source(o), nil)
-}
-
-// source is where the cell's features come from outside a sweep: computed
-// by the pipeline, through a memory of the training images' features
-// when the decision threshold fits the detector more than once.
-func (c *Cell) source(o CellOptions) source {
-	if c.decisionSource() != "holdout" {
-		return (*Pipeline).each
-	}
-	return newTrainMemo(c.Train, o.FeatureMemoryMiB<<20).source
+	return c.run(b, o, (*Pipeline).each, false, nil)
 }
 
 // Fit fits the cell's detector on its training images (behind its filter,
@@ -181,7 +171,7 @@ func (c *Cell) source(o CellOptions) source {
 func (c *Cell) Fit(b *Backbone, o CellOptions) (detector.Detector, detector.Meta, error) {
 	train := c.Train
 	st := stages{}
-	src := c.source(o)
+	src := source((*Pipeline).each)
 	if c.Filter != nil {
 		var err error
 		if train, _, err = c.applyFilter(b, o, src, st, nil); err != nil {
@@ -191,7 +181,7 @@ func (c *Cell) Fit(b *Backbone, o CellOptions) (detector.Detector, detector.Meta
 	var decision *detector.Decision
 	if c.decisionSource() == "holdout" {
 		var err error
-		if decision, err = c.holdoutDecision(b, o, src, st, train); err != nil {
+		if decision, src, err = c.holdoutDecision(b, o, src, st, train, true); err != nil {
 			return nil, detector.Meta{}, err
 		}
 	}
@@ -221,9 +211,10 @@ func (c *Cell) Fit(b *Backbone, o CellOptions) (detector.Detector, detector.Meta
 	return f.d, meta, nil
 }
 
-// run is Run with features from src; memo, when not nil, shares filter
-// runs between cells.
-func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*experiments.Result, error) {
+// run is Run with features from src, which serves a class's features
+// when cached is set (a sweep); memo, when not nil, shares filter runs
+// between cells.
+func (c *Cell) run(b *Backbone, o CellOptions, src source, cached bool, memo filterMemo) (*experiments.Result, error) {
 	train, test := c.Train, c.Test
 	if c.Settings == nil {
 		var err error
@@ -254,7 +245,7 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, memo filterMemo) (*ex
 		// Before the cell's own fit, so that the two never hold memory
 		// together.
 		var err error
-		if decision, err = c.holdoutDecision(b, o, src, st, train); err != nil {
+		if decision, src, err = c.holdoutDecision(b, o, src, st, train, !cached); err != nil {
 			return nil, err
 		}
 	}

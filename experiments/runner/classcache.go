@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/detector"
@@ -198,18 +199,43 @@ func fillClass(cfs []*classFeatures) error {
 var errTooBig = errors.New("class features too big to keep")
 
 // source is a featureSource serving the class's features from memory or
-// from the disk cache, and computing them when those do not have them all
-// (augmented images always).
+// from the disk cache, and computing them when those do not have them all.
+// Augmented images (the published noise augmentation, resampled noise
+// copies) are computed for the call, before the batches are served, and
+// the others come from the class's features.
 func (cf *classFeatures) source(label string, items []datasets.Item, batch int, fn func(lo, hi int, f detector.Features) error) error {
 	if !cf.servesAll(items) {
 		return cf.p.each(label, items, batch, fn)
+	}
+	var aug []datasets.Item
+	var at []int // aug's indices in items
+	for i, it := range items {
+		if it.Augment != nil {
+			aug, at = append(aug, it), append(at, i)
+		}
+	}
+	augFeats := make(map[int][]float32, len(aug))
+	if len(aug) > 0 {
+		err := cf.p.each(label+" (augmented)", aug, batch, func(lo, hi int, f detector.Features) error {
+			per := f.Positions * f.Dim
+			for j := lo; j < hi; j++ {
+				augFeats[at[j]] = slices.Clone(f.Data[(j-lo)*per : (j-lo+1)*per])
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	var buf []float32
 	for lo := 0; lo < len(items); lo += batch {
 		hi := min(lo+batch, len(items))
 		buf = buf[:0]
-		for _, it := range items[lo:hi] {
-			f, ok := cf.feats[it.Path]
+		for i, it := range items[lo:hi] {
+			f, ok := augFeats[lo+i]
+			if !ok {
+				f, ok = cf.feats[it.Path]
+			}
 			if !ok {
 				if f, _, _, ok = cf.disk.Get(cf.keys[it.Path]); !ok {
 					// Gone from the disk cache since fill (trimmed or
@@ -229,13 +255,13 @@ func (cf *classFeatures) source(label string, items []datasets.Item, batch int, 
 	return nil
 }
 
-// servesAll reports whether every item is served without computing: none
-// is augmented, and all are in memory or, when the class is not kept in
-// memory, known to the disk cache.
+// servesAll reports whether every item that is not augmented is served
+// without computing: in memory or, when the class is not kept in memory,
+// known to the disk cache.
 func (cf *classFeatures) servesAll(items []datasets.Item) bool {
 	for _, it := range items {
 		if it.Augment != nil {
-			return false
+			continue
 		}
 		if cf.feats != nil {
 			if _, ok := cf.feats[it.Path]; !ok {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/softpatch/softpatch/datasets"
 	"github.com/softpatch/softpatch/engine/detector"
@@ -53,12 +54,33 @@ func (c *Cell) holdoutParts(n int) [][]int {
 // Decision.Parts() parts and, for each of the first Decision.Rounds parts,
 // the detector is fitted on the other parts and scores the held-out one
 // (docs/method.md#11-decision-threshold). Its stages are prefixed
-// "decision ".
-func (c *Cell) holdoutDecision(b *Backbone, o CellOptions, src source, st stages, train []datasets.Item) (*detector.Decision, error) {
+// "decision ". With fill (no class cache behind src), the training
+// features are computed first as the cell's fit will read them and kept
+// in memory (trainMemo) for the holdout fits and that fit; the source to
+// fit with is returned (src itself without fill). Under source auto, a
+// training set too small to cut gives no threshold, with a warning.
+func (c *Cell) holdoutDecision(b *Backbone, o CellOptions, src source, st stages, train []datasets.Item, fill bool) (*detector.Decision, source, error) {
 	k := c.Decision.Parts()
+	if len(train) < k && c.Decision.Source == "auto" {
+		slog.Warn("no decision threshold: too few training images to hold some out", "images", len(train), "parts", k)
+		return nil, src, nil
+	}
 	if len(train) < k {
-		return nil, fmt.Errorf("decision threshold: holdout %v needs at least %d training images, the cell has %d (set decision.source none, or a larger decision.holdout)",
+		return nil, src, fmt.Errorf("decision threshold: holdout %v needs at least %d training images, the cell has %d (set decision.source none, or a larger decision.holdout)",
 			c.Decision.Holdout, k, len(train))
+	}
+	if fill {
+		p, err := b.Pipeline(c.Method)
+		if err != nil {
+			return nil, src, err
+		}
+		m := &trainMemo{max: o.FeatureMemoryMiB << 20}
+		t0 := time.Now()
+		if err := m.fill(p, "features train", train, o.Batch); err != nil {
+			return nil, src, err
+		}
+		st.done("features", t0)
+		src = m.source
 	}
 	parts := c.holdoutParts(len(train))
 	var scores []float32
@@ -83,17 +105,17 @@ func (c *Cell) holdoutDecision(b *Backbone, o CellOptions, src source, st stages
 			return f.imageScoresOf(prefix+"held-out", held, o.Batch, src)
 		}()
 		if err != nil {
-			return nil, fmt.Errorf("decision threshold: %w", err)
+			return nil, src, fmt.Errorf("decision threshold: %w", err)
 		}
 		scores = append(scores, s...)
 	}
 	d, err := detector.NewDecision(scores, c.Decision.FPR, "holdout")
 	if err != nil {
-		return nil, err
+		return nil, src, err
 	}
 	d.Rounds = c.Decision.Rounds
 	slog.Info("decision threshold", "source", "holdout", "threshold", fmt.Sprintf("%.6g", d.Threshold), "fpr", d.FPR, "images", d.Images)
-	return &d, nil
+	return &d, src, nil
 }
 
 // validationDecision sets the decision threshold from the scores that the
@@ -139,68 +161,72 @@ func decisionResult(d *detector.Decision, scores []float32, labels []bool) *expe
 	return out
 }
 
-// trainMemo serves the features of a cell's training images from memory
-// once computed, so that the holdout fits of eval and fit (which have no
-// class cache) compute each training image's features once. It keeps at
-// most max bytes; augmented images and other images are computed each
-// time.
+// trainMemo holds the features of a cell's training images for the
+// holdout fits of eval and fit, which have no class cache. fill computes
+// them as the cell's own fit would (the same items in the same batches,
+// so that the fit's numbers do not depend on whether the memo holds them)
+// and keeps them when they fit in max bytes; source then serves any list
+// of them from memory, and computes anything else.
 type trainMemo struct {
-	max, used int64
-	train     map[string]bool
-	feats     map[*Pipeline]map[string][]float32
-	positions map[*Pipeline]int
+	max       int64
+	p         *Pipeline
+	feats     map[string][]float32 // by memoKey
+	positions int
 }
 
-func newTrainMemo(train []datasets.Item, max int64) *trainMemo {
-	m := &trainMemo{max: max, train: map[string]bool{}, feats: map[*Pipeline]map[string][]float32{}, positions: map[*Pipeline]int{}}
-	for _, it := range train {
-		if it.Augment == nil {
-			m.train[it.Path] = true
-		}
+// memoKey tells items apart: their file, and their affine (a resampled
+// copy shares its image's file).
+func memoKey(it datasets.Item) string {
+	if it.Augment == nil {
+		return it.Path
 	}
-	return m
+	return fmt.Sprintf("%s\x00%+v", it.Path, *it.Augment)
 }
 
-// source is a source: items all held are served from memory; otherwise
-// all are computed, and the training images among them kept while they
-// fit.
+// fill computes the features of items with p, batch images at a time,
+// keeping them all or, beyond m.max bytes, none.
+func (m *trainMemo) fill(p *Pipeline, label string, items []datasets.Item, batch int) error {
+	m.p, m.feats = p, map[string][]float32{}
+	var used int64
+	err := p.each(label, items, batch, func(lo, hi int, f detector.Features) error {
+		per := f.Positions * f.Dim
+		if used += int64(per) * 4 * int64(hi-lo); used > m.max {
+			return errTooBig
+		}
+		m.positions = f.Positions
+		for j, it := range items[lo:hi] {
+			m.feats[memoKey(it)] = slices.Clone(f.Data[j*per : (j+1)*per])
+		}
+		return nil
+	})
+	if err == errTooBig {
+		slog.Info("the training features exceed --feature-memory: the decision threshold's fits compute them again")
+		m.feats, err = nil, nil
+	}
+	return err
+}
+
+// source is a source: items that the memo holds all of, for its pipeline,
+// are served from memory; others are computed.
 func (m *trainMemo) source(p *Pipeline, label string, items []datasets.Item, batch int, fn func(lo, hi int, f detector.Features) error) error {
-	held := m.feats[p]
-	all := held != nil
+	all := p == m.p && m.feats != nil
 	for _, it := range items {
-		if _, ok := held[it.Path]; !ok || it.Augment != nil {
+		if _, ok := m.feats[memoKey(it)]; !ok {
 			all = false
 			break
 		}
 	}
 	if !all {
-		return p.each(label, items, batch, func(lo, hi int, f detector.Features) error {
-			per := f.Positions * f.Dim
-			for j, it := range items[lo:hi] {
-				if !m.train[it.Path] || it.Augment != nil || m.used+int64(per)*4 > m.max {
-					continue
-				}
-				if m.feats[p] == nil {
-					m.feats[p] = map[string][]float32{}
-				}
-				if _, ok := m.feats[p][it.Path]; !ok {
-					m.feats[p][it.Path] = slices.Clone(f.Data[j*per : (j+1)*per])
-					m.used += int64(per) * 4
-					m.positions[p] = f.Positions
-				}
-			}
-			return fn(lo, hi, f)
-		})
+		return p.each(label, items, batch, fn)
 	}
 	var buf []float32
-	pos := m.positions[p]
 	for lo := 0; lo < len(items); lo += batch {
 		hi := min(lo+batch, len(items))
 		buf = buf[:0]
 		for _, it := range items[lo:hi] {
-			buf = append(buf, held[it.Path]...)
+			buf = append(buf, m.feats[memoKey(it)]...)
 		}
-		if err := fn(lo, hi, detector.Features{Data: buf, N: hi - lo, Positions: pos, Dim: len(buf) / ((hi - lo) * pos)}); err != nil {
+		if err := fn(lo, hi, detector.Features{Data: buf, N: hi - lo, Positions: m.positions, Dim: len(buf) / ((hi - lo) * m.positions)}); err != nil {
 			return err
 		}
 	}

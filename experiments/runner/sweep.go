@@ -315,7 +315,7 @@ func Sweep(cfg *experiments.Config, o SweepOptions) (*SweepPlan, error) {
 		}
 		cl.Settings = plan.settings[c.Key()]
 		opts.CellDir = c.Dir()
-		res, err := cl.run(b, opts, cache.source, memo)
+		res, err := cl.run(b, opts, cache.source, true, memo)
 		if err != nil {
 			return nil, fmt.Errorf("cell %s: %w", c.Key(), err)
 		}
