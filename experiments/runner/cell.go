@@ -1,12 +1,14 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/softpatch/softpatch/datasets"
@@ -117,11 +119,11 @@ func NewCell(class *datasets.Class, noise datasets.Noise, method string, params 
 	}
 	c := &Cell{Class: class, Noise: in.Noise, Train: in.Train, Test: in.Test, Drawn: in.Drawn, Method: method, Params: params, Filter: filter}
 	if n := in.Noise; n.Requested > 0 {
-		slog.Warn(fmt.Sprintf("class %s: noise %g asks for %d anomalous images, the test set has %d: injected %d and kept %d in the test set (no overlap)",
+		logOnce(slog.LevelWarn, fmt.Sprintf("class %s: noise %g asks for %d anomalous images, the test set has %d: injected %d and kept %d in the test set (no overlap)",
 			class.Name, n.Ratio, n.Requested, in.Anomalous, len(in.Drawn), in.Anomalous-len(in.Drawn)))
 	}
 	if n := in.Noise; n.Resampled > 0 && len(noise.Files) == 0 {
-		slog.Info(fmt.Sprintf("class %s: noise %g asks for %d anomalous images, the test set has %d: injected each once and %d resampled copies, each with its own affine (overlap)",
+		logOnce(slog.LevelInfo, fmt.Sprintf("class %s: noise %g asks for %d anomalous images, the test set has %d: injected each once and %d resampled copies, each with its own affine (overlap)",
 			class.Name, n.Ratio, len(in.Drawn), in.Anomalous, n.Resampled))
 	}
 	if len(noise.Files) > 0 && len(class.Train) > 0 {
@@ -129,6 +131,18 @@ func NewCell(class *datasets.Class, noise datasets.Noise, method string, params 
 		c.Noise.Ratio = float64(len(c.Drawn)) / float64(len(class.Train))
 	}
 	return c, nil
+}
+
+// logged holds the messages logOnce has logged.
+var logged sync.Map
+
+// logOnce logs msg at level the first time this process sees it: a
+// sweep draws each cell's split when it plans and again when it runs, and
+// every method and fold of a setting repeats its noise warning.
+func logOnce(level slog.Level, msg string) {
+	if _, seen := logged.LoadOrStore(msg, true); !seen {
+		slog.Log(context.Background(), level, msg)
+	}
 }
 
 // Label is the cell's method as results name it: the detector, or
