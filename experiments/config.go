@@ -161,9 +161,19 @@ type DecisionConfig struct {
 	FPR float64 `yaml:"fpr" json:"fpr"`
 	// Holdout is the share of the training images each calibration fit
 	// holds out: the training set is cut into round(1/Holdout) parts, and
-	// Rounds of them are held out in turn (each costs one more fit).
+	// Rounds of them are held out in turn (each costs one more fit; 0:
+	// all of them, so that every training image is scored once).
 	Holdout float64 `yaml:"holdout" json:"holdout"`
 	Rounds  int     `yaml:"rounds" json:"rounds"`
+}
+
+// HeldOut is the number of parts held out in turn: Rounds, or all parts
+// for 0.
+func (d DecisionConfig) HeldOut() int {
+	if d.Rounds == 0 {
+		return d.Parts()
+	}
+	return d.Rounds
 }
 
 // DecisionSources are the values of DecisionConfig.Source.
@@ -187,8 +197,8 @@ func (d DecisionConfig) Check() error {
 		return fmt.Errorf("decision.fpr: %v is not in [0, 1)", d.FPR)
 	case !(d.Holdout > 0 && d.Holdout <= 0.5):
 		return fmt.Errorf("decision.holdout: %v is not in (0, 0.5]", d.Holdout)
-	case d.Rounds < 1 || d.Rounds > d.Parts():
-		return fmt.Errorf("decision.rounds: %d is not in [1, %d] (holdout %v cuts the training set into %d parts)", d.Rounds, d.Parts(), d.Holdout, d.Parts())
+	case d.Rounds < 0 || d.Rounds > d.Parts():
+		return fmt.Errorf("decision.rounds: %d is not in [0, %d] (holdout %v cuts the training set into %d parts; 0: all)", d.Rounds, d.Parts(), d.Holdout, d.Parts())
 	}
 	return nil
 }

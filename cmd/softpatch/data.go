@@ -176,9 +176,7 @@ func dataSplit(w io.Writer, args []string) error {
 	}
 	n := datasets.Noise{Ratio: *ratio, Overlap: *overlap, Fold: *fold, Augment: *augment}
 	if *list != "" {
-		noiseSet := false
-		fs.Visit(func(f *flag.Flag) { noiseSet = noiseSet || f.Name == "noise" })
-		if noiseSet {
+		if flagGiven(fs, "noise") {
 			return fmt.Errorf("data split: give either --noise or --noise-list, not both")
 		}
 		if n.Files, err = datasets.ReadNoiseList(*list); err != nil {

@@ -19,6 +19,11 @@ func runFit(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if !flagGiven(fs, "decision-rounds") {
+		// A model is fitted once and used long: its threshold is set
+		// from every training image, held out once (five extra fits).
+		cf.decision.Rounds = 0
+	}
 	if *out == "" || fs.NArg() > 0 {
 		return fmt.Errorf("fit: --out MODEL is required and it takes no arguments")
 	}

@@ -106,7 +106,7 @@ func (cf *cellFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&cf.decision.Source, "decision", def.Source, "decision threshold from normal images only: holdout (training images held out of fits of the method), validation (the class's validation split, MVTec AD 2), auto (validation when there is one, else holdout) or none")
 	fs.Float64Var(&cf.decision.FPR, "decision-fpr", def.FPR, "decision threshold: false-positive rate on normal images")
 	fs.Float64Var(&cf.decision.Holdout, "decision-holdout", def.Holdout, "decision threshold: share of the training images each holdout fit leaves out")
-	fs.IntVar(&cf.decision.Rounds, "decision-rounds", def.Rounds, "decision threshold: holdout fits, each leaving out another part (at most 1/holdout)")
+	fs.IntVar(&cf.decision.Rounds, "decision-rounds", def.Rounds, "decision threshold: holdout fits, each leaving out another part (at most 1/holdout; 0: all parts, every training image scored once; fit's default)")
 	fs.IntVar(&cf.batch, "batch", 8, "images per forward pass")
 	fs.Int64Var(&cf.featureMemory, "feature-memory", 2048, "MiB of full training features kept in memory: when a class's take more, all go to a temporary file in $TMPDIR (put it on disk, not tmpfs)")
 }
@@ -192,4 +192,11 @@ func (cf *cellFlags) load(verb string) (*runner.Cell, *runner.Backbone, error) {
 // beside out.
 func (cf *cellFlags) options(out string) runner.CellOptions {
 	return runner.CellOptions{Batch: cf.batch, FeatureMemoryMiB: cf.featureMemory, DrawsPath: runner.DrawsPath(out)}
+}
+
+// flagGiven reports whether the command line set the flag name.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }

@@ -33,6 +33,10 @@ func TestFitPredict(t *testing.T) {
 	if d, _, err := experiments.ReadDraws(model + ".draws.npz"); err != nil || len(d.Detector.CoresetStartPoints) != 128 || len(d.NoiseFiles) != 2 {
 		t.Errorf("fit's draws: %v", err)
 	}
+	// fit holds every training image out once for its threshold.
+	if d := meta.Decision; d == nil || d.Source != "holdout" || d.Rounds != 5 || d.Images != meta.Train || d.FPR != 0.01 {
+		t.Errorf("the model's decision %+v (%d training images)", d, meta.Train)
+	}
 	if !meta.Backbone.RandomInit || meta.ImageSize != 64 || meta.Resize != 72 || meta.GridH*meta.GridW != 64 ||
 		!slices.Equal(meta.Layers, []string{"layer2", "layer3"}) || meta.Method != "softpatch-lof" || len(meta.NoiseFiles) != 2 ||
 		m.N != 8*64/4 || m.Weights == nil {

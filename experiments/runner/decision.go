@@ -51,7 +51,7 @@ func (c *Cell) holdoutParts(n int) [][]int {
 
 // holdoutDecision sets the decision threshold from training images held
 // out of fits of the cell's detector: the training set train is cut into
-// Decision.Parts() parts and, for each of the first Decision.Rounds parts,
+// Decision.Parts() parts and, for each of the first Decision.HeldOut() parts,
 // the detector is fitted on the other parts and scores the held-out one
 // (docs/method.md#11-decision-threshold). Its stages are prefixed
 // "decision ". With fill (no class cache behind src), the training
@@ -84,7 +84,8 @@ func (c *Cell) holdoutDecision(b *Backbone, o CellOptions, src source, st stages
 	}
 	parts := c.holdoutParts(len(train))
 	var scores []float32
-	for r := range c.Decision.Rounds {
+	rounds := c.Decision.HeldOut()
+	for r := range rounds {
 		var fitItems, held []datasets.Item
 		for j, part := range parts {
 			for _, i := range part {
@@ -95,7 +96,7 @@ func (c *Cell) holdoutDecision(b *Backbone, o CellOptions, src source, st stages
 				}
 			}
 		}
-		prefix := fmt.Sprintf("decision %d/%d ", r+1, c.Decision.Rounds)
+		prefix := fmt.Sprintf("decision %d/%d ", r+1, rounds)
 		s, err := func() ([]float32, error) {
 			f, err := fitOn(b, c.Method, c.Params, fitItems, o.Batch, o.FeatureMemoryMiB, src, st, prefix, &detector.Draws{}, nil)
 			if err != nil {
@@ -113,7 +114,7 @@ func (c *Cell) holdoutDecision(b *Backbone, o CellOptions, src source, st stages
 	if err != nil {
 		return nil, src, err
 	}
-	d.Rounds = c.Decision.Rounds
+	d.Rounds = rounds
 	slog.Info("decision threshold", "source", "holdout", "threshold", fmt.Sprintf("%.6g", d.Threshold), "fpr", d.FPR, "images", d.Images)
 	return &d, src, nil
 }

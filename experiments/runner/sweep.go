@@ -238,12 +238,8 @@ func sweepCell(class *datasets.Class, c experiments.Cell, cfg *experiments.Confi
 // and the config as config.json. It returns the plan it ran.
 func Sweep(cfg *experiments.Config, o SweepOptions) (*SweepPlan, error) {
 	if g := cfg.Dataset.Generate; g != nil {
-		if _, err := os.Stat(cfg.Dataset.Root); os.IsNotExist(err) {
-			slog.Info("generating the dataset", "root", cfg.Dataset.Root)
-			sc := synth.Config{Classes: cfg.Dataset.Classes, Seed: g.Seed, Size: g.Size, Train: g.Train, TestGood: g.TestGood, TestDefect: g.TestDefect}
-			if err := synth.Generate(cfg.Dataset.Root, sc, nil); err != nil {
-				return nil, err
-			}
+		if err := generate(cfg.Dataset.Root, synth.Config{Classes: cfg.Dataset.Classes, Seed: g.Seed, Size: g.Size, Train: g.Train, TestGood: g.TestGood, TestDefect: g.TestDefect}); err != nil {
+			return nil, err
 		}
 	}
 	// The results file is locked before the plan reads what is done, so
@@ -338,6 +334,36 @@ func Sweep(cfg *experiments.Config, o SweepOptions) (*SweepPlan, error) {
 		}
 	}
 	return plan, nil
+}
+
+// generate writes the generated dataset into root when root does not
+// exist. It is written beside root and renamed into place, so that shards
+// of a sweep started together (Slurm array tasks) never see a half-written
+// dataset: the first rename wins, and the others' copies, identical, are
+// removed.
+func generate(root string, sc synth.Config) error {
+	if _, err := os.Stat(root); !os.IsNotExist(err) {
+		return err
+	}
+	slog.Info("generating the dataset", "root", root)
+	if err := os.MkdirAll(filepath.Dir(root), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(root), "."+filepath.Base(root)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp) // nothing left after a successful rename
+	if err := synth.Generate(tmp, sc, nil); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, root); err != nil {
+		if _, statErr := os.Stat(root); statErr == nil {
+			return nil // another shard's copy is in place
+		}
+		return fmt.Errorf("generating the dataset: %w", err)
+	}
+	return nil
 }
 
 // cellMethods returns the detector methods that cells fit, as detector or
