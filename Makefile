@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/softpatch
 COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
-.PHONY: all deps build demo test test-emulated emulator vet fmt-check bench fixtures ptx gpu-bundle
+.PHONY: all deps build demo test test-emulated emulator vet fmt-check bench fixtures ptx gpu-bundle slurm-check
 
 all: build
 
@@ -33,6 +33,12 @@ demo: build
 test: deps fmt-check vet
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) test-emulated
+
+# The quickstart sweep as a 3-task Slurm array on a one-node cluster started on this machine,
+# against a single process, with a cancelled task and a task over its memory limit
+# (scripts/slurm_check.sh; needs root and about 25 minutes; not part of make test).
+slurm-check: build
+	bash scripts/slurm_check.sh
 
 # The cuda package's parity tests (and the CLI's GPU path) on the CPU emulator of the driver and
 # cuBLAS (cuda/emulator): the kernels' own source compiled for the host, no GPU needed.

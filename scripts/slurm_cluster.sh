@@ -86,6 +86,7 @@ JobAcctGatherFrequency=1
 JobAcctGatherParams=OverMemoryKill
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
+DependencyParameters=kill_invalid_depend
 SlurmdTimeout=60
 InactiveLimit=0
 KillWait=5
