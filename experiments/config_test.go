@@ -153,6 +153,9 @@ func TestLoadConfigRelativeRoot(t *testing.T) {
 	}
 }
 
+// unitCosts prices every cell 1 and every class's features 0.
+var unitCosts = Costs{Cell: func(Cell) float64 { return 1 }, Class: func(string) float64 { return 0 }}
+
 func TestPlanAndShards(t *testing.T) {
 	c, err := ParseConfig("q.yaml", []byte(quick), []string{"noise.folds=2"})
 	if err != nil {
@@ -207,7 +210,7 @@ func TestPlanAndShards(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, cl := range s.Select(cells) {
+			for _, cl := range s.Select(cells, unitCosts) {
 				count[cl.Key()]++
 			}
 		}
@@ -224,5 +227,57 @@ func TestPlanAndShards(t *testing.T) {
 		if _, err := ParseShard(bad); err == nil {
 			t.Errorf("shard %q accepted", bad)
 		}
+	}
+}
+
+// TestPartition checks the shard plan's balance: every cell in exactly one
+// shard and in plan order, shards by cost rather than count, classes kept
+// whole when that costs little balance, and more shards than cells.
+func TestPartition(t *testing.T) {
+	var cells []Cell
+	for _, class := range []string{"a", "b", "c", "d"} {
+		for _, m := range []string{"patchcore", "softpatch-lof", "cflow"} {
+			cells = append(cells, Cell{Class: class, Method: m})
+		}
+	}
+	// cflow costs 10, the others 1, each class's features 2: a class is
+	// 14, the plan 56.
+	costs := Costs{
+		Cell: func(c Cell) float64 {
+			if c.Method == "cflow" {
+				return 10
+			}
+			return 1
+		},
+		Class: func(string) float64 { return 2 },
+	}
+	for n := 1; n <= 14; n++ {
+		parts := Partition(cells, n, costs)
+		var joined []Cell
+		for _, p := range parts {
+			joined = append(joined, p...)
+		}
+		if len(parts) != n || !slices.Equal(joined, cells) {
+			t.Fatalf("%d shards: %d parts, cells %v", n, len(parts), joined)
+		}
+	}
+	// Two shards: a class boundary lies exactly at half the cost, so each
+	// shard takes two whole classes (28 each).
+	parts := Partition(cells, 2, costs)
+	if len(parts[0]) != 6 || parts[0][5].Class != "b" || costs.Cost(parts[0]) != 28 || costs.Cost(parts[1]) != 28 {
+		t.Errorf("2 shards: %v / %v", parts[0], parts[1])
+	}
+	// Four shards: one class each, not three cells each by count.
+	for i, p := range Partition(cells, 4, costs) {
+		if len(p) != 3 || p[0].Class != p[2].Class || costs.Cost(p) != 14 {
+			t.Errorf("4 shards, shard %d: %v", i, p)
+		}
+	}
+	// By cost, not count: with the expensive cells first, shard sizes differ.
+	heavy := []Cell{{Class: "a", Method: "cflow"}, {Class: "a", Method: "cflow"}, {Class: "a", Method: "patchcore"},
+		{Class: "a", Method: "patchcore"}, {Class: "a", Method: "patchcore"}, {Class: "a", Method: "patchcore"}}
+	parts = Partition(heavy, 2, costs)
+	if len(parts[0]) != 1 || len(parts[1]) != 5 {
+		t.Errorf("cost-balanced shards %d + %d cells, want 1 + 5", len(parts[0]), len(parts[1]))
 	}
 }

@@ -2,6 +2,7 @@ package experiments
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -92,12 +93,79 @@ func ParseShard(s string) (Shard, error) {
 	return Shard{i, n}, nil
 }
 
-// Select returns the shard's cells: every N-th cell of the plan, starting
-// at Index.
-func (s Shard) Select(cells []Cell) []Cell {
-	var out []Cell
-	for i := s.Index; i < len(cells); i += s.N {
-		out = append(out, cells[i])
+// Costs estimates a plan's work, for balancing its shards: Cell is the
+// cost of fitting and testing one cell, Class the cost of computing one
+// class's features, which every shard that runs cells of the class pays
+// (each task of a Slurm array computes them, or waits for the shared
+// cache). The unit is the caller's (runner.PlanCosts: estimated seconds).
+type Costs struct {
+	Cell  func(Cell) float64
+	Class func(class string) float64
+}
+
+// Cost returns the estimated cost of running cells in one shard: their
+// cells' costs and each of their classes' once.
+func (c Costs) Cost(cells []Cell) float64 {
+	sum := 0.0
+	seen := map[string]bool{}
+	for _, cell := range cells {
+		sum += c.Cell(cell)
+		if !seen[cell.Class] {
+			seen[cell.Class] = true
+			sum += c.Class(cell.Class)
+		}
+	}
+	return sum
+}
+
+// Partition cuts cells (in plan order, a class's cells together) into n
+// contiguous shards of about equal cost: the k-th cut goes where the
+// running cost (a class's feature cost counted at its first cell) comes
+// nearest k/n of the total, at the boundary between two classes when one
+// lies within 15% of a shard's share of that point, so that a class's
+// cells stay in as few shards as the balance allows. Shards may be empty
+// when there are fewer cells than shards.
+func Partition(cells []Cell, n int, cost Costs) [][]Cell {
+	cum := make([]float64, len(cells)+1) // cum[b]: the cost before cell b
+	classStart := make([]bool, len(cells)+1)
+	for i, c := range cells {
+		u := cost.Cell(c)
+		if i == 0 || cells[i-1].Class != c.Class {
+			u += cost.Class(c.Class)
+			classStart[i] = true
+		}
+		cum[i+1] = cum[i] + u
+	}
+	classStart[len(cells)] = true
+	total := cum[len(cells)]
+	tol := 0.15 * total / float64(n)
+	out := make([][]Cell, n)
+	prev := 0
+	for k := 1; k <= n; k++ {
+		cut := len(cells)
+		if k < n {
+			target := total * float64(k) / float64(n)
+			near := func(classOnly bool) int {
+				best := -1
+				for b := prev; b <= len(cells); b++ {
+					if (!classOnly || classStart[b]) && (best < 0 || math.Abs(cum[b]-target) < math.Abs(cum[best]-target)) {
+						best = b
+					}
+				}
+				return best
+			}
+			cut = near(false)
+			if b := near(true); b >= 0 && math.Abs(cum[b]-target) <= tol {
+				cut = b
+			}
+		}
+		out[k-1] = cells[prev:cut:cut]
+		prev = cut
 	}
 	return out
+}
+
+// Select returns the shard's cells: its part of Partition(cells, N, cost).
+func (s Shard) Select(cells []Cell, cost Costs) []Cell {
+	return Partition(cells, s.N, cost)[s.Index]
 }

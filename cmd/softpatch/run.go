@@ -69,6 +69,13 @@ func runRun(args []string) error {
 		for _, d := range plan.Changes {
 			fmt.Println("  changed:", d)
 		}
+		if len(plan.ShardCosts) > 0 {
+			fmt.Print("estimated seconds per shard (balanced by cost; a class's features counted in every shard that runs it):")
+			for i, c := range plan.ShardCosts {
+				fmt.Printf(" %d: %.0f", i, c)
+			}
+			fmt.Println()
+		}
 		return nil
 	}
 	plan, err := runner.Sweep(cfg, runner.SweepOptions{Dir: dir, Shard: shard, Out: os.Stdout, AfterCell: runHook, RedoChanged: *redo})

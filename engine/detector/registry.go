@@ -101,6 +101,10 @@ type Method struct {
 	Order int
 	// Default puts the method in a config's default method list.
 	Default bool
+	// Cost is the method's cost of a cell relative to PatchCore's on the
+	// same images (0 means 1), from which a sweep's shards are balanced
+	// (experiments.Partition); a rough measure is enough.
+	Cost float64
 	// Features returns the feature pipeline the method fits and scores on.
 	Features func(FeatureSettings) (FeatureSpec, error)
 	// New returns an unfitted detector of the method.

@@ -35,6 +35,9 @@ type SweepPlan struct {
 	// ("key old -> new", each difference once).
 	Changed []experiments.Cell
 	Changes []string
+	// ShardCosts are the estimated seconds of every shard of a sharded
+	// plan (planCosts), the shards being balanced by them.
+	ShardCosts []float64
 	// settings are the planned cells' resolved settings, by key.
 	settings map[string]*experiments.Settings
 }
@@ -99,7 +102,18 @@ func PlanSweep(cfg *experiments.Config, dir string, shard experiments.Shard, red
 			return nil, err
 		}
 	}
-	p.Cells = shard.Select(experiments.Plan(cfg, classes))
+	all := experiments.Plan(cfg, classes)
+	p.Cells = all
+	if shard.N > 1 {
+		costs, err := planCosts(cfg, classes, layout, statErr != nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, part := range experiments.Partition(all, shard.N, costs) {
+			p.ShardCosts = append(p.ShardCosts, costs.Cost(part))
+		}
+		p.Cells = shard.Select(all, costs)
+	}
 	if statErr != nil { // to be generated: nothing stored can be reused
 		p.Todo = p.Cells
 		return p, nil
@@ -334,6 +348,54 @@ func Sweep(cfg *experiments.Config, o SweepOptions) (*SweepPlan, error) {
 		}
 	}
 	return plan, nil
+}
+
+// Per-image seconds of the shard plan's estimates (planCosts), measured on
+// the quickstart at 224 px on 2 cores (RESULTS.md): a class's features take
+// about 0.18 s an image (5.5 images/s), a PatchCore cell about 0.06 s for
+// each of its training and test images (6.5 s for 110).
+const (
+	featureSecondsPerImage = 0.18
+	cellSecondsPerImage    = 0.06
+)
+
+// planCosts estimates the cost of cfg's cells on classes for balancing
+// shards: a cell costs its method's detector.Method.Cost (X+Y: both) times
+// its class's images times cellSecondsPerImage, a class's features its
+// images times featureSecondsPerImage. The images are counted from the
+// class folders, or from the config's generate section when the dataset
+// is yet to be written.
+func planCosts(cfg *experiments.Config, classes []string, layout datasets.Layout, generated bool) (experiments.Costs, error) {
+	images := map[string]float64{}
+	for _, name := range classes {
+		if generated {
+			g := cfg.Dataset.Generate
+			images[name] = float64(g.Train + g.TestGood + g.TestDefect)
+			continue
+		}
+		c, err := datasets.Load(cfg.Dataset.Root, name, layout, datasets.LoadOptions{SkipBad: cfg.Dataset.SkipBad})
+		if err != nil {
+			return experiments.Costs{}, err
+		}
+		images[name] = float64(len(c.Train) + len(c.Test))
+	}
+	weight := func(name string) float64 {
+		if m, err := detector.Lookup(name); err == nil && m.Cost > 0 {
+			return m.Cost
+		}
+		return 1
+	}
+	return experiments.Costs{
+		Cell: func(c experiments.Cell) float64 {
+			filter, method, _ := detector.Split(c.Method)
+			w := weight(method)
+			if filter != "" {
+				w += weight(filter)
+			}
+			return w * images[c.Class] * cellSecondsPerImage
+		},
+		Class: func(class string) float64 { return images[class] * featureSecondsPerImage },
+	}, nil
 }
 
 // generate writes the generated dataset into root when root does not
