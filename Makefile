@@ -36,7 +36,7 @@ test: deps fmt-check vet
 
 # The quickstart sweep as a 3-task Slurm array on a one-node cluster started on this machine,
 # against a single process, with a cancelled task and a task over its memory limit
-# (scripts/slurm_check.sh; needs root and about 25 minutes; not part of make test).
+# (scripts/slurm_check.sh; needs root and about 30 minutes; not part of make test).
 slurm-check: build
 	bash scripts/slurm_check.sh
 
