@@ -227,28 +227,37 @@ func (cf *classFeatures) source(label string, items []datasets.Item, batch int, 
 			return err
 		}
 	}
+	return serve(len(items), batch, cf.positions, func(i int) ([]float32, error) {
+		if f, ok := augFeats[i]; ok {
+			return f, nil
+		}
+		if f, ok := cf.feats[items[i].Path]; ok {
+			return f, nil
+		}
+		if f, _, _, ok := cf.disk.Get(cf.keys[items[i].Path]); ok {
+			return f, nil
+		}
+		// Gone from the disk cache since fill (trimmed or damaged by
+		// another run): compute this one again.
+		return cf.computeOne(items[i])
+	}, fn)
+}
+
+// serve calls fn with the features of n held images, batch at a time,
+// each image's [positions][dim] features from get.
+func serve(n, batch, positions int, get func(i int) ([]float32, error), fn func(lo, hi int, f detector.Features) error) error {
 	var buf []float32
-	for lo := 0; lo < len(items); lo += batch {
-		hi := min(lo+batch, len(items))
+	for lo := 0; lo < n; lo += batch {
+		hi := min(lo+batch, n)
 		buf = buf[:0]
-		for i, it := range items[lo:hi] {
-			f, ok := augFeats[lo+i]
-			if !ok {
-				f, ok = cf.feats[it.Path]
-			}
-			if !ok {
-				if f, _, _, ok = cf.disk.Get(cf.keys[it.Path]); !ok {
-					// Gone from the disk cache since fill (trimmed or
-					// damaged by another run): compute this one again.
-					var err error
-					if f, err = cf.computeOne(it); err != nil {
-						return err
-					}
-				}
+		for i := lo; i < hi; i++ {
+			f, err := get(i)
+			if err != nil {
+				return err
 			}
 			buf = append(buf, f...)
 		}
-		if err := fn(lo, hi, detector.Features{Data: buf, N: hi - lo, Positions: cf.positions, Dim: len(buf) / ((hi - lo) * cf.positions)}); err != nil {
+		if err := fn(lo, hi, detector.Features{Data: buf, N: hi - lo, Positions: positions, Dim: len(buf) / ((hi - lo) * positions)}); err != nil {
 			return err
 		}
 	}

@@ -220,16 +220,5 @@ func (m *trainMemo) source(p *Pipeline, label string, items []datasets.Item, bat
 	if !all {
 		return p.each(label, items, batch, fn)
 	}
-	var buf []float32
-	for lo := 0; lo < len(items); lo += batch {
-		hi := min(lo+batch, len(items))
-		buf = buf[:0]
-		for _, it := range items[lo:hi] {
-			buf = append(buf, m.feats[memoKey(it)]...)
-		}
-		if err := fn(lo, hi, detector.Features{Data: buf, N: hi - lo, Positions: m.positions, Dim: len(buf) / ((hi - lo) * m.positions)}); err != nil {
-			return err
-		}
-	}
-	return nil
+	return serve(len(items), batch, m.positions, func(i int) ([]float32, error) { return m.feats[memoKey(items[i])], nil }, fn)
 }
