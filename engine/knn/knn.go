@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 
 	"github.com/softpatch/softpatch/engine/compute"
 )
@@ -58,6 +59,13 @@ type Index struct {
 	bank  []float32
 	norms []float32
 	n, d  int
+
+	// The pruned search (prune.go): its bank-side data, the mode, how
+	// many chunks Auto still searches by brute force, and the work done.
+	prune           *pruning
+	mode            Mode
+	skip            atomic.Int32
+	pairs, computed atomic.Int64
 }
 
 // NewIndex returns an index over bank, an n x d row-major matrix of at least
@@ -129,6 +137,25 @@ func (ix *Index) Search(dist []float32, idx []int32, queries []float32, nq, k in
 	if nq == 0 || ix.n == 0 {
 		return nil
 	}
+	if ix.prune != nil && (ix.mode == Pruned || ix.mode == Auto && ix.n >= minPruneBank) {
+		ix.pruned(dist, idx, queries, nq, k, budget)
+		return nil
+	}
+	ix.brute(dist, idx, queries, nq, k, budget)
+	return nil
+}
+
+// brute is the brute force on initialised dist and idx, counted in the
+// index's Stats.
+func (ix *Index) brute(dist []float32, idx []int32, queries []float32, nq, k, budget int) {
+	ix.bruteBlocks(dist, idx, queries, nq, k, budget)
+	ix.pairs.Add(int64(nq) * int64(ix.n))
+	ix.computed.Add(int64(nq) * int64(ix.n))
+}
+
+// bruteBlocks computes the distances of the queries to every bank row,
+// block by block, folding them into the initialised dist and idx.
+func (ix *Index) bruteBlocks(dist []float32, idx []int32, queries []float32, nq, k, budget int) {
 	n, d := ix.n, ix.d
 	qb, bb := blockShape(nq, n, budget/4)
 	tile := make([]float32, qb*bb)
@@ -154,7 +181,6 @@ func (ix *Index) Search(dist []float32, idx []int32, queries []float32, nq, k in
 			})
 		}
 	}
-	return nil
 }
 
 // blockShape returns a block of qb queries x bb bank rows such that the

@@ -1,0 +1,516 @@
+package knn
+
+/*
+#cgo CFLAGS: -O2
+#include "prune.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/softpatch/softpatch/engine/compute"
+)
+
+// Mode says how Index.Search finds the nearest neighbours. Both modes
+// return the same neighbours and distances (see prune.go's doc).
+type Mode int
+
+const (
+	// Auto prunes when the index has principal coordinates, the bank is
+	// large enough and pruning has recently paid; otherwise brute force.
+	Auto Mode = iota
+	// Pruned always takes the pruned exact search where it can (principal
+	// coordinates set, finite values); "exact" on the command line.
+	Pruned
+	// Brute always computes every distance.
+	Brute
+)
+
+// ParseMode reads a mode's command-line name: auto, exact (Pruned) or
+// brute.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "", "auto":
+		return Auto, nil
+	case "exact":
+		return Pruned, nil
+	case "brute":
+		return Brute, nil
+	}
+	return Auto, fmt.Errorf("knn: search %q, want auto, exact or brute", s)
+}
+
+// String returns the mode's command-line name.
+func (m Mode) String() string {
+	switch m {
+	case Pruned:
+		return "exact"
+	case Brute:
+		return "brute"
+	}
+	return "auto"
+}
+
+// The pruned search's shape.
+const (
+	// minPruneBank is the smallest bank Auto prunes.
+	minPruneBank = 2048
+	// group is the number of queries whose candidate rows are gathered
+	// into one product.
+	group = 32
+	// chunkQueries is the number of queries whose coordinates are
+	// computed at once; Auto judges pruning chunk by chunk.
+	chunkQueries = 1024
+	// gatherRows is the most bank rows gathered into one product.
+	gatherRows = 512
+	// extraCands is the number of candidates beyond k whose exact
+	// distances set a query's threshold.
+	extraCands = 3
+	// skipChunks is how many chunks Auto searches by brute force after a
+	// chunk in which pruning did not pay, before it tries again.
+	skipChunks = 16
+)
+
+// pruning is an Index's bank-side data for the pruned search.
+type pruning struct {
+	pr *Principal
+	// w1 holds the coarse coordinates (the first min(8, P) principal
+	// coordinates, zero-padded to 8, and the residual norm after them) in
+	// blocks of 8 rows (prune.c); nb blocks.
+	w1 []float32
+	nb int
+	// w2 holds the fine coordinates, [N][s2]: the P coordinates, the
+	// residual norm after them, zeros up to a multiple of 8.
+	w2 []float32
+	s2 int
+	// sig holds each row's share of the slack, tau*(|m|^2 + |m-mean|^2),
+	// [nb*8] (0 past N).
+	sig []float32
+	tau float64
+}
+
+// pruneKernel selects the bound kernels: 1 AVX2+FMA, 0 portable C.
+var pruneKernel = C.knn_kind()
+
+// UsePrincipal gives the index the principal coordinates of its bank
+// (NewPrincipal, or read from a model file) and sets how Search searches.
+// It returns an error when pr does not fit the bank (Principal.Check) or
+// the bank's norms are too large for the pruned search's rounding bounds;
+// a nil pr (or mode Brute) leaves only the brute force.
+func (ix *Index) UsePrincipal(pr *Principal, mode Mode) error {
+	ix.mode = mode
+	ix.prune = nil
+	if pr == nil || mode == Brute || ix.n == 0 {
+		return nil
+	}
+	if err := pr.Check(ix.n, ix.d); err != nil {
+		return err
+	}
+	for _, v := range ix.norms {
+		if !(v <= maxNorm) {
+			return fmt.Errorf("knn: bank squared norm %v is not finite or exceeds %g", v, maxNorm)
+		}
+	}
+	n, p := ix.n, pr.P
+	pd := &pruning{pr: pr, nb: (n + 7) / 8, s2: (p + 1 + 7) / 8 * 8}
+	pd.tau = 2 * float64(ix.d+pd.s2+16) * 0x1p-24
+	pd.w1 = make([]float32, pd.nb*9*8)
+	pd.w2 = make([]float32, n*pd.s2)
+	pd.sig = make([]float32, pd.nb*8)
+	for i := range pd.w1 {
+		pd.w1[i] = 1e30
+	}
+	for m := range n {
+		c := pr.Coords[m*p : (m+1)*p]
+		b := (m/8)*72 + m%8
+		for k := range 8 {
+			v := float32(0)
+			if k < p {
+				v = c[k]
+			}
+			pd.w1[b+8*k] = v
+		}
+		pd.w1[b+64] = pr.Resid[2*m]
+		copy(pd.w2[m*pd.s2:], c)
+		pd.w2[m*pd.s2+p] = pr.Resid[2*m+1]
+		// |m - mean|^2 = |z|^2 + r^2 up to rounding, which tau's margin
+		// covers.
+		r := float64(pr.Resid[2*m+1])
+		s := float64(ix.norms[m]) + r*r
+		for _, z := range c {
+			s += float64(z) * float64(z)
+		}
+		pd.sig[m] = float32(pd.tau * s)
+	}
+	ix.prune = pd
+	return nil
+}
+
+// maxNorm bounds the squared norms the pruned search accepts (bank rows
+// and queries): the float32 sums stay finite with room to spare.
+const maxNorm = 1e30
+
+// Stats counts the work of an index's searches: Pairs query-row pairs
+// asked for, Computed of them whose distances were computed in full
+// (brute force computes all).
+type Stats struct {
+	Pairs, Computed int64
+}
+
+// Stats returns the work of the index's searches so far.
+func (ix *Index) Stats() Stats {
+	return Stats{Pairs: ix.pairs.Load(), Computed: ix.computed.Load()}
+}
+
+// pruned searches the queries chunk by chunk: each chunk by the pruned
+// search, or by brute force while Auto skips pruning. dist and idx are
+// initialised.
+func (ix *Index) pruned(dist []float32, idx []int32, queries []float32, nq, k, budget int) {
+	d := ix.d
+	s := newChunkScratch(ix, min(nq, chunkQueries))
+	for q0 := 0; q0 < nq; q0 += chunkQueries {
+		rows := min(chunkQueries, nq-q0)
+		if ix.mode == Auto && ix.skip.Load() > 0 {
+			ix.skip.Add(-1)
+			ix.brute(dist[q0*k:(q0+rows)*k], idx[q0*k:(q0+rows)*k], queries[q0*d:(q0+rows)*d], rows, k, budget)
+			continue
+		}
+		fallback := ix.prunedChunk(s, dist[q0*k:(q0+rows)*k], idx[q0*k:(q0+rows)*k], queries[q0*d:(q0+rows)*d], rows, k, budget)
+		if ix.mode == Auto && 2*fallback > rows {
+			ix.skip.Store(skipChunks)
+		}
+	}
+}
+
+// chunkScratch is the memory of one chunk's query coordinates.
+type chunkScratch struct {
+	coords, resid []float32
+	xc, z, sq     []float64
+}
+
+func newChunkScratch(ix *Index, rows int) *chunkScratch {
+	p := ix.prune.pr.P
+	return &chunkScratch{coords: make([]float32, rows*p), resid: make([]float32, rows*2),
+		xc: make([]float64, rows*ix.d), z: make([]float64, rows*p), sq: make([]float64, rows)}
+}
+
+// query is one query's data in a chunk.
+type query struct {
+	i      int     // index in the chunk
+	qn     float32 // squared norm as the brute force computes it
+	scale  float64 // |q|^2 + |q - mean|^2
+	q1, q2 []float32
+}
+
+// prunedChunk searches nq queries (at most chunkQueries) and returns how
+// many of them it had to search by brute force.
+func (ix *Index) prunedChunk(s *chunkScratch, dist []float32, idx []int32, queries []float32, nq, k, budget int) int {
+	pd, d, p := ix.prune, ix.d, ix.prune.pr.P
+	pd.pr.coordinates(s.coords, s.resid, queries, nq, s.xc, s.z, s.sq)
+	qs := make([]query, 0, nq)
+	var slow []int // queries for the brute force
+	q12 := make([]float32, nq*(9+pd.s2))
+	for i := range nq {
+		v := queries[i*d : (i+1)*d]
+		var n2 float64
+		ok := true
+		for _, x := range v {
+			n2 += float64(x) * float64(x)
+			ok = ok && math.Abs(float64(x)) <= maxAbs
+		}
+		if !ok || !(n2 <= maxNorm) {
+			slow = append(slow, i)
+			continue
+		}
+		q := query{i: i, qn: float32(n2), scale: n2 + s.sq[i], q1: q12[i*(9+pd.s2) : i*(9+pd.s2)+9], q2: q12[i*(9+pd.s2)+9 : (i+1)*(9+pd.s2)]}
+		c := s.coords[i*p : (i+1)*p]
+		copy(q.q1[:min(8, p)], c)
+		q.q1[8] = s.resid[2*i]
+		copy(q.q2, c)
+		q.q2[p] = s.resid[2*i+1]
+		qs = append(qs, q)
+	}
+	// Queries close in the leading coordinate tend to share candidates.
+	slices.SortStableFunc(qs, func(a, b query) int {
+		return cmpFloat(s.coords[a.i*p], s.coords[b.i*p])
+	})
+	groups := (len(qs) + group - 1) / group
+	var next atomic.Int64
+	var mu sync.Mutex
+	workers := min(compute.Threads(), groups)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := newWorker(ix, k)
+			for {
+				g := int(next.Add(1)) - 1
+				if g >= groups {
+					break
+				}
+				lo, hi := g*group, min(len(qs), (g+1)*group)
+				if miss := w.group(qs[lo:hi], dist, idx, queries); len(miss) > 0 {
+					mu.Lock()
+					slow = append(slow, miss...)
+					mu.Unlock()
+				}
+			}
+			ix.computed.Add(w.computed)
+		}()
+	}
+	wg.Wait()
+	ix.pairs.Add(int64(nq) * int64(ix.n))
+	if len(slow) > 0 {
+		slices.Sort(slow)
+		sq := make([]float32, len(slow)*d)
+		for j, i := range slow {
+			copy(sq[j*d:(j+1)*d], queries[i*d:(i+1)*d])
+		}
+		sd := make([]float32, len(slow)*k)
+		si := make([]int32, len(slow)*k)
+		for j := range sd {
+			sd[j], si[j] = math.MaxFloat32, -1
+		}
+		ix.bruteBlocks(sd, si, sq, len(slow), k, budget)
+		ix.computed.Add(int64(len(slow)) * int64(ix.n))
+		for j, i := range slow {
+			copy(dist[i*k:(i+1)*k], sd[j*k:(j+1)*k])
+			copy(idx[i*k:(i+1)*k], si[j*k:(j+1)*k])
+		}
+	}
+	return len(slow)
+}
+
+func cmpFloat(a, b float32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// worker is one goroutine's scratch for searching groups of queries.
+type worker struct {
+	ix       *Index
+	k, c     int
+	mark     []uint64  // bit set of bank rows (all clear between uses)
+	ids      []int32   // a union of rows, ascending
+	lists    []int32   // [group][cap] survivors of each query
+	cnt      []int     // survivors of each query
+	cap      int       // most survivors kept per query
+	cd       []float32 // [c] candidate bounds
+	ci       []int32   // [group][c] candidate rows
+	gq       []float32 // [group][D] the group's queries
+	buf      []float32 // [gatherRows][D] gathered bank rows
+	mn       []float32 // [gatherRows] their squared norms
+	out      []float32 // [gatherRows][group] -2 row.query
+	ud       []float32 // [group][k] distances to the candidates
+	ui       []int32
+	computed int64
+}
+
+func newWorker(ix *Index, k int) *worker {
+	c := min(ix.n, k+extraCands)
+	capq := max(ix.n/8, c)
+	return &worker{ix: ix, k: k, c: c, mark: make([]uint64, (ix.n+63)/64), lists: make([]int32, group*capq), cnt: make([]int, group),
+		cap: capq, cd: make([]float32, c), ci: make([]int32, group*c), gq: make([]float32, group*ix.d),
+		buf: make([]float32, gatherRows*ix.d), mn: make([]float32, gatherRows), out: make([]float32, gatherRows*group),
+		ud: make([]float32, group*k), ui: make([]int32, group*k)}
+}
+
+// group searches a group of queries and returns those it leaves to the
+// brute force (chunk indices).
+func (w *worker) group(qs []query, dist []float32, idx []int32, queries []float32) []int {
+	ix, pd, d, k := w.ix, w.ix.prune, w.ix.d, w.k
+	g := len(qs)
+	for j, q := range qs {
+		copy(w.gq[j*d:(j+1)*d], queries[q.i*d:(q.i+1)*d])
+	}
+	// 1. The c rows of smallest coarse bound of each query, and their
+	// exact distances: the k-th best of them bounds the k-th nearest.
+	for j, q := range qs {
+		for t := range w.cd {
+			w.cd[t] = float32(math.Inf(1))
+		}
+		ci := w.ci[j*w.c : (j+1)*w.c]
+		C.knn_cands(pruneKernel, (*C.float)(&pd.w1[0]), C.int64_t(pd.nb), (*C.float)(&q.q1[0]), C.int(w.c),
+			(*C.float)(&w.cd[0]), (*C.int32_t)(unsafe.Pointer(&ci[0])))
+		w.setAll(ci)
+	}
+	active := make([]bool, g)
+	for j := range active {
+		active[j] = true
+	}
+	w.collect()
+	for i := range w.ud[:g*k] {
+		w.ud[i], w.ui[i] = math.MaxFloat32, -1
+	}
+	w.eval(qs, active, w.ud, w.ui)
+	// 2. Each query's survivors: rows whose bounds, less the rounding
+	// slack, do not exceed the k-th candidate distance plus the query's
+	// share of the slack.
+	var slow []int
+	for j, q := range qs {
+		u := w.ud[j*k+k-1]
+		t := float64(u) + pd.tau*q.scale
+		if !(u < math.MaxFloat32) || !(t <= maxNorm) {
+			active[j] = false
+			slow = append(slow, q.i)
+			continue
+		}
+		tf := math.Nextafter32(float32(t), float32(math.Inf(1)))
+		list := w.lists[j*w.cap : (j+1)*w.cap]
+		c := C.knn_survivors(pruneKernel, (*C.float)(&pd.w1[0]), (*C.float)(&pd.sig[0]), (*C.float)(&pd.w2[0]), C.int(pd.s2),
+			C.int64_t(pd.nb), C.int64_t(ix.n), (*C.float)(&q.q1[0]), (*C.float)(&q.q2[0]), C.float(tf),
+			(*C.int32_t)(unsafe.Pointer(&list[0])), C.int64_t(w.cap))
+		if c < 0 {
+			active[j] = false
+			slow = append(slow, q.i)
+			continue
+		}
+		w.cnt[j] = int(c)
+		w.setAll(list[:c])
+	}
+	// 3. The exact distances to the union of the survivors, folded in
+	// increasing row order as the brute force does.
+	w.collect()
+	if 2*len(w.ids) > ix.n {
+		for j, q := range qs {
+			if active[j] {
+				slow = append(slow, q.i)
+			}
+		}
+		return slow
+	}
+	for j, q := range qs {
+		if active[j] {
+			for r := range k {
+				dist[q.i*k+r], idx[q.i*k+r] = math.MaxFloat32, -1
+			}
+		}
+	}
+	w.evalInto(qs, active, dist, idx)
+	return slow
+}
+
+// setAll marks rows in w.mark.
+func (w *worker) setAll(rows []int32) {
+	for _, m := range rows {
+		if m >= 0 {
+			w.mark[m>>6] |= 1 << (m & 63)
+		}
+	}
+}
+
+// collect moves the marked rows into w.ids, ascending, and clears the
+// marks.
+func (w *worker) collect() {
+	w.ids = w.ids[:0]
+	for i, word := range w.mark {
+		for word != 0 {
+			t := bits.TrailingZeros64(word)
+			w.ids = append(w.ids, int32(i*64+t))
+			word &= word - 1
+		}
+		w.mark[i] = 0
+	}
+}
+
+// eval folds the distances of the active queries to the rows w.ids into
+// their top-k (dist, idx) [len(qs)][k], group-indexed.
+func (w *worker) eval(qs []query, active []bool, dist []float32, idx []int32) {
+	w.fold(qs, active, func(j int) ([]float32, []int32) {
+		return dist[j*w.k : (j+1)*w.k], idx[j*w.k : (j+1)*w.k]
+	})
+}
+
+// evalInto is eval into the chunk's result slices.
+func (w *worker) evalInto(qs []query, active []bool, dist []float32, idx []int32) {
+	w.fold(qs, active, func(j int) ([]float32, []int32) {
+		i := qs[j].i
+		return dist[i*w.k : (i+1)*w.k], idx[i*w.k : (i+1)*w.k]
+	})
+}
+
+// fold gathers the rows w.ids in blocks, computes -2 row.query for the
+// group's queries with the same SGEMM kernel as the brute force (so each
+// product has the same bits), and folds each active query's distances
+// (|q|^2 + |m|^2) + (-2 q.m) into its top-k in increasing row order.
+func (w *worker) fold(qs []query, active []bool, out func(j int) ([]float32, []int32)) {
+	ix, d, g := w.ix, w.ix.d, len(qs)
+	for r0 := 0; r0 < len(w.ids); r0 += gatherRows {
+		ids := w.ids[r0:min(len(w.ids), r0+gatherRows)]
+		rows := len(ids)
+		for r, m := range ids {
+			copy(w.buf[r*d:(r+1)*d], ix.bank[int(m)*d:(int(m)+1)*d])
+			w.mn[r] = ix.norms[m]
+		}
+		compute.SgemmSerial(false, true, rows, g, d, -2, w.buf[:rows*d], d, w.gq[:g*d], d, 0, w.out[:rows*g], g)
+		for j, q := range qs {
+			if !active[j] {
+				continue
+			}
+			dj, ij := out(j)
+			if w.k == 1 {
+				top1Col(w.out[:rows*g], g, j, q.qn, w.mn[:rows], ids, &dj[0], &ij[0])
+			} else {
+				topKCol(w.out[:rows*g], g, j, q.qn, w.mn[:rows], ids, dj, ij)
+			}
+		}
+		w.computed += int64(rows) * int64(g)
+	}
+}
+
+// top1Col is top1 on column j of c ([rows][stride]) for the bank rows ids.
+func top1Col(c []float32, stride, j int, qn float32, norms []float32, ids []int32, dist *float32, idx *int32) {
+	best, bi := *dist, *idx
+	for r, m := range ids {
+		v := qn + norms[r] + c[r*stride+j]
+		if v < best {
+			if v < 0 {
+				if best <= 0 {
+					continue
+				}
+				v = 0
+			}
+			best, bi = v, m
+		}
+	}
+	*dist, *idx = best, bi
+}
+
+// topKCol is topK on column j of c ([rows][stride]) for the bank rows
+// ids.
+func topKCol(c []float32, stride, j int, qn float32, norms []float32, ids []int32, dist []float32, idx []int32) {
+	k := len(dist)
+	worst := dist[k-1]
+	for r, m := range ids {
+		v := qn + norms[r] + c[r*stride+j]
+		if v >= worst || v != v {
+			continue
+		}
+		if v < 0 {
+			if worst <= 0 {
+				continue
+			}
+			v = 0
+		}
+		p := k - 1
+		for p > 0 && dist[p-1] > v {
+			dist[p], idx[p] = dist[p-1], idx[p-1]
+			p--
+		}
+		dist[p], idx[p] = v, m
+		worst = dist[k-1]
+	}
+}
