@@ -132,6 +132,10 @@ type DetectorConfig struct {
 	// (experiments.Cell.Seed), and tables give the mean and standard
 	// deviation over folds and seeds.
 	Seeds []uint64 `yaml:"seeds" json:"seeds,omitempty"`
+	// KNN is how memory banks search their nearest neighbours on the CPU:
+	// auto (the default: the pruned exact search where it pays), exact
+	// (always pruned) or brute. Every choice gives the same scores.
+	KNN string `yaml:"knn" json:"knn,omitempty"`
 }
 
 // Folds lists fold numbers. In a config a list gives them, and a single
@@ -654,6 +658,9 @@ func (c *Config) check(d *decoder) error {
 	}
 	for _, p := range (detector.Params{Coreset: c.Detector.Coreset, Threshold: c.Detector.Threshold, LOFK: c.Detector.LOFK}).Check() {
 		add(d.errorf("detector."+p.Key, "%s", p.Problem))
+	}
+	if c.Detector.KNN != "" {
+		add(oneOf("detector.knn", c.Detector.KNN, []string{"auto", "exact", "brute"}))
 	}
 	if err := c.Decision.Check(); err != nil {
 		key, problem, _ := strings.Cut(err.Error(), ": ")

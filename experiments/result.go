@@ -69,7 +69,10 @@ type Result struct {
 	AUPIMONote string   `json:"aupimo_note,omitempty"`
 	// Decision is the cell's decision threshold, set without anomalous
 	// images, and how it fares on the test set.
-	Decision *DecisionResult    `json:"decision,omitempty"`
+	Decision *DecisionResult `json:"decision,omitempty"`
+	// KNN is how a memory bank's test scoring searched its nearest
+	// neighbours (set for memory banks only).
+	KNN      *KNNResult         `json:"knn,omitempty"`
 	PerImage []ImageScore       `json:"per_image"`
 	Overlays []Overlay          `json:"overlays,omitempty"`
 	Seconds  map[string]float64 `json:"seconds"`
@@ -86,6 +89,16 @@ type DecisionResult struct {
 	detector.Decision
 	TestFPR *float64 `json:"test_fpr"`
 	TestFNR *float64 `json:"test_fnr"`
+}
+
+// KNNResult is how a cell's test patches found their nearest memory-bank
+// entries: the search mode asked for (auto, exact or brute; "gpu" when
+// the GPU scored) and the share of the query-entry distances computed in
+// full (1 for the brute force; the pruned search computes fewer and
+// returns the same neighbours).
+type KNNResult struct {
+	Search   string  `json:"search"`
+	Computed float64 `json:"computed"`
 }
 
 // BestEpoch is each metric at the training epoch (from 1) where it was

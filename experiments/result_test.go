@@ -35,7 +35,8 @@ func TestResultSchema(t *testing.T) {
 		want string
 	}{
 		{Result{}, "commit date device data class method noise noise_files backbone mark,omitempty draws,omitempty settings,omitempty settings_hash,omitempty train_images test_images bank_size " +
-			"excluded_patches,omitempty defect_bank_entries,omitempty defect_bank_fraction,omitempty filter,omitempty cflow_best_epoch,omitempty image_auroc pixel_auroc aupro image_f1max pixel_f1max image_ap pixel_ap aupimo,omitempty aupimo_note,omitempty decision,omitempty per_image overlays,omitempty seconds"},
+			"excluded_patches,omitempty defect_bank_entries,omitempty defect_bank_fraction,omitempty filter,omitempty cflow_best_epoch,omitempty image_auroc pixel_auroc aupro image_f1max pixel_f1max image_ap pixel_ap aupimo,omitempty aupimo_note,omitempty decision,omitempty knn,omitempty per_image overlays,omitempty seconds"},
+		{KNNResult{}, "search computed"},
 		{BestEpoch{}, "epochs image_auroc image_epoch pixel_auroc pixel_epoch"},
 		{ImageScore{}, "file label type score aupimo,omitempty"},
 		{Overlay{}, "which file image score"},

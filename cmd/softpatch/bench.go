@@ -10,6 +10,7 @@ import (
 	"github.com/softpatch/softpatch/engine/compute"
 	"github.com/softpatch/softpatch/engine/coreset"
 	"github.com/softpatch/softpatch/engine/detector"
+	"github.com/softpatch/softpatch/engine/knn"
 	"github.com/softpatch/softpatch/experiments/bench"
 	"github.com/softpatch/softpatch/experiments/runner"
 )
@@ -23,9 +24,11 @@ func runBench(args []string) error {
 			return benchCoreset(args[1:])
 		case "padim":
 			return benchPaDiM(args[1:])
+		case "knn":
+			return benchKNN(args[1:])
 		}
 	}
-	return subverb(args, "features|coreset|padim", "bench features|coreset|padim [flags]")
+	return subverb(args, "features|coreset|padim|knn", "bench features|coreset|padim|knn [flags]")
 }
 
 // printJSON prints v as one JSON line.
@@ -143,5 +146,46 @@ func benchPaDiM(args []string) error {
 	}
 	fmt.Printf("padim: fit %d images x %d positions x %d channels in %.2f s, scored %d images in %.2f s (%d threads, %s); model %.2f GB, peak RSS %.0f MB\n",
 		r.Train, r.Positions, r.Channels, r.FitSeconds, r.Test, r.ScoreSeconds, r.Threads, r.BLAS, r.ModelGB, r.PeakRSSMB)
+	return nil
+}
+
+// benchKNN times the nearest-neighbour scoring, brute force against the
+// pruned exact search, on a fitted bank and test features or on isotropic
+// Gaussian data.
+func benchKNN(args []string) error {
+	fs := newFlags("bench knn", "bench knn (--model FILE --features FILE.npy | --isotropic N) [--images 80] [--knn auto|exact] [--reps 2] [--json]",
+		"softpatch bench knn --model wood.model --features wood-test.npy")
+	var o bench.KNNOptions
+	fs.StringVar(&o.Model, "model", "", "memory-bank model file (softpatch fit)")
+	fs.StringVar(&o.Features, "features", "", "float32 .npy of test patch features, [images][positions][dim] (softpatch embed)")
+	fs.IntVar(&o.Isotropic, "isotropic", 0, "instead of --model and --features: a Gaussian bank of N rows and Gaussian queries (the worst case for pruning)")
+	fs.IntVar(&o.Dim, "dim", 1024, "dimension of the isotropic data")
+	fs.IntVar(&o.Images, "images", 80, "test images (of 784 queries with --isotropic; the first N of --features, 0: all)")
+	fs.TextVar(&o.Search, "knn", knn.Auto, "the pruned side's mode: auto (falls back to the brute force where pruning does not pay) or exact (always prunes)")
+	fs.IntVar(&o.Reps, "reps", 2, "timed rounds of each search (the fastest is reported)")
+	fs.IntVar(&o.Batch, "batch", 8, "images per search call, as a cell scores its test batches")
+	threads := fs.Int("threads", 0, "goroutines (0: all CPUs)")
+	asJSON := fs.Bool("json", false, "print the result as a JSON line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 || (o.Isotropic > 0) == (o.Model != "" || o.Features != "") || o.Isotropic == 0 && (o.Model == "" || o.Features == "") {
+		return fmt.Errorf("bench knn: give --model and --features, or --isotropic N, and no arguments")
+	}
+	if o.Search == knn.Brute {
+		return fmt.Errorf("bench knn: --knn brute: the brute force is always the other side")
+	}
+	if *threads > 0 {
+		compute.SetThreads(*threads)
+	}
+	r, err := bench.KNN(o)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(r)
+	}
+	fmt.Printf("knn on %s: bank %d x %d, %d queries, %d threads (%s): brute force %.2f s, pruned (%s) %.2f s: %.2fx; %.4f of the distances computed; %d differences; principal coordinates %.2f s; peak RSS %.0f MB\n",
+		r.Data, r.Bank, r.Dim, r.Queries, r.Threads, r.BLAS, r.BruteSeconds, r.Search, r.PrunedSeconds, r.SpeedUp, r.Computed, r.Differences, r.PrincipalSeconds, r.PeakRSSMB)
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"github.com/softpatch/softpatch/engine/knn"
 	"strings"
 
 	"github.com/softpatch/softpatch/datasets"
@@ -101,6 +102,7 @@ func (cf *cellFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&cf.params.Coreset, "coreset", detector.DefaultCoreset, "memory-bank fraction of the training patches")
 	fs.BoolVar(&cf.params.NoSoftWeight, "no-soft-weight", false, "SoftPatch without soft weights (the filtered coreset is still used)")
 	fs.Uint64Var(&cf.params.Seed, "seed", 0, "seed of the detector's random draws")
+	fs.TextVar(&cf.params.Search, "knn", knn.Auto, "memory banks' nearest-neighbour search on the CPU: auto (pruned where it pays), exact (always the pruned exact search) or brute; all give the same scores")
 	fs.Var(&cf.sets, "set", "a method's own setting, METHOD.KEY=YAML value (repeatable), as in a config: e.g. cflow.meta_epochs=2")
 	def := experiments.DefaultDecision
 	fs.StringVar(&cf.decision.Source, "decision", def.Source, "decision threshold from normal images only: holdout (training images held out of fits of the method), validation (the class's validation split, MVTec AD 2), auto (validation when there is one, else holdout) or none")

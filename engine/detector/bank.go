@@ -49,6 +49,9 @@ type Config struct {
 	StrictExclusion bool
 	// Seed seeds every random draw of Fit.
 	Seed uint64
+	// Search is how Score searches the bank on the CPU (knn.Mode: auto,
+	// exact or brute); every mode gives the same scores.
+	Search knn.Mode `json:",omitempty"`
 }
 
 // UnmarshalJSON reads a Config, also as model files before the Random
@@ -95,6 +98,12 @@ type Model struct {
 	// whose score exceeds it (sampling weight 0). Zero for PatchCore.
 	ScoreThreshold float64
 	Excluded       int
+
+	// Principal holds the bank's principal coordinates, with which Score
+	// prunes its nearest-neighbour search (knn.Principal); nil when the
+	// search is brute force. Fit computes them when the bank is large
+	// enough, Save stores them, and Score computes them when missing.
+	Principal *knn.Principal
 
 	mu       sync.Mutex
 	ix       *knn.Index
@@ -178,9 +187,40 @@ func (m *Model) searcher1() (Searcher, error) {
 		return m.searcher, nil
 	}
 	if m.ix == nil {
-		m.ix = knn.NewIndex(m.Bank, m.N, m.D)
+		ix := knn.NewIndex(m.Bank, m.N, m.D)
+		mode := m.Config.Search
+		if m.Principal == nil && knn.Prunable(m.N, mode) {
+			// A bank with values the bounds cannot handle keeps the
+			// brute force.
+			m.Principal, _ = knn.NewPrincipal(m.Bank, m.N, m.D)
+		}
+		if err := ix.UsePrincipal(m.Principal, mode); err != nil {
+			return nil, fmt.Errorf("detector: %w", err)
+		}
+		m.ix = ix
 	}
 	return cpuSearcher{m.ix}, nil
+}
+
+// PrepareSearch builds the CPU search index of the bank (and its principal
+// coordinates, when the search prunes) ahead of the first Score.
+func (m *Model) PrepareSearch() error {
+	_, err := m.searcher1()
+	return err
+}
+
+// SearchStats says how Score searched the bank: the mode ("gpu" when a
+// Searcher replaced the CPU index) and the work of the CPU index so far.
+func (m *Model) SearchStats() (string, knn.Stats) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.searcher != nil {
+		return "gpu", knn.Stats{}
+	}
+	if m.ix == nil {
+		return m.Config.Search.String(), knn.Stats{}
+	}
+	return m.Config.Search.String(), m.ix.Stats()
 }
 
 // cpuSearcher is a knn.Index as a Searcher.

@@ -52,7 +52,7 @@ func bankFeatures(s FeatureSettings) (FeatureSpec, error) {
 
 // apply returns base with the params set.
 func (p Params) apply(base Config) Config {
-	base.Coreset, base.Threshold, base.LOFK, base.Seed = p.Coreset, p.Threshold, p.LOFK, p.Seed
+	base.Coreset, base.Threshold, base.LOFK, base.Seed, base.Search = p.Coreset, p.Threshold, p.LOFK, p.Seed, p.Search
 	if p.NoSoftWeight {
 		base.SoftWeight = false
 	}
@@ -74,6 +74,7 @@ func (b *bankDetector) Info() Info {
 	if m := b.m; m != nil {
 		in.Dim, in.BankSize, in.Excluded = m.D, m.N, m.Excluded
 		in.Summary = fmt.Sprintf("bank %d x %d (%d excluded)", m.N, m.D, m.Excluded)
+		in.Search, in.SearchStats = m.SearchStats()
 	}
 	return in
 }
@@ -106,6 +107,13 @@ func (b *bankDetector) Fit(src Stream, opts FitOptions) error {
 	if opts.Accelerator != nil {
 		return b.Accelerate(opts.Accelerator)
 	}
+	// The CPU search's index, with the bank's principal coordinates when
+	// it prunes (stored in the model file by Save).
+	t0 = time.Now()
+	if err := b.m.PrepareSearch(); err != nil {
+		return err
+	}
+	opts.stage("search index", time.Since(t0).Seconds())
 	return nil
 }
 

@@ -43,6 +43,7 @@ package detector
 import (
 	"errors"
 	"fmt"
+	"github.com/softpatch/softpatch/engine/knn"
 	"io"
 	"log/slog"
 	"time"
@@ -129,6 +130,11 @@ type Info struct {
 	BankSize, Excluded int
 	// Summary is a one-line description of the fitted model, for logs.
 	Summary string
+	// Search and SearchStats are how a memory bank's nearest neighbours
+	// were searched (knn.Mode's name, or "gpu") and the CPU search's work
+	// so far; empty for other detectors.
+	Search      string
+	SearchStats knn.Stats
 }
 
 // Detector is one anomaly detection method: fitted on the patch features

@@ -3,6 +3,7 @@ package detector
 import (
 	"cmp"
 	"fmt"
+	"github.com/softpatch/softpatch/engine/knn"
 	"io"
 	"os"
 	"slices"
@@ -28,6 +29,9 @@ type Params struct {
 	Seed uint64
 	// NoSoftWeight turns SoftPatch's soft weights off.
 	NoSoftWeight bool
+	// Search is how a memory bank's nearest neighbours are searched on
+	// the CPU (knn.Auto: pruned where it pays); it changes no result.
+	Search knn.Mode
 	// Options are the settings of the methods that have their own
 	// (Method.Options), by method name; a method without an entry uses
 	// its defaults.

@@ -12,6 +12,7 @@ import (
 	"os"
 
 	"github.com/softpatch/softpatch/engine/backbone"
+	"github.com/softpatch/softpatch/engine/knn"
 	"github.com/softpatch/softpatch/internal/atomicfile"
 )
 
@@ -23,13 +24,20 @@ import (
 //	bank     N*D float32
 //	weights  N float32, present only when the header's HasWeights is set
 //	indices  N int32
+//	principal coordinates, present only when the header's principal_dims
+//	P is set (version 2; knn.Principal):
+//	  mean   D float64
+//	  basis  D*P float64
+//	  coords N*P float32
+//	  resid  N*2 float32
 //
-// and nothing after.
+// and nothing after. Version 1 files (no principal coordinates) are read
+// too.
 const (
 	modelMagic = "SOFTPATCH-MODEL\n"
-	// FormatVersion is the version of the model file format Save writes
-	// and Load reads.
-	FormatVersion = 1
+	// FormatVersion is the version of the model file format Save writes;
+	// Load also reads version 1.
+	FormatVersion = 2
 	// maxHeader bounds the JSON header Load accepts.
 	maxHeader = 1 << 20
 	// maxValues bounds N*D, so that a corrupt header cannot overflow.
@@ -87,6 +95,7 @@ type fileHeader struct {
 	DiscriminatorSeed uint64  `json:"discriminator_seed"`
 	ScoreThreshold    float64 `json:"score_threshold"`
 	Excluded          int     `json:"excluded"`
+	PrincipalDims     int     `json:"principal_dims,omitempty"`
 	Meta              Meta    `json:"meta"`
 }
 
@@ -103,11 +112,21 @@ func (m *Model) Save(w io.Writer, meta Meta) error {
 			return fmt.Errorf("detector: save: patch index %d does not fit the file's int32", i)
 		}
 	}
-	h, err := json.Marshal(fileHeader{
+	pr := m.Principal
+	if pr != nil {
+		if err := pr.Check(m.N, m.D); err != nil {
+			return fmt.Errorf("detector: save: %w", err)
+		}
+	}
+	hd := fileHeader{
 		Config: m.Config, N: m.N, D: m.D, HasWeights: m.Weights != nil,
 		CoresetSeed: m.CoresetSeed, DiscriminatorSeed: m.DiscriminatorSeed,
 		ScoreThreshold: m.ScoreThreshold, Excluded: m.Excluded, Meta: meta,
-	})
+	}
+	if pr != nil {
+		hd.PrincipalDims = pr.P
+	}
+	h, err := json.Marshal(hd)
 	if err != nil {
 		return fmt.Errorf("detector: save: header: %w", err)
 	}
@@ -127,6 +146,21 @@ func (m *Model) Save(w io.Writer, meta Meta) error {
 	for _, i := range m.Indices {
 		binary.LittleEndian.PutUint32(u[:], uint32(int32(i)))
 		bw.Write(u[:])
+	}
+	if pr != nil {
+		var u8 [8]byte
+		for _, part := range [][]float64{pr.Mean, pr.Basis} {
+			for _, v := range part {
+				binary.LittleEndian.PutUint64(u8[:], math.Float64bits(v))
+				bw.Write(u8[:])
+			}
+		}
+		for _, part := range [][]float32{pr.Coords, pr.Resid} {
+			for _, v := range part {
+				binary.LittleEndian.PutUint32(u[:], math.Float32bits(v))
+				bw.Write(u[:])
+			}
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("detector: save: %w", err)
@@ -174,8 +208,8 @@ func readHeader(br *bufio.Reader, magic, kind string, h any) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("detector: load: %w while reading the preamble", errTruncated)
 	}
-	if v := binary.LittleEndian.Uint32(pre[len(magic):]); v != FormatVersion {
-		return 0, fmt.Errorf("detector: load: model format version %d, this build reads version %d", v, FormatVersion)
+	if v := binary.LittleEndian.Uint32(pre[len(magic):]); v < 1 || v > FormatVersion {
+		return 0, fmt.Errorf("detector: load: model format version %d, this build reads versions 1 to %d", v, FormatVersion)
 	}
 	hlen := binary.LittleEndian.Uint32(pre[len(magic)+4:])
 	if hlen == 0 || hlen > maxHeader {
@@ -268,7 +302,40 @@ func LoadModel(r io.Reader) (*Model, Meta, error) {
 			return nil, Meta{}, fmt.Errorf("detector: load: negative patch index %d", v)
 		}
 	}
-	if err := expectEOF(br, "indices"); err != nil {
+	after := "indices"
+	if p := h.PrincipalDims; p != 0 {
+		if p < 0 || p > h.D {
+			return nil, Meta{}, fmt.Errorf("detector: load: %d principal dimensions for dimension %d", p, h.D)
+		}
+		pr := &knn.Principal{N: h.N, D: h.D, P: p}
+		f64 := func(v [2]uint32) float64 { return math.Float64frombits(uint64(v[0]) | uint64(v[1])<<32) }
+		for _, part := range []struct {
+			dst  *[]float64
+			n    int
+			what string
+		}{{&pr.Mean, h.D, "principal mean"}, {&pr.Basis, h.D * p, "principal basis"}} {
+			raw, err := readN(br, 2*part.n, readChunk, part.what, func(v uint32) uint32 { return v })
+			if err != nil {
+				return nil, Meta{}, err
+			}
+			*part.dst = make([]float64, part.n)
+			for i := range *part.dst {
+				(*part.dst)[i] = f64([2]uint32{raw[2*i], raw[2*i+1]})
+			}
+		}
+		if pr.Coords, err = readN(br, h.N*p, readChunk, "principal coordinates", math.Float32frombits); err != nil {
+			return nil, Meta{}, err
+		}
+		if pr.Resid, err = readN(br, h.N*2, readChunk, "residual norms", math.Float32frombits); err != nil {
+			return nil, Meta{}, err
+		}
+		if err := pr.Check(h.N, h.D); err != nil {
+			return nil, Meta{}, fmt.Errorf("detector: load: %w", err)
+		}
+		m.Principal = pr
+		after = "principal coordinates"
+	}
+	if err := expectEOF(br, after); err != nil {
 		return nil, Meta{}, err
 	}
 	return m, h.Meta, nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/softpatch/softpatch/engine/backbone"
 	"github.com/softpatch/softpatch/engine/denoise"
+	"github.com/softpatch/softpatch/engine/knn"
 )
 
 func savedModel(t *testing.T) (*Model, Meta, []byte) {
@@ -52,18 +53,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if !goreflect.DeepEqual(gotMeta, meta) {
 		t.Errorf("meta %+v, want %+v", gotMeta, meta)
 	}
-	test := randFeats(rand.New(rand.NewPCG(13, 14)), 3*16*m.D)
-	want := make([]float32, 3*16)
-	have := make([]float32, 3*16)
-	if err := m.Score(want, test, 3, 16); err != nil {
-		t.Fatal(err)
-	}
-	if err := got.Score(have, test, 3, 16); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(want, have) {
-		t.Error("loaded model scores differently")
-	}
+	sameScores(t, m, got, 13)
 
 	// Without soft weights, and through the file functions.
 	m.Weights = nil
@@ -129,5 +119,67 @@ func TestLoadRejectsBadInput(t *testing.T) {
 		c := slices.Clone(b[:min(len(b), 24+hl+64)])
 		c[r.IntN(len(c))] = byte(r.IntN(256))
 		LoadModel(bytes.NewReader(c))
+	}
+}
+
+// A model whose search prunes stores its principal coordinates (format
+// version 2) and scores the same after loading; version 1 files (without
+// them) still load, and a corrupt principal section is refused.
+func TestSavePrincipal(t *testing.T) {
+	m, meta, v1 := savedModel(t)
+	m.Config.Search = knn.Pruned
+	if err := m.PrepareSearch(); err != nil {
+		t.Fatal(err)
+	}
+	if m.Principal == nil {
+		t.Fatal("no principal coordinates after PrepareSearch in mode exact")
+	}
+	var buf bytes.Buffer
+	if err := m.Save(&buf, meta); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	got, _, err := LoadModel(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !goreflect.DeepEqual(got.Principal, m.Principal) || got.Config.Search != knn.Pruned {
+		t.Fatal("principal coordinates or search mode differ after loading")
+	}
+	sameScores(t, m, got, 15)
+	if s, st := got.SearchStats(); s != "exact" || st.Pairs != 3*16*int64(m.N) {
+		t.Errorf("search stats %s %+v", s, st)
+	}
+	old := slices.Clone(v1)
+	binary.LittleEndian.PutUint32(old[16:], 1)
+	if _, _, err := LoadModel(bytes.NewReader(old)); err != nil {
+		t.Errorf("version 1 file: %v", err)
+	}
+	p := m.Principal
+	tail := 4*(p.N*p.P+2*p.N) + 8*p.D*p.P
+	c := slices.Clone(b)
+	c[len(c)-tail+8*3+7] ^= 0x40 // a basis value's exponent
+	if _, _, err := LoadModel(bytes.NewReader(c)); err == nil || !strings.Contains(err.Error(), "principal") {
+		t.Errorf("corrupt basis: %v", err)
+	}
+	if _, _, err := LoadModel(bytes.NewReader(b[:len(b)-5])); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("truncated principal coordinates: %v", err)
+	}
+}
+
+// sameScores fails unless models a and b give the same scores to seeded
+// random test features (3 images of 16 positions).
+func sameScores(t *testing.T, a, b *Model, seed uint64) {
+	t.Helper()
+	test := randFeats(rand.New(rand.NewPCG(seed, seed+1)), 3*16*a.D)
+	want, have := make([]float32, 3*16), make([]float32, 3*16)
+	if err := a.Score(want, test, 3, 16); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Score(have, test, 3, 16); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(want, have) {
+		t.Error("loaded model scores differently")
 	}
 }

@@ -54,3 +54,61 @@ func BenchmarkSgemmSameShape(b *testing.B) {
 	}
 	reportGFLOPs(b)
 }
+
+var benchClustered []float32
+
+// BenchmarkSearchPruned runs the pruned search (mode Pruned) on clustered
+// data of the benchmark shape (a low-rank signal plus noise, as real patch
+// features; see clustered) and reports the share of the distances
+// computed; BenchmarkSearchBruteClustered is the brute force on the same
+// data. Real features: softpatch bench knn (README, Performance).
+func BenchmarkSearchPruned(b *testing.B) {
+	benchPruned(b, clusteredData(), Pruned)
+}
+
+// BenchmarkSearchBruteClustered is BenchmarkSearch on BenchmarkSearchPruned's data.
+func BenchmarkSearchBruteClustered(b *testing.B) {
+	benchPruned(b, clusteredData(), Brute)
+}
+
+// BenchmarkSearchAutoIsotropic runs Auto on isotropic Gaussian data, where
+// no bound prunes: it should cost about what BenchmarkSearch costs.
+func BenchmarkSearchAutoIsotropic(b *testing.B) {
+	bank, queries := benchData()
+	benchPruned(b, append(bank[:benchN*benchD:benchN*benchD], queries...), Auto)
+}
+
+func clusteredData() []float32 {
+	if benchClustered == nil {
+		benchClustered = clustered(rand.New(rand.NewPCG(7, 8)), benchN+benchNQ, benchD, 200)
+	}
+	return benchClustered
+}
+
+// benchPruned searches the last benchNQ rows of x against its first benchN
+// rows with a fresh index per iteration (principal coordinates computed
+// once, outside the timing).
+func benchPruned(b *testing.B, x []float32, mode Mode) {
+	bank, queries := x[:benchN*benchD], x[benchN*benchD:]
+	pr, err := NewPrincipal(bank, benchN, benchD)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dist := make([]float32, benchNQ)
+	idx := make([]int32, benchNQ)
+	var st Stats
+	b.ResetTimer()
+	for range b.N {
+		ix := NewIndex(bank, benchN, benchD)
+		if err := ix.UsePrincipal(pr, mode); err != nil {
+			b.Fatal(err)
+		}
+		if err := ix.Search(dist, idx, queries, benchNQ, 1, 0); err != nil {
+			b.Fatal(err)
+		}
+		s := ix.Stats()
+		st.Pairs += s.Pairs
+		st.Computed += s.Computed
+	}
+	b.ReportMetric(float64(st.Computed)/float64(st.Pairs), "computed")
+}

@@ -24,6 +24,47 @@
 // query norms), whose size the caller bounds with a byte budget; the full
 // queries x bank matrix is never formed unless it fits in that budget. The
 // per-query top-k lives in the caller's output slices.
+//
+// # The pruned search
+//
+// With principal coordinates (NewPrincipal, Index.UsePrincipal) Search
+// returns the same neighbours and the same distances, bit for bit, while
+// computing few of the distances (docs/method.md#44-pruned-exact-search).
+// For a vector x with centred coordinates x - mean, principal coordinates
+// z (P = 64 orthonormal directions) and residual norm r, the bound
+// |z_q - z_m|^2 + (r_q - r_m)^2 never exceeds |q - m|^2. Queries are
+// sorted by their first principal coordinate and searched in groups of
+// 32:
+//
+//  1. each query's k+3 rows of smallest coarse bound (8 coordinates and
+//     their residual, a vectorised pass over the bank, prune.c), whose
+//     exact distances give an upper bound U of the query's k-th nearest
+//     distance;
+//  2. the survivors: the rows whose coarse and fine (64 coordinates)
+//     bounds, less a rounding slack, do not exceed U plus the query's
+//     share of the slack (see below);
+//  3. the group's survivors, gathered in increasing row order, against the
+//     group's queries in one SGEMM of the same kernel as the brute force,
+//     and the same top-k fold.
+//
+// Same bits: the SGEMM's kernels accumulate each product over the inner
+// dimension in the same order whatever the matrix shapes (the order is
+// fixed by the dimension alone), so a gathered row's product equals the
+// brute force's; the fold sees every row that can be among the k nearest
+// in increasing index order, which gives the same ties. The slack
+// tau*(|q|^2 + |q-mean|^2 + |m|^2 + |m-mean|^2), tau = 2(D + s + 16)
+// 2^-24 with s = 72 for 64 directions, bounds twice over the float32 error of the brute force's
+// |q|^2 + |m|^2 - 2 q.m (a D-term dot product) and of the bounds (the
+// coordinates are computed in float64 and rounded), so a row is skipped
+// only when its computed distance must exceed the k-th.
+//
+// Fallbacks: queries with values that are not finite or too large, and
+// queries with more than an eighth of the bank surviving, go to the brute
+// force together; so does a whole group whose survivors cover half of the
+// bank. In mode Auto, banks under 2,048 rows are searched by brute force,
+// and after a chunk of 1,024 queries of which more than half went to the
+// brute force (isotropic data, where no bound prunes) the next 16 chunks
+// skip pruning.
 package knn
 
 import (

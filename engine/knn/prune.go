@@ -514,3 +514,22 @@ func topKCol(c []float32, stride, j int, qn float32, norms []float32, ids []int3
 		worst = dist[k-1]
 	}
 }
+
+// MarshalText writes the mode's command-line name.
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText reads a mode's command-line name (ParseMode).
+func (m *Mode) UnmarshalText(b []byte) error {
+	v, err := ParseMode(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// Prunable reports whether an index over n bank rows searched in mode
+// would use principal coordinates: Pruned always, Auto from 2,048 rows.
+func Prunable(n int, mode Mode) bool {
+	return n > 0 && (mode == Pruned || mode == Auto && n >= minPruneBank)
+}

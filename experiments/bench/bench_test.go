@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/softpatch/softpatch/engine/knn"
 	"github.com/softpatch/softpatch/internal/npy"
 )
 
@@ -46,5 +47,21 @@ func TestBenches(t *testing.T) {
 	}
 	if _, err := Coreset(filepath.Join(t.TempDir(), "none.npy"), o); err == nil || !strings.Contains(err.Error(), "none.npy") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// TestKNNBench runs the nearest-neighbour benchmark on tiny isotropic
+// data with the pruned search forced: both sides agree, and the sizes are
+// those asked for.
+func TestKNNBench(t *testing.T) {
+	r, err := KNN(KNNOptions{Isotropic: 300, Dim: 40, Images: 2, Search: knn.Pruned, Reps: 2, Batch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Bank != 300 || r.Dim != 40 || r.Queries != 2*784 || r.Differences != 0 || !(r.Computed > 0 && r.Computed <= 1) || !(r.BruteSeconds > 0 && r.PrunedSeconds > 0) {
+		t.Errorf("knn %+v", r)
+	}
+	if _, err := KNN(KNNOptions{Model: filepath.Join(t.TempDir(), "none.model"), Features: "x.npy", Reps: 1, Batch: 1}); err == nil || !strings.Contains(err.Error(), "none.model") {
+		t.Errorf("missing model: %v", err)
 	}
 }

@@ -342,9 +342,16 @@ func (c *Cell) run(b *Backbone, o CellOptions, src source, cached bool, memo fil
 	// Test features are scored batch by batch, so that only the patch
 	// scores of the whole test set are held.
 	t0 := time.Now()
+	before := f.d.Info().SearchStats
 	patch, scoring, err := f.score("features and scoring test", test, o.Batch, src)
 	if err != nil {
 		return nil, err
+	}
+	if in := f.d.Info(); in.Search != "" {
+		res.KNN = &experiments.KNNResult{Search: in.Search, Computed: 1}
+		if pairs := in.SearchStats.Pairs - before.Pairs; pairs > 0 {
+			res.KNN.Computed = float64(in.SearchStats.Computed-before.Computed) / float64(pairs)
+		}
 	}
 	st.add("features", time.Since(t0).Seconds()-scoring)
 	st.add("scoring", scoring)

@@ -19,14 +19,8 @@ import (
 // exactly (other batches round the backbone's and the flow's products
 // differently: 3e-6 relative with batches of 2).
 func TestCFLOWCellAndPredict(t *testing.T) {
-	root := t.TempDir()
-	if err := synth.Generate(root, synth.Config{Classes: []string{"nut"}, Size: 64, Train: 6, TestGood: 2, TestDefect: 3}, nil); err != nil {
-		t.Fatal(err)
-	}
-	class, err := datasets.Load(root, "nut", datasets.Layout{}, datasets.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	class := generatedClass(t, "nut", synth.Config{Size: 64, Train: 6, TestGood: 2, TestDefect: 3})
+	root := class.Root
 	o := &cflow.Options{MetaEpochs: 1, SubEpochs: 2, LR: 2e-4, CouplingBlocks: 2, ConditionDim: 8, FiberBatch: 32, ImageBatch: 4,
 		Layers: []string{"layer2", "layer3"}}
 	params := detector.Params{Seed: 1, Options: map[string]any{cflow.Name: o}}
@@ -34,14 +28,7 @@ func TestCFLOWCellAndPredict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := runner.DefaultOptions()
-	opts.Resize, opts.ImageSize, opts.Device = 72, 64, "cpu"
-	opts.MethodOptions = params.Options
-	b, err := runner.Open(opts, cell.Methods(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openCPU(t, 72, 64, cell.Methods(), func(o *runner.Options) { o.MethodOptions = params.Options })
 	co := runner.CellOptions{Batch: 4, FeatureMemoryMiB: 256}
 	res, err := cell.Run(b, co)
 	if err != nil {

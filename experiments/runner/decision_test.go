@@ -19,26 +19,14 @@ import (
 // The fitted model carries the same threshold, and predict decides with
 // it.
 func TestDecisionThreshold(t *testing.T) {
-	root := t.TempDir()
-	if err := synth.Generate(root, synth.Config{Classes: []string{"fabric"}, Size: 64, Train: 100, TestGood: 100, TestDefect: 4}, nil); err != nil {
-		t.Fatal(err)
-	}
-	class, err := datasets.Load(root, "fabric", datasets.Layout{}, datasets.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	class := generatedClass(t, "fabric", synth.Config{Size: 64, Train: 100, TestGood: 100, TestDefect: 4})
+	root := class.Root
 	cell, err := runner.NewCell(class, datasets.Noise{}, "patchcore", detector.Params{Coreset: 0.1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cell.Decision = experiments.DecisionConfig{Source: "auto", FPR: 0.2, Holdout: 0.2, Rounds: 5}
-	opts := runner.DefaultOptions()
-	opts.Resize, opts.ImageSize, opts.Device = 72, 64, "cpu"
-	b, err := runner.Open(opts, cell.Methods(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openCPU(t, 72, 64, cell.Methods(), nil)
 	co := runner.CellOptions{Batch: 8, FeatureMemoryMiB: 512}
 	res, err := cell.Run(b, co)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/softpatch/softpatch/engine/knn"
 	"io"
 	"log/slog"
 	"os"
@@ -201,8 +202,9 @@ func OptionsFrom(cfg *experiments.Config) Options {
 // ParamsFrom returns the detector params of a sweep config.
 func ParamsFrom(cfg *experiments.Config) detector.Params {
 	d := cfg.Detector
+	search, _ := knn.ParseMode(d.KNN) // checked with the config
 	return detector.Params{Coreset: d.Coreset, Threshold: d.Threshold, LOFK: d.LOFK, Seed: d.Seed,
-		NoSoftWeight: d.SoftWeight != nil && !*d.SoftWeight, Options: cfg.MethodOptions}
+		NoSoftWeight: d.SoftWeight != nil && !*d.SoftWeight, Search: search, Options: cfg.MethodOptions}
 }
 
 // LoadClass loads a class (datasets.Load); with skipBad, unusable files
