@@ -1,17 +1,20 @@
 // Bound kernels of the pruned search (prune.go). The coarse coordinates of
 // the bank are stored in blocks of 8 rows: coordinate k of row 8b+l at
-// w1[(b*C1 + k)*8 + l], C1 = 9 (8 principal coordinates and a residual
-// norm), rows past the bank padded with 1e30 (their bounds overflow to
-// +Inf and are never kept). The fine coordinates are rows of s2 floats
-// (w2[m*s2 ...], zero-padded, as is q2). Bounds are sums of squared
-// differences in float32; the caller's slack covers their rounding, so the
-// portable and the AVX2 variants may round differently and still keep
-// every row that can matter.
+// w1[(b*W1 + k)*8 + l] for k < C1 = 9 (8 principal coordinates and a
+// residual norm) and the row's squared coarse norm at k = C1; rows past
+// the bank have coordinates 0 and norm +Inf, so their bounds are +Inf and
+// never kept. The coarse bound is computed as |q|^2 + |m|^2 - 2 q.m from
+// the query's squared norm nq1 and its coordinates times -2 (q1m2), the
+// fine one as the sum of squared differences of rows of s2 floats
+// (w2[m*s2 ...], zero-padded, as is q2), both in float32; the caller's
+// slack covers their rounding, so the portable and the AVX2 variants may
+// round differently and still keep every row that can matter.
 #include <immintrin.h>
 #include <stdint.h>
 #include "prune.h"
 
 #define C1 9
+#define W1 (C1 + 1)
 
 int knn_kind(void) {
 	__builtin_cpu_init();
@@ -41,113 +44,161 @@ static float fine(const float *w2, int s2, int64_t m, const float *q2) {
 	return s;
 }
 
-static float coarse(const float *w1, int64_t m, const float *q1) {
-	const float *b = w1 + (m / 8) * C1 * 8 + (m % 8);
-	float s = 0;
-	for (int k = 0; k < C1; k++) {
-		float d = b[8 * k] - q1[k];
-		s += d * d;
-	}
+static float coarse(const float *w1, int64_t m, const float *q1m2, float nq1) {
+	const float *b = w1 + (m / 8) * W1 * 8 + (m % 8);
+	float s = nq1 + b[8 * C1];
+	for (int k = 0; k < C1; k++) s += q1m2[k] * b[8 * k];
 	return s;
-}
-
-__attribute__((target("avx2,fma"))) static inline __m256 coarse8(const float *b, const __m256 *qv) {
-	__m256 acc = _mm256_setzero_ps();
-	for (int k = 0; k < C1; k++) {
-		__m256 d = _mm256_sub_ps(_mm256_loadu_ps(b + 8 * k), qv[k]);
-		acc = _mm256_fmadd_ps(d, d, acc);
-	}
-	return acc;
 }
 
 __attribute__((target("avx2,fma"))) static float fine256(const float *w2, int s2, int64_t m, const float *q2) {
 	const float *r = w2 + m * s2;
-	__m256 acc = _mm256_setzero_ps();
-	for (int k = 0; k < s2; k += 8) {
-		__m256 d = _mm256_sub_ps(_mm256_loadu_ps(r + k), _mm256_loadu_ps(q2 + k));
-		acc = _mm256_fmadd_ps(d, d, acc);
+	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps();
+	int k = 0;
+	for (; k + 24 <= s2; k += 24) {
+		__m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(r + k), _mm256_loadu_ps(q2 + k));
+		__m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(r + k + 8), _mm256_loadu_ps(q2 + k + 8));
+		__m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(r + k + 16), _mm256_loadu_ps(q2 + k + 16));
+		a0 = _mm256_fmadd_ps(d0, d0, a0);
+		a1 = _mm256_fmadd_ps(d1, d1, a1);
+		a2 = _mm256_fmadd_ps(d2, d2, a2);
 	}
+	for (; k < s2; k += 8) {
+		__m256 d = _mm256_sub_ps(_mm256_loadu_ps(r + k), _mm256_loadu_ps(q2 + k));
+		a0 = _mm256_fmadd_ps(d, d, a0);
+	}
+	__m256 acc = _mm256_add_ps(_mm256_add_ps(a0, a1), a2);
 	__m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
 	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
 	h = _mm_add_ss(h, _mm_movehdup_ps(h));
 	return _mm_cvtss_f32(h);
 }
 
-__attribute__((target("avx2,fma"))) static void cands256(const float *w1, int64_t nb, const float *q1, int c, float *cd, int32_t *ci) {
-	__m256 qv[C1];
-	for (int k = 0; k < C1; k++) qv[k] = _mm256_set1_ps(q1[k]);
+// The passes take NQ queries at a time, so that each block of the bank,
+// once loaded, serves all of them (the passes are bound by reading the
+// bank): q1m2 [NQ][C1], nq1 [NQ], and per query its own outputs.
+#define NQ 4
+
+__attribute__((target("avx2,fma"))) static void cands256(const float *w1, int64_t nb, const float *q1m2, const float *nq1, int c,
+	float *cd, int32_t *ci) {
+	__m256 qb[NQ * C1], nqb[NQ];
+	for (int j = 0; j < NQ; j++) {
+		nqb[j] = _mm256_set1_ps(nq1[j]);
+		for (int k = 0; k < C1; k++) qb[j * C1 + k] = _mm256_set1_ps(q1m2[j * C1 + k]);
+	}
 	for (int64_t b = 0; b < nb; b++) {
-		__m256 lb = coarse8(w1 + b * C1 * 8, qv);
-		int mask = _mm256_movemask_ps(_mm256_cmp_ps(lb, _mm256_set1_ps(cd[c - 1]), _CMP_LT_OQ));
-		if (!mask) continue;
-		float v[8];
-		_mm256_storeu_ps(v, lb);
-		while (mask) {
-			int l = __builtin_ctz(mask);
-			mask &= mask - 1;
-			if (v[l] < cd[c - 1]) insert(v[l], (int32_t)(b * 8 + l), c, cd, ci);
+		const float *p = w1 + b * W1 * 8;
+		__m256 m[W1];
+#pragma GCC unroll 10
+		for (int k = 0; k < W1; k++) m[k] = _mm256_loadu_ps(p + 8 * k);
+		__m256 acc[NQ];
+#pragma GCC unroll 4
+		for (int j = 0; j < NQ; j++) acc[j] = _mm256_add_ps(nqb[j], m[C1]);
+#pragma GCC unroll 9
+		for (int k = 0; k < C1; k++) {
+#pragma GCC unroll 4
+			for (int j = 0; j < NQ; j++) acc[j] = _mm256_fmadd_ps(qb[j * C1 + k], m[k], acc[j]);
 		}
-	}
-}
-
-static void candsC(const float *w1, int64_t nb, const float *q1, int c, float *cd, int32_t *ci) {
-	for (int64_t m = 0; m < nb * 8; m++) {
-		float v = coarse(w1, m, q1);
-		if (v < cd[c - 1]) insert(v, (int32_t)m, c, cd, ci);
-	}
-}
-
-// knn_cands writes the c rows of smallest coarse bound to q1 into (cd, ci),
-// ascending (cd must hold +Inf and ci -1 on entry).
-void knn_cands(int kind, const float *w1, int64_t nb, const float *q1, int c, float *cd, int32_t *ci) {
-	if (kind == 1) {
-		cands256(w1, nb, q1, c, cd, ci);
-	} else {
-		candsC(w1, nb, q1, c, cd, ci);
-	}
-}
-
-__attribute__((target("avx2,fma"))) static int64_t surv256(const float *w1, const float *sig, const float *w2, int s2, int64_t nb,
-	int64_t n, const float *q1, const float *q2, float t, int32_t *out, int64_t cap) {
-	__m256 qv[C1];
-	for (int k = 0; k < C1; k++) qv[k] = _mm256_set1_ps(q1[k]);
-	const __m256 tv = _mm256_set1_ps(t);
-	int64_t cnt = 0;
-	for (int64_t b = 0; b < nb; b++) {
-		__m256 s = _mm256_loadu_ps(sig + b * 8);
-		__m256 lb = _mm256_sub_ps(coarse8(w1 + b * C1 * 8, qv), s);
-		int mask = _mm256_movemask_ps(_mm256_cmp_ps(lb, tv, _CMP_LE_OQ));
-		while (mask) {
-			int l = __builtin_ctz(mask);
-			mask &= mask - 1;
-			int64_t m = b * 8 + l;
-			if (m >= n) break;
-			if (fine256(w2, s2, m, q2) - sig[m] <= t) {
-				if (cnt == cap) return -1;
-				out[cnt++] = (int32_t)m;
+		for (int j = 0; j < NQ; j++) {
+			float *dj = cd + j * c;
+			int mask = _mm256_movemask_ps(_mm256_cmp_ps(acc[j], _mm256_broadcast_ss(dj + c - 1), _CMP_LT_OQ));
+			if (!mask) continue;
+			float v[8];
+			_mm256_storeu_ps(v, acc[j]);
+			while (mask) {
+				int l = __builtin_ctz(mask);
+				mask &= mask - 1;
+				if (v[l] < dj[c - 1]) insert(v[l], (int32_t)(b * 8 + l), c, dj, ci + j * c);
 			}
 		}
 	}
-	return cnt;
 }
 
-static int64_t survC(const float *w1, const float *sig, const float *w2, int s2, int64_t n, const float *q1, const float *q2,
-	float t, int32_t *out, int64_t cap) {
-	int64_t cnt = 0;
-	for (int64_t m = 0; m < n; m++) {
-		if (coarse(w1, m, q1) - sig[m] <= t && fine(w2, s2, m, q2) - sig[m] <= t) {
-			if (cnt == cap) return -1;
-			out[cnt++] = (int32_t)m;
+static void candsC(const float *w1, int64_t nb, const float *q1m2, const float *nq1, int c, float *cd, int32_t *ci) {
+	for (int j = 0; j < NQ; j++) {
+		for (int64_t m = 0; m < nb * 8; m++) {
+			float v = coarse(w1, m, q1m2 + j * C1, nq1[j]);
+			if (v < cd[j * c + c - 1]) insert(v, (int32_t)m, c, cd + j * c, ci + j * c);
 		}
 	}
-	return cnt;
 }
 
-// knn_survivors writes into out, ascending, the rows m < n whose coarse
-// and fine bounds to the query, less sig[m], are both at most t, and
-// returns their number, or -1 when there are more than cap.
-int64_t knn_survivors(int kind, const float *w1, const float *sig, const float *w2, int s2, int64_t nb, int64_t n,
-	const float *q1, const float *q2, float t, int32_t *out, int64_t cap) {
-	if (kind == 1) return surv256(w1, sig, w2, s2, nb, n, q1, q2, t, out, cap);
-	return survC(w1, sig, w2, s2, n, q1, q2, t, out, cap);
+// knn_cands writes, for each of NQ queries (coarse coordinates times -2
+// q1m2 [NQ][C1], squared norms nq1 [NQ]), the c rows of smallest coarse
+// bound into (cd, ci) [NQ][c], ascending (cd must hold +Inf on entry).
+void knn_cands(int kind, const float *w1, int64_t nb, const float *q1m2, const float *nq1, int c, float *cd, int32_t *ci) {
+	if (kind == 1) {
+		cands256(w1, nb, q1m2, nq1, c, cd, ci);
+	} else {
+		candsC(w1, nb, q1m2, nq1, c, cd, ci);
+	}
+}
+
+__attribute__((target("avx2,fma"))) static void surv256(const float *w1, const float *sig, const float *w2, int s2, int64_t nb,
+	int64_t n, const float *q1m2, const float *nq1, const float *q2, const float *t, int32_t *out, int64_t cap, int64_t *cnt) {
+	__m256 qb[NQ * C1], nqb[NQ];
+	for (int j = 0; j < NQ; j++) {
+		nqb[j] = _mm256_set1_ps(nq1[j]);
+		for (int k = 0; k < C1; k++) qb[j * C1 + k] = _mm256_set1_ps(q1m2[j * C1 + k]);
+	}
+	for (int64_t b = 0; b < nb; b++) {
+		const float *p = w1 + b * W1 * 8;
+		__m256 m[W1];
+#pragma GCC unroll 10
+		for (int k = 0; k < W1; k++) m[k] = _mm256_loadu_ps(p + 8 * k);
+		const __m256 sv = _mm256_loadu_ps(sig + b * 8);
+		__m256 acc[NQ];
+#pragma GCC unroll 4
+		for (int j = 0; j < NQ; j++) acc[j] = _mm256_add_ps(nqb[j], m[C1]);
+#pragma GCC unroll 9
+		for (int k = 0; k < C1; k++) {
+#pragma GCC unroll 4
+			for (int j = 0; j < NQ; j++) acc[j] = _mm256_fmadd_ps(qb[j * C1 + k], m[k], acc[j]);
+		}
+		for (int j = 0; j < NQ; j++) {
+			int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_sub_ps(acc[j], sv), _mm256_broadcast_ss(t + j), _CMP_LE_OQ));
+			while (mask) {
+				int l = __builtin_ctz(mask);
+				mask &= mask - 1;
+				int64_t r = b * 8 + l;
+				if (r >= n || cnt[j] < 0) break;
+				if (fine256(w2, s2, r, q2 + j * s2) - sig[r] <= t[j]) {
+					if (cnt[j] == cap) {
+						cnt[j] = -1;
+						break;
+					}
+					out[j * cap + cnt[j]++] = (int32_t)r;
+				}
+			}
+		}
+	}
+}
+
+static void survC(const float *w1, const float *sig, const float *w2, int s2, int64_t n, const float *q1m2, const float *nq1,
+	const float *q2, const float *t, int32_t *out, int64_t cap, int64_t *cnt) {
+	for (int j = 0; j < NQ; j++) {
+		for (int64_t r = 0; r < n && cnt[j] >= 0; r++) {
+			if (coarse(w1, r, q1m2 + j * C1, nq1[j]) - sig[r] <= t[j] && fine(w2, s2, r, q2 + j * s2) - sig[r] <= t[j]) {
+				if (cnt[j] == cap) {
+					cnt[j] = -1;
+					break;
+				}
+				out[j * cap + cnt[j]++] = (int32_t)r;
+			}
+		}
+	}
+}
+
+// knn_survivors writes, for each of NQ queries (q1m2, nq1 as knn_cands',
+// fine coordinates q2 [NQ][s2], thresholds t [NQ]), the rows r < n whose
+// coarse and fine bounds less sig[r] are both at most t[j] into
+// out[j*cap ...], ascending, and their number into cnt[j] (which must be
+// 0 on entry), or -1 when there are more than cap.
+void knn_survivors(int kind, const float *w1, const float *sig, const float *w2, int s2, int64_t nb, int64_t n,
+	const float *q1m2, const float *nq1, const float *q2, const float *t, int32_t *out, int64_t cap, int64_t *cnt) {
+	if (kind == 1) {
+		surv256(w1, sig, w2, s2, nb, n, q1m2, nq1, q2, t, out, cap, cnt);
+	} else {
+		survC(w1, sig, w2, s2, n, q1m2, nq1, q2, t, out, cap, cnt);
+	}
 }

@@ -82,8 +82,8 @@ const (
 type pruning struct {
 	pr *Principal
 	// w1 holds the coarse coordinates (the first min(8, P) principal
-	// coordinates, zero-padded to 8, and the residual norm after them) in
-	// blocks of 8 rows (prune.c); nb blocks.
+	// coordinates, zero-padded to 8, and the residual norm after them) and
+	// their squared norm in blocks of 8 rows (prune.c); nb blocks.
 	w1 []float32
 	nb int
 	// w2 holds the fine coordinates, [N][s2]: the P coordinates, the
@@ -121,23 +121,28 @@ func (ix *Index) UsePrincipal(pr *Principal, mode Mode) error {
 	n, p := ix.n, pr.P
 	pd := &pruning{pr: pr, nb: (n + 7) / 8, s2: (p + 1 + 7) / 8 * 8}
 	pd.tau = 2 * float64(ix.d+pd.s2+16) * 0x1p-24
-	pd.w1 = make([]float32, pd.nb*9*8)
+	pd.w1 = make([]float32, pd.nb*w1Rows*8)
 	pd.w2 = make([]float32, n*pd.s2)
 	pd.sig = make([]float32, pd.nb*8)
-	for i := range pd.w1 {
-		pd.w1[i] = 1e30
+	for m := n; m < pd.nb*8; m++ {
+		pd.w1[(m/8)*w1Rows*8+9*8+m%8] = float32(math.Inf(1))
 	}
 	for m := range n {
 		c := pr.Coords[m*p : (m+1)*p]
-		b := (m/8)*72 + m%8
-		for k := range 8 {
-			v := float32(0)
-			if k < p {
-				v = c[k]
+		b := (m/8)*w1Rows*8 + m%8
+		var sq float64
+		for k := range 9 {
+			v := pr.Resid[2*m]
+			if k < 8 {
+				v = 0
+				if k < p {
+					v = c[k]
+				}
 			}
 			pd.w1[b+8*k] = v
+			sq += float64(v) * float64(v)
 		}
-		pd.w1[b+64] = pr.Resid[2*m]
+		pd.w1[b+8*9] = float32(sq)
 		copy(pd.w2[m*pd.s2:], c)
 		pd.w2[m*pd.s2+p] = pr.Resid[2*m+1]
 		// |m - mean|^2 = |z|^2 + r^2 up to rounding, which tau's margin
@@ -152,6 +157,10 @@ func (ix *Index) UsePrincipal(pr *Principal, mode Mode) error {
 	ix.prune = pd
 	return nil
 }
+
+// w1Rows is the number of values per row of the coarse layout: 9
+// coordinates and their squared norm.
+const w1Rows = 10
 
 // maxNorm bounds the squared norms the pruned search accepts (bank rows
 // and queries): the float32 sums stay finite with room to spare.
@@ -207,6 +216,7 @@ type query struct {
 	qn     float32 // squared norm as the brute force computes it
 	scale  float64 // |q|^2 + |q - mean|^2
 	q1, q2 []float32
+	nq1    float32 // |q1|^2, q1 holding the coarse coordinates times -2
 }
 
 // prunedChunk searches nq queries (at most chunkQueries) and returns how
@@ -233,6 +243,12 @@ func (ix *Index) prunedChunk(s *chunkScratch, dist []float32, idx []int32, queri
 		c := s.coords[i*p : (i+1)*p]
 		copy(q.q1[:min(8, p)], c)
 		q.q1[8] = s.resid[2*i]
+		var sq float64
+		for k, v := range q.q1 {
+			sq += float64(v) * float64(v)
+			q.q1[k] = -2 * v
+		}
+		q.nq1 = float32(sq)
 		copy(q.q2, c)
 		q.q2[p] = s.resid[2*i+1]
 		qs = append(qs, q)
@@ -305,10 +321,13 @@ type worker struct {
 	k, c     int
 	mark     []uint64  // bit set of bank rows (all clear between uses)
 	ids      []int32   // a union of rows, ascending
-	lists    []int32   // [group][cap] survivors of each query
-	cnt      []int     // survivors of each query
+	q1, nq1  []float32 // [4][9], [4]: the pass's queries (see load)
+	q2, t    []float32 // [4][s2], [4]
+	lists    []int32   // [4][cap] survivors of each query of a pass
+	cnt      []int64   // [4] their numbers
 	cap      int       // most survivors kept per query
-	cd       []float32 // [c] candidate bounds
+	cd       []float32 // [4][c] candidate bounds of a pass
+	ci4      []int32   // [4][c] candidate rows of a pass
 	ci       []int32   // [group][c] candidate rows
 	gq       []float32 // [group][D] the group's queries
 	buf      []float32 // [gatherRows][D] gathered bank rows
@@ -322,8 +341,11 @@ type worker struct {
 func newWorker(ix *Index, k int) *worker {
 	c := min(ix.n, k+extraCands)
 	capq := max(ix.n/8, c)
-	return &worker{ix: ix, k: k, c: c, mark: make([]uint64, (ix.n+63)/64), lists: make([]int32, group*capq), cnt: make([]int, group),
-		cap: capq, cd: make([]float32, c), ci: make([]int32, group*c), gq: make([]float32, group*ix.d),
+	s2 := ix.prune.s2
+	return &worker{ix: ix, k: k, c: c, mark: make([]uint64, (ix.n+63)/64),
+		q1: make([]float32, passQueries*9), nq1: make([]float32, passQueries), q2: make([]float32, passQueries*s2), t: make([]float32, passQueries),
+		lists: make([]int32, passQueries*capq), cnt: make([]int64, passQueries), cap: capq,
+		cd: make([]float32, passQueries*c), ci4: make([]int32, passQueries*c), ci: make([]int32, group*c), gq: make([]float32, group*ix.d),
 		buf: make([]float32, gatherRows*ix.d), mn: make([]float32, gatherRows), out: make([]float32, gatherRows*group),
 		ud: make([]float32, group*k), ui: make([]int32, group*k)}
 }
@@ -338,14 +360,17 @@ func (w *worker) group(qs []query, dist []float32, idx []int32, queries []float3
 	}
 	// 1. The c rows of smallest coarse bound of each query, and their
 	// exact distances: the k-th best of them bounds the k-th nearest.
-	for j, q := range qs {
+	for j0 := 0; j0 < g; j0 += passQueries {
+		w.load(qs, j0, nil)
 		for t := range w.cd {
 			w.cd[t] = float32(math.Inf(1))
 		}
-		ci := w.ci[j*w.c : (j+1)*w.c]
-		C.knn_cands(pruneKernel, (*C.float)(&pd.w1[0]), C.int64_t(pd.nb), (*C.float)(&q.q1[0]), C.int(w.c),
-			(*C.float)(&w.cd[0]), (*C.int32_t)(unsafe.Pointer(&ci[0])))
-		w.setAll(ci)
+		pd.cands(w.q1, w.nq1, w.cd, w.ci4)
+		for j := j0; j < min(g, j0+passQueries); j++ {
+			ci := w.ci4[(j-j0)*w.c : (j-j0+1)*w.c]
+			copy(w.ci[j*w.c:], ci)
+			w.setAll(ci)
+		}
 	}
 	active := make([]bool, g)
 	for j := range active {
@@ -360,6 +385,7 @@ func (w *worker) group(qs []query, dist []float32, idx []int32, queries []float3
 	// slack, do not exceed the k-th candidate distance plus the query's
 	// share of the slack.
 	var slow []int
+	thr := make([]float32, g)
 	for j, q := range qs {
 		u := w.ud[j*k+k-1]
 		t := float64(u) + pd.tau*q.scale
@@ -368,18 +394,23 @@ func (w *worker) group(qs []query, dist []float32, idx []int32, queries []float3
 			slow = append(slow, q.i)
 			continue
 		}
-		tf := math.Nextafter32(float32(t), float32(math.Inf(1)))
-		list := w.lists[j*w.cap : (j+1)*w.cap]
-		c := C.knn_survivors(pruneKernel, (*C.float)(&pd.w1[0]), (*C.float)(&pd.sig[0]), (*C.float)(&pd.w2[0]), C.int(pd.s2),
-			C.int64_t(pd.nb), C.int64_t(ix.n), (*C.float)(&q.q1[0]), (*C.float)(&q.q2[0]), C.float(tf),
-			(*C.int32_t)(unsafe.Pointer(&list[0])), C.int64_t(w.cap))
-		if c < 0 {
-			active[j] = false
-			slow = append(slow, q.i)
-			continue
+		thr[j] = math.Nextafter32(float32(t), float32(math.Inf(1)))
+	}
+	for j0 := 0; j0 < g; j0 += passQueries {
+		w.load(qs, j0, thr)
+		pd.survivors(ix.n, w.q1, w.nq1, w.q2, w.t, w.lists, w.cap, w.cnt)
+		for j := j0; j < min(g, j0+passQueries); j++ {
+			c := w.cnt[j-j0]
+			if !active[j] {
+				continue
+			}
+			if c < 0 {
+				active[j] = false
+				slow = append(slow, qs[j].i)
+				continue
+			}
+			w.setAll(w.lists[(j-j0)*w.cap : (j-j0)*w.cap+int(c)])
 		}
-		w.cnt[j] = int(c)
-		w.setAll(list[:c])
 	}
 	// 3. The exact distances to the union of the survivors, folded in
 	// increasing row order as the brute force does.
@@ -401,6 +432,48 @@ func (w *worker) group(qs []query, dist []float32, idx []int32, queries []float3
 	}
 	w.evalInto(qs, active, dist, idx)
 	return slow
+}
+
+// passQueries is the number of queries the bound passes take at once
+// (NQ in prune.c): each block of the bank, once read, serves them all.
+const passQueries = 4
+
+// load copies the coarse and fine coordinates of queries j0 to j0+3 of qs
+// (the last one repeated past the end of qs) and, when thr is given, their
+// thresholds into the worker's pass buffers, and clears the survivor
+// counts.
+func (w *worker) load(qs []query, j0 int, thr []float32) {
+	s2 := w.ix.prune.s2
+	for j := range passQueries {
+		jj := min(j0+j, len(qs)-1)
+		q := qs[jj]
+		copy(w.q1[j*9:(j+1)*9], q.q1)
+		w.nq1[j] = q.nq1
+		copy(w.q2[j*s2:(j+1)*s2], q.q2)
+		if thr != nil {
+			w.t[j] = thr[jj]
+		}
+		w.cnt[j] = 0
+	}
+}
+
+// cands writes, for each of passQueries queries (coarse coordinates times
+// -2 q1m2 [4][9], squared norms nq1 [4]), the c rows of smallest coarse
+// bound into cd and ci [4][c], ascending; cd must hold +Inf on entry.
+func (pd *pruning) cands(q1m2, nq1 []float32, cd []float32, ci []int32) {
+	C.knn_cands(pruneKernel, (*C.float)(&pd.w1[0]), C.int64_t(pd.nb), (*C.float)(&q1m2[0]), (*C.float)(&nq1[0]), C.int(len(cd)/passQueries),
+		(*C.float)(&cd[0]), (*C.int32_t)(unsafe.Pointer(&ci[0])))
+}
+
+// survivors writes, for each of passQueries queries (q1m2 and nq1 as
+// cands', fine coordinates q2 [4][s2], thresholds t [4]), the rows of the
+// n-row bank whose coarse and fine bounds, less their slack, are at most
+// the query's threshold into out[j*capq ...], ascending, and their number
+// into cnt[j] (0 on entry), or -1 when more than capq.
+func (pd *pruning) survivors(n int, q1m2, nq1, q2, t []float32, out []int32, capq int, cnt []int64) {
+	C.knn_survivors(pruneKernel, (*C.float)(&pd.w1[0]), (*C.float)(&pd.sig[0]), (*C.float)(&pd.w2[0]), C.int(pd.s2),
+		C.int64_t(pd.nb), C.int64_t(n), (*C.float)(&q1m2[0]), (*C.float)(&nq1[0]), (*C.float)(&q2[0]), (*C.float)(&t[0]),
+		(*C.int32_t)(unsafe.Pointer(&out[0])), C.int64_t(capq), (*C.int64_t)(unsafe.Pointer(&cnt[0])))
 }
 
 // setAll marks rows in w.mark.
