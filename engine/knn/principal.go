@@ -67,8 +67,8 @@ const (
 // row-major matrix, n >= 1) and the bank's coordinates in them. The
 // directions come from the covariance of at most 4,096 evenly spaced rows
 // (float32 SGEMM), refined by block power iteration from a seeded start
-// and a Rayleigh-Ritz step in float64, then made orthonormal by a
-// Householder QR; the coordinates are computed in float64 (DGEMM). It
+// and a Rayleigh-Ritz step in float64, then made orthonormal (Gram-Schmidt,
+// twice); the coordinates are computed in float64 (DGEMM). It
 // returns an error when the bank holds values that are not finite or so
 // large that squared norms overflow float32.
 func NewPrincipal(bank []float32, n, d int) (*Principal, error) {
@@ -161,25 +161,61 @@ func topDirections(bank []float32, n, d int, mean []float64, p int) []float64 {
 	basis := make([]float64, d*p)
 	compute.Dgemm(false, false, d, p, b, 1, q, b, rot, p, 0, basis, p)
 	// The rotation is orthogonal only to rounding: make the columns
-	// orthonormal to float64 precision again (QR keeps their order and,
-	// up to signs, their directions).
+	// orthonormal to float64 precision again (Gram-Schmidt keeps their
+	// order and, to rounding, their directions).
 	orthonormalise(basis, d, p)
 	return basis
 }
 
 // orthonormalise replaces the columns of a [rows][cols] (rows >= cols) by
-// the orthonormal columns of its Householder QR factorisation.
+// orthonormal columns spanning the same leading subspaces: classical
+// Gram-Schmidt applied twice per column ("twice is enough": orthonormal to
+// float64 rounding). A column that vanishes against the previous ones is
+// replaced by a unit vector orthogonalised the same way.
 func orthonormalise(a []float64, rows, cols int) {
-	var qr mat.QR
-	qr.Factorize(mat.NewDense(rows, cols, a))
-	var q mat.Dense
-	qr.QTo(&q)
-	for i := range rows {
-		for j := range cols {
-			a[i*cols+j] = q.At(i, j)
+	q := make([]float64, cols*rows) // column j at q[j*rows:]
+	for j := range cols {
+		v := q[j*rows : (j+1)*rows]
+		for i := range rows {
+			v[i] = a[i*cols+j]
+		}
+		for unit := 0; ; unit++ {
+			n0 := norm(v)
+			for range 2 {
+				for t := range j {
+					u := q[t*rows : (t+1)*rows]
+					r := dot(u, v)
+					for i := range v {
+						v[i] -= r * u[i]
+					}
+				}
+			}
+			if n := norm(v); n > 1e-8*n0 && n > 0 {
+				for i := range v {
+					v[i] /= n
+				}
+				break
+			}
+			clear(v)
+			v[(j+unit)%rows] = 1
+		}
+	}
+	for j := range cols {
+		for i := range rows {
+			a[i*cols+j] = q[j*rows+i]
 		}
 	}
 }
+
+func dot(a, b []float64) float64 {
+	s := 0.0
+	for i, v := range a {
+		s += v * b[i]
+	}
+	return s
+}
+
+func norm(a []float64) float64 { return math.Sqrt(dot(a, a)) }
 
 // project returns the principal coordinates [n][P] and residual norms
 // [n][2] of the rows of x (n x D), computed in float64 and rounded to
