@@ -41,6 +41,17 @@ var useKernel = bestKernel
 // ours reports whether useKernel is one of this package's kernel sets.
 func ours() bool { return useKernel != kernelOpenBLAS }
 
+// ShapeFreeSgemm reports whether Sgemm and SgemmSerial run this package's
+// kernels, which compute every element of C with the same operations
+// whatever the shapes of the matrices and the position of the element:
+// for each block of 256 inner indices (fixed by k alone) a chain of fused
+// multiply-adds in index order, times alpha, added to the previous
+// blocks' sum. A product of gathered rows then has the same bits as the
+// same rows' products inside a larger one (engine/knn's pruned search
+// relies on it). OpenBLAS, the fallback on CPUs without AVX2 and FMA,
+// gives no such guarantee.
+func ShapeFreeSgemm() bool { return ours() }
+
 // mr returns the micro-tile height of kernel set k: the row granularity of
 // packed matrices (1 for OpenBLAS).
 func (k gemmKernel) mr() int { return int(C.sg_mr(C.int(k))) }

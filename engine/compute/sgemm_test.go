@@ -222,3 +222,43 @@ func TestKernelsEverywhere(t *testing.T) {
 		})
 	}
 }
+
+// TestSgemmShapeFree checks ShapeFreeSgemm's promise for each of our
+// kernel sets: rows gathered from a larger product, multiplied as a small
+// product with the operands swapped (as engine/knn's pruned search does),
+// give every element bit for bit, for inner dimensions across block
+// boundaries and edge tiles.
+func TestSgemmShapeFree(t *testing.T) {
+	defer func(k gemmKernel) { useKernel = k }(useKernel)
+	r := rand.New(rand.NewSource(31))
+	for _, kern := range ourKernels() {
+		useKernel = kern
+		if !ShapeFreeSgemm() {
+			t.Fatalf("%v: ShapeFreeSgemm false", kern)
+		}
+		for _, k := range []int{1, 77, 256, 300, 1024} {
+			m, n := 45, 700
+			a, b := randSlice(r, m*k), randSlice(r, n*k)
+			full := make([]float32, m*n)
+			Sgemm(false, true, m, n, k, -2, a, k, b, k, 0, full, n)
+			rows := []int{3, 17, 18, 250, 511, 699}
+			g := make([]float32, len(rows)*k)
+			for i, j := range rows {
+				copy(g[i*k:(i+1)*k], b[j*k:(j+1)*k])
+			}
+			part := make([]float32, len(rows)*m)
+			SgemmSerial(false, true, len(rows), m, k, -2, g, k, a, k, 0, part, m)
+			for i, j := range rows {
+				for q := range m {
+					if math.Float32bits(part[i*m+q]) != math.Float32bits(full[q*n+j]) {
+						t.Fatalf("%v k=%d: element (%d, %d) %v gathered, %v in the full product", kern, k, q, j, part[i*m+q], full[q*n+j])
+					}
+				}
+			}
+		}
+	}
+	useKernel = kernelOpenBLAS
+	if ShapeFreeSgemm() {
+		t.Error("OpenBLAS reported shape-free")
+	}
+}

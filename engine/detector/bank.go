@@ -3,6 +3,7 @@ package detector
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 
@@ -195,7 +196,9 @@ func (m *Model) searcher1() (Searcher, error) {
 			m.Principal, _ = knn.NewPrincipal(m.Bank, m.N, m.D)
 		}
 		if err := ix.UsePrincipal(m.Principal, mode); err != nil {
-			return nil, fmt.Errorf("detector: %w", err)
+			slog.Warn("nearest-neighbour search: principal coordinates unusable, searching by brute force", "err", err)
+			m.Principal = nil
+			ix.UsePrincipal(nil, mode)
 		}
 		m.ix = ix
 	}

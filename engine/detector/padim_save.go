@@ -44,7 +44,7 @@ func (m *PaDiM) Save(w io.Writer, meta Meta) error {
 	if len(h) > maxHeader {
 		return fmt.Errorf("detector: save: header of %d bytes over %d", len(h), maxHeader)
 	}
-	bw := writePreamble(w, padimMagic, h)
+	bw := writePreamble(w, padimMagic, 1, h)
 	writeFloats(bw, m.Mean)
 	writeFloats(bw, m.Factor)
 	if err := bw.Flush(); err != nil {

@@ -35,8 +35,9 @@ import (
 // too.
 const (
 	modelMagic = "SOFTPATCH-MODEL\n"
-	// FormatVersion is the version of the model file format Save writes;
-	// Load also reads version 1.
+	// FormatVersion is the newest version of the model file format: Save
+	// writes it when the model has principal coordinates and version 1
+	// otherwise (as PaDiM's files); Load reads both.
 	FormatVersion = 2
 	// maxHeader bounds the JSON header Load accepts.
 	maxHeader = 1 << 20
@@ -133,7 +134,11 @@ func (m *Model) Save(w io.Writer, meta Meta) error {
 	if len(h) > maxHeader {
 		return fmt.Errorf("detector: save: header of %d bytes over %d", len(h), maxHeader)
 	}
-	bw := writePreamble(w, modelMagic, h)
+	version := uint32(1) // readable by builds before the principal section
+	if pr != nil {
+		version = FormatVersion
+	}
+	bw := writePreamble(w, modelMagic, version, h)
 	var u [4]byte
 	for _, v := range m.Bank {
 		binary.LittleEndian.PutUint32(u[:], math.Float32bits(v))
@@ -181,11 +186,11 @@ func (m *Model) SaveFile(path string, meta Meta) error {
 // writePreamble returns a buffered writer on w that has the preamble of a
 // model file written: magic, FormatVersion, the header's length and the
 // header h (errors surface at the writer's Flush).
-func writePreamble(w io.Writer, magic string, h []byte) *bufio.Writer {
+func writePreamble(w io.Writer, magic string, version uint32, h []byte) *bufio.Writer {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	bw.WriteString(magic)
 	var u [4]byte
-	binary.LittleEndian.PutUint32(u[:], FormatVersion)
+	binary.LittleEndian.PutUint32(u[:], version)
 	bw.Write(u[:])
 	binary.LittleEndian.PutUint32(u[:], uint32(len(h)))
 	bw.Write(u[:])

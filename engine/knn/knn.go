@@ -49,22 +49,27 @@
 //
 // Same bits: the SGEMM's kernels accumulate each product over the inner
 // dimension in the same order whatever the matrix shapes (the order is
-// fixed by the dimension alone), so a gathered row's product equals the
-// brute force's; the fold sees every row that can be among the k nearest
-// in increasing index order, which gives the same ties. The slack
-// tau*(|q|^2 + |q-mean|^2 + |m|^2 + |m-mean|^2), tau = 2(D + s + 16)
-// 2^-24 with s = 72 for 64 directions, bounds twice over the float32 error of the brute force's
-// |q|^2 + |m|^2 - 2 q.m (a D-term dot product) and of the bounds (the
-// coordinates are computed in float64 and rounded), so a row is skipped
-// only when its computed distance must exceed the k-th.
+// fixed by the dimension alone; compute.ShapeFreeSgemm), so a gathered
+// row's product equals the brute force's; the fold sees every row that
+// can be among the k nearest in increasing index order, which gives the
+// same ties. The slack tau*(|q|^2 + |q-mean|^2 + |m|^2 + |m-mean|^2) +
+// floor, tau = 2(D + s + 16) 2^-24 with s = 72 for 64 directions and
+// floor the same count of half subnormal steps, bounds twice over the
+// float32 error of the brute force's |q|^2 + |m|^2 - 2 q.m (a D-term dot
+// product) and of the bounds (the coordinates are computed in float64 and
+// rounded; a basis orthonormal to e moves the residual norms by up to
+// sqrt(64 e)|x|, which is why Principal.Check asks for e <= 1e-12), so a
+// row is skipped only when its computed distance must exceed the k-th.
 //
-// Fallbacks: queries with values that are not finite or too large, and
-// queries with more than an eighth of the bank surviving, go to the brute
-// force together; so does a whole group whose survivors cover half of the
-// bank. In mode Auto, banks under 2,048 rows are searched by brute force,
-// and after a chunk of 1,024 queries of which more than half went to the
-// brute force (isotropic data, where no bound prunes) the next 16 chunks
-// skip pruning.
+// Fallbacks: without shape-free SGEMM kernels (the OpenBLAS fallback on
+// CPUs without AVX2 and FMA) the index searches by brute force. Queries
+// with values that are not finite or too large, and queries with more
+// than an eighth of the bank surviving, go to the brute force together;
+// so does a whole group whose survivors cover half of the bank. In mode
+// Auto, banks under 2,048 rows are searched by brute force, and after a
+// chunk of 1,024 queries of which more than half went to the brute force
+// (isotropic data, where no bound prunes) the next 16 chunks skip
+// pruning.
 package knn
 
 import (
@@ -150,6 +155,10 @@ func (ix *Index) Norms() []float32 { return ix.norms }
 // allocates only a few small closures. A block holds all the queries as long
 // as it can still hold 512 bank rows, so that the bank is read once.
 //
+// The pruned search (see the package doc) does not follow the budget: it
+// holds the coordinates of up to 1,024 queries (about 8.5 KiB per query at
+// d = 1024) and, per thread, about 2.3 MiB plus 2 bytes per bank row.
+//
 // Search returns an error for k < 1, nq < 0, a negative budget or slices
 // that are too short; it does not modify dist and idx then.
 func (ix *Index) Search(dist []float32, idx []int32, queries []float32, nq, k int, budget int) error {
@@ -178,7 +187,7 @@ func (ix *Index) Search(dist []float32, idx []int32, queries []float32, nq, k in
 	if nq == 0 || ix.n == 0 {
 		return nil
 	}
-	if ix.prune != nil && (ix.mode == Pruned || ix.mode == Auto && ix.n >= minPruneBank) {
+	if ix.prune != nil && Prunable(ix.n, ix.mode) {
 		ix.pruned(dist, idx, queries, nq, k, budget)
 		return nil
 	}

@@ -76,9 +76,16 @@ func NewPrincipal(bank []float32, n, d int) (*Principal, error) {
 		return nil, fmt.Errorf("knn: principal directions of %d values for n=%d d=%d", len(bank), n, d)
 	}
 	bank = bank[:n*d]
-	for _, v := range bank {
-		if !(math.Abs(float64(v)) <= maxAbs) {
-			return nil, fmt.Errorf("knn: bank value %v is not finite or exceeds %g", v, maxAbs)
+	for i := range n {
+		var sq float64
+		for _, v := range bank[i*d : (i+1)*d] {
+			if !(math.Abs(float64(v)) <= maxAbs) {
+				return nil, fmt.Errorf("knn: bank value %v is not finite or exceeds %g", v, maxAbs)
+			}
+			sq += float64(v) * float64(v)
+		}
+		if !(sq <= maxNorm) {
+			return nil, fmt.Errorf("knn: bank row %d has squared norm %g, over %g", i, sq, maxNorm)
 		}
 	}
 	p := min(PrincipalDims, d)
@@ -275,8 +282,11 @@ func writeCoords(coords, resid []float32, z []float64, sq float64) {
 
 // Check verifies that pr fits a bank of n rows of dimension d: shapes,
 // finite values and a basis whose columns are orthonormal to within
-// 1e-9 (the bound's only requirement). Principal coordinates read from a
-// file go through Check before a search uses them.
+// 1e-12 (NewPrincipal's are to about 1e-15). The bound needs
+// orthonormality: a basis off by e moves the residual norms by up to
+// sqrt(P e) |x|, which the rounding slack covers for e up to about 1e-11.
+// Principal coordinates read from a file go through Check before a search
+// uses them (and Index.UsePrincipal also recomputes a sample of rows).
 func (pr *Principal) Check(n, d int) error {
 	switch {
 	case pr == nil:
@@ -313,8 +323,40 @@ func (pr *Principal) Check(n, d int) error {
 			if i == j {
 				want = 1
 			}
-			if e := math.Abs(g[i*p+j] - want); !(e <= 1e-9) {
+			if e := math.Abs(g[i*p+j] - want); !(e <= 1e-12) {
 				return fmt.Errorf("knn: principal basis is not orthonormal (column %d . column %d = %v)", i, j, g[i*p+j])
+			}
+		}
+	}
+	return nil
+}
+
+// checkRows computes the coordinates of up to 64 evenly spaced rows of
+// the bank again and fails unless the stored ones agree to within their
+// rounding: a model file whose coordinates do not belong to its bank
+// would break the bound.
+func (pr *Principal) checkRows(bank []float32) error {
+	step := max(1, pr.N/64)
+	rows := (pr.N + step - 1) / step
+	x := make([]float32, rows*pr.D)
+	for r, i := 0, 0; i < pr.N; r, i = r+1, i+step {
+		copy(x[r*pr.D:(r+1)*pr.D], bank[i*pr.D:(i+1)*pr.D])
+	}
+	coords, resid := project(pr, x, rows)
+	for r, i := 0, 0; i < pr.N; r, i = r+1, i+step {
+		var sq float64
+		for _, v := range coords[r*pr.P : (r+1)*pr.P] {
+			sq += float64(v) * float64(v)
+		}
+		scale := math.Sqrt(sq+float64(resid[2*r+1])*float64(resid[2*r+1])) + 1e-30
+		for k, v := range coords[r*pr.P : (r+1)*pr.P] {
+			if e := math.Abs(float64(v) - float64(pr.Coords[i*pr.P+k])); !(e <= 1e-6*scale) {
+				return fmt.Errorf("knn: principal coordinate %d of bank row %d is %v, computed again %v", k, i, pr.Coords[i*pr.P+k], v)
+			}
+		}
+		for k := range 2 {
+			if e := math.Abs(float64(resid[2*r+k]) - float64(pr.Resid[2*i+k])); !(e <= 1e-6*scale) {
+				return fmt.Errorf("knn: residual norm %d of bank row %d is %v, computed again %v", k, i, pr.Resid[2*i+k], resid[2*r+k])
 			}
 		}
 	}

@@ -13,8 +13,6 @@
 #include <stdint.h>
 #include "prune.h"
 
-#define C1 9
-#define W1 (C1 + 1)
 
 int knn_kind(void) {
 	__builtin_cpu_init();
@@ -77,7 +75,6 @@ __attribute__((target("avx2,fma"))) static float fine256(const float *w2, int s2
 // The passes take NQ queries at a time, so that each block of the bank,
 // once loaded, serves all of them (the passes are bound by reading the
 // bank): q1m2 [NQ][C1], nq1 [NQ], and per query its own outputs.
-#define NQ 4
 
 __attribute__((target("avx2,fma"))) static void cands256(const float *w1, int64_t nb, const float *q1m2, const float *nq1, int c,
 	float *cd, int32_t *ci) {

@@ -18,8 +18,9 @@ import (
 	"github.com/softpatch/softpatch/engine/compute"
 )
 
-// Mode says how Index.Search finds the nearest neighbours. Both modes
-// return the same neighbours and distances (see prune.go's doc).
+// Mode says how Index.Search finds the nearest neighbours. Every mode
+// returns the same neighbours and distances (the package doc's "The
+// pruned search").
 type Mode int
 
 const (
@@ -27,7 +28,8 @@ const (
 	// large enough and pruning has recently paid; otherwise brute force.
 	Auto Mode = iota
 	// Pruned always takes the pruned exact search where it can (principal
-	// coordinates set, finite values); "exact" on the command line.
+	// coordinates set, finite values, compute.ShapeFreeSgemm); "exact" on
+	// the command line.
 	Pruned
 	// Brute always computes every distance.
 	Brute
@@ -93,21 +95,25 @@ type pruning struct {
 	// sig holds each row's share of the slack, tau*(|m|^2 + |m-mean|^2),
 	// [nb*8] (0 past N).
 	sig []float32
-	tau float64
+	// tau and floor are the rounding slack's relative and absolute parts.
+	tau, floor float64
 }
 
 // pruneKernel selects the bound kernels: 1 AVX2+FMA, 0 portable C.
-var pruneKernel = C.knn_kind()
+var pruneKernel = int(C.knn_kind())
 
 // UsePrincipal gives the index the principal coordinates of its bank
 // (NewPrincipal, or read from a model file) and sets how Search searches.
-// It returns an error when pr does not fit the bank (Principal.Check) or
-// the bank's norms are too large for the pruned search's rounding bounds;
-// a nil pr (or mode Brute) leaves only the brute force.
+// It returns an error when pr does not fit the bank (Principal.Check, and
+// a sample of rows whose coordinates are computed again) or the bank's
+// norms are too large for the pruned search's rounding bounds; the index
+// then searches by brute force. A nil pr, mode Brute, or an SGEMM without
+// shape-free results (compute.ShapeFreeSgemm: the OpenBLAS fallback)
+// leave only the brute force.
 func (ix *Index) UsePrincipal(pr *Principal, mode Mode) error {
 	ix.mode = mode
 	ix.prune = nil
-	if pr == nil || mode == Brute || ix.n == 0 {
+	if pr == nil || mode == Brute || ix.n == 0 || !compute.ShapeFreeSgemm() {
 		return nil
 	}
 	if err := pr.Check(ix.n, ix.d); err != nil {
@@ -118,22 +124,28 @@ func (ix *Index) UsePrincipal(pr *Principal, mode Mode) error {
 			return fmt.Errorf("knn: bank squared norm %v is not finite or exceeds %g", v, maxNorm)
 		}
 	}
+	if err := pr.checkRows(ix.bank); err != nil {
+		return err
+	}
 	n, p := ix.n, pr.P
 	pd := &pruning{pr: pr, nb: (n + 7) / 8, s2: (p + 1 + 7) / 8 * 8}
 	pd.tau = 2 * float64(ix.d+pd.s2+16) * 0x1p-24
+	// Near float32's smallest numbers every operation may err by up to
+	// half a subnormal step, which no relative slack covers.
+	pd.floor = 2 * float64(ix.d+pd.s2+16) * 0x1p-149
 	pd.w1 = make([]float32, pd.nb*w1Rows*8)
 	pd.w2 = make([]float32, n*pd.s2)
 	pd.sig = make([]float32, pd.nb*8)
 	for m := n; m < pd.nb*8; m++ {
-		pd.w1[(m/8)*w1Rows*8+9*8+m%8] = float32(math.Inf(1))
+		pd.w1[(m/8)*w1Rows*8+coarseDims*8+m%8] = float32(math.Inf(1))
 	}
 	for m := range n {
 		c := pr.Coords[m*p : (m+1)*p]
 		b := (m/8)*w1Rows*8 + m%8
 		var sq float64
-		for k := range 9 {
+		for k := range coarseDims {
 			v := pr.Resid[2*m]
-			if k < 8 {
+			if k < coarseDims-1 {
 				v = 0
 				if k < p {
 					v = c[k]
@@ -142,7 +154,7 @@ func (ix *Index) UsePrincipal(pr *Principal, mode Mode) error {
 			pd.w1[b+8*k] = v
 			sq += float64(v) * float64(v)
 		}
-		pd.w1[b+8*9] = float32(sq)
+		pd.w1[b+8*coarseDims] = float32(sq)
 		copy(pd.w2[m*pd.s2:], c)
 		pd.w2[m*pd.s2+p] = pr.Resid[2*m+1]
 		// |m - mean|^2 = |z|^2 + r^2 up to rounding, which tau's margin
@@ -158,17 +170,14 @@ func (ix *Index) UsePrincipal(pr *Principal, mode Mode) error {
 	return nil
 }
 
-// w1Rows is the number of values per row of the coarse layout: 9
-// coordinates and their squared norm.
-const w1Rows = 10
-
 // maxNorm bounds the squared norms the pruned search accepts (bank rows
 // and queries): the float32 sums stay finite with room to spare.
 const maxNorm = 1e30
 
 // Stats counts the work of an index's searches: Pairs query-row pairs
-// asked for, Computed of them whose distances were computed in full
-// (brute force computes all).
+// asked for, Computed the distances computed in full (brute force
+// computes all; the pruned search computes its candidates' twice, so
+// where pruning fails Computed can exceed Pairs a little).
 type Stats struct {
 	Pairs, Computed int64
 }
@@ -183,11 +192,10 @@ func (ix *Index) Stats() Stats {
 // initialised.
 func (ix *Index) pruned(dist []float32, idx []int32, queries []float32, nq, k, budget int) {
 	d := ix.d
-	s := newChunkScratch(ix, min(nq, chunkQueries))
+	s := newChunkScratch(ix, min(nq, chunkQueries), k)
 	for q0 := 0; q0 < nq; q0 += chunkQueries {
 		rows := min(chunkQueries, nq-q0)
-		if ix.mode == Auto && ix.skip.Load() > 0 {
-			ix.skip.Add(-1)
+		if ix.mode == Auto && ix.skipping() {
 			ix.brute(dist[q0*k:(q0+rows)*k], idx[q0*k:(q0+rows)*k], queries[q0*d:(q0+rows)*d], rows, k, budget)
 			continue
 		}
@@ -198,16 +206,37 @@ func (ix *Index) pruned(dist []float32, idx []int32, queries []float32, nq, k, b
 	}
 }
 
-// chunkScratch is the memory of one chunk's query coordinates.
+// skipping reports whether Auto searches the next chunk by brute force,
+// counting the chunk off.
+func (ix *Index) skipping() bool {
+	for {
+		v := ix.skip.Load()
+		if v <= 0 {
+			return false
+		}
+		if ix.skip.CompareAndSwap(v, v-1) {
+			return true
+		}
+	}
+}
+
+// chunkScratch is a Search's scratch: the coordinates of a chunk's queries
+// and one worker per thread.
 type chunkScratch struct {
 	coords, resid []float32
 	xc, z, sq     []float64
+	qn            []float32
+	workers       []*worker
 }
 
-func newChunkScratch(ix *Index, rows int) *chunkScratch {
+func newChunkScratch(ix *Index, rows, k int) *chunkScratch {
 	p := ix.prune.pr.P
-	return &chunkScratch{coords: make([]float32, rows*p), resid: make([]float32, rows*2),
-		xc: make([]float64, rows*ix.d), z: make([]float64, rows*p), sq: make([]float64, rows)}
+	s := &chunkScratch{coords: make([]float32, rows*p), resid: make([]float32, rows*2),
+		xc: make([]float64, rows*ix.d), z: make([]float64, rows*p), sq: make([]float64, rows), qn: make([]float32, rows)}
+	for range min(compute.Threads(), (rows+group-1)/group) {
+		s.workers = append(s.workers, newWorker(ix, k))
+	}
+	return s
 }
 
 // query is one query's data in a chunk.
@@ -224,25 +253,24 @@ type query struct {
 func (ix *Index) prunedChunk(s *chunkScratch, dist []float32, idx []int32, queries []float32, nq, k, budget int) int {
 	pd, d, p := ix.prune, ix.d, ix.prune.pr.P
 	pd.pr.coordinates(s.coords, s.resid, queries, nq, s.xc, s.z, s.sq)
+	sqNorms(s.qn[:nq], queries, d) // as the brute force computes them
 	qs := make([]query, 0, nq)
 	var slow []int // queries for the brute force
-	q12 := make([]float32, nq*(9+pd.s2))
+	q12 := make([]float32, nq*(coarseDims+pd.s2))
 	for i := range nq {
-		v := queries[i*d : (i+1)*d]
-		var n2 float64
 		ok := true
-		for _, x := range v {
-			n2 += float64(x) * float64(x)
+		for _, x := range queries[i*d : (i+1)*d] {
 			ok = ok && math.Abs(float64(x)) <= maxAbs
 		}
-		if !ok || !(n2 <= maxNorm) {
+		if n2 := float64(s.qn[i]); !ok || !(n2 <= maxNorm) {
 			slow = append(slow, i)
 			continue
 		}
-		q := query{i: i, qn: float32(n2), scale: n2 + s.sq[i], q1: q12[i*(9+pd.s2) : i*(9+pd.s2)+9], q2: q12[i*(9+pd.s2)+9 : (i+1)*(9+pd.s2)]}
+		o := i * (coarseDims + pd.s2)
+		q := query{i: i, qn: s.qn[i], scale: float64(s.qn[i]) + s.sq[i], q1: q12[o : o+coarseDims], q2: q12[o+coarseDims : o+coarseDims+pd.s2]}
 		c := s.coords[i*p : (i+1)*p]
-		copy(q.q1[:min(8, p)], c)
-		q.q1[8] = s.resid[2*i]
+		copy(q.q1[:min(coarseDims-1, p)], c)
+		q.q1[coarseDims-1] = s.resid[2*i]
 		var sq float64
 		for k, v := range q.q1 {
 			sq += float64(v) * float64(v)
@@ -260,13 +288,12 @@ func (ix *Index) prunedChunk(s *chunkScratch, dist []float32, idx []int32, queri
 	groups := (len(qs) + group - 1) / group
 	var next atomic.Int64
 	var mu sync.Mutex
-	workers := min(compute.Threads(), groups)
 	var wg sync.WaitGroup
-	for range workers {
+	for _, w := range s.workers[:min(len(s.workers), groups)] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := newWorker(ix, k)
+			w.computed = 0
 			for {
 				g := int(next.Add(1)) - 1
 				if g >= groups {
@@ -321,14 +348,13 @@ type worker struct {
 	k, c     int
 	mark     []uint64  // bit set of bank rows (all clear between uses)
 	ids      []int32   // a union of rows, ascending
-	q1, nq1  []float32 // [4][9], [4]: the pass's queries (see load)
+	q1, nq1  []float32 // [4][coarseDims], [4]: the pass's queries (see load)
 	q2, t    []float32 // [4][s2], [4]
 	lists    []int32   // [4][cap] survivors of each query of a pass
 	cnt      []int64   // [4] their numbers
 	cap      int       // most survivors kept per query
 	cd       []float32 // [4][c] candidate bounds of a pass
-	ci4      []int32   // [4][c] candidate rows of a pass
-	ci       []int32   // [group][c] candidate rows
+	ci       []int32   // [4][c] candidate rows of a pass
 	gq       []float32 // [group][D] the group's queries
 	buf      []float32 // [gatherRows][D] gathered bank rows
 	mn       []float32 // [gatherRows] their squared norms
@@ -343,9 +369,9 @@ func newWorker(ix *Index, k int) *worker {
 	capq := max(ix.n/8, c)
 	s2 := ix.prune.s2
 	return &worker{ix: ix, k: k, c: c, mark: make([]uint64, (ix.n+63)/64),
-		q1: make([]float32, passQueries*9), nq1: make([]float32, passQueries), q2: make([]float32, passQueries*s2), t: make([]float32, passQueries),
+		q1: make([]float32, passQueries*coarseDims), nq1: make([]float32, passQueries), q2: make([]float32, passQueries*s2), t: make([]float32, passQueries),
 		lists: make([]int32, passQueries*capq), cnt: make([]int64, passQueries), cap: capq,
-		cd: make([]float32, passQueries*c), ci4: make([]int32, passQueries*c), ci: make([]int32, group*c), gq: make([]float32, group*ix.d),
+		cd: make([]float32, passQueries*c), ci: make([]int32, passQueries*c), gq: make([]float32, group*ix.d),
 		buf: make([]float32, gatherRows*ix.d), mn: make([]float32, gatherRows), out: make([]float32, gatherRows*group),
 		ud: make([]float32, group*k), ui: make([]int32, group*k)}
 }
@@ -365,12 +391,8 @@ func (w *worker) group(qs []query, dist []float32, idx []int32, queries []float3
 		for t := range w.cd {
 			w.cd[t] = float32(math.Inf(1))
 		}
-		pd.cands(w.q1, w.nq1, w.cd, w.ci4)
-		for j := j0; j < min(g, j0+passQueries); j++ {
-			ci := w.ci4[(j-j0)*w.c : (j-j0+1)*w.c]
-			copy(w.ci[j*w.c:], ci)
-			w.setAll(ci)
-		}
+		pd.cands(w.q1, w.nq1, w.cd, w.ci)
+		w.setAll(w.ci[:min(g-j0, passQueries)*w.c])
 	}
 	active := make([]bool, g)
 	for j := range active {
@@ -388,7 +410,7 @@ func (w *worker) group(qs []query, dist []float32, idx []int32, queries []float3
 	thr := make([]float32, g)
 	for j, q := range qs {
 		u := w.ud[j*k+k-1]
-		t := float64(u) + pd.tau*q.scale
+		t := float64(u) + pd.tau*q.scale + pd.floor
 		if !(u < math.MaxFloat32) || !(t <= maxNorm) {
 			active[j] = false
 			slow = append(slow, q.i)
@@ -434,9 +456,15 @@ func (w *worker) group(qs []query, dist []float32, idx []int32, queries []float3
 	return slow
 }
 
-// passQueries is the number of queries the bound passes take at once
-// (NQ in prune.c): each block of the bank, once read, serves them all.
-const passQueries = 4
+// The kernels' shapes (prune.h): passQueries queries per pass (each block
+// of the bank, once read, serves them all), coarseDims coarse coordinates
+// (8 principal ones and a residual norm), w1Rows values per row of the
+// coarse layout (the coordinates and their squared norm).
+const (
+	passQueries = C.NQ
+	coarseDims  = C.C1
+	w1Rows      = C.W1
+)
 
 // load copies the coarse and fine coordinates of queries j0 to j0+3 of qs
 // (the last one repeated past the end of qs) and, when thr is given, their
@@ -447,7 +475,7 @@ func (w *worker) load(qs []query, j0 int, thr []float32) {
 	for j := range passQueries {
 		jj := min(j0+j, len(qs)-1)
 		q := qs[jj]
-		copy(w.q1[j*9:(j+1)*9], q.q1)
+		copy(w.q1[j*coarseDims:(j+1)*coarseDims], q.q1)
 		w.nq1[j] = q.nq1
 		copy(w.q2[j*s2:(j+1)*s2], q.q2)
 		if thr != nil {
@@ -461,7 +489,7 @@ func (w *worker) load(qs []query, j0 int, thr []float32) {
 // -2 q1m2 [4][9], squared norms nq1 [4]), the c rows of smallest coarse
 // bound into cd and ci [4][c], ascending; cd must hold +Inf on entry.
 func (pd *pruning) cands(q1m2, nq1 []float32, cd []float32, ci []int32) {
-	C.knn_cands(pruneKernel, (*C.float)(&pd.w1[0]), C.int64_t(pd.nb), (*C.float)(&q1m2[0]), (*C.float)(&nq1[0]), C.int(len(cd)/passQueries),
+	C.knn_cands(C.int(pruneKernel), (*C.float)(&pd.w1[0]), C.int64_t(pd.nb), (*C.float)(&q1m2[0]), (*C.float)(&nq1[0]), C.int(len(cd)/passQueries),
 		(*C.float)(&cd[0]), (*C.int32_t)(unsafe.Pointer(&ci[0])))
 }
 
@@ -471,7 +499,7 @@ func (pd *pruning) cands(q1m2, nq1 []float32, cd []float32, ci []int32) {
 // the query's threshold into out[j*capq ...], ascending, and their number
 // into cnt[j] (0 on entry), or -1 when more than capq.
 func (pd *pruning) survivors(n int, q1m2, nq1, q2, t []float32, out []int32, capq int, cnt []int64) {
-	C.knn_survivors(pruneKernel, (*C.float)(&pd.w1[0]), (*C.float)(&pd.sig[0]), (*C.float)(&pd.w2[0]), C.int(pd.s2),
+	C.knn_survivors(C.int(pruneKernel), (*C.float)(&pd.w1[0]), (*C.float)(&pd.sig[0]), (*C.float)(&pd.w2[0]), C.int(pd.s2),
 		C.int64_t(pd.nb), C.int64_t(n), (*C.float)(&q1m2[0]), (*C.float)(&nq1[0]), (*C.float)(&q2[0]), (*C.float)(&t[0]),
 		(*C.int32_t)(unsafe.Pointer(&out[0])), C.int64_t(capq), (*C.int64_t)(unsafe.Pointer(&cnt[0])))
 }

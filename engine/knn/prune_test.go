@@ -261,3 +261,94 @@ func TestAutoFallsBack(t *testing.T) {
 		t.Errorf("bank below %d rows: computed %d of %d pairs, want the brute force", minPruneBank, st.Computed, st.Pairs)
 	}
 }
+
+// The portable C bound kernels keep every row that matters too (they
+// round the bounds differently from the AVX2 ones).
+func TestPrunedPortableKernels(t *testing.T) {
+	defer func(k int) { pruneKernel = k }(pruneKernel)
+	pruneKernel = 0
+	r := rand.New(rand.NewPCG(23, 24))
+	n, nq, d := 2000, 90, 50
+	bank := clustered(r, n+nq, d, 25)
+	for _, k := range []int{1, 3} {
+		searchBoth(t, bank[:n*d], bank[n*d:], n, nq, d, k)
+	}
+}
+
+// Data near float32's smallest numbers: rounding errors are absolute
+// there, and the slack's absolute part keeps the results identical.
+func TestPrunedSubnormal(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	n, nq, d := 2000, 100, 40
+	x := clustered(r, n+nq, d, 30)
+	for i := range x {
+		x[i] *= 1e-22
+	}
+	for _, k := range []int{1, 3} {
+		searchBoth(t, x[:n*d], x[n*d:], n, nq, d, k)
+	}
+}
+
+// top1Col and topKCol fold a strided column exactly as top1 and topK fold
+// a row: negatives clamped to 0, ties to the lower index, NaN skipped.
+func TestFoldColumnMatchesRow(t *testing.T) {
+	r := rand.New(rand.NewPCG(27, 28))
+	const rows, stride, col = 300, 5, 2
+	c := make([]float32, rows*stride)
+	norms := make([]float32, rows)
+	ids := make([]int32, rows)
+	row := make([]float32, rows)
+	for i := range rows {
+		v := float32(r.IntN(7)) - 3 // many ties and negatives
+		if i%50 == 7 {
+			v = float32(math.NaN())
+		}
+		c[i*stride+col], row[i] = v, v
+		norms[i] = float32(r.IntN(3))
+		ids[i] = int32(100 + i)
+	}
+	for _, k := range []int{1, 2, 6} {
+		wd, wi := make([]float32, k), make([]int32, k)
+		gd, gi := make([]float32, k), make([]int32, k)
+		for j := range k {
+			wd[j], wi[j], gd[j], gi[j] = math.MaxFloat32, -1, math.MaxFloat32, -1
+		}
+		if k == 1 {
+			top1(row, 1.5, norms, 100, &wd[0], &wi[0])
+			top1Col(c, stride, col, 1.5, norms, ids, &gd[0], &gi[0])
+		} else {
+			topK(row, 1.5, norms, 100, wd, wi)
+			topKCol(c, stride, col, 1.5, norms, ids, gd, gi)
+		}
+		for j := range k {
+			if math.Float32bits(wd[j]) != math.Float32bits(gd[j]) || wi[j] != gi[j] {
+				t.Errorf("k=%d rank %d: column (%d, %v), row (%d, %v)", k, j, gi[j], gd[j], wi[j], wd[j])
+			}
+		}
+	}
+}
+
+// A basis slightly off orthonormal, or coordinates that do not belong to
+// the bank, are refused: either would break the bound.
+func TestPrincipalRejectsInconsistent(t *testing.T) {
+	r := rand.New(rand.NewPCG(29, 30))
+	n, d := 640, 30
+	x := clustered(r, n, d, 8)
+	pr, err := NewPrincipal(x, n, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := *pr
+	off.Basis = append([]float64(nil), pr.Basis...)
+	off.Basis[5] += 1e-10
+	if err := off.Check(n, d); err == nil {
+		t.Error("a basis 1e-10 off orthonormal passed Check")
+	}
+	moved := *pr
+	moved.Coords = append([]float32(nil), pr.Coords...)
+	moved.Coords[10*pr.P+2] += 0.5 // row 10 is one of the rows UsePrincipal computes again
+	ix := NewIndex(x, n, d)
+	if err := ix.UsePrincipal(&moved, Pruned); err == nil {
+		t.Error("coordinates that do not belong to the bank were accepted")
+	}
+}
