@@ -66,10 +66,10 @@
 // with values that are not finite or too large, and queries with more
 // than an eighth of the bank surviving, go to the brute force together;
 // so does a whole group whose survivors cover half of the bank. In mode
-// Auto, banks under 2,048 rows are searched by brute force, and after a
-// chunk of 1,024 queries of which more than half went to the brute force
-// (isotropic data, where no bound prunes) the next 16 chunks skip
-// pruning.
+// Auto, banks under 2,048 rows are searched by brute force; and when more
+// than half of the first 256 queries of a chunk of 1,024 went to the brute
+// force (isotropic data, where no bound prunes), so do the rest of the
+// chunk and the next 16,384 queries, each call's share in one search.
 package knn
 
 import (
@@ -110,7 +110,7 @@ type Index struct {
 	// many chunks Auto still searches by brute force, and the work done.
 	prune           *pruning
 	mode            Mode
-	skip            atomic.Int32
+	skip            atomic.Int64
 	pairs, computed atomic.Int64
 }
 

@@ -75,9 +75,13 @@ const (
 	// extraCands is the number of candidates beyond k whose exact
 	// distances set a query's threshold.
 	extraCands = 3
-	// skipChunks is how many chunks Auto searches by brute force after a
-	// chunk in which pruning did not pay, before it tries again.
-	skipChunks = 16
+	// skipQueries is how many queries Auto searches by brute force after
+	// a chunk in which pruning did not pay, before it tries again.
+	skipQueries = 16 * chunkQueries
+	// probeQueries is how many queries of a chunk Auto searches before it
+	// judges whether pruning pays: when more than half of them went to the
+	// brute force, so do the chunk's other queries.
+	probeQueries = 8 * group
 )
 
 // pruning is an Index's bank-side data for the pruned search.
@@ -194,27 +198,29 @@ func (ix *Index) pruned(dist []float32, idx []int32, queries []float32, nq, k, b
 	d := ix.d
 	s := newChunkScratch(ix, min(nq, chunkQueries), k)
 	for q0 := 0; q0 < nq; q0 += chunkQueries {
-		rows := min(chunkQueries, nq-q0)
-		if ix.mode == Auto && ix.skipping() {
-			ix.brute(dist[q0*k:(q0+rows)*k], idx[q0*k:(q0+rows)*k], queries[q0*d:(q0+rows)*d], rows, k, budget)
-			continue
+		if ix.mode == Auto && ix.skipping(nq-q0) {
+			// The rest of the call in one brute-force search: larger
+			// blocks of queries read the bank fewer times.
+			ix.brute(dist[q0*k:], idx[q0*k:], queries[q0*d:nq*d], nq-q0, k, budget)
+			return
 		}
+		rows := min(chunkQueries, nq-q0)
 		fallback := ix.prunedChunk(s, dist[q0*k:(q0+rows)*k], idx[q0*k:(q0+rows)*k], queries[q0*d:(q0+rows)*d], rows, k, budget)
 		if ix.mode == Auto && 2*fallback > rows {
-			ix.skip.Store(skipChunks)
+			ix.skip.Store(skipQueries)
 		}
 	}
 }
 
-// skipping reports whether Auto searches the next chunk by brute force,
-// counting the chunk off.
-func (ix *Index) skipping() bool {
+// skipping reports whether Auto searches the next rest queries by brute
+// force, counting them off.
+func (ix *Index) skipping(rest int) bool {
 	for {
 		v := ix.skip.Load()
 		if v <= 0 {
 			return false
 		}
-		if ix.skip.CompareAndSwap(v, v-1) {
+		if ix.skip.CompareAndSwap(v, v-int64(min(int64(rest), v))) {
 			return true
 		}
 	}
@@ -289,6 +295,9 @@ func (ix *Index) prunedChunk(s *chunkScratch, dist []float32, idx []int32, queri
 	var next atomic.Int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	done := make([]bool, groups)
+	searched, missed := 0, 0
+	abandon := false // Auto: pruning does not pay on this chunk's first queries
 	for _, w := range s.workers[:min(len(s.workers), groups)] {
 		wg.Add(1)
 		go func() {
@@ -300,16 +309,32 @@ func (ix *Index) prunedChunk(s *chunkScratch, dist []float32, idx []int32, queri
 					break
 				}
 				lo, hi := g*group, min(len(qs), (g+1)*group)
-				if miss := w.group(qs[lo:hi], dist, idx, queries); len(miss) > 0 {
-					mu.Lock()
-					slow = append(slow, miss...)
-					mu.Unlock()
+				miss := w.group(qs[lo:hi], dist, idx, queries)
+				mu.Lock()
+				done[g] = true
+				slow = append(slow, miss...)
+				searched += hi - lo
+				missed += len(miss)
+				if ix.mode == Auto && searched >= probeQueries && 2*missed > searched {
+					abandon = true
+				}
+				stop := abandon
+				mu.Unlock()
+				if stop {
+					break
 				}
 			}
 			ix.computed.Add(w.computed)
 		}()
 	}
 	wg.Wait()
+	for g, ok := range done {
+		if !ok {
+			for _, q := range qs[g*group : min(len(qs), (g+1)*group)] {
+				slow = append(slow, q.i)
+			}
+		}
+	}
 	ix.pairs.Add(int64(nq) * int64(ix.n))
 	if len(slow) > 0 {
 		slices.Sort(slow)
