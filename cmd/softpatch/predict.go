@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/softpatch/softpatch/engine/knn"
 	"math"
 	"strconv"
 
@@ -19,6 +20,7 @@ func runPredict(args []string) error {
 	fs.StringVar(&o.Device, "device", "auto", "auto, cpu or gpu (see eval -h)")
 	fs.IntVar(&o.Batch, "batch", 8, "images per forward pass")
 	threshold := fs.String("threshold", "", "decision threshold to use instead of the model's (images scoring above it are anomalous)")
+	search := fs.String("knn", "", "memory banks' nearest-neighbour search on the CPU, instead of the model's: auto, exact or brute (the same scores)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -32,6 +34,13 @@ func runPredict(args []string) error {
 			return fmt.Errorf("predict: --threshold %q is not a number", *threshold)
 		}
 		o.Threshold = &t
+	}
+	if *search != "" {
+		m, err := knn.ParseMode(*search)
+		if err != nil {
+			return fmt.Errorf("predict: --knn: %w", err)
+		}
+		o.Search = &m
 	}
 	res, err := runner.Predict(images, o)
 	if err != nil {

@@ -19,8 +19,8 @@ import (
 // with the pruned exact search and with the brute force, and checks that
 // every image score and every metric is the same bit for bit, with fewer
 // distances computed; then fits a model (whose file stores the principal
-// coordinates), scores test images with predict under both searches and
-// checks that the anomaly maps are byte-identical.
+// coordinates) and scores test images with predict as fitted and with
+// --knn brute: the same scores, and byte-identical anomaly maps.
 func TestPrunedSearchSameScores(t *testing.T) {
 	class := generatedClass(t, "wood", synth.Config{Size: 96, Train: 40, TestGood: 6, TestDefect: 10})
 	b := openCPU(t, 104, 96, []string{"softpatch-lof"}, nil)
@@ -73,42 +73,38 @@ func TestPrunedSearchSameScores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	prunedModel, bruteModel := filepath.Join(dir, "pruned.model"), filepath.Join(dir, "brute.model")
-	err = detector.SaveFile(prunedModel, det, meta)
+	model := filepath.Join(t.TempDir(), "wood.model")
+	err = detector.SaveFile(model, det, meta)
 	det.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, mmeta, err := detector.LoadModelFile(prunedModel)
+	m, _, err := detector.LoadModelFile(model)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.Principal == nil || m.Config.Search != knn.Pruned {
 		t.Fatalf("the model file has principal coordinates %v, search %v", m.Principal != nil, m.Config.Search)
 	}
-	m.Principal, m.Config.Search = nil, knn.Brute
-	if err := m.SaveFile(bruteModel, mmeta); err != nil {
-		t.Fatal(err)
-	}
 	var images []string
 	for _, it := range class.Test {
 		images = append(images, it.Path)
 	}
+	bruteMode := knn.Brute
 	outs := map[string]string{}
 	preds := map[string]*runner.Predictions{}
-	for _, model := range []string{prunedModel, bruteModel} {
-		outs[model] = t.TempDir()
-		if preds[model], err = runner.Predict(images, runner.PredictOptions{Model: model, Out: outs[model], Batch: 8, Device: "cpu"}); err != nil {
+	for name, search := range map[string]*knn.Mode{"exact": nil, "brute": &bruteMode} {
+		outs[name] = t.TempDir()
+		if preds[name], err = runner.Predict(images, runner.PredictOptions{Model: model, Out: outs[name], Batch: 8, Device: "cpu", Search: search}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for i, s := range preds[prunedModel].Scores {
-		if o := preds[bruteModel].Scores[i]; math.Float32bits(s.Score) != math.Float32bits(o.Score) {
+	for i, s := range preds["exact"].Scores {
+		if o := preds["brute"].Scores[i]; math.Float32bits(s.Score) != math.Float32bits(o.Score) {
 			t.Errorf("predict %s: score %v pruned, %v brute force", s.File, s.Score, o.Score)
 		}
 	}
-	maps, _ := filepath.Glob(filepath.Join(outs[prunedModel], "*_map.npy"))
+	maps, _ := filepath.Glob(filepath.Join(outs["exact"], "*_map.npy"))
 	if len(maps) != len(images) {
 		t.Fatalf("%d maps for %d images", len(maps), len(images))
 	}
@@ -117,7 +113,7 @@ func TestPrunedSearchSameScores(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := os.ReadFile(filepath.Join(outs[bruteModel], filepath.Base(p)))
+		c, err := os.ReadFile(filepath.Join(outs["brute"], filepath.Base(p)))
 		if err != nil {
 			t.Fatal(err)
 		}

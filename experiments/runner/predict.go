@@ -3,6 +3,7 @@ package runner
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/softpatch/softpatch/engine/knn"
 	"image/png"
 	"io"
 	"log/slog"
@@ -60,6 +61,10 @@ type PredictOptions struct {
 	// Threshold, when set, replaces the model's decision threshold
 	// (Source "given").
 	Threshold *float64
+	// Search, when set, replaces a memory bank's nearest-neighbour search
+	// mode (knn.Mode; the model records fit's); every mode gives the same
+	// scores.
+	Search *knn.Mode
 }
 
 // Predict scores images with a saved model and writes into o.Out the
@@ -79,6 +84,9 @@ func Predict(images []string, o PredictOptions) (*Predictions, error) {
 	defer d.Close()
 	if len(meta.Layers) == 0 || meta.GridH <= 0 || meta.GridW <= 0 {
 		return nil, fmt.Errorf("predict: %s: the model records no feature layers or patch grid", o.Model)
+	}
+	if bk, ok := d.(detector.Banked); ok && o.Search != nil {
+		bk.Bank().Config.Search = *o.Search // read when the first Score builds the search index
 	}
 	w := o.Weights
 	if w == "" && !meta.Backbone.RandomInit && meta.Backbone.Weights != "" {
