@@ -76,26 +76,37 @@ __attribute__((target("avx2,fma"))) static float fine256(const float *w2, int s2
 // once loaded, serves all of them (the passes are bound by reading the
 // bank): q1m2 [NQ][C1], nq1 [NQ], and per query its own outputs.
 
-__attribute__((target("avx2,fma"))) static void cands256(const float *w1, int64_t nb, const float *q1m2, const float *nq1, int c,
-	float *cd, int32_t *ci) {
-	__m256 qb[NQ * C1], nqb[NQ];
+// broadcast4 spreads the NQ queries' coarse coordinates (times -2) and
+// squared norms over vector lanes.
+__attribute__((target("avx2,fma"))) static inline void broadcast4(const float *q1m2, const float *nq1, __m256 *qb, __m256 *nqb) {
 	for (int j = 0; j < NQ; j++) {
 		nqb[j] = _mm256_set1_ps(nq1[j]);
 		for (int k = 0; k < C1; k++) qb[j * C1 + k] = _mm256_set1_ps(q1m2[j * C1 + k]);
 	}
-	for (int64_t b = 0; b < nb; b++) {
-		const float *p = w1 + b * W1 * 8;
-		__m256 m[W1];
+}
+
+// coarse4 computes the NQ queries' coarse bounds to the 8 rows of the
+// block at p: acc[j] = (|q_j|^2 + |m|^2) + sum_k (-2 q_jk) m_k.
+__attribute__((target("avx2,fma"))) static inline void coarse4(const float *p, const __m256 *qb, const __m256 *nqb, __m256 *acc) {
+	__m256 m[W1];
 #pragma GCC unroll 10
-		for (int k = 0; k < W1; k++) m[k] = _mm256_loadu_ps(p + 8 * k);
-		__m256 acc[NQ];
+	for (int k = 0; k < W1; k++) m[k] = _mm256_loadu_ps(p + 8 * k);
 #pragma GCC unroll 4
-		for (int j = 0; j < NQ; j++) acc[j] = _mm256_add_ps(nqb[j], m[C1]);
+	for (int j = 0; j < NQ; j++) acc[j] = _mm256_add_ps(nqb[j], m[C1]);
 #pragma GCC unroll 9
-		for (int k = 0; k < C1; k++) {
+	for (int k = 0; k < C1; k++) {
 #pragma GCC unroll 4
-			for (int j = 0; j < NQ; j++) acc[j] = _mm256_fmadd_ps(qb[j * C1 + k], m[k], acc[j]);
-		}
+		for (int j = 0; j < NQ; j++) acc[j] = _mm256_fmadd_ps(qb[j * C1 + k], m[k], acc[j]);
+	}
+}
+
+__attribute__((target("avx2,fma"))) static void cands256(const float *w1, int64_t nb, const float *q1m2, const float *nq1, int c,
+	float *cd, int32_t *ci) {
+	__m256 qb[NQ * C1], nqb[NQ];
+	broadcast4(q1m2, nq1, qb, nqb);
+	for (int64_t b = 0; b < nb; b++) {
+		__m256 acc[NQ];
+		coarse4(w1 + b * W1 * 8, qb, nqb, acc);
 		for (int j = 0; j < NQ; j++) {
 			float *dj = cd + j * c;
 			int mask = _mm256_movemask_ps(_mm256_cmp_ps(acc[j], _mm256_broadcast_ss(dj + c - 1), _CMP_LT_OQ));
@@ -134,24 +145,11 @@ void knn_cands(int kind, const float *w1, int64_t nb, const float *q1m2, const f
 __attribute__((target("avx2,fma"))) static void surv256(const float *w1, const float *sig, const float *w2, int s2, int64_t nb,
 	int64_t n, const float *q1m2, const float *nq1, const float *q2, const float *t, int32_t *out, int64_t cap, int64_t *cnt) {
 	__m256 qb[NQ * C1], nqb[NQ];
-	for (int j = 0; j < NQ; j++) {
-		nqb[j] = _mm256_set1_ps(nq1[j]);
-		for (int k = 0; k < C1; k++) qb[j * C1 + k] = _mm256_set1_ps(q1m2[j * C1 + k]);
-	}
+	broadcast4(q1m2, nq1, qb, nqb);
 	for (int64_t b = 0; b < nb; b++) {
-		const float *p = w1 + b * W1 * 8;
-		__m256 m[W1];
-#pragma GCC unroll 10
-		for (int k = 0; k < W1; k++) m[k] = _mm256_loadu_ps(p + 8 * k);
 		const __m256 sv = _mm256_loadu_ps(sig + b * 8);
 		__m256 acc[NQ];
-#pragma GCC unroll 4
-		for (int j = 0; j < NQ; j++) acc[j] = _mm256_add_ps(nqb[j], m[C1]);
-#pragma GCC unroll 9
-		for (int k = 0; k < C1; k++) {
-#pragma GCC unroll 4
-			for (int j = 0; j < NQ; j++) acc[j] = _mm256_fmadd_ps(qb[j * C1 + k], m[k], acc[j]);
-		}
+		coarse4(w1 + b * W1 * 8, qb, nqb, acc);
 		for (int j = 0; j < NQ; j++) {
 			int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_sub_ps(acc[j], sv), _mm256_broadcast_ss(t + j), _CMP_LE_OQ));
 			while (mask) {
