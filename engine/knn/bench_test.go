@@ -90,10 +90,7 @@ func clusteredData() []float32 {
 // once, outside the timing).
 func benchPruned(b *testing.B, x []float32, mode Mode) {
 	bank, queries := x[:benchN*benchD], x[benchN*benchD:]
-	pr, err := NewPrincipal(bank, benchN, benchD)
-	if err != nil {
-		b.Fatal(err)
-	}
+	pr := mustPrincipal(b, bank, benchN, benchD)
 	dist := make([]float32, benchNQ)
 	idx := make([]int32, benchNQ)
 	var st Stats

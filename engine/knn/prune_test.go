@@ -44,14 +44,7 @@ func searchBoth(t *testing.T, bank, queries []float32, n, nq, d, k int) Stats {
 	if err := want.Search(wd, wi, queries, nq, k, 0); err != nil {
 		t.Fatal(err)
 	}
-	pr, err := NewPrincipal(bank, n, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix := NewIndex(bank, n, d)
-	if err := ix.UsePrincipal(pr, Pruned); err != nil {
-		t.Fatal(err)
-	}
+	ix := prunedIndex(t, bank, n, d, Pruned)
 	gd, gi := make([]float32, nq*k), make([]int32, nq*k)
 	if err := ix.Search(gd, gi, queries, nq, k, 0); err != nil {
 		t.Fatal(err)
@@ -166,10 +159,7 @@ func TestPrincipalBound(t *testing.T) {
 	r := rand.New(rand.NewPCG(17, 18))
 	n, d := 1500, 90
 	x := clustered(r, n, d, 30)
-	pr, err := NewPrincipal(x, n, d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pr := mustPrincipal(t, x, n, d)
 	if err := pr.Check(n, d); err != nil {
 		t.Fatal(err)
 	}
@@ -203,10 +193,7 @@ func TestPrincipalCheck(t *testing.T) {
 	r := rand.New(rand.NewPCG(19, 20))
 	n, d := 300, 20
 	x := clustered(r, n, d, 5)
-	pr, err := NewPrincipal(x, n, d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pr := mustPrincipal(t, x, n, d)
 	ix := NewIndex(x, n, d)
 	if err := ix.UsePrincipal(pr, Pruned); err != nil {
 		t.Fatal(err)
@@ -230,14 +217,7 @@ func TestAutoFallsBack(t *testing.T) {
 	bank := randData(r, n*d)
 	nq := 4 * chunkQueries
 	queries := randData(r, nq*d)
-	pr, err := NewPrincipal(bank, n, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix := NewIndex(bank, n, d)
-	if err := ix.UsePrincipal(pr, Auto); err != nil {
-		t.Fatal(err)
-	}
+	ix := prunedIndex(t, bank, n, d, Auto)
 	dist, idx := make([]float32, nq), make([]int32, nq)
 	if err := ix.Search(dist, idx, queries, nq, 1, 0); err != nil {
 		t.Fatal(err)
@@ -246,14 +226,7 @@ func TestAutoFallsBack(t *testing.T) {
 	if ix.skip.Load() == 0 || st.Computed > st.Pairs*11/10 {
 		t.Errorf("isotropic data: skip %d, computed %d of %d pairs; want the brute force after the first chunk", ix.skip.Load(), st.Computed, st.Pairs)
 	}
-	small := NewIndex(bank, minPruneBank-1, d)
-	spr, err := NewPrincipal(bank, minPruneBank-1, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := small.UsePrincipal(spr, Auto); err != nil {
-		t.Fatal(err)
-	}
+	small := prunedIndex(t, bank, minPruneBank-1, d, Auto)
 	if err := small.Search(dist, idx, queries, 10, 1, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -334,10 +307,7 @@ func TestPrincipalRejectsInconsistent(t *testing.T) {
 	r := rand.New(rand.NewPCG(29, 30))
 	n, d := 640, 30
 	x := clustered(r, n, d, 8)
-	pr, err := NewPrincipal(x, n, d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pr := mustPrincipal(t, x, n, d)
 	off := *pr
 	off.Basis = append([]float64(nil), pr.Basis...)
 	off.Basis[5] += 1e-10
@@ -351,4 +321,25 @@ func TestPrincipalRejectsInconsistent(t *testing.T) {
 	if err := ix.UsePrincipal(&moved, Pruned); err == nil {
 		t.Error("coordinates that do not belong to the bank were accepted")
 	}
+}
+
+// mustPrincipal is NewPrincipal, failing tb on an error.
+func mustPrincipal(tb testing.TB, x []float32, n, d int) *Principal {
+	tb.Helper()
+	pr, err := NewPrincipal(x, n, d)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pr
+}
+
+// prunedIndex returns an index over the first n rows of x with their
+// principal coordinates, searching in mode.
+func prunedIndex(tb testing.TB, x []float32, n, d int, mode Mode) *Index {
+	tb.Helper()
+	ix := NewIndex(x, n, d)
+	if err := ix.UsePrincipal(mustPrincipal(tb, x, n, d), mode); err != nil {
+		tb.Fatal(err)
+	}
+	return ix
 }
