@@ -223,9 +223,9 @@ func (ix *Index) bruteBlocks(dist []float32, idx []int32, queries []float32, nq,
 					qi := q0 + r
 					row := c[r*cols : (r+1)*cols]
 					if k == 1 {
-						top1(row, qn[r], norms, int32(b0), &dist[qi], &idx[qi])
+						top1(row, qn[r], norms, int32(b0), nil, &dist[qi], &idx[qi])
 					} else {
-						topK(row, qn[r], norms, int32(b0), dist[qi*k:(qi+1)*k], idx[qi*k:(qi+1)*k])
+						topK(row, qn[r], norms, int32(b0), nil, dist[qi*k:(qi+1)*k], idx[qi*k:(qi+1)*k])
 					}
 				}
 			})
@@ -252,9 +252,10 @@ func blockShape(nq, n, floats int) (qb, bb int) {
 	return qb, min(n, tile/qb-1)
 }
 
-// top1 folds one row of -2 q.m (for bank rows base, base+1, ...) into the
-// running minimum (*dist, *idx) of one query with squared norm qn.
-func top1(row []float32, qn float32, norms []float32, base int32, dist *float32, idx *int32) {
+// top1 folds one row of -2 q.m (for bank rows base, base+1, ..., or ids[0],
+// ids[1], ... when ids is given; increasing) into the running minimum
+// (*dist, *idx) of one query with squared norm qn.
+func top1(row []float32, qn float32, norms []float32, base int32, ids []int32, dist *float32, idx *int32) {
 	best, bi := *dist, *idx
 	norms = norms[:len(row)]
 	for j, c := range row {
@@ -266,17 +267,17 @@ func top1(row []float32, qn float32, norms []float32, base int32, dist *float32,
 				}
 				v = 0
 			}
-			best, bi = v, base+int32(j)
+			best, bi = v, rowID(base, ids, j)
 		}
 	}
 	*dist, *idx = best, bi
 }
 
-// topK folds one row of -2 q.m (for bank rows base, base+1, ...) into the
-// sorted k best (dist, idx) of one query with squared norm qn. Bank rows come
-// in increasing index order, so a strict comparison keeps the lower index on
-// ties.
-func topK(row []float32, qn float32, norms []float32, base int32, dist []float32, idx []int32) {
+// topK folds one row of -2 q.m (for bank rows base, base+1, ..., or ids[0],
+// ids[1], ... when ids is given) into the sorted k best (dist, idx) of one
+// query with squared norm qn. Bank rows come in increasing index order, so
+// a strict comparison keeps the lower index on ties.
+func topK(row []float32, qn float32, norms []float32, base int32, ids []int32, dist []float32, idx []int32) {
 	k := len(dist)
 	idx = idx[:k]
 	worst := dist[k-1]
@@ -297,9 +298,18 @@ func topK(row []float32, qn float32, norms []float32, base int32, dist []float32
 			dist[p], idx[p] = dist[p-1], idx[p-1]
 			p--
 		}
-		dist[p], idx[p] = v, base+int32(j)
+		dist[p], idx[p] = v, rowID(base, ids, j)
 		worst = dist[k-1]
 	}
+}
+
+// rowID is the bank row of a fold's j-th value: ids[j], or base+j without
+// ids (read only when a value enters the top-k, off the loop's fast path).
+func rowID(base int32, ids []int32, j int) int32 {
+	if ids != nil {
+		return ids[j]
+	}
+	return base + int32(j)
 }
 
 // sqNorms writes the squared norms of the rows of x (len(dst) rows of d

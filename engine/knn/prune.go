@@ -383,7 +383,7 @@ type worker struct {
 	gq       []float32 // [group][D] the group's queries
 	buf      []float32 // [gatherRows][D] gathered bank rows
 	mn       []float32 // [gatherRows] their squared norms
-	out      []float32 // [gatherRows][group] -2 row.query
+	out      []float32 // [group][gatherRows] -2 query.row
 	ud       []float32 // [group][k] distances to the candidates
 	ui       []int32
 	computed int64
@@ -568,10 +568,11 @@ func (w *worker) evalInto(qs []query, active []bool, dist []float32, idx []int32
 	})
 }
 
-// fold gathers the rows w.ids in blocks, computes -2 row.query for the
+// fold gathers the rows w.ids in blocks, computes -2 query.row for the
 // group's queries with the same SGEMM kernel as the brute force (so each
 // product has the same bits), and folds each active query's distances
-// (|q|^2 + |m|^2) + (-2 q.m) into its top-k in increasing row order.
+// (|q|^2 + |m|^2) + (-2 q.m) into its top-k in increasing row order, as
+// the brute force does (top1, topK).
 func (w *worker) fold(qs []query, active []bool, out func(j int) ([]float32, []int32)) {
 	ix, d, g := w.ix, w.ix.d, len(qs)
 	for r0 := 0; r0 < len(w.ids); r0 += gatherRows {
@@ -581,63 +582,20 @@ func (w *worker) fold(qs []query, active []bool, out func(j int) ([]float32, []i
 			copy(w.buf[r*d:(r+1)*d], ix.bank[int(m)*d:(int(m)+1)*d])
 			w.mn[r] = ix.norms[m]
 		}
-		compute.SgemmSerial(false, true, rows, g, d, -2, w.buf[:rows*d], d, w.gq[:g*d], d, 0, w.out[:rows*g], g)
+		compute.SgemmSerial(false, true, g, rows, d, -2, w.gq[:g*d], d, w.buf[:rows*d], d, 0, w.out[:g*rows], rows)
 		for j, q := range qs {
 			if !active[j] {
 				continue
 			}
 			dj, ij := out(j)
+			row := w.out[j*rows : (j+1)*rows]
 			if w.k == 1 {
-				top1Col(w.out[:rows*g], g, j, q.qn, w.mn[:rows], ids, &dj[0], &ij[0])
+				top1(row, q.qn, w.mn[:rows], 0, ids, &dj[0], &ij[0])
 			} else {
-				topKCol(w.out[:rows*g], g, j, q.qn, w.mn[:rows], ids, dj, ij)
+				topK(row, q.qn, w.mn[:rows], 0, ids, dj, ij)
 			}
 		}
 		w.computed += int64(rows) * int64(g)
-	}
-}
-
-// top1Col is top1 on column j of c ([rows][stride]) for the bank rows ids.
-func top1Col(c []float32, stride, j int, qn float32, norms []float32, ids []int32, dist *float32, idx *int32) {
-	best, bi := *dist, *idx
-	for r, m := range ids {
-		v := qn + norms[r] + c[r*stride+j]
-		if v < best {
-			if v < 0 {
-				if best <= 0 {
-					continue
-				}
-				v = 0
-			}
-			best, bi = v, m
-		}
-	}
-	*dist, *idx = best, bi
-}
-
-// topKCol is topK on column j of c ([rows][stride]) for the bank rows
-// ids.
-func topKCol(c []float32, stride, j int, qn float32, norms []float32, ids []int32, dist []float32, idx []int32) {
-	k := len(dist)
-	worst := dist[k-1]
-	for r, m := range ids {
-		v := qn + norms[r] + c[r*stride+j]
-		if v >= worst || v != v {
-			continue
-		}
-		if v < 0 {
-			if worst <= 0 {
-				continue
-			}
-			v = 0
-		}
-		p := k - 1
-		for p > 0 && dist[p-1] > v {
-			dist[p], idx[p] = dist[p-1], idx[p-1]
-			p--
-		}
-		dist[p], idx[p] = v, m
-		worst = dist[k-1]
 	}
 }
 

@@ -262,12 +262,12 @@ func TestPrunedSubnormal(t *testing.T) {
 	}
 }
 
-// top1Col and topKCol fold a strided column exactly as top1 and topK fold
-// a row: negatives clamped to 0, ties to the lower index, NaN skipped.
-func TestFoldColumnMatchesRow(t *testing.T) {
+// top1 and topK fold the pruned search's gathered rows (explicit,
+// increasing row ids) exactly as the brute force's consecutive rows:
+// negatives clamped to 0, ties to the lower index, NaN skipped.
+func TestFoldRowIDs(t *testing.T) {
 	r := rand.New(rand.NewPCG(27, 28))
-	const rows, stride, col = 300, 5, 2
-	c := make([]float32, rows*stride)
+	const rows = 300
 	norms := make([]float32, rows)
 	ids := make([]int32, rows)
 	row := make([]float32, rows)
@@ -276,9 +276,9 @@ func TestFoldColumnMatchesRow(t *testing.T) {
 		if i%50 == 7 {
 			v = float32(math.NaN())
 		}
-		c[i*stride+col], row[i] = v, v
+		row[i] = v
 		norms[i] = float32(r.IntN(3))
-		ids[i] = int32(100 + i)
+		ids[i] = int32(100 + 3*i)
 	}
 	for _, k := range []int{1, 2, 6} {
 		wd, wi := make([]float32, k), make([]int32, k)
@@ -287,15 +287,15 @@ func TestFoldColumnMatchesRow(t *testing.T) {
 			wd[j], wi[j], gd[j], gi[j] = math.MaxFloat32, -1, math.MaxFloat32, -1
 		}
 		if k == 1 {
-			top1(row, 1.5, norms, 100, &wd[0], &wi[0])
-			top1Col(c, stride, col, 1.5, norms, ids, &gd[0], &gi[0])
+			top1(row, 1.5, norms, 0, nil, &wd[0], &wi[0])
+			top1(row, 1.5, norms, 0, ids, &gd[0], &gi[0])
 		} else {
-			topK(row, 1.5, norms, 100, wd, wi)
-			topKCol(c, stride, col, 1.5, norms, ids, gd, gi)
+			topK(row, 1.5, norms, 0, nil, wd, wi)
+			topK(row, 1.5, norms, 0, ids, gd, gi)
 		}
 		for j := range k {
-			if math.Float32bits(wd[j]) != math.Float32bits(gd[j]) || wi[j] != gi[j] {
-				t.Errorf("k=%d rank %d: column (%d, %v), row (%d, %v)", k, j, gi[j], gd[j], wi[j], wd[j])
+			if math.Float32bits(wd[j]) != math.Float32bits(gd[j]) || wi[j] < 0 || ids[wi[j]] != gi[j] {
+				t.Errorf("k=%d rank %d: with ids (%d, %v), consecutive (%d, %v)", k, j, gi[j], gd[j], wi[j], wd[j])
 			}
 		}
 	}
