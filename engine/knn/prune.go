@@ -7,6 +7,7 @@ package knn
 import "C"
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/bits"
@@ -146,17 +147,10 @@ func (ix *Index) UsePrincipal(pr *Principal, mode Mode) error {
 	for m := range n {
 		c := pr.Coords[m*p : (m+1)*p]
 		b := (m/8)*w1Rows*8 + m%8
-		var sq float64
-		for k := range coarseDims {
-			v := pr.Resid[2*m]
-			if k < coarseDims-1 {
-				v = 0
-				if k < p {
-					v = c[k]
-				}
-			}
+		var w [coarseDims]float32
+		sq := coarseCoords(w[:], c, pr.Resid[2*m])
+		for k, v := range w {
 			pd.w1[b+8*k] = v
-			sq += float64(v) * float64(v)
 		}
 		pd.w1[b+8*coarseDims] = float32(sq)
 		copy(pd.w2[m*pd.s2:], c)
@@ -172,6 +166,21 @@ func (ix *Index) UsePrincipal(pr *Principal, mode Mode) error {
 	}
 	ix.prune = pd
 	return nil
+}
+
+// coarseCoords writes a row's coarse coordinates into dst
+// [coarseDims]: its first principal coordinates (zero-padded when there
+// are fewer) and its residual norm r after them; it returns their squared
+// norm, summed in float64.
+func coarseCoords(dst, coords []float32, r float32) float64 {
+	clear(dst)
+	copy(dst[:coarseDims-1], coords)
+	dst[coarseDims-1] = r
+	var sq float64
+	for _, v := range dst {
+		sq += float64(v) * float64(v)
+	}
+	return sq
 }
 
 // maxNorm bounds the squared norms the pruned search accepts (bank rows
@@ -275,21 +284,17 @@ func (ix *Index) prunedChunk(s *chunkScratch, dist []float32, idx []int32, queri
 		o := i * (coarseDims + pd.s2)
 		q := query{i: i, qn: s.qn[i], scale: float64(s.qn[i]) + s.sq[i], q1: q12[o : o+coarseDims], q2: q12[o+coarseDims : o+coarseDims+pd.s2]}
 		c := s.coords[i*p : (i+1)*p]
-		copy(q.q1[:min(coarseDims-1, p)], c)
-		q.q1[coarseDims-1] = s.resid[2*i]
-		var sq float64
+		q.nq1 = float32(coarseCoords(q.q1, c, s.resid[2*i]))
 		for k, v := range q.q1 {
-			sq += float64(v) * float64(v)
 			q.q1[k] = -2 * v
 		}
-		q.nq1 = float32(sq)
 		copy(q.q2, c)
 		q.q2[p] = s.resid[2*i+1]
 		qs = append(qs, q)
 	}
 	// Queries close in the leading coordinate tend to share candidates.
 	slices.SortStableFunc(qs, func(a, b query) int {
-		return cmpFloat(s.coords[a.i*p], s.coords[b.i*p])
+		return cmp.Compare(s.coords[a.i*p], s.coords[b.i*p])
 	})
 	groups := (len(qs) + group - 1) / group
 	var next atomic.Int64
@@ -355,16 +360,6 @@ func (ix *Index) prunedChunk(s *chunkScratch, dist []float32, idx []int32, queri
 		}
 	}
 	return len(slow)
-}
-
-func cmpFloat(a, b float32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // worker is one goroutine's scratch for searching groups of queries.
